@@ -1,0 +1,35 @@
+# Two entry points on a fresh machine: `make demo` and `make test`. Both create .venv and
+# install the pinned dependencies first. torch is pinned to the CPU build found on this
+# project's machines (an unpinned torch pulls a multi-GB CUDA build).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH_PIN := torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test venv clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check $(TORCH_PIN)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,neural,gpu]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	@tmp=$$(mktemp -d) && cp tests/data/commavq_dev.npy $$tmp/clip.npy && \
+	echo "== nacc compress (default predictor) on the shipped real commaVQ clip" && \
+	bin/nacc compress -v $$tmp/clip.npy && \
+	mv $$tmp/clip.npy $$tmp/original.npy && \
+	echo "== nacc decompress" && \
+	bin/nacc decompress -v $$tmp/clip.npy.nacc && \
+	cmp $$tmp/clip.npy $$tmp/original.npy && echo "== round trip byte-identical" && \
+	bin/nacc info $$tmp/clip.npy.nacc && \
+	bin/nacc verify $$tmp/original.npy && rm -rf $$tmp
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info

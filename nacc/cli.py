@@ -1,0 +1,417 @@
+"""``nacc`` command line, shaped like zstd/xz.
+
+    nacc compress INPUT... [-o OUT] [-c] [-f] [-k|--rm] [-T N] [--predictor NAME] [-v|-q]
+    nacc decompress FILE.nacc... [-o OUT] [-c] [-f] [-T N]
+    nacc test FILE.nacc...          decode and check, write nothing
+    nacc verify INPUT...            compress + decompress in memory, report rate and times
+    nacc info FILE.nacc...          header, rate, bits/token
+
+``compress X`` writes ``X.nacc`` beside X; ``decompress X.nacc`` writes X.  A directory
+input becomes one archive of all its ``.npy`` files.  ``-`` is stdin/stdout.  Outputs are
+written to a temporary file and renamed, never over an existing file without ``-f``, never
+as binary to a terminal.  Errors: ``nacc: FILE: message`` on stderr; exit 0 ok, 1 data or
+runtime error, 2 usage.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+from nacc.errors import NaccError
+
+SUFFIX = ".nacc"
+
+# subcommands defined by other modules, imported only when called
+LAZY_COMMANDS = {
+    "train": "nacc.neural.cli:train",
+    "bench": "nacc.bench:bench",
+    "submission": "nacc.submission:submission",
+}
+
+
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
+
+
+class _Group(click.Group):
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self._lazy()))
+
+    def _lazy(self):
+        return {n: t for n, t in LAZY_COMMANDS.items() if _module_exists(t.split(":")[0])}
+
+    def get_command(self, ctx, name):
+        cmd = super().get_command(ctx, name)
+        if cmd is None and name in self._lazy():
+            mod, attr = LAZY_COMMANDS[name].split(":")
+            cmd = getattr(importlib.import_module(mod), attr)
+        return cmd
+
+
+class Reporter:
+    """Messages on stderr at the chosen verbosity; counts failures for the exit code."""
+
+    def __init__(self, verbose: int, quiet: bool):
+        self.level = -1 if quiet else verbose
+        self.failed = 0
+
+    def info(self, msg: str, level: int = 0) -> None:
+        if self.level >= level:
+            click.echo(msg, err=True)
+
+    def error(self, where: str, msg: str) -> None:
+        self.failed += 1
+        click.echo(f"nacc: {where}: {msg}", err=True)
+
+    def exit(self) -> None:
+        sys.exit(1 if self.failed else 0)
+
+
+def _verbosity(f):
+    f = click.option("-v", "--verbose", count=True, help="More messages (repeatable).")(f)
+    return click.option("-q", "--quiet", is_flag=True, help="Only errors.")(f)
+
+
+def _frame_shape(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        h, w = (int(x) for x in value.lower().split("x"))
+        if h < 1 or w < 1:
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not HxW, e.g. 8x16") from None
+    return (h, w)
+
+
+def _device_option(f):
+    return click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
+                        show_default=True,
+                        help="Where tables are computed; archives are identical on all.")(f)
+
+
+def _predictor_options(f):
+    f = _device_option(f)
+    f = click.option("--model", type=click.Path(), default=None,
+                     help="Model folder, for predictors that need one.")(f)
+    f = click.option("--frame-shape", callback=_frame_shape, default=None, metavar="HxW",
+                     help="Frame shape for (T, N) arrays [8x16 when N=128, else 1xN].")(f)
+    f = click.option("--vocab", type=click.IntRange(2, 65536), default=1024, show_default=True,
+                     help="Vocabulary size: token ids are 0..vocab-1.")(f)
+    return click.option("--predictor", default=None, metavar="NAME",
+                        help="Predictor (see `nacc info --predictors`) [cm].")(f)
+
+
+def _options(predictor, vocab, frame_shape, model, device="cpu"):
+    from nacc.codec import Options
+
+    params = (("model", model),) if model else ()
+    return Options(predictor or "", params, vocab, frame_shape, device)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="nacc", message="nacc %(version)s")
+def main():
+    """nacc: lossless compression of VQ token videos (commaVQ and friends)."""
+
+
+# -- input / output helpers -------------------------------------------------------------
+def _read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    return Path(path).read_bytes()
+
+
+def _segments_of(path: str):
+    """``(name, NpyFile)`` pairs of a file, a directory of .npy files, or stdin."""
+    from nacc import npyio
+
+    p = Path(path)
+    if path != "-" and p.is_dir():
+        files = sorted(q for q in p.rglob("*.npy") if q.is_file())
+        if not files:
+            raise NaccError("directory holds no .npy files")
+        return [(q.relative_to(p).as_posix(), npyio.parse_npy(q.read_bytes(), str(q)))
+                for q in files]
+    name = "stdin.npy" if path == "-" else p.name
+    return [(name, npyio.parse_npy(_read_input(path), path))]
+
+
+def _check_binary_stdout():
+    if sys.stdout.isatty():
+        raise NaccError("refusing to write binary data to a terminal (use -o or redirect)")
+
+
+def write_atomic(dest: str, chunks, force: bool) -> int:
+    """Write ``chunks`` to ``dest`` via a temporary file and a rename; ``-`` is stdout.
+    Returns bytes written.  Nothing is left behind on failure."""
+    if dest == "-":
+        _check_binary_stdout()
+        n = 0
+        for c in chunks:
+            sys.stdout.buffer.write(c)
+            n += len(c)
+        sys.stdout.buffer.flush()
+        return n
+    target = Path(dest)
+    if target.exists() and not force:
+        raise NaccError(f"{dest} already exists (use -f to overwrite)")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
+                               dir=target.parent if str(target.parent) else ".")
+    n = 0
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for c in chunks:
+                f.write(c)
+                n += len(c)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return n
+
+
+def _rate_line(n_tokens: int, n_bytes: int) -> str:
+    return (f"rate {n_tokens * 10 / 8 / n_bytes:.4f}, "
+            f"{8 * n_bytes / n_tokens:.4f} bits/token")
+
+
+def _n_tokens(segments) -> int:
+    return sum(int(s.array.size) for _, s in segments)
+
+
+# -- compress ---------------------------------------------------------------------------
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", default=None, help="Output file (all inputs in one archive).")
+@click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write to standard output.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("-k", "--keep", is_flag=True, help="Keep inputs (the default).")
+@click.option("--rm", "remove", is_flag=True, help="Remove inputs after success.")
+@click.option("-T", "--threads", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Processes over independent segments; output does not depend on it.")
+@_predictor_options
+@_verbosity
+def compress(inputs, output, to_stdout, force, keep, remove, threads, predictor, vocab,
+             frame_shape, model, device, verbose, quiet):
+    """Compress .npy token videos (files, directories, or - for stdin)."""
+    from nacc import codec
+
+    rep = Reporter(verbose, quiet)
+    if keep and remove:
+        raise click.UsageError("-k and --rm exclude each other")
+    opts = _options(predictor, vocab, frame_shape, model, device)
+    if to_stdout or (inputs == ("-",) and output is None):
+        output = "-"
+    if output is not None:
+        jobs = [(output, list(inputs))]
+    else:
+        jobs = [(str(Path(i.rstrip("/"))) + SUFFIX, [i]) for i in inputs]
+    for dest, srcs in jobs:
+        where = srcs[0] if len(srcs) == 1 else dest
+        try:
+            if dest != "-" and Path(dest).exists() and not force:
+                raise NaccError(f"{dest} already exists (use -f to overwrite)")
+            segments = []
+            for src in srcs:
+                where = src
+                segments += _segments_of(src)
+            where = srcs[0] if len(srcs) == 1 else dest
+            names = [n for n, _ in segments]
+            if len(set(names)) != len(names):
+                raise NaccError("two inputs share a segment name; compress them separately")
+            t0 = time.perf_counter()
+            n = write_atomic(dest, codec.compress_segments(segments, opts, threads), force)
+            rep.info(f"{where}: {_rate_line(_n_tokens(segments), n)}, {n} bytes -> {dest}"
+                     + (f" in {time.perf_counter() - t0:.2f} s" if rep.level >= 1 else ""))
+            if remove:
+                for src in srcs:
+                    if src != "-" and Path(src).is_file():
+                        Path(src).unlink()
+        except NaccError as e:
+            rep.error(where, str(e))
+        except OSError as e:
+            rep.error(where, e.strerror or str(e))
+    rep.exit()
+
+
+# -- decompress -------------------------------------------------------------------------
+def _archive_output(src: str, output: str | None) -> str:
+    if output is not None:
+        return output
+    if src == "-":
+        return "-"
+    if not src.endswith(SUFFIX):
+        raise NaccError(f"unknown suffix (expected {SUFFIX}); use -o to name the output")
+    return src[: -len(SUFFIX)]
+
+
+def _safe_member(root: Path, name: str) -> Path:
+    p = Path(name)
+    if p.is_absolute() or ".." in p.parts or not p.parts:
+        raise NaccError(f"unsafe segment name {name!r} in archive")
+    return root / p
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", default=None,
+              help="Output file, or folder for a multi-segment archive.")
+@click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write to standard output.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("-k", "--keep", is_flag=True, help="Keep inputs (the default).")
+@click.option("--rm", "remove", is_flag=True, help="Remove archives after success.")
+@click.option("-T", "--threads", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option("--model", type=click.Path(), default=None,
+              help="Model folder, if it moved since compression (its hash must match).")
+@_device_option
+@_verbosity
+def decompress(inputs, output, to_stdout, force, keep, remove, threads, model, device, verbose,
+               quiet):
+    """Restore the original .npy files, byte for byte."""
+    from nacc import codec, container
+
+    rep = Reporter(verbose, quiet)
+    if output is not None and len(inputs) > 1:
+        raise click.UsageError("-o takes a single input")
+    override = {"model": model} if model else None
+    for src in inputs:
+        try:
+            buf = _read_input(src)
+            dest = "-" if to_stdout else _archive_output(src, output)
+            header, _ = container.read_header(buf)
+            t0 = time.perf_counter()
+            if header.n_segments == 1:
+                if dest != "-" and Path(dest).exists() and not force:
+                    raise NaccError(f"{dest} already exists (use -f to overwrite)")
+                (name, data), = codec.decompress_archive(buf, threads, override, device)
+                write_atomic(dest, [data], force)
+            else:
+                if dest == "-":
+                    raise NaccError("a multi-segment archive cannot go to stdout")
+                root = Path(dest)
+                items = list(codec.decompress_archive(buf, threads, override, device))
+                targets = [_safe_member(root, n) for n, _ in items]
+                clash = [str(t) for t in targets if t.exists()]
+                if clash and not force:
+                    raise NaccError(f"{clash[0]} already exists (use -f to overwrite)")
+                for t, (_, data) in zip(targets, items):
+                    t.parent.mkdir(parents=True, exist_ok=True)
+                    write_atomic(str(t), [data], force)
+            rep.info(f"{src}: {header.n_segments} segment(s) -> {dest}"
+                     + (f" in {time.perf_counter() - t0:.2f} s" if rep.level >= 1 else ""),
+                     level=1)
+            if remove and src != "-":
+                Path(src).unlink()
+        except NaccError as e:
+            rep.error(src, str(e))
+        except OSError as e:
+            rep.error(src, e.strerror or str(e))
+    rep.exit()
+
+
+# -- test / verify / info ---------------------------------------------------------------
+@main.command("test")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-T", "--threads", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option("--model", type=click.Path(), default=None, help="Model folder, if it moved.")
+@_device_option
+@_verbosity
+def test_cmd(inputs, threads, model, device, verbose, quiet):
+    """Decode archives and check every checksum; write nothing."""
+    from nacc import codec
+
+    rep = Reporter(verbose, quiet)
+    override = {"model": model} if model else None
+    for src in inputs:
+        try:
+            n = sum(1 for _ in codec.decompress_archive(_read_input(src), threads, override, device))
+            rep.info(f"{src}: OK ({n} segment(s))", level=1)
+        except NaccError as e:
+            rep.error(src, str(e))
+        except OSError as e:
+            rep.error(src, e.strerror or str(e))
+    rep.exit()
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-T", "--threads", type=click.IntRange(1, 256), default=1, show_default=True)
+@_predictor_options
+@_verbosity
+def verify(inputs, threads, predictor, vocab, frame_shape, model, device, verbose, quiet):
+    """Compress and decompress in memory; report rate, bits/token and times; exit 1 on any
+    mismatch."""
+    from nacc import codec, npyio
+
+    rep = Reporter(verbose, quiet)
+    opts = _options(predictor, vocab, frame_shape, model, device)
+    for src in inputs:
+        try:
+            segments = _segments_of(src)
+            t0 = time.perf_counter()
+            archive = b"".join(codec.compress_segments(segments, opts, threads))
+            t1 = time.perf_counter()
+            restored = list(codec.decompress_archive(archive, threads, device=device))
+            t2 = time.perf_counter()
+            for (name, npy), (name2, data) in zip(segments, restored):
+                if name != name2 or data != npyio.npy_bytes(npy):
+                    raise NaccError(f"round trip mismatch in segment {name!r}")
+            n_tok = _n_tokens(segments)
+            if rep.level >= 0:
+                click.echo(f"{src}: OK {opts.predictor_name()} {_rate_line(n_tok, len(archive))}, "
+                           f"{len(archive)} bytes, encode {t1 - t0:.3f} s, "
+                           f"decode {t2 - t1:.3f} s, {n_tok} tokens")
+        except NaccError as e:
+            rep.error(src, str(e))
+        except OSError as e:
+            rep.error(src, e.strerror or str(e))
+    rep.exit()
+
+
+@main.command()
+@click.argument("inputs", nargs=-1)
+@click.option("--predictors", "list_predictors", is_flag=True, help="List predictors.")
+@_verbosity
+def info(inputs, list_predictors, verbose, quiet):
+    """Show archive headers, rates and bits/token (reads headers only)."""
+    from nacc import container
+    from nacc.predictors import available
+
+    rep = Reporter(verbose, quiet)
+    if list_predictors:
+        click.echo("\n".join(available()))
+    for src in inputs:
+        try:
+            buf = _read_input(src)
+            header, segments = container.read_archive(buf)
+            n_tok = sum(s.n_tokens for s in segments)
+            click.echo(f"{src}: nacc format {container.VERSION}, predictor {header.predictor} "
+                       f"{header.params}, model {header.model_hash.hex()[:16] or '-'}, "
+                       f"P={header.precision}, {header.n_segments} segment(s), {len(buf)} bytes, "
+                       f"{_rate_line(n_tok, len(buf))}")
+            for s in segments:
+                click.echo(f"  {s.name}: {s.descr} {s.shape}, frame {s.frame_shape[0]}x"
+                           f"{s.frame_shape[1]}, vocab {s.vocab}, {4 * len(s.words)} payload "
+                           f"bytes, {8 * 4 * len(s.words) / s.n_tokens:.4f} bits/token")
+        except NaccError as e:
+            rep.error(src, str(e))
+        except OSError as e:
+            rep.error(src, e.strerror or str(e))
+    if not inputs and not list_predictors:
+        raise click.UsageError("give archives, or --predictors")
+    rep.exit()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""The predictor contract: token video in, one exact integer frequency table per token out.
+
+A predictor sees a token video ``tokens`` (int32, shape (T, H, W), values 0..V-1) in coding
+order: raster order within a frame, then frame by frame.  For every token it produces a table
+of V int32 frequencies, each >= 1, summing to exactly ``2**precision`` (precision <= 24),
+computed with integer arithmetic only from the tokens already coded.  Four paths give the
+same tables, and the tests hold every predictor to that:
+
+* ``tables(tokens)``: reference, yields one (H*W, V) array per frame.
+* ``stepper()``: decode order, one token at a time (``table()``, then ``push(symbol)``).
+* ``intervals(tokens)``: encode fast path, ``(start, freq)`` of each actual token.
+* ``decode(words, n_frames)``: decode fast path, rANS words in, tokens out.
+
+Subclasses override ``intervals``/``decode`` with fused kernels where it pays; the defaults
+here derive them from ``tables``/``stepper``.  A predictor registers under a stable name with
+``@register``; the archive records the name, ``params()`` and ``model_hash()``, and
+``cls(vocab, frame_shape, **params)`` must rebuild an identical predictor.
+"""
+from __future__ import annotations
+
+import abc
+from typing import ClassVar, Iterator
+
+import numpy as np
+
+from nacc.errors import NaccError
+
+MAX_PRECISION = 24
+MAX_VOCAB = 65536
+
+_REGISTRY: dict[str, type["Predictor"]] = {}
+
+
+def register(cls: type["Predictor"]) -> type["Predictor"]:
+    """Class decorator: make ``cls`` available under ``cls.name``."""
+    name = cls.name
+    if name in _REGISTRY and _REGISTRY[name] is not cls:
+        raise ValueError(f"predictor name {name!r} registered twice")
+    _REGISTRY[name] = cls
+    return cls
+
+
+def available() -> list[str]:
+    """Names of the registered predictors, sorted."""
+    from nacc import predictors  # noqa: F401  (imports every built-in predictor module)
+
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> type["Predictor"]:
+    """The predictor class registered as ``name``; NaccError if unknown."""
+    names = available()
+    if name not in _REGISTRY:
+        raise NaccError(f"unknown predictor {name!r} (known: {', '.join(names)})")
+    return _REGISTRY[name]
+
+
+class Stepper(abc.ABC):
+    """Decode-order view of a predictor: the table of the next token, then its value."""
+
+    @abc.abstractmethod
+    def table(self) -> np.ndarray:
+        """int32[V] frequency table of the next token."""
+
+    @abc.abstractmethod
+    def push(self, symbol: int) -> None:
+        """Record the value of the token whose table was just returned."""
+
+
+class Predictor(abc.ABC):
+    """Base class; see the module docstring for the contract."""
+
+    name: ClassVar[str]
+    precision: int = MAX_PRECISION
+
+    def __init__(self, vocab: int, frame_shape: tuple[int, int]):
+        if not 2 <= int(vocab) <= MAX_VOCAB:
+            raise NaccError(f"vocabulary size {vocab} outside 2..{MAX_VOCAB}")
+        h, w = (int(x) for x in frame_shape)
+        if h < 1 or w < 1:
+            raise NaccError(f"frame shape {h}x{w} is empty")
+        self.vocab = int(vocab)
+        self.frame_shape = (h, w)
+        if self.vocab > 2**self.precision:
+            raise NaccError(f"vocabulary {vocab} does not fit precision {self.precision}")
+
+    @property
+    def frame_size(self) -> int:
+        return self.frame_shape[0] * self.frame_shape[1]
+
+    def params(self) -> dict:
+        """JSON-serialisable parameters recorded in the archive (vocab and frame shape are
+        recorded separately)."""
+        return {}
+
+    def model_hash(self) -> bytes:
+        """sha256 digest of any weights or priors the tables depend on; b"" if none."""
+        return b""
+
+    # -- reference and step paths -------------------------------------------------------
+    @abc.abstractmethod
+    def tables(self, tokens: np.ndarray) -> Iterator[np.ndarray]:
+        """Yield one int32 (H*W, V) table array per frame of ``tokens`` (T, H, W)."""
+
+    @abc.abstractmethod
+    def stepper(self) -> Stepper:
+        """A fresh decode-order stepper."""
+
+    # -- fast paths (defaults derived from the two above) --------------------------------
+    def intervals(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(start, freq)`` uint32 arrays of every token, in coding order."""
+        from nacc.kernels.cpu.rans import intervals_from_tables
+
+        n = tokens.size
+        start = np.empty(n, np.uint32)
+        freq = np.empty(n, np.uint32)
+        flat = np.ascontiguousarray(tokens, dtype=np.int32).reshape(len(tokens), -1)
+        for t, table in enumerate(self.tables(tokens)):
+            intervals_from_tables(table, flat[t], start, freq, t * flat.shape[1])
+        return start, freq
+
+    def decode(self, words: np.ndarray, n_frames: int) -> np.ndarray:
+        """Decode ``n_frames`` frames from rANS ``words``; returns int32 (T, H, W)."""
+        from nacc.coder import StepDecoder
+
+        h, w = self.frame_shape
+        out = np.empty(n_frames * h * w, np.int32)
+        decoder = StepDecoder(words, self.precision)
+        stepper = self.stepper()
+        for i in range(out.size):
+            s = decoder.decode(stepper.table())
+            stepper.push(s)
+            out[i] = s
+        return out.reshape(n_frames, h, w)
+
+
+def check_table(table: np.ndarray, vocab: int, precision: int) -> None:
+    """Assert the contract on a table (or a stack of tables); used by tests and debugging."""
+    t = np.asarray(table)
+    if t.dtype != np.int32 or t.shape[-1] != vocab:
+        raise AssertionError(f"table dtype/shape {t.dtype}{t.shape}, want int32[..., {vocab}]")
+    if t.min() < 1:
+        raise AssertionError("table has a frequency < 1")
+    sums = t.astype(np.int64).sum(axis=-1)
+    if not np.all(sums == 2**precision):
+        raise AssertionError(f"table totals {np.unique(sums)[:5]} != 2**{precision}")
