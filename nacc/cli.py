@@ -133,18 +133,11 @@ def _read_input(path: str) -> bytes:
 
 
 def _segments_of(path: str):
-    """``(name, NpyFile)`` pairs of a file, a directory of .npy files, or stdin."""
-    from nacc import npyio
+    """``(name, NpyFile)`` pairs of a .npy file, a directory of them, an .npz, a commaVQ
+    webdataset shard (.tar/.tar.gz, streamed), or stdin; see nacc.inputs."""
+    from nacc import inputs
 
-    p = Path(path)
-    if path != "-" and p.is_dir():
-        files = sorted(q for q in p.rglob("*.npy") if q.is_file())
-        if not files:
-            raise NaccError("directory holds no .npy files")
-        return [(q.relative_to(p).as_posix(), npyio.parse_npy(q.read_bytes(), str(q)))
-                for q in files]
-    name = "stdin.npy" if path == "-" else p.name
-    return [(name, npyio.parse_npy(_read_input(path), path))]
+    return inputs.segments_of(path)
 
 
 def _check_binary_stdout():
@@ -179,6 +172,15 @@ def write_atomic(dest: str, chunks, force: bool) -> int:
         Path(tmp).unlink(missing_ok=True)
         raise
     return n
+
+
+def _progress(items, total: int, rep: Reporter, what: str):
+    """tqdm over ``items`` on stderr when it is a terminal and there is more than one."""
+    if total <= 1 or rep.level < 0 or not sys.stderr.isatty():
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, total=total, desc=what, unit="seg", file=sys.stderr, leave=False)
 
 
 def _rate_line(n_tokens: int, n_bytes: int) -> str:
@@ -231,7 +233,8 @@ def compress(inputs, output, to_stdout, force, keep, remove, threads, predictor,
             if len(set(names)) != len(names):
                 raise NaccError("two inputs share a segment name; compress them separately")
             t0 = time.perf_counter()
-            n = write_atomic(dest, codec.compress_segments(segments, opts, threads), force)
+            chunks = codec.compress_segments(segments, opts, threads)
+            n = write_atomic(dest, _progress(chunks, len(segments) + 1, rep, "compress"), force)
             rep.info(f"{where}: {_rate_line(_n_tokens(segments), n)}, {n} bytes -> {dest}"
                      + (f" in {time.perf_counter() - t0:.2f} s" if rep.level >= 1 else ""))
             if remove:
@@ -300,7 +303,8 @@ def decompress(inputs, output, to_stdout, force, keep, remove, threads, model, d
                 if dest == "-":
                     raise NaccError("a multi-segment archive cannot go to stdout")
                 root = Path(dest)
-                items = list(codec.decompress_archive(buf, threads, override, device))
+                items = list(_progress(codec.decompress_archive(buf, threads, override, device),
+                                       header.n_segments, rep, "decompress"))
                 targets = [_safe_member(root, n) for n, _ in items]
                 clash = [str(t) for t in targets if t.exists()]
                 if clash and not force:

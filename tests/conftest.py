@@ -1,0 +1,28 @@
+"""Shared fixtures: the real dev clip shipped in the repo, and small clips cut from it."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_CLIP = ROOT / "tests" / "data" / "commavq_dev.npy"
+DEV_CLIP_SHA256 = "a17646d962d3a94587da9d4a427c2ddfb9fc53d93ccf71cea7c3d17cbfaf9431"
+NACC = [sys.executable, "-m", "nacc.cli"]
+
+os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".venv" / "numba-cache"))
+
+
+@pytest.fixture(scope="session")
+def dev_clip() -> np.ndarray:
+    """The real commaVQ clip: int16 (600, 8, 16)."""
+    return np.load(DEV_CLIP)
+
+
+@pytest.fixture(scope="session")
+def small_clip(dev_clip) -> np.ndarray:
+    """Frames 0-9 of the real clip."""
+    return np.ascontiguousarray(dev_clip[:10])

@@ -1,0 +1,162 @@
+"""The command line: zstd-like behaviour, exit codes, messages, nothing lost."""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import NACC, ROOT
+
+
+def run(*args, cwd, stdin=None):
+    return subprocess.run([*NACC, *map(str, args)], cwd=cwd, input=stdin, capture_output=True,
+                          env=_env())
+
+
+def _env():
+    import os
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def digest(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def clip_file(tmp_path, dev_clip):
+    p = tmp_path / "clip.npy"
+    np.save(p, dev_clip[:30])
+    return p
+
+
+def test_compress_decompress_like_zstd(tmp_path, clip_file):
+    before = digest(clip_file)
+    r = run("compress", "-q", "--predictor", "prevframe", clip_file.name, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == b"" and r.stdout == b""
+    archive = tmp_path / "clip.npy.nacc"
+    assert archive.exists() and digest(clip_file) == before
+    # refuses to overwrite, input untouched, nothing else written
+    r = run("compress", "--predictor", "prevframe", clip_file.name, cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stderr.decode().strip() == \
+        "nacc: clip.npy: clip.npy.nacc already exists (use -f to overwrite)"
+    clip_file.rename(tmp_path / "orig.npy")
+    r = run("decompress", archive.name, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert digest(tmp_path / "clip.npy") == before
+    r = run("decompress", archive.name, cwd=tmp_path)
+    assert r.returncode == 1 and b"already exists" in r.stderr
+    r = run("decompress", "-f", archive.name, cwd=tmp_path)
+    assert r.returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.npy", "clip.npy.nacc", "orig.npy"]
+
+
+def test_stdin_stdout_and_test_info(tmp_path, clip_file):
+    raw = clip_file.read_bytes()
+    r = run("compress", "--predictor", "prevframe", "-", cwd=tmp_path, stdin=raw)
+    assert r.returncode == 0, r.stderr
+    r2 = run("decompress", "-c", "-", cwd=tmp_path, stdin=r.stdout)
+    assert r2.returncode == 0 and r2.stdout == raw
+    (tmp_path / "s.nacc").write_bytes(r.stdout)
+    assert run("test", "s.nacc", cwd=tmp_path).returncode == 0
+    info = run("info", "s.nacc", cwd=tmp_path)
+    assert info.returncode == 0 and b"predictor prevframe" in info.stdout
+    assert b"(30, 8, 16)" in info.stdout
+
+
+def test_verify_reports_rate(tmp_path, clip_file):
+    r = run("verify", "--predictor", "uniform", clip_file.name, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    line = r.stdout.decode()
+    assert line.startswith("clip.npy: OK uniform rate 0.9864, 10.1375 bits/token, 4866 bytes")
+    assert line.endswith(", 3840 tokens\n")
+
+
+def test_errors_name_the_file_and_exit_1(tmp_path):
+    np.save(tmp_path / "f.npy", np.zeros((3, 4), np.float32))
+    np.save(tmp_path / "big.npy", np.full((2, 8, 16), 5000, np.int16))
+    (tmp_path / "junk.nacc").write_bytes(b"not an archive")
+    cases = [
+        (("compress", "f.npy"), "nacc: f.npy: dtype float32 is not an integer type"),
+        (("compress", "big.npy"), "nacc: big.npy: token id 5000 >= vocabulary size 1024"),
+        (("compress", "missing.npy"), "nacc: missing.npy: No such file or directory"),
+        (("decompress", "junk.nacc"), "nacc: junk.nacc: not a nacc archive (bad magic)"),
+        (("test", "junk.nacc"), "nacc: junk.nacc: not a nacc archive (bad magic)"),
+        (("compress", "--predictor", "zz", "big.npy"), "nacc: big.npy: unknown predictor 'zz'"),
+    ]
+    for args, msg in cases:
+        r = run(*args, cwd=tmp_path)
+        assert r.returncode == 1, args
+        assert r.stderr.decode().startswith(msg), (args, r.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.npy", "f.npy", "junk.nacc"]
+    # --vocab makes the big tokens legal
+    assert run("compress", "-q", "--vocab", "8192", "big.npy", cwd=tmp_path).returncode == 0
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert run("compress", cwd=tmp_path).returncode == 2
+    assert run("compress", "--frame-shape", "8by16", "x.npy", cwd=tmp_path).returncode == 2
+    assert run("nonsense", cwd=tmp_path).returncode == 2
+
+
+def test_decompress_needs_known_suffix(tmp_path, clip_file):
+    run("compress", "-q", "--predictor", "prevframe", "-o", "out.bin", clip_file.name,
+        cwd=tmp_path)
+    r = run("decompress", "out.bin", cwd=tmp_path)
+    assert r.returncode == 1 and b"unknown suffix" in r.stderr
+    r = run("decompress", "out.bin", "-o", "back.npy", cwd=tmp_path)
+    assert r.returncode == 0 and (tmp_path / "back.npy").read_bytes() == clip_file.read_bytes()
+
+
+def test_directory_and_many_inputs_make_one_archive(tmp_path, dev_clip):
+    d = tmp_path / "segs"
+    (d / "sub").mkdir(parents=True)
+    np.save(d / "a.npy", dev_clip[:5])
+    np.save(d / "sub" / "b.npy", dev_clip[5:9].reshape(4, 128))
+    r = run("compress", "-q", "--predictor", "prevframe", "segs", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = run("decompress", "segs.nacc", "-o", "out", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    for rel in ("a.npy", "sub/b.npy"):
+        assert (tmp_path / "out" / rel).read_bytes() == (d / rel).read_bytes()
+    r = run("compress", "-q", "--predictor", "prevframe", "-T", "2", "-o", "two.nacc",
+            "segs/a.npy", "segs/sub/b.npy", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r1 = run("compress", "-q", "--predictor", "prevframe", "-T", "1", "-o", "one.nacc",
+             "segs/a.npy", "segs/sub/b.npy", cwd=tmp_path)
+    assert r1.returncode == 0
+    assert (tmp_path / "two.nacc").read_bytes() == (tmp_path / "one.nacc").read_bytes()
+
+
+def test_rm_removes_input_only_after_success(tmp_path, clip_file):
+    r = run("compress", "-q", "--rm", "--predictor", "prevframe", clip_file.name, cwd=tmp_path)
+    assert r.returncode == 0 and not clip_file.exists()
+
+
+def test_refuses_binary_to_a_terminal(monkeypatch):
+    from nacc import cli
+    from nacc.errors import NaccError
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    with pytest.raises(NaccError, match="terminal"):
+        cli.write_atomic("-", [b"x"], force=False)
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    from nacc import cli
+
+    def chunks():
+        yield b"abc"
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        cli.write_atomic(str(tmp_path / "out.nacc"), chunks(), force=False)
+    assert list(tmp_path.iterdir()) == []

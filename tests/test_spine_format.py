@@ -1,0 +1,230 @@
+"""Round trips, the container format, damage detection and golden archives."""
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nacc import codec, container, npyio
+from nacc.errors import NaccError
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+# -- round trips ---------------------------------------------------------------------------
+@st.composite
+def token_arrays(draw):
+    vocab = draw(st.sampled_from([2, 3, 64, 1024, 2048, 65536]))
+    dtype = draw(st.sampled_from(["<i2", "<i4", "<i8", "<u2", ">i4"]))
+    if dtype in ("<i2",) and vocab > 32768:
+        vocab = 32768
+    t = draw(st.integers(1, 4))
+    h = draw(st.integers(1, 4))
+    w = draw(st.integers(1, 5))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, vocab, size=(t, h, w))
+    arr.flat[0] = 0
+    arr.flat[-1] = vocab - 1
+    flat = draw(st.booleans())
+    arr = arr.reshape(t, h * w) if flat else arr
+    fortran = draw(st.booleans())
+    out = arr.astype(np.dtype(dtype))
+    return (np.asfortranarray(out) if fortran else out), vocab
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(token_arrays(), st.sampled_from(["uniform", "prevframe"]))
+def test_round_trip_random_arrays(data, predictor):
+    arr, vocab = data
+    raw = npyio.save_bytes(arr)
+    npy = npyio.parse_npy(raw, "x")
+    opts = codec.Options(predictor, (), vocab, None)
+    archive = b"".join(codec.compress_segments([("x.npy", npy)], opts))
+    (name, restored), = codec.decompress_archive(archive)
+    assert name == "x.npy" and restored == raw
+
+
+def test_real_clip_round_trip_is_byte_identical(dev_clip):
+    raw = Path(__file__).parent.joinpath("data", "commavq_dev.npy").read_bytes()
+    npy = npyio.parse_npy(raw, "dev")
+    archive = b"".join(codec.compress_segments([("commavq_dev.npy", npy)], codec.Options()))
+    (_, restored), = codec.decompress_archive(archive)
+    assert restored == raw
+
+
+def test_non_canonical_npy_header_is_kept_verbatim():
+    arr = np.arange(12, dtype=np.int16).reshape(3, 4)
+    raw = npyio.save_bytes(arr)
+    # same header with extra spaces (what an old writer might produce), still valid npy
+    hlen = struct.unpack("<H", raw[8:10])[0]
+    header = raw[10:10 + hlen].rstrip(b"\n") + b" " * 64 + b"\n"
+    odd = raw[:8] + struct.pack("<H", len(header)) + header + raw[10 + hlen:]
+    np.testing.assert_array_equal(np.load(io.BytesIO(odd)), arr)
+    opts = codec.Options("prevframe", (), 16, None)
+    archive = b"".join(codec.compress_segments([("o.npy", npyio.parse_npy(odd, "o"))], opts))
+    assert list(codec.decompress_archive(archive))[0][1] == odd
+
+
+def test_threads_do_not_change_the_bytes(dev_clip):
+    segs = [(f"s{i}.npy", npyio.from_array(dev_clip[i * 20:(i + 1) * 20])) for i in range(3)]
+    opts = codec.Options("prevframe")
+    one = b"".join(codec.compress_segments(segs, opts, threads=1))
+    two = b"".join(codec.compress_segments(segs, opts, threads=2))
+    assert one == two
+    assert [d for _, d in codec.decompress_archive(one, threads=2)] == \
+        [npyio.npy_bytes(s) for _, s in segs]
+
+
+def test_segments_decode_independently(dev_clip):
+    segs = [(f"s{i}.npy", npyio.from_array(dev_clip[i * 7:(i + 1) * 7])) for i in range(3)]
+    archive = b"".join(codec.compress_segments(segs, codec.Options("prevframe")))
+    header, pos = container.read_header(archive)
+    offsets = [pos]
+    for _ in range(3):
+        _, pos = container.read_segment(archive, pos)
+        offsets.append(pos)
+    seg, _ = container.read_segment(archive, offsets[2])  # the third, without the others
+    assert codec.decode_segment(seg, header) == npyio.npy_bytes(segs[2][1])
+
+
+# -- bad input -----------------------------------------------------------------------------
+@pytest.mark.parametrize("arr,msg", [
+    (np.array([[0, 1024]], np.int16), "token id 1024 >= vocabulary size 1024"),
+    (np.array([[0, -1]], np.int16), "negative token id -1"),
+    (np.zeros((2, 3), np.float32), "not an integer type"),
+    (np.zeros((0, 8, 16), np.int16), "empty array"),
+    (np.zeros(5, np.int16), "has 1 dimensions"),
+    (np.zeros((2, 2, 2, 2), np.int16), "has 4 dimensions"),
+])
+def test_bad_arrays_are_refused(arr, msg):
+    with pytest.raises(NaccError, match=msg):
+        codec.compress_array(arr, predictor="uniform")
+
+
+def test_object_and_non_npy_inputs_are_refused():
+    buf = io.BytesIO()
+    np.save(buf, np.array([[1, 2]], dtype=object), allow_pickle=True)
+    with pytest.raises(NaccError, match="object arrays"):
+        npyio.parse_npy(buf.getvalue(), "obj.npy")
+    with pytest.raises(NaccError, match="not a .npy file"):
+        npyio.parse_npy(b"hello", "x.npy")
+    with pytest.raises(NaccError, match="data is"):
+        npyio.parse_npy(npyio.save_bytes(np.zeros((3, 4), np.int16))[:-1], "t.npy")
+
+
+def _small_archive(small_clip) -> bytes:
+    return codec.compress_array(small_clip[:2, :2, :4], predictor="prevframe", name="a.npy")
+
+
+def test_every_single_byte_change_is_detected(small_clip):
+    archive = _small_archive(small_clip)
+    assert len(archive) < 200
+    for i in range(len(archive)):
+        for flip in (0x01, 0x80, 0xFF):
+            bad = bytearray(archive)
+            bad[i] ^= flip
+            with pytest.raises(NaccError):
+                list(codec.decompress_archive(bytes(bad)))
+
+
+def test_every_truncation_and_extension_is_detected(small_clip):
+    archive = _small_archive(small_clip)
+    for n in range(len(archive)):
+        with pytest.raises(NaccError):
+            list(codec.decompress_archive(archive[:n]))
+    with pytest.raises(NaccError, match="trailing"):
+        list(codec.decompress_archive(archive + b"\0"))
+
+
+def _with_header(predictor="prevframe", version=container.VERSION, precision=24, n_seg=1):
+    h = container.Header(predictor, {}, b"", precision, n_seg)
+    raw = container.pack_header(h)
+    return raw[:4] + bytes([version]) + raw[5:]
+
+
+def test_magic_version_predictor_errors(small_clip):
+    archive = _small_archive(small_clip)
+    _, pos = container.read_header(archive)
+    body = archive[pos:]
+    with pytest.raises(NaccError, match="bad magic"):
+        list(codec.decompress_archive(b"PK\x03\x04" + archive[4:]))
+    with pytest.raises(NaccError, match="unsupported archive version 9"):
+        list(codec.decompress_archive(_with_header(version=9) + body))
+    with pytest.raises(NaccError, match="unknown predictor 'zz'"):
+        list(codec.decompress_archive(_with_header("zz") + body))
+
+
+def test_hostile_header_is_an_error_not_an_allocation():
+    seg = container.Segment("h.npy", "<i2", False, (10**12 // 128, 128), (8, 16), 1024, 0,
+                            np.zeros(1, np.uint32))
+    archive = _with_header() + container.pack_segment(seg)
+    with pytest.raises(NaccError, match="exceeds the limit"):
+        list(codec.decompress_archive(archive))
+    many = container.pack_header(container.Header("prevframe", {}, b"", 24, 10**9))
+    with pytest.raises(NaccError, match="segment count"):
+        list(codec.decompress_archive(many))
+
+
+def test_model_hash_mismatch_is_refused(small_clip):
+    archive = _small_archive(small_clip)
+    header, pos = container.read_header(archive)
+    forged = container.pack_header(container.Header(
+        header.predictor, header.params, b"\x01" * 32, header.precision, 1)) + archive[pos:]
+    with pytest.raises(NaccError, match="model"):
+        list(codec.decompress_archive(forged))
+
+
+# -- golden archives -----------------------------------------------------------------------
+def golden_cases(dev_clip):
+    """name -> (array, options) of every committed golden archive."""
+    clip = np.ascontiguousarray(dev_clip[:12])
+    cases = {
+        "uniform-dev12": (clip, codec.Options("uniform")),
+        "prevframe-dev12": (clip, codec.Options("prevframe")),
+        "prevframe-v37-flat": (np.arange(3 * 30, dtype=np.uint16).reshape(3, 30) % 37,
+                               codec.Options("prevframe", (), 37, (5, 6))),
+    }
+    from nacc.predictors import available
+
+    if "cm" in available():
+        cases["cm-dev12"] = (clip, codec.Options("cm"))
+    return cases
+
+
+def test_golden_archives_keep_decoding(dev_clip):
+    """Committed archives decode to the same bytes, and today's encoder writes the same
+    archive. Regenerate on purpose only: NACC_REGEN_GOLDEN=1 pytest tests/test_spine_format.py
+    (a format change bumps container.VERSION instead)."""
+    regen = os.environ.get("NACC_REGEN_GOLDEN") == "1"
+    for name, (arr, opts) in golden_cases(dev_clip).items():
+        path = GOLDEN / f"{name}.nacc"
+        fresh = b"".join(codec.compress_segments([(f"{name}.npy", npyio.from_array(arr))], opts))
+        if regen and not path.exists():
+            path.write_bytes(fresh)
+        assert path.exists(), f"missing golden archive {path}; regenerate on purpose"
+        stored = path.read_bytes()
+        (_, data), = codec.decompress_archive(stored)
+        assert data == npyio.npy_bytes(npyio.from_array(arr)), name
+        assert fresh == stored, f"{name}: encoder output changed (bump the format version?)"
+
+
+def test_varints_round_trip():
+    for n in (0, 1, 127, 128, 300, 2**32, 2**63):
+        r = container._Reader(container._varint(n), "t")
+        assert r.varint(2**64, "n") == n and r.done()
+
+
+def test_crc_covers_payload(small_clip):
+    archive = bytearray(_small_archive(small_clip))
+    archive[-5] ^= 1  # last payload byte
+    with pytest.raises(NaccError, match="payload checksum"):
+        list(codec.decompress_archive(bytes(archive)))
+    assert zlib.crc32(b"") == 0
