@@ -14,7 +14,7 @@ venv: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check $(TORCH_PIN)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,neural,gpu]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,neural,gpu,bench,ray]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -145,6 +145,12 @@ def _check_binary_stdout():
         raise NaccError("refusing to write binary data to a terminal (use -o or redirect)")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(dest: str, chunks, force: bool) -> int:
     """Write ``chunks`` to ``dest`` via a temporary file and a rename; ``-`` is stdout.
     Returns bytes written.  Nothing is left behind on failure."""
@@ -167,6 +173,7 @@ def write_atomic(dest: str, chunks, force: bool) -> int:
             for c in chunks:
                 f.write(c)
                 n += len(c)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -202,16 +209,25 @@ def _n_tokens(segments) -> int:
 @click.option("--rm", "remove", is_flag=True, help="Remove inputs after success.")
 @click.option("-T", "--threads", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Processes over independent segments; output does not depend on it.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="ray: one Ray task per input (see nacc.distributed).")
+@click.option("--address", default=None, metavar="ADDR",
+              help="Ray cluster address for --engine ray [a local Ray instance].")
 @_predictor_options
 @_verbosity
 def compress(inputs, output, to_stdout, force, keep, remove, threads, predictor, vocab,
-             frame_shape, model, device, verbose, quiet):
-    """Compress .npy token videos (files, directories, or - for stdin)."""
+             frame_shape, model, device, verbose, quiet, engine, address):
+    """Compress .npy token videos (files, directories, .npz, webdataset shards, or - for
+    stdin)."""
     from nacc import codec
 
     rep = Reporter(verbose, quiet)
     if keep and remove:
         raise click.UsageError("-k and --rm exclude each other")
+    if engine == "ray" or address is not None:
+        from nacc import distributed
+
+        distributed.run_cli(click.get_current_context())
     opts = _options(predictor, vocab, frame_shape, model, device)
     if to_stdout or (inputs == ("-",) and output is None):
         output = "-"
@@ -249,14 +265,22 @@ def compress(inputs, output, to_stdout, force, keep, remove, threads, predictor,
 
 
 # -- decompress -------------------------------------------------------------------------
-def _archive_output(src: str, output: str | None) -> str:
-    if output is not None:
-        return output
-    if src == "-":
-        return "-"
-    if not src.endswith(SUFFIX):
+# inputs that hold several segments; their archives decompress into a folder of that stem
+CONTAINER_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".npz")
+
+
+def _archive_output(src: str, output: str | None, n_segments: int) -> tuple[str, bool]:
+    """``(destination, is_folder)`` for an archive: X.npy.nacc -> file X.npy; an archive of
+    a directory, shard or .npz, or of several inputs -> a folder named without the suffixes."""
+    if src == "-" and output is None:
+        return "-", n_segments > 1
+    if output is None and not src.endswith(SUFFIX):
         raise NaccError(f"unknown suffix (expected {SUFFIX}); use -o to name the output")
-    return src[: -len(SUFFIX)]
+    dest = output if output is not None else src[: -len(SUFFIX)]
+    stem = next((dest[: -len(x)] for x in CONTAINER_SUFFIXES if dest.endswith(x)), None)
+    if n_segments == 1 and stem is None:
+        return dest, False
+    return (stem if stem and output is None else dest), True
 
 
 def _safe_member(root: Path, name: str) -> Path:
@@ -277,31 +301,40 @@ def _safe_member(root: Path, name: str) -> Path:
 @click.option("-T", "--threads", type=click.IntRange(1, 256), default=1, show_default=True)
 @click.option("--model", type=click.Path(), default=None,
               help="Model folder, if it moved since compression (its hash must match).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="ray: one Ray task per input (see nacc.distributed).")
+@click.option("--address", default=None, metavar="ADDR",
+              help="Ray cluster address for --engine ray [a local Ray instance].")
 @_device_option
 @_verbosity
 def decompress(inputs, output, to_stdout, force, keep, remove, threads, model, device, verbose,
-               quiet):
+               quiet, engine, address):
     """Restore the original .npy files, byte for byte."""
     from nacc import codec, container
 
     rep = Reporter(verbose, quiet)
     if output is not None and len(inputs) > 1:
         raise click.UsageError("-o takes a single input")
+    if engine == "ray" or address is not None:
+        from nacc import distributed
+
+        distributed.run_cli(click.get_current_context())
     override = {"model": model} if model else None
     for src in inputs:
         try:
             buf = _read_input(src)
-            dest = "-" if to_stdout else _archive_output(src, output)
             header, _ = container.read_header(buf)
+            dest, folder = _archive_output(src, output, header.n_segments)
+            dest = "-" if to_stdout else dest
             t0 = time.perf_counter()
-            if header.n_segments == 1:
+            if not folder or dest == "-":
+                if header.n_segments > 1:
+                    raise NaccError("a multi-segment archive cannot go to stdout")
                 if dest != "-" and Path(dest).exists() and not force:
                     raise NaccError(f"{dest} already exists (use -f to overwrite)")
                 (name, data), = codec.decompress_archive(buf, threads, override, device)
                 write_atomic(dest, [data], force)
             else:
-                if dest == "-":
-                    raise NaccError("a multi-segment archive cannot go to stdout")
                 root = Path(dest)
                 items = list(_progress(codec.decompress_archive(buf, threads, override, device),
                                        header.n_segments, rep, "decompress"))

@@ -160,3 +160,25 @@ def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(RuntimeError):
         cli.write_atomic(str(tmp_path / "out.nacc"), chunks(), force=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_npz_archive_decompresses_into_a_folder_of_its_stem(tmp_path, dev_clip):
+    np.savez(tmp_path / "pair.npz", first=dev_clip[:3], second=dev_clip[3:5])
+    r = run("compress", "-q", "--predictor", "prevframe", "pair.npz", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = run("decompress", "pair.npz.nacc", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "pair" / "first.npy"), dev_clip[:3])
+    np.testing.assert_array_equal(np.load(tmp_path / "pair" / "second.npy"), dev_clip[3:5])
+    assert (tmp_path / "pair.npz").exists()
+
+
+def test_outputs_get_ordinary_permissions(tmp_path, clip_file):
+    import os
+    import stat
+
+    run("compress", "-q", "--predictor", "prevframe", clip_file.name, cwd=tmp_path)
+    mode = stat.S_IMODE(os.stat(tmp_path / "clip.npy.nacc").st_mode)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert mode == 0o666 & ~mask

@@ -1,0 +1,305 @@
+"""``nacc submission``: a commaVQ compression-challenge zip.
+
+    nacc submission INPUT... -o submission.zip [-f] [--predictor NAME] [-T N] [--no-minify]
+
+The zip holds, and its size counts, everything the decompressor needs beyond PyPI::
+
+    decompress.py       OUTPUT_DIR=dir python decompress.py  writes every segment, byte-exact
+    submission.nacc     one nacc archive of all segments (stored, not deflated)
+    nacc_src/nacc/...   the nacc modules that decoding imports (docstrings/comments stripped
+                        unless --no-minify)
+    nacc_src/models/... model files that decoding reads (e.g. the cm prior)
+
+Which modules and files go in is measured, not listed: a child process decodes the first
+segment with an audit hook on ``open`` and reports the nacc modules it imported, the files
+it read, and the third-party distributions it used; those become ``decompress.py``'s pip
+requirements (nacc's own version specifiers where it declares one, else the exact version
+installed here).
+
+Segment names are those of the inputs (a webdataset shard's json ``file_name``, a
+directory's relative paths, a file's name), so ``OUTPUT_DIR/name`` is where the official
+evaluator looks.  ``bench/evaluate_submission.sh ZIP ORIGINALS`` runs the whole flow in a
+fresh virtual environment and prints the rate.
+"""
+from __future__ import annotations
+
+import ast
+import importlib.metadata as metadata
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import click
+
+from nacc.errors import NaccError
+
+ARCHIVE = "submission.nacc"
+SCRIPT = "decompress.py"
+SRC = "nacc_src"
+RESERVED = {ARCHIVE, SCRIPT, SRC}
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+_SKIP_PARTS = {"__pycache__", ".venv", "tests", ".git"}
+_SKIP_DIR_SUFFIXES = (".egg-info", ".dist-info")
+_SKIP_SUFFIXES = {".pyc", ".nbi", ".nbc"}
+
+# run in a child process: decode the first segment and report what was used
+_TRACE = r"""
+import json, os, sys
+opened = set()
+def _hook(event, args):
+    if event == "open" and args and isinstance(args[0], (str, bytes)):
+        opened.add(os.path.abspath(os.fsdecode(args[0])))
+sys.addaudithook(_hook)
+archive, root, blocked = sys.argv[1], sys.argv[2], set(sys.argv[3:])
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name in blocked:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, _Block())
+sys.path.insert(0, root)
+from nacc import codec, container
+from nacc.predictors import base
+header, segments = container.read_archive(open(archive, "rb").read())
+codec.decode_segment(segments[0], header)
+mods = {n: getattr(m, "__file__", None) for n, m in list(sys.modules.items())}
+sys.stdout.write(json.dumps({"opened": sorted(opened), "modules": mods,
+                             "predictor_module": base.get(header.predictor).__module__}))
+"""
+
+
+@dataclass
+class Plan:
+    """What goes into the zip besides the archive."""
+    files: dict[str, bytes] = field(default_factory=dict)      # zip path -> bytes
+    requirements: list[str] = field(default_factory=list)     # pip specifiers
+    modules: list[str] = field(default_factory=list)          # import names to check
+    path_params: dict[str, str] = field(default_factory=dict)  # param -> zip path
+
+
+def package_root() -> Path:
+    """The folder holding the ``nacc`` package (the checkout, or site-packages)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def minify(source: str, where: str) -> str:
+    """Python source without docstrings and comments (same code objects otherwise)."""
+    tree = ast.parse(source, where)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value,
+                                                                     ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.unparse(tree) + "\n"
+
+
+def _declared_requirements() -> dict[str, str]:
+    """nacc's own install requirements (no extras), by normalised distribution name."""
+    try:
+        reqs = metadata.requires("nacc") or []
+    except metadata.PackageNotFoundError:
+        return {}
+    out = {}
+    for r in reqs:
+        if "extra ==" in r:
+            continue
+        spec = r.split(";")[0].strip()
+        name = re.split(r"[<>=!~\[ ]", spec, maxsplit=1)[0]
+        out[_norm(name)] = spec
+    return out
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def trace(archive_bytes: bytes, root: Path, blocked: tuple[str, ...] = ()) -> dict | str:
+    """Decode the first segment in a child process; what it imported and opened (or the
+    error text).  Modules in ``blocked`` are made to look absent."""
+    with tempfile.TemporaryDirectory(prefix="nacc-submission-") as d:
+        path = Path(d) / ARCHIVE
+        path.write_bytes(archive_bytes)
+        env = dict(os.environ)
+        env.pop("PYTHONPATH", None)
+        r = subprocess.run([sys.executable, "-c", _TRACE, str(path), str(root), *blocked],
+                           capture_output=True, env=env, cwd=d)
+    if r.returncode != 0:
+        tail = r.stderr.decode(errors="replace").strip().splitlines()[-3:]
+        return " / ".join(tail)
+    return json.loads(r.stdout)
+
+
+def optional_predictors(root: Path) -> list[str]:
+    """The predictor modules that ``nacc.predictors`` imports only if present."""
+    src = (root / "nacc" / "predictors" / "__init__.py").read_text()
+    m = re.search(r"for _optional in \(([^)]*)\)", src)
+    names = re.findall(r"[\"']([A-Za-z_][A-Za-z0-9_]*)[\"']", m.group(1)) if m else []
+    return [f"nacc.predictors.{n}" for n in names]
+
+
+def trace_minimal(archive_bytes: bytes, root: Path, predictor: str) -> dict:
+    """Trace decoding with the optional predictor modules the archive does not use made
+    absent (they need not ship); if that fails, trace again with everything."""
+    from nacc.predictors import base
+
+    used = base.get(predictor).__module__
+    unused = tuple(m for m in optional_predictors(root) if m != used)
+    if unused:
+        small = trace(archive_bytes, root, unused)
+        if isinstance(small, dict):
+            return small
+    full = trace(archive_bytes, root)
+    if isinstance(full, str):
+        raise NaccError(f"decoding the archive in a child process failed: {full}")
+    return full
+
+
+def _skipped(p: Path) -> bool:
+    return (bool(_SKIP_PARTS & set(p.parts)) or p.suffix in _SKIP_SUFFIXES
+            or any(part.endswith(_SKIP_DIR_SUFFIXES) for part in p.parts))
+
+
+def plan(archive_bytes: bytes, do_minify: bool = True) -> Plan:
+    """Measure what decoding ``archive_bytes`` needs (see the module docstring)."""
+    from nacc import container
+
+    header, _ = container.read_header(archive_bytes)
+    header_params = header.params
+    root = package_root()
+    used = trace_minimal(archive_bytes, root, header.predictor)
+    out = Plan()
+    # nacc modules: their source files
+    for name, file in sorted(used["modules"].items()):
+        if file and (name == "nacc" or name.startswith("nacc.")):
+            p = Path(file).resolve()
+            rel = p.relative_to(root)
+            src = p.read_text()
+            out.files[f"{SRC}/{rel.as_posix()}"] = (minify(src, str(p)) if do_minify
+                                                    else src).encode()
+    # data files read while decoding: models and priors
+    model = header_params.get("model")
+    model_path = Path(model).resolve() if isinstance(model, str) and model else None
+    for f in used["opened"]:
+        p = Path(f)
+        if not p.is_file() or _skipped(p) or p.suffix == ".py":
+            continue
+        if model_path is not None and (p == model_path or model_path in p.parents):
+            base = model_path if model_path.is_dir() else model_path.parent
+            out.files[f"{SRC}/model/{p.relative_to(base).as_posix()}"] = p.read_bytes()
+            out.path_params["model"] = f"{SRC}/model" + ("" if model_path.is_dir()
+                                                         else f"/{model_path.name}")
+        elif root in p.parents and not _skipped(p.relative_to(root)):
+            out.files[f"{SRC}/{p.relative_to(root).as_posix()}"] = p.read_bytes()
+    # third-party distributions: those nacc declares (their own dependencies follow from
+    # pip); without nacc's metadata, every imported distribution at its installed version
+    declared = _declared_requirements()
+    dists_of = metadata.packages_distributions()
+    stdlib = set(sys.stdlib_module_names)
+    tops = sorted({n.split(".")[0] for n, f in used["modules"].items() if f})
+    for top in tops:
+        if top in stdlib or top == "nacc" or top.startswith("_") or top not in dists_of:
+            continue
+        for dist in dists_of[top]:
+            key = _norm(dist)
+            if declared and key not in declared:
+                continue
+            spec = declared.get(key) or f"{dist}=={metadata.version(dist)}"
+            if spec not in out.requirements:
+                out.requirements.append(spec)
+            if top not in out.modules:
+                out.modules.append(top)
+    return out
+
+
+def decompress_script(p: Plan) -> str:
+    template = (Path(__file__).parent / "submission_template.py").read_text()
+    config = {"archive": ARCHIVE, "requirements": p.requirements, "modules": p.modules,
+              "path_params": p.path_params}
+    line = "CONFIG = {}  # filled in by `nacc submission`"
+    if line not in template:
+        raise NaccError("submission template lacks its CONFIG line")
+    return template.replace(line, f"CONFIG = {config!r}")
+
+
+def _zip_entry(z: zipfile.ZipFile, name: str, data: bytes, stored: bool) -> None:
+    info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+    info.external_attr = 0o644 << 16
+    info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
+    z.writestr(info, data, compresslevel=None if stored else 9)
+
+
+def build_zip(archive_bytes: bytes, p: Plan) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        _zip_entry(z, SCRIPT, decompress_script(p).encode(), stored=False)
+        for name in sorted(p.files):
+            _zip_entry(z, name, p.files[name], stored=False)
+        _zip_entry(z, ARCHIVE, archive_bytes, stored=True)
+    return buf.getvalue()
+
+
+def check_names(names: list[str]) -> None:
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise NaccError(f"two segments are named {n!r}; they would overwrite each other")
+        seen.add(n)
+        top = PurePosixPath(n).parts[0]
+        if top in RESERVED:
+            raise NaccError(f"segment name {n!r} clashes with the submission's own {top!r}")
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, help="The zip to write, e.g. submission.zip.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing output.")
+@click.option("--predictor", default=None, metavar="NAME", help="Predictor [cm].")
+@click.option("--model", type=click.Path(), default=None,
+              help="Model folder, for predictors that need one (it goes into the zip).")
+@click.option("--vocab", type=click.IntRange(2, 65536), default=1024, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
+              show_default=True, help="Where tables are computed; the zip is identical.")
+@click.option("-T", "--threads", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Processes over segments; the zip does not depend on it.")
+@click.option("--minify/--no-minify", default=True, show_default=True,
+              help="Strip docstrings and comments from the shipped nacc source.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+def submission(inputs, output, force, predictor, model, vocab, device, threads, minify, quiet):
+    """Write a commaVQ challenge zip: compressed segments + decompress.py + nacc source."""
+    from nacc import codec, inputs as ninputs
+    from nacc.cli import write_atomic
+
+    where = output
+    try:
+        if Path(output).exists() and not force:
+            raise NaccError(f"{output} already exists (use -f to overwrite)")
+        segments = []
+        for src in inputs:
+            where = src
+            segments += ninputs.segments_of(src)
+        where = output
+        check_names([n for n, _ in segments])
+        params = (("model", str(Path(model).resolve())),) if model else ()
+        opts = codec.Options(predictor or "", params, vocab, None, device)
+        archive = b"".join(codec.compress_segments(segments, opts, threads))
+        data = build_zip(archive, plan(archive, minify))
+        n = write_atomic(output, [data], force)
+    except NaccError as e:
+        click.echo(f"nacc: {where}: {e}", err=True)
+        sys.exit(1)
+    except OSError as e:
+        click.echo(f"nacc: {e.filename or where}: {e.strerror or e}", err=True)
+        sys.exit(1)
+    if not quiet:
+        n_tok = sum(int(npy.array.size) for _, npy in segments)
+        click.echo(f"{output}: {len(segments)} segment(s), {n_tok} tokens, {n} bytes "
+                   f"(archive {len(archive)}, decompress.py + nacc source + models "
+                   f"{n - len(archive)}), rate {n_tok * 10 / 8 / n:.4f}", err=True)

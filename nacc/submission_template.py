@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Decompress this nacc submission: OUTPUT_DIR=dir python decompress.py
+
+Writes every original segment to $OUTPUT_DIR under its dataset name, byte for byte (the
+original .npy files).  Installs its dependencies from PyPI when they are missing; the nacc
+source and any models it needs are in this zip (nacc_src/).  Made by `nacc submission`."""
+import importlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CONFIG = {}  # filled in by `nacc submission`
+HERE = Path(__file__).resolve().parent
+
+
+def fail(where, msg):
+    print(f"nacc: {where}: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def ensure_requirements():
+    missing = []
+    for mod in CONFIG["modules"]:
+        try:
+            importlib.import_module(mod)
+        except ImportError:
+            missing.append(mod)
+    if missing:
+        print(f"decompress.py: installing {' '.join(CONFIG['requirements'])}", file=sys.stderr)
+        subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
+                               "--disable-pip-version-check", *CONFIG["requirements"]])
+        importlib.invalidate_caches()
+
+
+def write_file(target, data):
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def main():
+    out = os.environ.get("OUTPUT_DIR") or (sys.argv[1] if len(sys.argv) > 1 else "")
+    if not out:
+        print("usage: OUTPUT_DIR=dir python decompress.py", file=sys.stderr)
+        sys.exit(2)
+    archive = HERE / CONFIG["archive"]
+    if not archive.is_file() or not (HERE / "nacc_src" / "nacc").is_dir():
+        fail(HERE, "not a nacc submission (archive or nacc_src/ missing)")
+    ensure_requirements()
+    sys.path.insert(0, str(HERE / "nacc_src"))
+    from nacc import codec, container
+    from nacc.errors import NaccError
+
+    root = Path(out)
+    t0 = time.perf_counter()
+    override = {k: str(HERE / v) for k, v in CONFIG["path_params"].items()} or None
+    n = 0
+    try:
+        buf = archive.read_bytes()
+        header, _ = container.read_header(buf)
+        threads = max(1, min(os.cpu_count() or 1, header.n_segments))
+        for name, data in codec.decompress_archive(buf, threads, override):
+            if Path(name).is_absolute() or ".." in Path(name).parts:
+                fail(archive.name, f"unsafe segment name {name!r}")
+            write_file(root / name, data)
+            n += 1
+    except NaccError as e:
+        fail(archive.name, str(e))
+    print(f"decompress.py: {n} segment(s) -> {root} in {time.perf_counter() - t0:.1f} s",
+          file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
