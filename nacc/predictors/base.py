@@ -11,6 +11,10 @@ same tables, and the tests hold every predictor to that:
 * ``intervals(tokens)``: encode fast path, ``(start, freq)`` of each actual token.
 * ``decode(words, n_frames)``: decode fast path, rANS words in, tokens out.
 
+The coder lays a table out in symbol order unless the predictor declares a permutation
+``order`` (symbol s at position ``order[s]``), so that a predictor built on a code tree can
+find a symbol's interval from the nodes on its path alone.
+
 Subclasses override ``intervals``/``decode`` with fused kernels where it pays; the defaults
 here derive them from ``tables``/``stepper``.  A predictor registers under a stable name with
 ``@register``; the archive records the name, ``params()`` and ``model_hash()``, and
@@ -72,6 +76,11 @@ class Predictor(abc.ABC):
 
     name: ClassVar[str]
     precision: int = MAX_PRECISION
+    # Interval layout: None = symbol order (start(s) = sum of f(s') for s' < s).  A predictor
+    # may set a permutation ``order`` (int array, V): symbol s is laid out at position
+    # order[s], i.e. start(s) = sum of f(s') over order[s'] < order[s].  Tables stay indexed
+    # by symbol.
+    order = None
 
     def __init__(self, vocab: int, frame_shape: tuple[int, int]):
         if not 2 <= int(vocab) <= MAX_VOCAB:
@@ -115,8 +124,15 @@ class Predictor(abc.ABC):
         start = np.empty(n, np.uint32)
         freq = np.empty(n, np.uint32)
         flat = np.ascontiguousarray(tokens, dtype=np.int32).reshape(len(tokens), -1)
+        order = self.order
+        inv = None if order is None else np.argsort(order)
         for t, table in enumerate(self.tables(tokens)):
-            intervals_from_tables(table, flat[t], start, freq, t * flat.shape[1])
+            if order is None:
+                intervals_from_tables(table, flat[t], start, freq, t * flat.shape[1])
+            else:
+                intervals_from_tables(np.ascontiguousarray(table[:, inv]),
+                                      np.ascontiguousarray(order[flat[t]], np.int32),
+                                      start, freq, t * flat.shape[1])
         return start, freq
 
     def decode(self, words: np.ndarray, n_frames: int) -> np.ndarray:
@@ -127,8 +143,13 @@ class Predictor(abc.ABC):
         out = np.empty(n_frames * h * w, np.int32)
         decoder = StepDecoder(words, self.precision)
         stepper = self.stepper()
+        inv = None if self.order is None else np.argsort(self.order)
         for i in range(out.size):
-            s = decoder.decode(stepper.table())
+            table = stepper.table()
+            if inv is None:
+                s = decoder.decode(table)
+            else:
+                s = int(inv[decoder.decode(np.ascontiguousarray(table[inv]))])
             stepper.push(s)
             out[i] = s
         return out.reshape(n_frames, h, w)

@@ -1,0 +1,282 @@
+"""Side-by-side benchmark of the ``cm`` predictor against xz, zstd and zpaq.
+
+    python bench/bench_cm.py [CLIP.npy] [--runs 3] [--copies 8] [--prior NAME]
+    python bench/bench_cm.py --ablation [CLIP.npy]
+
+Everything runs in one invocation on the same input, so compare the ratios, not the absolute
+times.  General-purpose codecs get the position-major int16 layout (tokens.reshape(-1,128).T)
+that suits them best.  nacc runs as whole processes: ``bin/nacc`` (the CLI, default prior) and
+a minimal worker (``--worker``, this file) that runs the cm predictor with the chosen prior
+through the Python API; its archive holds only a tiny header and the rANS words.  Times are
+medians of whole-process wall times (start-up included); peak RSS is the worker's maximum
+resident set (from wait4).  Amortized times code ``--copies`` relabeled copies of the clip
+(each through a different random code permutation, so no codec can deduplicate them) in one
+process.  Installs nothing; a codec that is missing is skipped with a line that says so.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEV = os.path.join(ROOT, "tests", "data", "commavq_dev.npy")
+NACC = os.path.join(ROOT, "bin", "nacc")
+PY = sys.executable
+MAGIC = b"CMBW"
+
+
+# -- worker: the cm predictor alone, as a whole process ------------------------------------
+def worker(mode: str, src: list[str], dst: str, prior: str) -> None:
+    sys.path.insert(0, ROOT)
+    from nacc import coder
+    from nacc.predictors import get
+
+    if mode == "enc":
+        with open(dst, "wb") as f:
+            for path in src:
+                tok = np.load(path)
+                tok = tok.reshape(len(tok), 8, 16) if tok.ndim == 2 else tok
+                pred = get("cm")(1024, tok.shape[1:], prior=prior)
+                words = coder.encode_intervals(*pred.intervals(tok.astype(np.int32)), 24)
+                f.write(MAGIC + struct.pack("<5I", *tok.shape, words.size, len(prior)))
+                f.write(prior.encode() + words.astype("<u4").tobytes())
+    else:
+        data = open(src[0], "rb").read()
+        off = 0
+        k = 0
+        while off < len(data):
+            t, h, w, n, lp = struct.unpack_from("<5I", data, off + 4)
+            off += 24
+            pr = data[off:off + lp].decode()
+            off += lp
+            words = np.frombuffer(data, "<u4", n, off).astype(np.uint32)
+            off += 4 * n
+            out = get("cm")(1024, (h, w), prior=pr).decode(words, t)
+            np.save(os.path.join(dst, f"out{k}.npy"), out.astype(np.int16))
+            k += 1
+
+
+# -- timing helpers ---------------------------------------------------------------------------
+def run(cmd: list[str], stdout=None, cwd=None) -> tuple[float, int]:
+    """(wall seconds, peak RSS KiB) of one process."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=stdout or subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         cwd=cwd)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    err = p.stderr.read().decode(errors="replace")
+    p.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {err}")
+    return wall, ru.ru_maxrss
+
+
+def timed(make_cmds, runs: int):
+    """make_cmds() -> list of (cmd, stdout path or None, cwd); median wall over runs."""
+    walls, rss = [], 0
+    for _ in range(runs):
+        total = 0.0
+        for cmd, out, cwd in make_cmds():
+            if out:
+                with open(out, "wb") as f:
+                    w, r = run(cmd, f, cwd)
+            else:
+                w, r = run(cmd, None, cwd)
+            if cmd[0] != "rm":                  # housekeeping, not timed
+                total += w
+                rss = max(rss, r)
+        walls.append(total)
+    return statistics.median(walls), rss
+
+
+def verify(outdir: str, npys: list[str], name: str) -> None:
+    """The decoded token arrays equal the inputs (raises otherwise)."""
+    for k, src in enumerate(npys):
+        cands = [os.path.join(outdir, os.path.basename(src)), os.path.join(outdir, f"out{k}.npy")]
+        got = [c for c in cands if os.path.exists(c)]
+        if not got or not np.array_equal(np.load(got[0]), np.load(src)):
+            raise RuntimeError(f"{name}: round trip failed for {src}")
+
+
+def codecs(prior: str):
+    """name -> (available, enc(in_raw, in_npys, out) -> cmds, dec(arc, outdir) -> cmds)."""
+    def have(x):
+        return shutil.which(x) is not None
+
+    def xz_enc(raw, npys, out):
+        return [(["xz", "-9e", "-T1", "-k", "-c"] + raw, out, None)]
+
+    def zstd_enc(raw, npys, out):
+        return [(["zstd", "--ultra", "-22", "-q", "-c"] + raw, out, None)]
+
+    def zpaq_enc(raw, npys, out):  # noqa: ARG001
+        return [(["rm", "-f", out], None, None), (["zpaq", "a", out] + raw + ["-m5"], None, None)]
+
+    def nacc_enc(raw, npys, out):
+        return [([NACC, "compress", "-q", "-f", "-o", out, "--predictor", "cm"] + npys, None, None)]
+
+    def worker_enc(raw, npys, out):
+        return [([PY, os.path.abspath(__file__), "--worker", "enc", "--prior", prior, out]
+                 + npys, None, None)]
+
+    def xz_dec(arc, d):
+        return [(["xz", "-d", "-c", arc], os.path.join(d, "o.raw"), None)]
+
+    def zstd_dec(arc, d):
+        return [(["zstd", "-d", "-q", "-c", arc], os.path.join(d, "o.raw"), None)]
+
+    def zpaq_dec(arc, d):
+        z = os.path.join(d, "zpaq-out")           # fresh every run: zpaq skips existing files
+        return [(["rm", "-rf", z], None, None), (["zpaq", "x", arc, "-to", z], None, None)]
+
+    def nacc_dec(arc, d):
+        out = d if "amortized" in arc else os.path.join(d, "single0.npy")
+        return [([NACC, "decompress", "-q", "-f", "-o", out, arc], None, None)]
+
+    def worker_dec(arc, d):
+        return [([PY, os.path.abspath(__file__), "--worker", "dec", "--prior", prior, d, arc],
+                 None, None)]
+
+    return {
+        "xz -9e": (have("xz"), xz_enc, xz_dec),
+        "zstd -22": (have("zstd"), zstd_enc, zstd_dec),
+        "zpaq -m5": (have("zpaq"), zpaq_enc, zpaq_dec),
+        "nacc cm (CLI)": (os.path.exists(NACC), nacc_enc, nacc_dec),
+        f"nacc cm worker prior={prior}": (True, worker_enc, worker_dec),
+    }
+
+
+def bench(clip: np.ndarray, runs: int, copies: int, prior: str, work: str) -> None:
+    tok = clip.reshape(len(clip), 8, 16) if clip.ndim == 2 else clip
+    n_tok = tok.size
+    rng = np.random.default_rng(0)
+    sets = {}
+    for label, n in (("single", 1), ("amortized", copies)):
+        raws, npys = [], []
+        for k in range(n):
+            t = tok if (label == "single" or k == 0) else rng.permutation(1024)[tok]
+            raw = os.path.join(work, f"{label}{k}.raw")
+            np.ascontiguousarray(t.reshape(-1, 128).T).astype(np.int16).tofile(raw)
+            npy = os.path.join(work, f"{label}{k}.npy")
+            np.save(npy, t.astype(np.int16))
+            raws.append(raw)
+            npys.append(npy)
+        sets[label] = (raws, npys, n * n_tok)
+    print(f"clip {tok.shape}, {n_tok} tokens; runs={runs}; amortized = {copies} relabeled copies "
+          f"in one process")
+    hdr = f"{'codec':34s} {'set':9s} {'bytes':>9s} {'rate':>7s} {'bits/tok':>8s} " \
+          f"{'enc s':>7s} {'dec s':>7s} {'enc/zpaq':>8s} {'dec/zpaq':>8s} {'peak RSS':>9s}"
+    print(hdr)
+    results = {}
+    for name, (ok, enc, dec) in codecs(prior).items():
+        if not ok:
+            print(f"{name:34s} skipped: not installed")
+            continue
+        for label, (raws, npys, ntot) in sets.items():
+            arc = os.path.join(work, f"arc-{label}-{name.split()[0]}-{len(results)}")
+            if not name.startswith("nacc"):
+                arc += ".bin"
+            else:
+                arc += ".nacc"
+            t_enc, rss_e = timed(lambda: enc(raws, npys, arc), runs)
+            size = os.path.getsize(arc)
+            outdir = tempfile.mkdtemp(dir=work)
+            t_dec, rss_d = timed(lambda: dec(arc, outdir), runs)
+            if name.startswith("nacc"):
+                verify(outdir, npys, name)
+            results[(name, label)] = (size, t_enc, t_dec, max(rss_e, rss_d), ntot)
+    for label in sets:
+        z = results.get(("zpaq -m5", label))
+        for (name, lab), (size, te, td, rss, ntot) in results.items():
+            if lab != label:
+                continue
+            rate = ntot * 10 / 8 / size
+            re = f"{te / z[1]:8.2f}" if z else f"{'-':>8s}"
+            rd = f"{td / z[2]:8.2f}" if z else f"{'-':>8s}"
+            print(f"{name:34s} {label:9s} {size:9d} {rate:7.3f} {8 * size / ntot:8.3f} "
+                  f"{te:7.3f} {td:7.3f} {re} {rd} {rss / 1024:7.1f}MB")
+
+
+def ablation(clip: np.ndarray) -> None:
+    """Rate on frames 300-599 coded cold as their own clip (priors fitted on 0-299) and on all
+    frames cold, as components are added.  Uses the production kernel with masks."""
+    sys.path.insert(0, ROOT)
+    from nacc import coder
+    from nacc.kernels.cpu import cm as K
+    from nacc.predictors import cm as C
+
+    tok = (clip.reshape(len(clip), 8, 16) if clip.ndim == 2 else clip).astype(np.int32)
+    held = np.ascontiguousarray(tok[300:])
+    ident = np.arange(1024, dtype=np.int64)
+    tree, _, _ = C.load_prior("commavq-tree-v1", 1024)
+    _, warm_id, _ = C.load_prior("commavq-warm-v1", 1024)
+    _, warm_tree, _ = C.load_prior("commavq-v2", 1024)
+    # tree contexts: 0 order-0, 1 a, 2 pos, 3 a2, 4 a3, 5 leaf(a)>>3, 6 leaf(a)>>5
+    steps = [
+        ("order-0 counters + mixer", dict(ctx_mask=0b1, cand_mask=0, copy=0, apm_weight=0), ident, None),
+        ("+ prev-frame contexts a,a2,a3", dict(ctx_mask=0b11011, cand_mask=0, copy=0, apm_weight=0), ident, None),
+        ("+ position context", dict(ctx_mask=0b11111, cand_mask=0, copy=0, apm_weight=0), ident, None),
+        ("+ match models (a,l,u,b)", dict(ctx_mask=0b11111, copy=0, apm_weight=0), ident, None),
+        ("+ copy node", dict(ctx_mask=0b11111, apm_weight=0), ident, None),
+        ("+ APM/SSE", dict(ctx_mask=0b11111), ident, None),
+        ("+ leaf-cluster contexts (= cm, prior none)", dict(), ident, None),
+        ("+ warm-start prior (commavq-warm-v1)", dict(), ident, warm_id),
+        ("tree prior instead (commavq-tree-v1)", dict(), tree, None),
+        ("+ warm-start prior (commavq-v2)", dict(), tree, warm_tree),
+    ]
+    print(f"{'model':46s} {'held-out 300-599':>17s} {'bits/tok':>8s} {'all 600 cold':>13s}")
+    for name, kw, perm, warm in steps:
+        rates = []
+        for x in (held, tok):
+            if x is tok and (warm is not None or perm is not ident):
+                rates.append(None)      # a prior fitted on 0-299 saw part of this clip
+                continue
+            cfg = C.make_cfg(1024, (8, 16), **kw)
+            s, f = K.enc_pass(x.ravel(), cfg, perm, K.new_state(cfg, warm), K.TABLES)
+            words = coder.encode_intervals(s, f, 24)
+            rates.append(x.size * 10 / 8 / words.nbytes)
+        allr = f"{rates[1]:13.4f}" if rates[1] else f"{'(saw 0-299)':>13s}"
+        print(f"{name:46s} {rates[0]:17.4f} {10 / rates[0]:8.3f} {allr}")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--ablation":
+        ablation(np.load(sys.argv[2] if len(sys.argv) > 2 else DEV))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        ap = argparse.ArgumentParser()
+        ap.add_argument("--worker", choices=["enc", "dec"])
+        ap.add_argument("--prior", default="none")
+        ap.add_argument("dst")
+        ap.add_argument("src", nargs="+")
+        a = ap.parse_args()
+        if a.worker == "enc":
+            worker("enc", a.src, a.dst, a.prior)
+        else:
+            worker("dec", a.src, a.dst, a.prior)
+        return
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("clip", nargs="?", default=DEV)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--copies", type=int, default=8)
+    ap.add_argument("--prior", default="commavq-tree-v1")
+    a = ap.parse_args()
+    clip = np.load(a.clip)
+    with tempfile.TemporaryDirectory(prefix="bench_cm_") as work:
+        # warm the numba cache once so that no timed run includes compilation
+        subprocess.run([PY, os.path.abspath(__file__), "--worker", "enc", "--prior", a.prior,
+                        os.path.join(work, "warm.bin"), a.clip], check=True)
+        bench(clip, a.runs, a.copies, a.prior, work)
+
+
+if __name__ == "__main__":
+    main()

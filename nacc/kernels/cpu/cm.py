@@ -1,0 +1,673 @@
+"""numba kernels of the ``cm`` predictor (context mixing over a binary code tree).
+
+The arithmetic is specified in the docstring of ``nacc/predictors/cm.py``; this module
+implements it.  Every quantity is an int64 holding a value in the range stated there (no
+wrap-around is relied on; hashes are masked to 32 bits after every step).  The model state is
+a tuple of numpy arrays ``S = (ht, w, apm, mc, cw, capm)`` (see ``new_state``) and the fixed
+tables ``TB = (squash, stretch, rates)``; the paths of the predictor share them:
+
+* ``enc_pass``   -- encode: tokens in, (start, freq) of every token out (one fused loop).
+* ``dec_pass``   -- decode: rANS words in, tokens out (fused: predict, decode, update).
+* ``table_pass`` -- the full V-entry table of every token of a range (reference / tests).
+* ``step_table`` / ``step_push`` -- one token at a time (stepper).
+
+All of them call the same ``_setup``, ``_copy_p``, ``_node_p`` and ``_code_token``.
+"""
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from nacc.kernels.cpu import rans
+
+PREC = 24                   # table total 2**24
+ONE = 1 << PREC
+M32 = 0xFFFFFFFF
+SIGN = 0x80000000           # counters are stored XOR 2**31 (so zeroed memory means p = 1/2)
+NCTX = 7                    # tree contexts
+NCAND = 4                   # match candidates: previous frame, left, up, older value
+NIN = NCTX + NCAND + 1      # tree mixer inputs (+ bias)
+NCC = 2                     # copy-node contexts
+NCIN = NCC + 1              # copy mixer inputs (+ bias)
+BUCKET = 32                 # counters per hash bucket (5 tree levels + the copy slot 0)
+GROUP = 5                   # tree levels per bucket
+NSMALL = 32                 # small context of the match confidences
+RECENT = 16                 # window of the recent-copies count
+NSEL1 = 128                 # tree weight sets per depth, selector 1
+NSEL2 = 24                  # tree weight sets per depth, selector 2
+NCSEL = 64                  # copy weight sets
+NCAPM = 32                  # copy APM contexts
+H1 = 0x2545F491
+H2 = 0x5BD1E995
+H3 = 0x1B873593
+
+# cfg layout (int64 array)
+(C_V, C_B, C_H, C_W, C_HTB, C_LIMIT, C_LR, C_WINIT, C_APMR, C_MLIMIT, C_CTXMASK,
+ C_CANDMASK, C_APMW, C_COPY, C_CCMASK, C_NCFG) = range(16)
+
+_SQ = np.array([1, 2, 3, 6, 10, 16, 27, 45, 73, 120, 194, 310, 488, 747, 1101, 1546, 2047,
+                2549, 2994, 3348, 3607, 3785, 3901, 3975, 4022, 4050, 4068, 4079, 4085, 4089,
+                4092, 4093, 4094], dtype=np.int64)
+
+
+def squash_table() -> np.ndarray:
+    """squash(d) for d in -2047..2047 (index d + 2047), integer interpolation of _SQ."""
+    d = np.arange(-2047, 2048, dtype=np.int64)
+    w = d & 127
+    k = (d >> 7) + 16
+    return ((_SQ[k] * (128 - w) + _SQ[np.minimum(k + 1, 32)] * w + 64) >> 7).astype(np.int32)
+
+
+def stretch_table(sq: np.ndarray) -> np.ndarray:
+    """stretch(p) for p in 0..4095: the smallest d with squash(d) >= p (2047 if none)."""
+    st = np.searchsorted(sq.astype(np.int64), np.arange(4096), side="left") - 2047
+    return np.minimum(st, 2047).astype(np.int32)
+
+
+def rate_table() -> np.ndarray:
+    """Counter adaptation rates: rt[n] = 131072 // (2n + 3) (= 65536 / (n + 1.5))."""
+    n = np.arange(1024, dtype=np.int64)
+    return (131072 // (2 * n + 3)).astype(np.int32)
+
+
+SQUASH = squash_table()
+STRETCH = stretch_table(SQUASH)
+RATES = rate_table()
+TABLES = (SQUASH, STRETCH, RATES)
+
+
+def apm_init(n_ctx: int) -> np.ndarray:
+    j = np.arange(33, dtype=np.int64)
+    row = SQUASH[np.clip((j - 16) * 128, -2047, 2047) + 2047].astype(np.int64) * 16
+    return np.tile(row, n_ctx).astype(np.int32)
+
+
+def new_state(cfg: np.ndarray, warm=None):
+    """Fresh model state for config ``cfg`` (see the spec for the initial values); ``warm``
+    (a dict of arrays, see ``models/cm-prior``) replaces the initial values with a prior."""
+    b = int(cfg[C_B])
+    ht = np.zeros(1 << int(cfg[C_HTB]), np.uint32)
+    w = np.zeros((b * (NSEL1 + NSEL2), NIN), np.int32)
+    w[: b * NSEL1] = int(cfg[C_WINIT])
+    apm = apm_init(b * 8)
+    mc = np.zeros(NCAND * NSMALL * b, np.uint32)
+    cw = np.full((NCSEL, NCIN), int(cfg[C_WINIT]), np.int32)
+    capm = apm_init(NCAPM)
+    if warm is not None:
+        for name, arr in (("w", w), ("apm", apm), ("mc", mc), ("cw", cw), ("capm", capm)):
+            src = warm[name]
+            if src.shape != arr.shape or src.dtype != arr.dtype:
+                raise ValueError(f"cm prior: {name} has shape {src.shape}, want {arr.shape}")
+            arr[...] = src
+        apply_counters(ht, warm["ht_kind"].astype(np.int64), warm["ht_value"].astype(np.int64),
+                       warm["ht_node"].astype(np.int64), warm["ht_counter"], cfg)
+    return ht, w, apm, mc, cw, capm
+
+
+def tree_context_hash(kind: int, value: int) -> int:
+    """The 32-bit hash of tree context ``kind`` (0..NCTX-1) for context value ``value``
+    (the quantity hashed after the kind, before the + 1), as ``_setup`` computes it."""
+    return int(_ctx_hash(np.int64(kind), np.int64(value)))
+
+
+# ---------------------------------------------------------------------------------------
+@nb.njit(cache=True, nogil=True, inline="always")
+def _squash(d, sq):
+    if d > 2047:
+        d = 2047
+    if d < -2047:
+        d = -2047
+    return np.int64(sq[d + 2047])
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _hmix(h, v):
+    h = ((h ^ (v & M32)) * H1) & M32
+    return h ^ (h >> 15)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _tok(hist, t, y, x, i, H, W):
+    """Token at (t, y, x) if it precedes the current index i in coding order, else -1."""
+    if t < 0 or y < 0 or y >= H or x < 0 or x >= W:
+        return -1
+    j = (t * H + y) * W + x
+    if j >= i:
+        return -1
+    return np.int64(hist[j])
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _ctr_update(e, y, limit, rates):
+    """Counter e (22-bit p in the high bits, 10-bit count), bit y -> new e."""
+    p = e >> 10
+    n = e & 1023
+    p += (((y << 22) - p) * rates[n]) >> 16
+    if n < limit:
+        n += 1
+    return (p << 10) | n
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _clampw(v):
+    if v > 16777215:
+        return 16777215
+    if v < -16777215:
+        return -16777215
+    return v
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _apm_p(apm, actx, pm, st):
+    """APM: (p12 of the interpolation, index of the nearer bucket)."""
+    s2 = st[pm] + 2048
+    lo = s2 >> 7
+    wt = s2 & 127
+    base = actx * 33 + lo
+    pa = (np.int64(apm[base]) * (128 - wt) + np.int64(apm[base + 1]) * wt) >> 11
+    return pa, base + (wt >> 6)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _final_p(pm, pa, aw):
+    p = (pm * (4 - aw) + pa * aw) >> 2
+    if p < 1:
+        p = 1
+    if p > 4095:
+        p = 4095
+    return p
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _ctx_hash(kind, value):
+    if kind == 0:
+        return _hmix(H2, 0)
+    return _hmix(_hmix(((kind + 1) * H2) & M32, kind), value + 1)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _setup(hist, i, cfg, perm, ctx):
+    """Context of token i into ctx (int64[24]); layout in the spec (section "Context")."""
+    H = cfg[C_H]
+    W = cfg[C_W]
+    hw = H * W
+    t = i // hw
+    r = i - t * hw
+    y = r // W
+    x = r - y * W
+    a = _tok(hist, t - 1, y, x, i, H, W)
+    a2 = _tok(hist, t - 2, y, x, i, H, W)
+    a3 = _tok(hist, t - 3, y, x, i, H, W)
+    l = _tok(hist, t, y, x - 1, i, H, W)
+    u = _tok(hist, t, y - 1, x, i, H, W)
+    ul = _tok(hist, t, y - 1, x - 1, i, H, W)
+    ur = _tok(hist, t, y - 1, x + 1, i, H, W)
+    pal = _tok(hist, t - 1, y, x - 1, i, H, W)
+    pau = _tok(hist, t - 1, y - 1, x, i, H, W)
+    pul = _tok(hist, t - 1, y - 1, x - 1, i, H, W)
+    pur = _tok(hist, t - 1, y - 1, x + 1, i, H, W)
+    cl = 1 if (l >= 0 and l == pal) else 0
+    cu = 1 if (u >= 0 and u == pau) else 0
+    cul = 1 if (ul >= 0 and ul == pul) else 0
+    cur = 1 if (ur >= 0 and ur == pur) else 0
+    aa = 1 if (a >= 0 and a == a2) else 0
+    pos = y * W + x
+    # run: frames before t-1 over which position (y, x) kept the value a (at most 15)
+    run = 0
+    if a >= 0:
+        k = t - 2
+        while k >= 0 and run < 15 and hist[(k * H + y) * W + x] == a:
+            run += 1
+            k -= 1
+    rq = run if run < 3 else 3
+    # b: the last value at (y, x) before frame t-1 that differs from a (-1 if none)
+    b = -1
+    if a >= 0:
+        k = t - 2 - run
+        if k >= 0:
+            b = hist[(k * H + y) * W + x]
+    # rc: copies among the RECENT tokens before i (j is a copy if hist[j] == hist[j - hw])
+    nc = 0
+    j0 = i - RECENT
+    if j0 < hw:
+        j0 = hw
+    for j in range(j0, i):
+        if hist[j] == hist[j - hw]:
+            nc += 1
+    rc = 0 if nc <= 2 else (1 if nc <= 6 else (2 if nc <= 11 else 3))
+    la = perm[a] if a >= 0 else -1
+    # tree context hashes
+    ctx[0] = _ctx_hash(0, 0)
+    ctx[1] = _ctx_hash(1, a)
+    ctx[2] = _ctx_hash(2, pos)
+    ctx[3] = _ctx_hash(3, a2)
+    ctx[4] = _ctx_hash(4, a3)
+    ctx[5] = _ctx_hash(5, la >> 3)
+    ctx[6] = _ctx_hash(6, la >> 5)
+    # match candidates (leaf indices)
+    ctx[8] = la
+    ctx[9] = perm[l] if l >= 0 else -1
+    ctx[10] = perm[u] if u >= 0 else -1
+    ctx[11] = perm[b] if b >= 0 else -1
+    ctx[12] = (cl + 2 * cu + 4 * aa) * 4 + rc
+    ctx[13] = cl
+    ctx[14] = cu
+    ctx[15] = rc
+    # copy node
+    ctx[16] = ((rq * 2 + cl) * 2 + cu) * 4 + rc
+    ctx[17] = rq * 8 + cl * 4 + cu * 2 + aa
+    ctx[20] = _hmix((11 * H2) & M32, ((((cl * 2 + cu) * 2 + cul) * 2 + cur) * 2 + aa) * 4 + rc)
+    ctx[21] = _hmix((12 * H2) & M32, pos + 1)
+
+
+@nb.njit(cache=True, nogil=True)
+def apply_counters(ht, kinds, values, nodes, counters, cfg):
+    """Write prior counters: entry j is tree context kinds[j] with value values[j], at the
+    node nodes[j] = 2**d + prefix (depth d, prefix the d leading leaf bits)."""
+    mask = (np.int64(1) << (cfg[C_HTB] - 5)) - 1
+    for j in range(kinds.shape[0]):
+        node = nodes[j]
+        d = 0
+        while (node >> (d + 1)) > 0:
+            d += 1
+        prefix = node - (1 << d)
+        g = d // GROUP
+        dd = d - g * GROUP
+        local = (1 << dd) | (prefix & ((1 << dd) - 1))
+        ch = _ctx_hash(kinds[j], values[j])
+        ht[_bucket(ch, g, prefix >> dd, mask) + local] = counters[j]
+
+
+def read_counters(ht, cfg, kind: int, values):
+    """(values, nodes, counters) of every non-zero counter of tree context ``kind`` for the
+    given context values (used to build priors)."""
+    B = int(cfg[C_B])
+    mask = (1 << (int(cfg[C_HTB]) - 5)) - 1
+    vals, nodes, ctrs = [], [], []
+    for v in values:
+        ch = int(_ctx_hash(np.int64(kind), np.int64(v)))
+        for d in range(B):
+            g, dd = divmod(d, GROUP)
+            for prefix in range(1 << d):
+                local = (1 << dd) | (prefix & ((1 << dd) - 1))
+                j = int(_bucket(ch, g, prefix >> dd, mask)) + local
+                if ht[j]:
+                    vals.append(v)
+                    nodes.append((1 << d) + prefix)
+                    ctrs.append(ht[j])
+    return (np.array(vals, np.int64), np.array(nodes, np.int64), np.array(ctrs, np.uint32))
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _bucket(ch, g, prefix, mask):
+    h = _hmix(_hmix(ch, g + 1), prefix + 1)
+    return ((h * H3) & M32 & mask) * BUCKET
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _copy_p(cfg, S, TB, ctx, mask, xc, cinfo):
+    """P(token == previous-frame token) in 12 bits; fills xc / cinfo for the update."""
+    ht = S[0]
+    cw = S[4]
+    capm = S[5]
+    st = TB[1]
+    ccmask = cfg[C_CCMASK]
+    for k in range(NCC):
+        j = ((ctx[20 + k] * H3) & M32 & mask) * BUCKET
+        cinfo[4 + k] = j
+        if (ccmask >> k) & 1:
+            e = np.int64(ht[j]) ^ SIGN
+            xc[k] = st[e >> 20]
+        else:
+            xc[k] = 0
+    xc[NCC] = 256
+    sel = ctx[16]
+    dot = np.int64(0)
+    for k in range(NCIN):
+        dot += np.int64(cw[sel, k]) * xc[k]
+    pm = _squash(dot >> 16, TB[0])
+    pa, ai = _apm_p(capm, ctx[17], pm, st)
+    cinfo[0] = sel
+    cinfo[1] = ai
+    cinfo[2] = pm
+    return _final_p(pm, pa, cfg[C_APMW])
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _copy_update(y, cfg, S, TB, xc, cinfo):
+    ht = S[0]
+    cw = S[4]
+    capm = S[5]
+    rates = TB[2]
+    ccmask = cfg[C_CCMASK]
+    for k in range(NCC):
+        if (ccmask >> k) & 1:
+            j = cinfo[4 + k]
+            e = np.int64(ht[j]) ^ SIGN
+            ht[j] = _ctr_update(e, y, cfg[C_LIMIT], rates) ^ SIGN
+    sel = cinfo[0]
+    err = ((y << 12) - cinfo[2]) * cfg[C_LR]
+    for k in range(NCIN):
+        cw[sel, k] = _clampw(np.int64(cw[sel, k]) + ((xc[k] * err) >> 14))
+    ai = cinfo[1]
+    v = np.int64(capm[ai])
+    capm[ai] = v + (((y << 16) - v) >> cfg[C_APMR])
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _nb_a(n):
+    if n <= 2:
+        return n
+    if n <= 4:
+        return 3
+    if n <= 8:
+        return 4
+    return 5
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _nb_p(n):
+    if n == 0:
+        return 0
+    if n <= 3:
+        return 1
+    if n <= 15:
+        return 2
+    return 3
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _node_p(d, prefix, cfg, S, TB, bkt, ctx, xin, info):
+    """P(bit = 1) in 12 bits at the tree node of depth d whose leaves start with the d bits
+    ``prefix``.  Fills xin[NIN] and info (weight sets, APM index, p_mix, slot, on-path mask)."""
+    ht = S[0]
+    w = S[1]
+    apm = S[2]
+    mc = S[3]
+    st = TB[1]
+    B = cfg[C_B]
+    g = d // GROUP
+    dd = d - g * GROUP
+    local = (1 << dd) | (prefix & ((1 << dd) - 1))
+    ctxmask = cfg[C_CTXMASK]
+    candmask = cfg[C_CANDMASK]
+    na = 0
+    npos = 0
+    for k in range(NCTX):
+        if (ctxmask >> k) & 1:
+            e = np.int64(ht[bkt[k] + local]) ^ SIGN
+            xin[k] = st[e >> 20]
+            if k == 1:
+                na = e & 1023
+            elif k == 2:
+                npos = e & 1023
+        else:
+            xin[k] = 0
+    on = 0
+    onm = 0
+    sctx = ctx[12]
+    for m in range(NCAND):
+        cj = ctx[8 + m]
+        xin[NCTX + m] = 0
+        if cj >= 0 and ((candmask >> m) & 1) and (cj >> (B - d)) == prefix:
+            onm |= 1 << m
+            if m < 3:
+                on |= 1 << m
+            e = np.int64(mc[(m * NSMALL + sctx) * B + d]) ^ SIGN
+            s = st[e >> 20]
+            if (cj >> (B - 1 - d)) & 1:
+                xin[NCTX + m] = s
+            else:
+                xin[NCTX + m] = -s
+    xin[NCTX + NCAND] = 256
+    sel = (((d * 8 + on) * 2 + ctx[13]) * 2 + ctx[14]) * 4 + ctx[15]
+    sel2 = B * NSEL1 + (d * 6 + _nb_a(na)) * 4 + _nb_p(npos)
+    dot = np.int64(0)
+    for k in range(NIN):
+        dot += (np.int64(w[sel, k]) + np.int64(w[sel2, k])) * xin[k]
+    pm = _squash(dot >> 16, TB[0])
+    pa, ai = _apm_p(apm, d * 8 + on, pm, st)
+    info[0] = sel
+    info[1] = sel2
+    info[2] = ai
+    info[3] = pm
+    info[4] = local
+    info[5] = onm
+    return _final_p(pm, pa, cfg[C_APMW])
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _node_update(d, y, cfg, S, TB, bkt, ctx, xin, info):
+    ht = S[0]
+    w = S[1]
+    apm = S[2]
+    mc = S[3]
+    rates = TB[2]
+    B = cfg[C_B]
+    limit = cfg[C_LIMIT]
+    ctxmask = cfg[C_CTXMASK]
+    local = info[4]
+    for k in range(NCTX):
+        if (ctxmask >> k) & 1:
+            j = bkt[k] + local
+            e = np.int64(ht[j]) ^ SIGN
+            ht[j] = _ctr_update(e, y, limit, rates) ^ SIGN
+    onm = info[5]
+    sctx = ctx[12]
+    for m in range(NCAND):
+        if (onm >> m) & 1:
+            cj = ctx[8 + m]
+            hit = 1 if ((cj >> (B - 1 - d)) & 1) == y else 0
+            j = (m * NSMALL + sctx) * B + d
+            e = np.int64(mc[j]) ^ SIGN
+            mc[j] = _ctr_update(e, hit, cfg[C_MLIMIT], rates) ^ SIGN
+    sel = info[0]
+    sel2 = info[1]
+    err = ((y << 12) - info[3]) * cfg[C_LR]
+    for k in range(NIN):
+        dw = (xin[k] * err) >> 14
+        w[sel, k] = _clampw(np.int64(w[sel, k]) + dw)
+        w[sel2, k] = _clampw(np.int64(w[sel2, k]) + dw)
+    ai = info[2]
+    v = np.int64(apm[ai])
+    apm[ai] = v + (((y << 16) - v) >> cfg[C_APMR])
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _n_leaves(lo, size, V, ax):
+    """Leaves of the range [lo, lo + size) that can carry tree mass: index < V, not ax."""
+    r = V - lo
+    if r < 0:
+        r = 0
+    if r > size:
+        r = size
+    if ax >= lo and ax < lo + size:
+        r -= 1
+    return r
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _split(M, p, nl, nr):
+    """Mass of the right child of a node of mass M (left gets M - right)."""
+    if nr == 0:
+        return np.int64(0)
+    if nl == 0:
+        return M
+    right = (M * p) >> 12
+    if right < nr:
+        right = nr
+    if right > M - nl:
+        right = M - nl
+    return right
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _copy_mass(pc, V):
+    mc_ = pc << (PREC - 12)
+    if mc_ > ONE - (V - 1):
+        mc_ = ONE - (V - 1)
+    return mc_
+
+
+@nb.njit(cache=True, nogil=True)
+def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, W):
+    """Code token i.  mode 0: its leaf is sym_leaf (encode); mode 1: found from the rANS
+    quantile q (decode).  Updates the state.  Returns (leaf, start, freq).
+
+    One walk down the tree: a node's combined mass is its tree mass plus the copy mass when
+    the copy leaf ax lies below it, so only the nodes on the coded path are predicted."""
+    ctx, bkt, xs, infos, xc, cinfo = W
+    B = cfg[C_B]
+    V = cfg[C_V]
+    mask = (np.int64(1) << (cfg[C_HTB] - 5)) - 1
+    _setup(hist, i, cfg, perm, ctx)
+    ax = ctx[8] if cfg[C_COPY] else -1
+    cmass = np.int64(0)
+    if ax >= 0:
+        cmass = _copy_mass(_copy_p(cfg, S, TB, ctx, mask, xc, cinfo), V)
+    start = np.int64(0)
+    M = np.int64(ONE)
+    prefix = 0
+    for d in range(B):
+        if d % GROUP == 0:
+            for k in range(NCTX):
+                bkt[k] = _bucket(ctx[k], d // GROUP, prefix, mask)
+        size = np.int64(1) << (B - 1 - d)
+        lo = prefix * 2 * size
+        p = _node_p(d, prefix, cfg, S, TB, bkt, ctx, xs[d], infos[d])
+        inside = ax >= 0 and (ax >> (B - d)) == prefix
+        mt = M - cmass if inside else M
+        right = _split(mt, p, _n_leaves(lo, size, V, ax), _n_leaves(lo + size, size, V, ax))
+        left = mt - right
+        if inside:
+            if (ax >> (B - 1 - d)) & 1:
+                right += cmass
+            else:
+                left += cmass
+        if mode == 0:
+            y = (sym_leaf >> (B - 1 - d)) & 1
+        else:
+            y = 1 if q >= start + left else 0
+        if y:
+            start += left
+            M = right
+        else:
+            M = left
+        infos[d, 6] = y
+        prefix = prefix * 2 + y
+    if ax >= 0:
+        _copy_update(1 if prefix == ax else 0, cfg, S, TB, xc, cinfo)
+    if prefix != ax:
+        # tree updates along the path, in depth order
+        for d in range(B):
+            if d % GROUP == 0:
+                for k in range(NCTX):
+                    bkt[k] = _bucket(ctx[k], d // GROUP, prefix >> (B - d), mask)
+            _node_update(d, infos[d, 6], cfg, S, TB, bkt, ctx, xs[d], infos[d])
+    return prefix, start, M
+
+
+@nb.njit(cache=True, nogil=True)
+def _work(B):
+    return (np.zeros(24, np.int64), np.zeros(NCTX, np.int64), np.zeros((B, NIN), np.int64),
+            np.zeros((B, 8), np.int64), np.zeros(NCIN, np.int64), np.zeros(4 + NCC, np.int64))
+
+
+@nb.njit(cache=True, nogil=True)
+def enc_pass(tokens, cfg, perm, S, TB):
+    """(start, freq) uint32 of every token (tokens: int32 flat, coding order)."""
+    n = tokens.shape[0]
+    start = np.empty(n, np.uint32)
+    freq = np.empty(n, np.uint32)
+    W = _work(cfg[C_B])
+    for i in range(n):
+        _, s0, f0 = _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, W)
+        start[i] = s0
+        freq[i] = f0
+    return start, freq
+
+
+@nb.njit(cache=True, nogil=True)
+def dec_pass(words, n, cfg, perm, inv, S, TB):
+    """Decode n tokens from rANS words (fused predict / decode / update)."""
+    out = np.zeros(n, np.int32)
+    W = _work(cfg[C_B])
+    state, pos = rans.dec_init(words)
+    for i in range(n):
+        q = rans.dec_quantile(state, PREC)
+        leaf, s0, f0 = _code_token(i, 0, q, 1, cfg, out, perm, S, TB, W)
+        out[i] = inv[leaf]
+        state, pos = rans.dec_advance(state, pos, words, s0, f0, PREC)
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _full_table(i, cfg, hist, perm, S, TB, W, masses, out):
+    """Full table of token i (the state is not changed)."""
+    ctx, bkt, xs, infos, xc, cinfo = W
+    B = cfg[C_B]
+    V = cfg[C_V]
+    mask = (np.int64(1) << (cfg[C_HTB] - 5)) - 1
+    _setup(hist, i, cfg, perm, ctx)
+    ax = ctx[8] if cfg[C_COPY] else -1
+    total = np.int64(ONE)
+    cmass = np.int64(0)
+    if ax >= 0:
+        pc = _copy_p(cfg, S, TB, ctx, mask, xc, cinfo)
+        cmass = _copy_mass(pc, V)
+        total = ONE - cmass
+    masses[1] = total
+    for d in range(B):
+        g = d // GROUP
+        size = np.int64(1) << (B - 1 - d)
+        for prefix in range(1 << d):
+            node = (1 << d) | prefix
+            M = masses[node]
+            lo = prefix * 2 * size
+            nl = _n_leaves(lo, size, V, ax)
+            nr = _n_leaves(lo + size, size, V, ax)
+            if nl + nr == 0:
+                masses[2 * node] = 0
+                masses[2 * node + 1] = 0
+                continue
+            gp = prefix >> (d - g * GROUP)
+            for k in range(NCTX):
+                bkt[k] = _bucket(ctx[k], g, gp, mask)
+            p = _node_p(d, prefix, cfg, S, TB, bkt, ctx, xs[0], infos[0])
+            right = _split(M, p, nl, nr)
+            masses[2 * node] = M - right
+            masses[2 * node + 1] = right
+    for s in range(V):
+        out[s] = masses[(1 << B) + perm[s]]
+    if ax >= 0:
+        for s in range(V):
+            if perm[s] == ax:
+                out[s] = cmass
+
+
+@nb.njit(cache=True, nogil=True)
+def table_pass(tokens, i0, i1, cfg, perm, S, TB, out):
+    """Tables of tokens i0..i1-1 into out[(i1-i0), V], updating the state with them."""
+    B = cfg[C_B]
+    W = _work(B)
+    masses = np.zeros(2 << B, np.int64)
+    for i in range(i0, i1):
+        _full_table(i, cfg, tokens, perm, S, TB, W, masses, out[i - i0])
+        _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, W)
+
+
+@nb.njit(cache=True, nogil=True)
+def step_table(hist, i, cfg, perm, S, TB, out):
+    """Full table of token i (hist holds the tokens before i); the state is not changed."""
+    B = cfg[C_B]
+    W = _work(B)
+    masses = np.zeros(2 << B, np.int64)
+    _full_table(i, cfg, hist, perm, S, TB, W, masses, out)
+
+
+@nb.njit(cache=True, nogil=True)
+def step_push(hist, i, cfg, perm, S, TB):
+    """Update the state with token i = hist[i]; returns (start, freq) of its interval."""
+    W = _work(cfg[C_B])
+    _, s0, f0 = _code_token(i, perm[hist[i]], 0, 0, cfg, hist, perm, S, TB, W)
+    return s0, f0

@@ -1,0 +1,291 @@
+"""``cm``: online context mixing over a binary code tree (the default predictor).
+
+Every token gets one table of V integer frequencies (each >= 1, total exactly 2**24),
+computed from the tokens before it by integer arithmetic only.  The table is the product of
+(1) a *copy node* that gives the token at the same position in the previous frame a mass of
+its own and (2) a binary *code tree* over the other symbols whose node probabilities come
+from logistic mixing of adaptive bit counters, match models and an APM.  Encode and decode
+walk only the B nodes on one root-to-leaf path; ``tables()`` expands every node.
+
+SPEC.  All quantities are integers.  ``>>`` on a negative number is the arithmetic (floor)
+shift; ``&`` on a negative number is two's complement.  No intermediate exceeds 2**63 in
+magnitude, so int64 arithmetic (numba, or Triton int64) is exact; nothing wraps.
+
+Constants
+    P = 24 (table total 2**24), B = max(1, bit_length(V - 1)) (tree depth), M32 = 2**32 - 1,
+    SIGN = 2**31, H1 = 0x2545F491, H2 = 0x5BD1E995, H3 = 0x1B873593, HTB = 24 (hash table of
+    2**HTB counters), mask = 2**(HTB - 5) - 1, LIMIT = 255, MLIMIT = 1023, LR = 4,
+    WINIT = 10000, APMR = 7, AW = 2, RECENT = 16, NCTX = 7, NCAND = 4, NCC = 2.
+
+Integer tables (built by integer code at import; the golden test pins their sha256)
+    SQ = [1,2,3,6,10,16,27,45,73,120,194,310,488,747,1101,1546,2047,2549,2994,3348,3607,
+          3785,3901,3975,4022,4050,4068,4079,4085,4089,4092,4093,4094]
+    squash(d), d clamped to [-2047, 2047]: k = (d >> 7) + 16, w = d & 127,
+        squash(d) = (SQ[k] * (128 - w) + SQ[min(k + 1, 32)] * w + 64) >> 7       (0..4095)
+    stretch(p), p in 0..4095: the smallest d in [-2047, 2047] with squash(d) >= p, else 2047
+    rates[n] = 131072 // (2n + 3), n in 0..1023
+
+Leaf order
+    perm[s] is the leaf of symbol s: the identity, or a shipped tree prior (a permutation of
+    0..1023, ``models/cm-prior``).  Leaf j in [0, 2**B) is *valid* when j < V.  A node at
+    depth d (0..B-1) is identified by ``prefix``, the d leading bits of its leaves; its
+    children are prefix*2 (left, bit 0) and prefix*2+1 (right, bit 1).
+
+Hashing
+    hmix(h, v) = g ^ (g >> 15) where g = ((h ^ (v & M32)) * H1) & M32
+    ctxhash(0, _) = hmix(H2, 0); ctxhash(k, v) = hmix(hmix(((k + 1) * H2) & M32, k), v + 1)
+    bucket(c, g, gp) = ((hmix(hmix(c, g + 1), gp + 1) * H3) & M32 & mask) * 32
+    A *counter* is a uint32 stored XOR SIGN; its logical value e holds p22 = e >> 10 (the
+    probability of a 1, 22 bits) and n = e & 1023 (a count).  Zeroed memory is p = 1/2, n = 0.
+    p12(e) = e >> 20.  Update with bit y and limit L:
+        p22 += (((y << 22) - p22) * rates[n]) >> 16;  if n < L: n += 1
+    Tree counters live at ht[bucket(...) + local], local = (1 << dd) | (prefix & (2**dd - 1))
+    with g = d // 5, dd = d % 5, gp = prefix >> dd (local 1..31); copy counters at
+    ht[((c * H3) & M32 & mask) * 32] (local 0).
+
+Context of token i = (t, y, x) (hist = the tokens before i, coding order; a neighbour is -1
+when outside the frame, before frame 0, or not yet coded)
+    a, a2, a3 = token at (y, x) in frames t-1, t-2, t-3; l = (t, y, x-1); u = (t, y-1, x);
+    ul = (t, y-1, x-1); ur = (t, y-1, x+1); pal, pau, pul, pur = the same offsets of l, u,
+    ul, ur in frame t-1.  cl = [l >= 0 and l == pal], cu = [u >= 0 and u == pau],
+    cul = [ul >= 0 and ul == pul], cur = [ur >= 0 and ur == pur], aa = [a >= 0 and a == a2],
+    pos = y * W + x.
+    run = number of frames k = t-2, t-3, ... (k >= 0, at most 15) with token (k, y, x) == a,
+        counted while equal (0 if a < 0); rq = min(run, 3).
+    b = token (t - 2 - run, y, x) if a >= 0 and t - 2 - run >= 0, else -1.
+    rc from nc = #{j : max(i - 16, H*W) <= j < i, hist[j] == hist[j - H*W]}:
+        rc = 0 if nc <= 2, 1 if nc <= 6, 2 if nc <= 11, else 3.
+    la = perm[a] if a >= 0 else -1.
+    Tree contexts c_k = ctxhash(k, v_k), k = 0..6, v = (0, a, pos, a2, a3, la >> 3, la >> 5).
+    Match candidates (leaves, -1 if the token is -1): cand = (la, perm[l], perm[u], perm[b]);
+        sctx = (cl + 2 cu + 4 aa) * 4 + rc.
+    Copy contexts: q_0 = hmix((11 H2) & M32, ((((cl*2 + cu)*2 + cul)*2 + cur)*2 + aa)*4 + rc),
+        q_1 = hmix((12 H2) & M32, pos + 1); copy weight set csel = ((rq*2 + cl)*2 + cu)*4 + rc;
+        copy APM context cactx = rq*8 + cl*4 + cu*2 + aa.
+
+State (all zero / initial unless a warm prior replaces it; ``new_state``)
+    ht[2**HTB] counters; w[B*152, 12] int32 mixer weights (rows < B*128 start at WINIT, the
+    others at 0); apm[B*8*33] and capm[32*33] int32, row entry j initialised to
+    squash(clamp((j - 16) * 128)) * 16; mc[4 * 32 * B] match counters; cw[64, 3] int32 = WINIT.
+
+Node prediction at depth d, prefix (pre-token state)
+    x_k = stretch(p12(ctr_k)) for the 7 tree counters (k = 0..6; 0 if masked out);
+        na = n of ctr_1, npos = n of ctr_2.
+    For m = 0..3 with c = cand[m] >= 0 and (c >> (B - d)) == prefix ("on path"):
+        s = stretch(p12(mc[(m*32 + sctx)*B + d])), x_{7+m} = s if bit (B-1-d) of c is 1 else -s;
+        on |= 1 << m for m < 3.  Otherwise x_{7+m} = 0.   x_11 = 256 (bias).
+    sel = (((d*8 + on)*2 + cl)*2 + cu)*4 + rc;  sel2 = B*128 + (d*6 + A(na))*4 + Q(npos) with
+        A(n) = n for n <= 2, 3 for n <= 4, 4 for n <= 8, else 5; Q(n) = 0 if n == 0,
+        1 if n <= 3, 2 if n <= 15, else 3.
+    pm = squash(clamp((sum_k (w[sel,k] + w[sel2,k]) * x_k) >> 16, -2047, 2047))
+    APM: s2 = stretch(pm) + 2048, lo = s2 >> 7, wt = s2 & 127, base = (d*8 + on)*33 + lo,
+        pa = (apm[base]*(128 - wt) + apm[base+1]*wt) >> 11, its update index ai = base + (wt >> 6).
+    p = clamp((pm*(4 - AW) + pa*AW) >> 2, 1, 4095)  = P(bit = 1) in 1/4096.
+Copy probability (when a >= 0): the same with inputs stretch(p12) of the 2 copy counters
+    and the bias, weights cw[csel], APM capm at cactx: pc in 1..4095.
+
+Table
+    ax = la (the copy leaf) if a >= 0, else no copy node (ax = -1, cmass = 0).
+    cmass = min(pc << 12, 2**24 - (V - 1)).  The tree carries T = 2**24 - cmass over the valid
+    leaves other than ax.  Top down from the root (mass T): a node of tree mass M whose
+    children hold nl and nr valid leaves other than ax gets
+        right = 0 if nr == 0; M if nl == 0; else clamp((M * p) >> 12, nr, M - nl); left = M - right.
+    freq[s] = tree mass of leaf perm[s] for s != a; freq[a] = cmass.
+    Interval layout: leaf order -- start(s) = sum of freq over symbols with a smaller leaf.
+    With the identity order that is symbol order (the contract); a tree prior lays intervals
+    out in leaf order and sets ``self.order = perm`` (the coder must use that order).
+    Encode/decode walk one path keeping the *combined* mass: a node's mass plus cmass when ax
+    lies below it; decode goes right iff q >= start + left (combined).
+
+Update with the coded token s (leaf L), after its table is used, in this order
+    1. if a >= 0: copy counters (ascending, y = [s == a], limit LIMIT), copy mixer
+       (err = ((y << 12) - pm) * LR; cw[csel,k] = clampw(cw[csel,k] + ((x_k * err) >> 14))),
+       copy APM (capm[ai] += ((y << 16) - capm[ai]) >> APMR).
+    2. if s != a: for d = 0..B-1 along L's path (y = bit of L at depth d): the 7 tree counters
+       (k ascending, limit LIMIT); each on-path match counter m ascending with
+       y = [bit of cand[m] == y] (limit MLIMIT); both weight rows
+       (dw = (x_k * err) >> 14, err = ((y << 12) - pm) * LR, w = clampw(w + dw) for sel, then
+       sel2); apm[ai] as above.  clampw(v) = clamp(v, -16777215, 16777215).
+    Updates apply sequentially: a counter reached twice (hash collision) is updated twice.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from typing import Iterator
+
+import numpy as np
+
+from nacc.errors import NaccError
+from nacc.kernels.cpu import cm as K
+from nacc.predictors.base import Predictor, Stepper, register
+
+PRECISION = 24
+PRIOR_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "models", "cm-prior")
+
+# fixed hyper-parameters (chosen on frames 0-299 of the dev clip: code 0-299, measure 150-299)
+HASH_BITS = 24          # 2**24 counters of 4 bytes (64 MiB, mostly untouched on short clips)
+COUNT_LIMIT = 255       # counter adaptation stops slowing down at 1/256.5
+MATCH_LIMIT = 1023      # match-confidence counters
+MIX_LR = 4              # mixer learning rate
+MIX_WINIT = 10000       # initial mixer weight (16.16 fixed point)
+APM_RATE = 7            # APM update shift
+APM_WEIGHT = 2          # final p = (p_mix * (4 - APM_WEIGHT) + p_apm * APM_WEIGHT) >> 2
+
+ALL_CTX = (1 << K.NCTX) - 1
+ALL_CAND = (1 << K.NCAND) - 1
+ALL_COPY = (1 << K.NCC) - 1
+PRIORS_FILE = "priors.json"
+
+
+def tree_bits(vocab: int) -> int:
+    """B: depth of the code tree, the smallest B >= 1 with 2**B >= vocab."""
+    return max(1, int(vocab - 1).bit_length())
+
+
+def _read_checked(name: str, digest_hex: str) -> bytes:
+    try:
+        with open(os.path.join(PRIOR_DIR, name), "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise NaccError(f"cm prior file missing: {e}") from None
+    if hashlib.sha256(data).hexdigest() != digest_hex or digest_hex[:16] not in name:
+        raise NaccError(f"cm prior file {name}: hash mismatch")
+    return data
+
+
+def load_prior(name: str, vocab: int):
+    """(perm int64[V], warm dict or None, sha256 digest) of a shipped prior; the identity
+    order, no warm state and b"" for "none"."""
+    if name == "none":
+        return np.arange(vocab, dtype=np.int64), None, b""
+    try:
+        with open(os.path.join(PRIOR_DIR, PRIORS_FILE)) as f:
+            cfg = json.load(f)
+    except OSError as e:
+        raise NaccError(f"cm priors missing: {e}") from None
+    entry = cfg["priors"].get(name)
+    if entry is None:
+        raise NaccError(f"cm prior {name!r} not found (have {', '.join(sorted(cfg['priors']))})")
+    if entry["vocab"] != vocab:
+        raise NaccError(f"cm prior {name!r} is for vocabulary {entry['vocab']}, not {vocab}")
+    h = hashlib.sha256(json.dumps(entry, sort_keys=True).encode())
+    perm = np.arange(vocab, dtype=np.int64)
+    if entry.get("tree"):
+        data = _read_checked(entry["tree"], cfg["sha256"][entry["tree"]])
+        h.update(data)
+        perm = np.frombuffer(data, "<u2").astype(np.int64)
+        if perm.shape != (vocab,) or not np.array_equal(np.sort(perm), np.arange(vocab)):
+            raise NaccError(f"cm prior {name!r} is not a permutation of {vocab} codes")
+    warm = None
+    if entry.get("warm"):
+        data = _read_checked(entry["warm"], cfg["sha256"][entry["warm"]])
+        h.update(data)
+        with np.load(io.BytesIO(data)) as z:
+            warm = {k: z[k] for k in z.files}
+    return perm, warm, h.digest()
+
+
+def default_prior(vocab: int) -> str:
+    """The prior used unless one is named: for V = 1024 the learned code tree with its warm
+    start (``commavq-v2``, fitted on frames 0-299 of the dev clip), else none."""
+    return "commavq-v2" if vocab == 1024 else "none"
+
+
+def make_cfg(vocab: int, frame_shape: tuple[int, int], ctx_mask: int = ALL_CTX,
+             cand_mask: int = ALL_CAND, apm_weight: int = APM_WEIGHT, copy: int = 1,
+             copy_mask: int = ALL_COPY) -> np.ndarray:
+    """The int64 config array of the kernels (layout: nacc.kernels.cpu.cm.C_*)."""
+    cfg = np.zeros(K.C_NCFG, np.int64)
+    cfg[K.C_V] = vocab
+    cfg[K.C_B] = tree_bits(vocab)
+    cfg[K.C_H], cfg[K.C_W] = frame_shape
+    cfg[K.C_HTB] = HASH_BITS
+    cfg[K.C_LIMIT] = COUNT_LIMIT
+    cfg[K.C_LR] = MIX_LR
+    cfg[K.C_WINIT] = MIX_WINIT
+    cfg[K.C_APMR] = APM_RATE
+    cfg[K.C_MLIMIT] = MATCH_LIMIT
+    cfg[K.C_CTXMASK] = ctx_mask
+    cfg[K.C_CANDMASK] = cand_mask
+    cfg[K.C_APMW] = apm_weight
+    cfg[K.C_COPY] = copy
+    cfg[K.C_CCMASK] = copy_mask
+    return cfg
+
+
+class _CmStepper(Stepper):
+    def __init__(self, pred: "CM"):
+        self._p = pred
+        self._state = K.new_state(pred.cfg, pred.warm)
+        self._hist = np.zeros(1024, np.int32)
+        self._i = 0
+
+    def table(self) -> np.ndarray:
+        out = np.empty(self._p.vocab, np.int32)
+        K.step_table(self._hist, self._i, self._p.cfg, self._p.perm, self._state, K.TABLES,
+                     out)
+        return out
+
+    def push(self, symbol: int) -> None:
+        if self._i >= len(self._hist):
+            self._hist = np.concatenate([self._hist, np.zeros_like(self._hist)])
+        self._hist[self._i] = int(symbol)
+        K.step_push(self._hist, self._i, self._p.cfg, self._p.perm, self._state, K.TABLES)
+        self._i += 1
+
+
+@register
+class CM(Predictor):
+    name = "cm"
+    precision = PRECISION
+
+    def __init__(self, vocab: int, frame_shape: tuple[int, int], prior: str = "default"):
+        super().__init__(vocab, frame_shape)
+        self.prior = default_prior(self.vocab) if prior == "default" else str(prior)
+        self.perm, self.warm, self._hash = load_prior(self.prior, self.vocab)
+        self.inv = np.argsort(self.perm).astype(np.int64)
+        self.cfg = make_cfg(self.vocab, self.frame_shape)
+        # Position of each symbol in the interval layout of a table: with a tree prior the
+        # intervals follow the tree's leaf order, not the symbol order (see the spec).
+        self.order = None if np.array_equal(self.perm, np.arange(self.vocab)) else self.perm
+
+    def params(self) -> dict:
+        return {"prior": self.prior}
+
+    def model_hash(self) -> bytes:
+        return self._hash
+
+    def _flat(self, tokens: np.ndarray) -> np.ndarray:
+        tok = np.ascontiguousarray(tokens, dtype=np.int32)
+        if tok.ndim != 3 or tok.shape[1:] != self.frame_shape:
+            raise NaccError(f"cm: tokens of shape {tok.shape} do not fit frames {self.frame_shape}")
+        return tok.ravel()
+
+    def tables(self, tokens: np.ndarray) -> Iterator[np.ndarray]:
+        flat = self._flat(tokens)
+        state = K.new_state(self.cfg, self.warm)
+        fs = self.frame_size
+        for t in range(len(tokens)):
+            out = np.empty((fs, self.vocab), np.int32)
+            K.table_pass(flat, t * fs, (t + 1) * fs, self.cfg, self.perm, state, K.TABLES,
+                         out)
+            yield out
+
+    def stepper(self) -> Stepper:
+        return _CmStepper(self)
+
+    def intervals(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        flat = self._flat(tokens)
+        state = K.new_state(self.cfg, self.warm)
+        return K.enc_pass(flat, self.cfg, self.perm, state, K.TABLES)
+
+    def decode(self, words: np.ndarray, n_frames: int) -> np.ndarray:
+        h, w = self.frame_shape
+        state = K.new_state(self.cfg, self.warm)
+        out = K.dec_pass(np.ascontiguousarray(words, np.uint32), n_frames * h * w, self.cfg,
+                         self.perm, self.inv, state, K.TABLES)
+        return out.reshape(n_frames, h, w)

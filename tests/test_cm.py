@@ -1,0 +1,198 @@
+"""The ``cm`` predictor: exact tables, four identical paths, round trips on edge cases,
+golden words, and the shipped prior."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nacc import coder
+from nacc.predictors import base, get
+from nacc.predictors import cm as cm_mod
+
+GOLDEN = Path(__file__).parent / "golden" / "cm-words.json"
+TREE = "commavq-tree-v1"
+PRIORS = ["none", "commavq-warm-v1", TREE, "commavq-v2"]
+
+
+def _cdf(tables: np.ndarray, order) -> np.ndarray:
+    """Cumulative tables in the interval layout: symbol order, or ``order`` (leaf order)."""
+    t = tables.astype(np.int64)
+    if order is not None:
+        layout = np.empty_like(t)
+        layout[:, order] = t            # column order[s] holds symbol s
+        t = layout
+    return np.concatenate([np.zeros((len(t), 1), np.int64), np.cumsum(t, 1)], 1)
+
+
+def check_paths(pred, tokens: np.ndarray, generic: bool = True) -> np.ndarray:
+    """Assert tables == stepper == intervals == decode; returns the words."""
+    ref = np.concatenate(list(pred.tables(tokens)))
+    base.check_table(ref, pred.vocab, pred.precision)
+    st = pred.stepper()
+    for i, x in enumerate(tokens.ravel()):
+        np.testing.assert_array_equal(st.table(), ref[i], err_msg=f"step {i}")
+        st.push(int(x))
+    start, freq = pred.intervals(tokens)
+    flat = tokens.ravel()
+    n = np.arange(len(flat))
+    np.testing.assert_array_equal(freq, ref[n, flat])
+    pos = flat if pred.order is None else pred.order[flat]
+    np.testing.assert_array_equal(start, _cdf(ref, pred.order)[n, pos])
+    words = coder.encode_intervals(start, freq, pred.precision)
+    np.testing.assert_array_equal(pred.decode(words, len(tokens)), tokens)
+    if generic and pred.order is None:
+        np.testing.assert_array_equal(base.Predictor.decode(pred, words, len(tokens)), tokens)
+        np.testing.assert_array_equal(
+            words, coder.encode_tables(flat, ref, pred.precision, backend="constriction"))
+    return words
+
+
+def roundtrip(pred, tokens: np.ndarray) -> int:
+    start, freq = pred.intervals(tokens)
+    words = coder.encode_intervals(start, freq, pred.precision)
+    np.testing.assert_array_equal(pred.decode(words, len(tokens)), tokens)
+    return int(words.nbytes)
+
+
+# -- exactness: the four paths ---------------------------------------------------------------
+@pytest.mark.parametrize("prior", PRIORS)
+def test_four_paths_real_clip(dev_clip, prior):
+    tokens = np.ascontiguousarray(dev_clip[:4]).astype(np.int32)
+    check_paths(get("cm")(1024, (8, 16), prior=prior), tokens)
+
+
+@pytest.mark.parametrize("vocab,shape", [(37, (5, 3, 5)), (2, (6, 2, 3)), (300, (1, 4, 4)),
+                                         (1000, (3, 2, 4)), (65536, (2, 2, 2)), (5, (4, 1, 1))])
+def test_four_paths_other_vocabularies(vocab, shape):
+    rng = np.random.default_rng(vocab)
+    tokens = rng.integers(0, vocab, size=shape).astype(np.int32)
+    tokens[1:, 0, 0] = tokens[0, 0, 0]                     # some copies
+    check_paths(get("cm")(vocab, shape[1:]), tokens)
+
+
+def test_batching_does_not_change_intervals(dev_clip):
+    """Encode = tables frame by frame = one step at a time (already covered) and the
+    intervals of a prefix are the prefix of the intervals."""
+    tokens = np.ascontiguousarray(dev_clip[:30]).astype(np.int32)
+    pred = get("cm")(1024, (8, 16), prior=TREE)
+    s_all, f_all = pred.intervals(tokens)
+    s_pre, f_pre = pred.intervals(tokens[:7])
+    np.testing.assert_array_equal(s_all[: s_pre.size], s_pre)
+    np.testing.assert_array_equal(f_all[: f_pre.size], f_pre)
+
+
+def test_stretch_squash_tables_facts():
+    """Spot values of the integer tables the spec names (the golden test pins all of them)."""
+    k = cm_mod.K
+    assert k.SQUASH.dtype == np.int32 and k.SQUASH.shape == (4095,) and k.STRETCH.shape == (4096,)
+    assert k.SQUASH[0] == 1 and k.SQUASH[2047] == 2047 and k.SQUASH[4094] == 4094
+    assert k.STRETCH[0] == -2047 and k.STRETCH[2048] == 1 and k.STRETCH[4095] == 2047
+    assert np.all(np.diff(k.SQUASH) >= 0) and np.all(np.diff(k.STRETCH) >= 0)
+    assert k.RATES[0] == 43690 and k.RATES[255] == 255
+
+
+# -- round trips on edge cases ----------------------------------------------------------------
+@pytest.mark.parametrize("prior", PRIORS)
+def test_edge_clips_roundtrip(dev_clip, prior):
+    pred = get("cm")(1024, (8, 16), prior=prior)
+    real = dev_clip.astype(np.int32)
+    for tokens in (real[:1], real[:2], np.full((6, 8, 16), 517, np.int32),
+                   np.zeros((3, 8, 16), np.int32), np.full((2, 8, 16), 1023, np.int32)):
+        roundtrip(pred, np.ascontiguousarray(tokens))
+
+
+@pytest.mark.parametrize("vocab,shape", [(2, (40, 3, 3)), (3, (10, 1, 7)), (1023, (10, 4, 4)),
+                                         (4097, (5, 8, 16)), (65536, (4, 8, 16)),
+                                         (1024, (3, 1, 1)), (50, (2, 33, 17))])
+def test_any_vocab_and_shape_roundtrips(vocab, shape):
+    rng = np.random.default_rng(7)
+    tokens = rng.integers(0, vocab, size=shape).astype(np.int32)
+    tokens[shape[0] // 2:] = tokens[: shape[0] - shape[0] // 2]   # repeats
+    roundtrip(get("cm")(vocab, shape[1:]), tokens)
+
+
+def test_random_tokens_do_not_expand():
+    rng = np.random.default_rng(3)
+    tokens = rng.integers(0, 1024, size=(100, 8, 16)).astype(np.int32)
+    nbytes = roundtrip(get("cm")(1024, (8, 16)), tokens)
+    assert tokens.size * 10 / 8 / nbytes >= 0.99
+
+
+def test_constant_clip_is_tiny():
+    tokens = np.full((100, 8, 16), 3, np.int32)
+    assert roundtrip(get("cm")(1024, (8, 16)), tokens) < 400
+
+
+def test_real_clip_compresses(dev_clip):
+    """Sanity bound on the rate of frames 300-599 (never fitted on) coded cold."""
+    tokens = np.ascontiguousarray(dev_clip[300:]).astype(np.int32)
+    for prior, floor in (("none", 1.40), ("commavq-warm-v1", 1.43), (TREE, 1.58),
+                         ("commavq-v2", 1.62)):
+        nbytes = roundtrip(get("cm")(1024, (8, 16), prior=prior), tokens)
+        assert tokens.size * 10 / 8 / nbytes > floor, prior
+
+
+# -- params, prior, golden words -------------------------------------------------------------
+def test_params_rebuild_identical_predictor(small_clip):
+    tokens = small_clip.astype(np.int32)
+    for prior in PRIORS:
+        a = get("cm")(1024, (8, 16), prior=prior)
+        b = get("cm")(1024, (8, 16), **json.loads(json.dumps(a.params())))
+        assert a.model_hash() == b.model_hash()
+        for x, y in zip(a.intervals(tokens), b.intervals(tokens)):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_prior_files_are_content_addressed():
+    cfg = json.loads((Path(cm_mod.PRIOR_DIR) / "priors.json").read_text())
+    assert cfg["fitted_on"].endswith("frames 0-299")
+    for fname, digest in cfg["sha256"].items():
+        data = (Path(cm_mod.PRIOR_DIR) / fname).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == digest and digest[:16] in fname
+    hashes = set()
+    for name in cfg["priors"]:
+        pred = get("cm")(1024, (8, 16), prior=name)
+        assert len(pred.model_hash()) == 32
+        hashes.add(pred.model_hash())
+    assert len(hashes) == len(cfg["priors"])
+    assert get("cm")(1024, (8, 16), prior="none").model_hash() == b""
+    assert get("cm")(1024, (8, 16)).params() == {"prior": "commavq-v2"}
+    assert get("cm")(1000, (8, 16)).params() == {"prior": "none"}
+
+
+def test_unknown_prior_is_an_error():
+    from nacc.errors import NaccError
+
+    with pytest.raises(NaccError):
+        get("cm")(1024, (8, 16), prior="nope")
+    with pytest.raises(NaccError):
+        get("cm")(512, (8, 16), prior=TREE)
+
+
+def _golden() -> dict:
+    if not GOLDEN.exists():
+        return {}
+    return json.loads(GOLDEN.read_text())
+
+
+def test_golden_words(dev_clip):
+    """sha256 of the words of frames 0-19: any change of the arithmetic shows here.
+    Regenerate on purpose only: NACC_REGEN_GOLDEN=1 pytest tests/test_cm.py"""
+    tokens = np.ascontiguousarray(dev_clip[:20]).astype(np.int32)
+    got = {}
+    for prior in PRIORS:
+        pred = get("cm")(1024, (8, 16), prior=prior)
+        words = coder.encode_intervals(*pred.intervals(tokens), pred.precision)
+        got[prior] = hashlib.sha256(words.astype("<u4").tobytes()).hexdigest()
+    k = cm_mod.K
+    got["tables"] = hashlib.sha256(k.SQUASH.tobytes() + k.STRETCH.tobytes()
+                                   + k.RATES.tobytes()).hexdigest()
+    if os.environ.get("NACC_REGEN_GOLDEN") == "1":
+        GOLDEN.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
+    assert GOLDEN.exists(), "golden file missing: NACC_REGEN_GOLDEN=1 pytest tests/test_cm.py"
+    assert got == _golden()
