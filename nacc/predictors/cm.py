@@ -119,12 +119,12 @@ from typing import Iterator
 import numpy as np
 
 from nacc.errors import NaccError
+from nacc.models import shipped
 from nacc.kernels.cpu import cm as K
 from nacc.predictors.base import Predictor, Stepper, register
 
 PRECISION = 24
-PRIOR_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "models", "cm-prior")
+PRIOR_DIR = str(shipped("cm-prior"))
 
 # fixed hyper-parameters (chosen on frames 0-299 of the dev clip: code 0-299, measure 150-299)
 HASH_BITS = 24          # 2**24 counters of 4 bytes (64 MiB, mostly untouched on short clips)
