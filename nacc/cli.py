@@ -100,8 +100,20 @@ def _device_option(f):
                         help="Where tables are computed; archives are identical on all.")(f)
 
 
+def _params(ctx, param, values):
+    out = []
+    for v in values:
+        key, sep, val = v.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{v!r} is not KEY=VALUE")
+        out.append((key, val))
+    return tuple(out)
+
+
 def _predictor_options(f):
     f = _device_option(f)
+    f = click.option("--param", "params", multiple=True, callback=_params, metavar="KEY=VALUE",
+                     help="Predictor parameter, repeatable (e.g. --param prior=none for cm).")(f)
     f = click.option("--model", type=click.Path(), default=None,
                      help="Model folder, for predictors that need one.")(f)
     f = click.option("--frame-shape", callback=_frame_shape, default=None, metavar="HxW",
@@ -112,11 +124,13 @@ def _predictor_options(f):
                         help="Predictor (see `nacc info --predictors`) [cm].")(f)
 
 
-def _options(predictor, vocab, frame_shape, model, device="cpu"):
+def _options(predictor, vocab, frame_shape, model, device="cpu", params=()):
     from nacc.codec import Options
 
-    params = (("model", model),) if model else ()
-    return Options(predictor or "", params, vocab, frame_shape, device)
+    params = dict(params)
+    if model:
+        params["model"] = model
+    return Options(predictor or "", tuple(sorted(params.items())), vocab, frame_shape, device)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -216,7 +230,7 @@ def _n_tokens(segments) -> int:
 @_predictor_options
 @_verbosity
 def compress(inputs, output, to_stdout, force, keep, remove, threads, predictor, vocab,
-             frame_shape, model, device, verbose, quiet, engine, address):
+             frame_shape, model, device, params, verbose, quiet, engine, address):
     """Compress .npy token videos (files, directories, .npz, webdataset shards, or - for
     stdin)."""
     from nacc import codec
@@ -228,7 +242,7 @@ def compress(inputs, output, to_stdout, force, keep, remove, threads, predictor,
         from nacc import distributed
 
         distributed.run_cli(click.get_current_context())
-    opts = _options(predictor, vocab, frame_shape, model, device)
+    opts = _options(predictor, vocab, frame_shape, model, device, params)
     if to_stdout or (inputs == ("-",) and output is None):
         output = "-"
     if output is not None:
@@ -386,13 +400,14 @@ def test_cmd(inputs, threads, model, device, verbose, quiet):
 @click.option("-T", "--threads", type=click.IntRange(1, 256), default=1, show_default=True)
 @_predictor_options
 @_verbosity
-def verify(inputs, threads, predictor, vocab, frame_shape, model, device, verbose, quiet):
+def verify(inputs, threads, predictor, vocab, frame_shape, model, device, params, verbose,
+           quiet):
     """Compress and decompress in memory; report rate, bits/token and times; exit 1 on any
     mismatch."""
     from nacc import codec, npyio
 
     rep = Reporter(verbose, quiet)
-    opts = _options(predictor, vocab, frame_shape, model, device)
+    opts = _options(predictor, vocab, frame_shape, model, device, params)
     for src in inputs:
         try:
             segments = _segments_of(src)

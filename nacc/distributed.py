@@ -36,6 +36,9 @@ def _argv_of(ctx: click.Context) -> list[str]:
         elif param.is_flag:
             if value:
                 out.append(flag)
+        elif param.multiple:                      # --param KEY=VALUE pairs
+            for key, val in value or ():
+                out += [flag, f"{key}={val}"]
         elif value is not None:
             if isinstance(value, tuple):          # --frame-shape (h, w)
                 value = "x".join(str(v) for v in value)

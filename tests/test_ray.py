@@ -88,3 +88,17 @@ def test_usage_errors(inputs):
     assert r.exit_code == 2 and "--address needs --engine ray" in r.output
     r = invoke(["compress", "--engine", "ray", "-c", "a.npy"], inputs / "ray")
     assert r.exit_code == 2 and "stdin/stdout" in r.output
+
+
+def test_task_argv_keeps_predictor_params():
+    import click
+
+    from nacc import cli, distributed
+
+    ctx = cli.compress.make_context("compress", ["--param", "prior=none", "--frame-shape", "8x16",
+                                                 "-q", "a.npy"])
+    argv = distributed.jobs_of(ctx)[0]
+    assert argv[:1] == ["compress"] and argv[-2:] == ["--", "a.npy"]
+    assert "--param" in argv and argv[argv.index("--param") + 1] == "prior=none"
+    assert argv[argv.index("--frame-shape") + 1] == "8x16"
+    assert isinstance(ctx, click.Context)

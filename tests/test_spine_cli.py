@@ -182,3 +182,12 @@ def test_outputs_get_ordinary_permissions(tmp_path, clip_file):
     mask = os.umask(0)
     os.umask(mask)
     assert mode == 0o666 & ~mask
+
+
+def test_predictor_params_reach_the_archive(tmp_path, clip_file):
+    r = run("compress", "-q", "--param", "prior=none", clip_file.name, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    info = run("info", "clip.npy.nacc", cwd=tmp_path).stdout.decode()
+    assert "predictor cm {'prior': 'none'}" in info
+    r = run("compress", "-f", "--param", "prior=nope", clip_file.name, cwd=tmp_path)
+    assert r.returncode == 1 and b"cm prior 'nope' not found" in r.stderr
