@@ -15,6 +15,7 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check $(TORCH_PIN)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,neural,gpu,bench,ray]'
+	$(PY) -m nacc.kernels.cpu.aot build || true  # optional: without a compiler nacc uses the JIT
 	touch $(STAMP)
 
 demo: $(STAMP)

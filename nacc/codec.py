@@ -7,8 +7,6 @@ they run in parallel over ``threads`` processes and the bytes do not depend on t
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
-import multiprocessing
 import zlib
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
@@ -27,7 +25,11 @@ COMMAVQ_FRAME = (8, 16)
 
 def default_predictor() -> str:
     """``cm`` when it is installed, else ``prevframe``."""
-    return DEFAULT_PREDICTOR if DEFAULT_PREDICTOR in predictors.available() else FALLBACK_PREDICTOR
+    try:
+        predictors.get(DEFAULT_PREDICTOR)   # not available(): that imports every predictor
+    except NaccError:
+        return FALLBACK_PREDICTOR
+    return DEFAULT_PREDICTOR
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,9 @@ def _map(fn: Callable, items: Sequence, threads: int) -> Iterator:
     if threads <= 1 or len(items) <= 1:
         yield from map(fn, items)
         return
+    import concurrent.futures as cf     # here: a one-process run need not import them
+    import multiprocessing
+
     ctx = multiprocessing.get_context("fork")
     with cf.ProcessPoolExecutor(max_workers=threads, mp_context=ctx) as pool:
         yield from pool.map(fn, items)

@@ -11,15 +11,22 @@ Two implementations produce the same u32 words (a test asserts it):
 
 A predictor's tables have total ``2**P`` with ``P <= 24``; both backends code them at 24 bits
 after shifting every frequency left by ``24 - P`` (exact).  This module is the only one that
-imports constriction.
+imports constriction.  The numba kernels are imported on first use; ``encode_intervals`` runs
+their ahead-of-time build when there is one (``nacc.kernels.cpu.aot``; identical words).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from nacc.kernels.cpu import rans
+from nacc.kernels.cpu import aot
 
 CODER_PRECISION = 24
+
+
+def _rans():
+    from nacc.kernels.cpu import rans
+
+    return rans
 
 
 def _shift(precision: int) -> int:
@@ -37,7 +44,10 @@ def encode_intervals(start: np.ndarray, freq: np.ndarray, precision: int) -> np.
     if s:
         start = start << np.uint32(s)
         freq = freq << np.uint32(s)
-    return rans.encode(start, freq, CODER_PRECISION)
+    A = aot.kernels()
+    if A is not None:
+        return A.rans_encode(start, freq, CODER_PRECISION)
+    return _rans().encode(start, freq, CODER_PRECISION)
 
 
 def encode_tables(symbols: np.ndarray, tables: np.ndarray, precision: int,
@@ -48,7 +58,7 @@ def encode_tables(symbols: np.ndarray, tables: np.ndarray, precision: int,
     if backend == "numba":
         start = np.empty(len(symbols), np.uint32)
         freq = np.empty(len(symbols), np.uint32)
-        rans.intervals_from_tables(tables, symbols, start, freq, 0)
+        _rans().intervals_from_tables(tables, symbols, start, freq, 0)
         return encode_intervals(start, freq, precision)
     if backend == "constriction":
         import constriction
@@ -68,7 +78,7 @@ def decode_tables(words: np.ndarray, tables: np.ndarray, precision: int,
     if backend == "numba":
         s = _shift(precision)
         scaled = tables << np.int32(s) if s else tables
-        return rans.decode_with_tables(words, scaled, CODER_PRECISION)
+        return _rans().decode_with_tables(words, scaled, CODER_PRECISION)
     if backend == "constriction":
         import constriction
 
@@ -92,12 +102,14 @@ class StepDecoder:
     def __init__(self, words: np.ndarray, precision: int):
         self._words = np.ascontiguousarray(words, dtype=np.uint32)
         self._shift = _shift(precision)
-        state, pos = rans.dec_init(self._words)
+        self._k = _rans()
+        state, pos = self._k.dec_init(self._words)
         self._state = np.array([state, pos], dtype=np.uint64)
 
     def decode(self, table: np.ndarray) -> int:
         """The next symbol, given its int32 (V,) table."""
-        return int(_step(self._state, self._words, np.asarray(table, np.int32), self._shift))
+        return int(self._k.decode_step(self._state, self._words, np.asarray(table, np.int32),
+                                       self._shift))
 
 
 def ideal_bits(freq: np.ndarray, precision: int) -> float:
@@ -105,25 +117,3 @@ def ideal_bits(freq: np.ndarray, precision: int) -> float:
     only; never used to decide anything that is coded)."""
     f = np.asarray(freq, dtype=np.float64)
     return float(precision * f.size - np.log2(f).sum())
-
-
-# numba glue kept here so that callers need not know the kernel module
-from numba import njit  # noqa: E402
-
-
-@njit(cache=True, nogil=True)
-def _step(state_pos, words, table, shift):
-    state = state_pos[0]
-    pos = np.int64(state_pos[1])
-    q = rans.dec_quantile(state, CODER_PRECISION) >> shift
-    acc = np.int64(0)
-    s = 0
-    v = table.shape[0]
-    while s < v - 1 and acc + table[s] <= q:
-        acc += table[s]
-        s += 1
-    state, pos = rans.dec_advance(state, pos, words, acc << shift,
-                                  np.int64(table[s]) << shift, CODER_PRECISION)
-    state_pos[0] = state
-    state_pos[1] = np.uint64(pos)
-    return s

@@ -129,6 +129,9 @@ def trace(archive_bytes: bytes, root: Path, blocked: tuple[str, ...] = ()) -> di
         path.write_bytes(archive_bytes)
         env = dict(os.environ)
         env.pop("PYTHONPATH", None)
+        # trace the portable path (numba JIT): an ahead-of-time build in this user's cache
+        # (nacc.kernels.cpu.aot) would hide the kernel modules and numba from the trace
+        env["NACC_AOT"] = "0"
         r = subprocess.run([sys.executable, "-c", _TRACE, str(path), str(root), *blocked],
                            capture_output=True, env=env, cwd=d)
     if r.returncode != 0:

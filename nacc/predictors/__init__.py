@@ -1,13 +1,26 @@
 """Predictors, registered by stable name (see ``base`` for the contract).
 
-Importing this package imports every built-in predictor module so that they register.
+Importing this package imports the default predictor's module (``cm``, which imports numba
+only when a kernel runs without its ahead-of-time build) so that it registers; the other
+built-in modules and the optional ones below are declared to ``base.declare_lazy`` and
+imported on first need: when a name not registered yet is asked for, or all are listed.
 """
+import importlib as _importlib
+
 from nacc.predictors.base import Predictor, Stepper, available, get, register  # noqa: F401
-from nacc.predictors import uniform, prevframe, cm  # noqa: F401,E402
+from nacc.predictors import base as _base
+from nacc.predictors import cm  # noqa: F401,E402
+
+_BUILTIN_LAZY = ("uniform", "prevframe")
+for _name in _BUILTIN_LAZY:
+    _base.declare_lazy(f"nacc.predictors.{_name}")
 
 for _optional in ("neural",):
-    try:  # modules written by later issues; absent ones simply do not register
-        __import__(f"nacc.predictors.{_optional}")
-    except ModuleNotFoundError as _e:
-        if _e.name != f"nacc.predictors.{_optional}":
-            raise
+    # modules written by later issues; absent ones simply do not register
+    _base.declare_lazy(f"nacc.predictors.{_optional}")
+
+
+def __getattr__(name: str):
+    if name in _BUILTIN_LAZY:  # ``nacc.predictors.uniform`` works as before
+        return _importlib.import_module(f"nacc.predictors.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

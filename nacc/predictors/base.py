@@ -33,6 +33,29 @@ MAX_PRECISION = 24
 MAX_VOCAB = 65536
 
 _REGISTRY: dict[str, type["Predictor"]] = {}
+# predictor modules that ``nacc.predictors`` declares without importing them: imported when a
+# name not registered yet is asked for, or when every name is listed, so that using the
+# default predictor does not import the others (nor what they import, e.g. numba)
+_LAZY_MODULES: list[str] = []
+
+
+def declare_lazy(module: str) -> None:
+    """Import ``module`` (which registers predictors) only when its names may be needed; a
+    module that does not exist simply registers nothing."""
+    if module not in _LAZY_MODULES:
+        _LAZY_MODULES.append(module)
+
+
+def _load_lazy(only: str | None = None) -> None:
+    import importlib
+
+    for module in [m for m in _LAZY_MODULES if only is None or m == only]:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+        _LAZY_MODULES.remove(module)
 
 
 def register(cls: type["Predictor"]) -> type["Predictor"]:
@@ -48,11 +71,18 @@ def available() -> list[str]:
     """Names of the registered predictors, sorted."""
     from nacc import predictors  # noqa: F401  (imports every built-in predictor module)
 
+    _load_lazy()
     return sorted(_REGISTRY)
 
 
 def get(name: str) -> type["Predictor"]:
     """The predictor class registered as ``name``; NaccError if unknown."""
+    from nacc import predictors  # noqa: F401,F811
+
+    if name not in _REGISTRY:
+        _load_lazy(f"nacc.predictors.{name}")   # a module named like the predictor first
+    if name in _REGISTRY:
+        return _REGISTRY[name]
     names = available()
     if name not in _REGISTRY:
         raise NaccError(f"unknown predictor {name!r} (known: {', '.join(names)})")

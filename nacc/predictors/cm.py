@@ -120,7 +120,8 @@ import numpy as np
 
 from nacc.errors import NaccError
 from nacc.models import shipped
-from nacc.kernels.cpu import cm as K
+from nacc.kernels.cpu import aot
+from nacc.kernels.cpu import cmstate as K0
 from nacc.predictors.base import Predictor, Stepper, register
 
 PRECISION = 24
@@ -135,10 +136,24 @@ MIX_WINIT = 10000       # initial mixer weight (16.16 fixed point)
 APM_RATE = 7            # APM update shift
 APM_WEIGHT = 2          # final p = (p_mix * (4 - APM_WEIGHT) + p_apm * APM_WEIGHT) >> 2
 
-ALL_CTX = (1 << K.NCTX) - 1
-ALL_CAND = (1 << K.NCAND) - 1
-ALL_COPY = (1 << K.NCC) - 1
+ALL_CTX = (1 << K0.NCTX) - 1
+ALL_CAND = (1 << K0.NCAND) - 1
+ALL_COPY = (1 << K0.NCC) - 1
 PRIORS_FILE = "priors.json"
+
+
+def _jit():
+    """The numba kernels (imported on first use: the encode / decode fast paths run the
+    ahead-of-time build of the same kernels when there is one, see ``aot``)."""
+    from nacc.kernels.cpu import cm
+
+    return cm
+
+
+def __getattr__(name: str):
+    if name == "K":  # the kernel module, as before (imported on first use)
+        return _jit()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def tree_bits(vocab: int) -> int:
@@ -199,33 +214,35 @@ def make_cfg(vocab: int, frame_shape: tuple[int, int], ctx_mask: int = ALL_CTX,
              cand_mask: int = ALL_CAND, apm_weight: int = APM_WEIGHT, copy: int = 1,
              copy_mask: int = ALL_COPY) -> np.ndarray:
     """The int64 config array of the kernels (layout: nacc.kernels.cpu.cm.C_*)."""
-    cfg = np.zeros(K.C_NCFG, np.int64)
-    cfg[K.C_V] = vocab
-    cfg[K.C_B] = tree_bits(vocab)
-    cfg[K.C_H], cfg[K.C_W] = frame_shape
-    cfg[K.C_HTB] = HASH_BITS
-    cfg[K.C_LIMIT] = COUNT_LIMIT
-    cfg[K.C_LR] = MIX_LR
-    cfg[K.C_WINIT] = MIX_WINIT
-    cfg[K.C_APMR] = APM_RATE
-    cfg[K.C_MLIMIT] = MATCH_LIMIT
-    cfg[K.C_CTXMASK] = ctx_mask
-    cfg[K.C_CANDMASK] = cand_mask
-    cfg[K.C_APMW] = apm_weight
-    cfg[K.C_COPY] = copy
-    cfg[K.C_CCMASK] = copy_mask
+    cfg = np.zeros(K0.C_NCFG, np.int64)
+    cfg[K0.C_V] = vocab
+    cfg[K0.C_B] = tree_bits(vocab)
+    cfg[K0.C_H], cfg[K0.C_W] = frame_shape
+    cfg[K0.C_HTB] = HASH_BITS
+    cfg[K0.C_LIMIT] = COUNT_LIMIT
+    cfg[K0.C_LR] = MIX_LR
+    cfg[K0.C_WINIT] = MIX_WINIT
+    cfg[K0.C_APMR] = APM_RATE
+    cfg[K0.C_MLIMIT] = MATCH_LIMIT
+    cfg[K0.C_CTXMASK] = ctx_mask
+    cfg[K0.C_CANDMASK] = cand_mask
+    cfg[K0.C_APMW] = apm_weight
+    cfg[K0.C_COPY] = copy
+    cfg[K0.C_CCMASK] = copy_mask
     return cfg
 
 
 class _CmStepper(Stepper):
     def __init__(self, pred: "CM"):
         self._p = pred
+        self._k = K = _jit()
         self._state = K.new_state(pred.cfg, pred.warm)
         self._hist = np.zeros(1024, np.int32)
         self._i = 0
 
     def table(self) -> np.ndarray:
         out = np.empty(self._p.vocab, np.int32)
+        K = self._k
         K.step_table(self._hist, self._i, self._p.cfg, self._p.perm, self._state, K.TABLES,
                      out)
         return out
@@ -234,6 +251,7 @@ class _CmStepper(Stepper):
         if self._i >= len(self._hist):
             self._hist = np.concatenate([self._hist, np.zeros_like(self._hist)])
         self._hist[self._i] = int(symbol)
+        K = self._k
         K.step_push(self._hist, self._i, self._p.cfg, self._p.perm, self._state, K.TABLES)
         self._i += 1
 
@@ -267,6 +285,7 @@ class CM(Predictor):
 
     def tables(self, tokens: np.ndarray) -> Iterator[np.ndarray]:
         flat = self._flat(tokens)
+        K = _jit()
         state = K.new_state(self.cfg, self.warm)
         fs = self.frame_size
         for t in range(len(tokens)):
@@ -280,12 +299,25 @@ class CM(Predictor):
 
     def intervals(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         flat = self._flat(tokens)
+        A = aot.kernels()
+        if A is not None:
+            state = K0.new_state(self.cfg, self.warm, A.cm_apply_counters)
+            return A.cm_enc_pass(flat, self.cfg, self.perm, state, K0.TABLES)
+        K = _jit()
         state = K.new_state(self.cfg, self.warm)
         return K.enc_pass(flat, self.cfg, self.perm, state, K.TABLES)
 
     def decode(self, words: np.ndarray, n_frames: int) -> np.ndarray:
         h, w = self.frame_shape
-        state = K.new_state(self.cfg, self.warm)
-        out = K.dec_pass(np.ascontiguousarray(words, np.uint32), n_frames * h * w, self.cfg,
-                         self.perm, self.inv, state, K.TABLES)
+        words = np.ascontiguousarray(words, np.uint32)
+        A = aot.kernels()
+        if A is not None:
+            state = K0.new_state(self.cfg, self.warm, A.cm_apply_counters)
+            out = A.cm_dec_pass(words, n_frames * h * w, self.cfg, self.perm, self.inv, state,
+                                K0.TABLES)
+        else:
+            K = _jit()
+            state = K.new_state(self.cfg, self.warm)
+            out = K.dec_pass(words, n_frames * h * w, self.cfg, self.perm, self.inv, state,
+                             K.TABLES)
         return out.reshape(n_frames, h, w)

@@ -18,90 +18,19 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from nacc.kernels.cpu import cmstate as _cmstate
 from nacc.kernels.cpu import rans
-
-PREC = 24                   # table total 2**24
-ONE = 1 << PREC
-M32 = 0xFFFFFFFF
-SIGN = 0x80000000           # counters are stored XOR 2**31 (so zeroed memory means p = 1/2)
-NCTX = 7                    # tree contexts
-NCAND = 4                   # match candidates: previous frame, left, up, older value
-NIN = NCTX + NCAND + 1      # tree mixer inputs (+ bias)
-NCC = 2                     # copy-node contexts
-NCIN = NCC + 1              # copy mixer inputs (+ bias)
-BUCKET = 32                 # counters per hash bucket (5 tree levels + the copy slot 0)
-GROUP = 5                   # tree levels per bucket
-NSMALL = 32                 # small context of the match confidences
-RECENT = 16                 # window of the recent-copies count
-NSEL1 = 128                 # tree weight sets per depth, selector 1
-NSEL2 = 24                  # tree weight sets per depth, selector 2
-NCSEL = 64                  # copy weight sets
-NCAPM = 32                  # copy APM contexts
-H1 = 0x2545F491
-H2 = 0x5BD1E995
-H3 = 0x1B873593
-
-# cfg layout (int64 array)
-(C_V, C_B, C_H, C_W, C_HTB, C_LIMIT, C_LR, C_WINIT, C_APMR, C_MLIMIT, C_CTXMASK,
- C_CANDMASK, C_APMW, C_COPY, C_CCMASK, C_NCFG) = range(16)
-
-_SQ = np.array([1, 2, 3, 6, 10, 16, 27, 45, 73, 120, 194, 310, 488, 747, 1101, 1546, 2047,
-                2549, 2994, 3348, 3607, 3785, 3901, 3975, 4022, 4050, 4068, 4079, 4085, 4089,
-                4092, 4093, 4094], dtype=np.int64)
-
-
-def squash_table() -> np.ndarray:
-    """squash(d) for d in -2047..2047 (index d + 2047), integer interpolation of _SQ."""
-    d = np.arange(-2047, 2048, dtype=np.int64)
-    w = d & 127
-    k = (d >> 7) + 16
-    return ((_SQ[k] * (128 - w) + _SQ[np.minimum(k + 1, 32)] * w + 64) >> 7).astype(np.int32)
-
-
-def stretch_table(sq: np.ndarray) -> np.ndarray:
-    """stretch(p) for p in 0..4095: the smallest d with squash(d) >= p (2047 if none)."""
-    st = np.searchsorted(sq.astype(np.int64), np.arange(4096), side="left") - 2047
-    return np.minimum(st, 2047).astype(np.int32)
-
-
-def rate_table() -> np.ndarray:
-    """Counter adaptation rates: rt[n] = 131072 // (2n + 3) (= 65536 / (n + 1.5))."""
-    n = np.arange(1024, dtype=np.int64)
-    return (131072 // (2 * n + 3)).astype(np.int32)
-
-
-SQUASH = squash_table()
-STRETCH = stretch_table(SQUASH)
-RATES = rate_table()
-TABLES = (SQUASH, STRETCH, RATES)
-
-
-def apm_init(n_ctx: int) -> np.ndarray:
-    j = np.arange(33, dtype=np.int64)
-    row = SQUASH[np.clip((j - 16) * 128, -2047, 2047) + 2047].astype(np.int64) * 16
-    return np.tile(row, n_ctx).astype(np.int32)
+from nacc.kernels.cpu.cmstate import (  # noqa: F401  (numba-free part, re-exported)
+    PREC, ONE, M32, SIGN, NCTX, NCAND, NIN, NCC, NCIN, BUCKET, GROUP, NSMALL, RECENT, NSEL1,
+    NSEL2, NCSEL, NCAPM, H1, H2, H3, _SQ, squash_table, stretch_table, rate_table, SQUASH,
+    STRETCH, RATES, TABLES, apm_init, C_V, C_B, C_H, C_W, C_HTB, C_LIMIT, C_LR, C_WINIT,
+    C_APMR, C_MLIMIT, C_CTXMASK, C_CANDMASK, C_APMW, C_COPY, C_CCMASK, C_NCFG)
 
 
 def new_state(cfg: np.ndarray, warm=None):
     """Fresh model state for config ``cfg`` (see the spec for the initial values); ``warm``
     (a dict of arrays, see ``models/cm-prior``) replaces the initial values with a prior."""
-    b = int(cfg[C_B])
-    ht = np.zeros(1 << int(cfg[C_HTB]), np.uint32)
-    w = np.zeros((b * (NSEL1 + NSEL2), NIN), np.int32)
-    w[: b * NSEL1] = int(cfg[C_WINIT])
-    apm = apm_init(b * 8)
-    mc = np.zeros(NCAND * NSMALL * b, np.uint32)
-    cw = np.full((NCSEL, NCIN), int(cfg[C_WINIT]), np.int32)
-    capm = apm_init(NCAPM)
-    if warm is not None:
-        for name, arr in (("w", w), ("apm", apm), ("mc", mc), ("cw", cw), ("capm", capm)):
-            src = warm[name]
-            if src.shape != arr.shape or src.dtype != arr.dtype:
-                raise ValueError(f"cm prior: {name} has shape {src.shape}, want {arr.shape}")
-            arr[...] = src
-        apply_counters(ht, warm["ht_kind"].astype(np.int64), warm["ht_value"].astype(np.int64),
-                       warm["ht_node"].astype(np.int64), warm["ht_counter"], cfg)
-    return ht, w, apm, mc, cw, capm
+    return _cmstate.new_state(cfg, warm, apply_counters)
 
 
 def tree_context_hash(kind: int, value: int) -> int:

@@ -136,3 +136,22 @@ def intervals_from_tables(tables, symbols, start, freq, offset):
             acc += tables[i, k]
         start[offset + i] = acc
         freq[offset + i] = tables[i, s]
+
+
+@nb.njit(cache=True, nogil=True)
+def decode_step(state_pos, words, table, shift):
+    """Decode one symbol under an int32 (V,) table of total ``2**(24 - shift)``; the decoder
+    state ``(state, pos)`` lives in the uint64[2] ``state_pos`` (``nacc.coder.StepDecoder``)."""
+    state = state_pos[0]
+    pos = np.int64(state_pos[1])
+    q = dec_quantile(state, 24) >> shift
+    acc = np.int64(0)
+    s = 0
+    v = table.shape[0]
+    while s < v - 1 and acc + table[s] <= q:
+        acc += table[s]
+        s += 1
+    state, pos = dec_advance(state, pos, words, acc << shift, np.int64(table[s]) << shift, 24)
+    state_pos[0] = state
+    state_pos[1] = np.uint64(pos)
+    return s
