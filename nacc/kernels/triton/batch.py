@@ -1,0 +1,307 @@
+"""Many segments at once: the batched API, where the GPU wins.
+
+Lanes of one launch share a predictor (same name, parameters, vocabulary and frame shape):
+``encode_many`` / ``decode_many`` take one predictor and its segments, the archive functions
+group segments by vocabulary and frame shape.  Segments are cut into batches of at most
+``batch`` lanes that run one after the other.  Encoding is pipelined: while the
+CPU rANS coder (``nacc.coder``, numba, one thread per lane) codes batch k, the kernel of
+batch k + 1 is already running.  Decoding runs the rANS decoder inside the kernel (a decode
+step needs the table just computed, so it cannot wait for the CPU), and the host checks and
+formats batch k while batch k + 1 decodes.
+
+Nothing here changes a byte: every lane is coded exactly as ``pred.intervals`` /
+``coder.encode_intervals`` code it alone, whatever the batch size or lane count.
+
+Memory: ``batch=None`` picks the largest batch whose state and buffers fit in 80% of the
+free GPU memory.  If an allocation still fails, the batch is split in halves (with a
+warning); a single lane that does not fit is computed on the CPU (with a warning).
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+import warnings
+import zlib
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from nacc import coder, container, npyio
+from nacc.errors import NaccError
+from nacc.predictors import base as predictors
+
+from .drivers import LaneBatch
+from .runtime import Backend, resolve
+
+DEFAULT_INTERPRET_BATCH = 64
+INTERPRET_BYTES = 1 << 30      # state memory of one interpreted batch (host RAM)
+_BYTES_PER_TOKEN = 16          # tokens, start/freq and headroom, per token of a lane
+
+
+class GpuFallbackWarning(RuntimeWarning):
+    """A batch did not fit the GPU and was split, or ran on the CPU."""
+
+
+def _is_oom(err: BaseException) -> bool:
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    return isinstance(err, oom) or "out of memory" in str(err).lower()
+
+
+def _free_cache(backend: Backend) -> None:
+    if backend.flavor == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def auto_batch(pred, backend: Backend, lane_tokens: int, n_items: int) -> int:
+    """Largest batch that fits 80% of the free device memory (``n_items`` at most)."""
+    per_lane = pred.driver.state_bytes_per_lane() + _BYTES_PER_TOKEN * max(1, lane_tokens)
+    if backend.flavor != "cuda":
+        return max(1, min(n_items, DEFAULT_INTERPRET_BATCH, INTERPRET_BYTES // per_lane))
+    import torch
+
+    free, _ = torch.cuda.mem_get_info(torch.device(backend.device))
+    return max(1, min(n_items, int(0.8 * free) // per_lane))
+
+
+def _chunks(n: int, size: int) -> list[list[int]]:
+    return [list(range(k, min(n, k + size))) for k in range(0, n, size)]
+
+
+class _Runner:
+    """Runs ``op(pred, items) -> pending`` / ``fetch(pending) -> list`` over batches, one
+    batch ahead, splitting a batch that does not fit and running lone lanes on the CPU."""
+
+    def __init__(self, pred, launch, fetch, on_cpu):
+        self.pred = pred
+        self.launch = launch
+        self.fetch = fetch
+        self.on_cpu = on_cpu
+
+    def _start(self, items):
+        try:
+            return ("gpu", self.launch(items))
+        except Exception as err:  # noqa: BLE001 (only out-of-memory is handled)
+            if not _is_oom(err):
+                raise
+            _free_cache(self.pred.backend)
+            if len(items) == 1:
+                warnings.warn(f"{self.pred.backend}: one segment of {self.pred.name!r} does "
+                              "not fit in GPU memory; computing it on the CPU",
+                              GpuFallbackWarning, stacklevel=3)
+                return ("done", [self.on_cpu(items[0])])
+            half = len(items) // 2
+            warnings.warn(f"{self.pred.backend}: out of memory with {len(items)} segments in "
+                          f"flight; splitting into {half} + {len(items) - half}",
+                          GpuFallbackWarning, stacklevel=3)
+            return ("done", self._finish(self._start(items[:half]))
+                    + self._finish(self._start(items[half:])))
+
+    def _finish(self, pending):
+        kind, value = pending
+        return value if kind == "done" else self.fetch(value)
+
+    def run(self, items: Sequence, batch: int) -> Iterator[tuple[list[int], list]]:
+        """Yields ``(indices, results)`` per batch, in order."""
+        chunks = _chunks(len(items), batch)
+        if not chunks:
+            return
+        pending = self._start([items[k] for k in chunks[0]])
+        for j, chunk in enumerate(chunks):
+            results = self._finish(pending)
+            if j + 1 < len(chunks):
+                pending = self._start([items[k] for k in chunks[j + 1]])
+            yield chunk, results
+
+
+def _as_triton(pred, device: str | None):
+    from .predictor import TritonPredictor
+
+    if isinstance(pred, TritonPredictor):
+        return pred
+    backend = resolve(device or "auto")
+    if backend is None:
+        raise NaccError(f"device {device!r}: no GPU backend (use the CPU predictor directly)")
+    return TritonPredictor(pred, backend)
+
+
+# -- intervals (encode) ------------------------------------------------------------------
+def _intervals_runner(tp):
+    drv = tp.driver
+
+    def launch(arrays):
+        lb = LaneBatch.for_tokens(arrays, tp.backend.device)
+        state = drv.new_state(lb.n_lanes)
+        start, freq = drv.intervals(lb, state)
+        return lb, start, freq
+
+    def fetch(pending):
+        lb, start, freq = pending
+        s = start.cpu().numpy().view(np.uint32)
+        f = freq.cpu().numpy().view(np.uint32)
+        o = lb.offsets
+        return [(s[o[k]:o[k + 1]].copy(), f[o[k]:o[k + 1]].copy()) for k in range(lb.n_lanes)]
+
+    return _Runner(tp, launch, fetch, lambda arr: tp.inner.intervals(arr))
+
+
+def intervals_many(pred, token_arrays: Sequence[np.ndarray], batch: int | None = None,
+                   device: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(start, freq)`` uint32 of each token array (all of one predictor's shape)."""
+    tp = _as_triton(pred, device)
+    arrays = [np.ascontiguousarray(a, np.int32) for a in token_arrays]
+    if not arrays:
+        return []
+    size = batch or auto_batch(tp, tp.backend, max(a.size for a in arrays), len(arrays))
+    out: list = [None] * len(arrays)
+    for idx, res in _intervals_runner(tp).run(arrays, size):
+        for k, r in zip(idx, res):
+            out[k] = r
+    return out
+
+
+def encode_many(pred, token_arrays: Sequence[np.ndarray], batch: int | None = None,
+                device: str | None = None, threads: int | None = None) -> list[np.ndarray]:
+    """rANS words of each token array; tables on the device, coding on the CPU while the
+    device computes the next batch."""
+    tp = _as_triton(pred, device)
+    arrays = [np.ascontiguousarray(a, np.int32) for a in token_arrays]
+    if not arrays:
+        return []
+    size = batch or auto_batch(tp, tp.backend, max(a.size for a in arrays), len(arrays))
+    out: list = [None] * len(arrays)
+    threads = threads or os.cpu_count() or 1
+    with cf.ThreadPoolExecutor(max_workers=threads) as pool:
+        for idx, res in _intervals_runner(tp).run(arrays, size):
+            words = pool.map(lambda sf: coder.encode_intervals(sf[0], sf[1], tp.precision), res)
+            for k, w in zip(idx, words):
+                out[k] = w
+    return out
+
+
+# -- decode ------------------------------------------------------------------------------
+def _decode_runner(tp):
+    drv = tp.driver
+
+    def launch(jobs):
+        lb = LaneBatch.for_words([w for w, _ in jobs], [n for _, n in jobs], tp.backend.device)
+        state = drv.new_state(lb.n_lanes)
+        drv.decode(lb, state)
+        return lb
+
+    def fetch(lb):
+        return lb.token_arrays()
+
+    def on_cpu(job):
+        words, n = job
+        return tp.inner.decode(words, n // tp.frame_size).ravel()
+
+    return _Runner(tp, launch, fetch, on_cpu)
+
+
+def decode_tokens_many(pred, jobs: Sequence[tuple[np.ndarray, int]], batch: int | None = None,
+                       device: str | None = None) -> list[np.ndarray]:
+    """Flat int32 tokens of each ``(words, n_tokens)`` job."""
+    tp = _as_triton(pred, device)
+    jobs = [(np.ascontiguousarray(w, np.uint32), int(n)) for w, n in jobs]
+    if not jobs:
+        return []
+    size = batch or auto_batch(tp, tp.backend, max(n for _, n in jobs), len(jobs))
+    out: list = [None] * len(jobs)
+    for idx, res in _decode_runner(tp).run(jobs, size):
+        for k, r in zip(idx, res):
+            out[k] = r
+    return out
+
+
+def decode_many(pred, segments: Sequence[tuple[np.ndarray, int]], batch: int | None = None,
+                device: str | None = None) -> list[np.ndarray]:
+    """Tokens (T, H, W) of each ``(words, n_frames)`` segment decoded with ``pred``."""
+    tp = _as_triton(pred, device)
+    h, w = tp.frame_shape
+    flat = decode_tokens_many(tp, [(wd, t * h * w) for wd, t in segments], batch)
+    return [f.reshape(t, h, w) for f, (_, t) in zip(flat, segments)]
+
+
+# -- archives (the same bytes as nacc.codec) ---------------------------------------------
+def _group(keys: Sequence) -> dict:
+    groups: dict = {}
+    for k, key in enumerate(keys):
+        groups.setdefault(key, []).append(k)
+    return groups
+
+
+def compress_segments(segments: Sequence[tuple[str, npyio.NpyFile]], opts,
+                      device: str = "auto", batch: int | None = None,
+                      threads: int | None = None) -> Iterator[bytes]:
+    """``nacc.codec.compress_segments`` with the tables of many segments computed at once
+    on ``device``; yields the identical archive bytes (header, then one piece per segment).
+    Falls back to the CPU predictor when ``device`` is "auto" and no GPU kernel applies."""
+    from nacc import codec
+
+    if not segments:
+        raise NaccError("nothing to compress")
+    cls = predictors.get(opts.predictor_name())
+    params = dict(opts.params)
+    probe = cls(opts.vocab, (1, 1), **params)
+    yield container.pack_header(container.Header(
+        opts.predictor_name(), probe.params(), probe.model_hash(), probe.precision,
+        len(segments)))
+    parsed = [codec.tokens_of(npy, opts.vocab, opts.frame_shape) for _, npy in segments]
+    words: list = [None] * len(segments)
+    for fs, idx in _group([fs for _, fs in parsed]).items():
+        pred = codec.on_device(cls(opts.vocab, fs, **params), device)
+        arrays = [parsed[k][0] for k in idx]
+        if hasattr(pred, "driver"):
+            ws = encode_many(pred, arrays, batch, threads=threads)
+        else:
+            ws = [coder.encode_intervals(*pred.intervals(a), pred.precision) for a in arrays]
+        for k, w in zip(idx, ws):
+            words[k] = w
+    for k, (name, npy) in enumerate(segments):
+        canonical = npy.prefix == npyio.canonical_prefix(npy.descr, npy.fortran, npy.shape)
+        seg = container.Segment(name, npy.descr, npy.fortran, npy.shape, parsed[k][1],
+                                opts.vocab, npy.crc, words[k],
+                                None if canonical else npy.prefix)
+        yield container.pack_segment(seg)
+
+
+def decompress_archive(buf: bytes, device: str = "auto", batch: int | None = None,
+                       params_override: dict | None = None) -> Iterator[tuple[str, bytes]]:
+    """``nacc.codec.decompress_archive`` with many segments decoded at once on ``device``;
+    yields ``(name, npy bytes)`` in archive order, with the same checks."""
+    from nacc import codec
+
+    header, segments = container.read_archive(buf)
+    params = dict(header.params)
+    params.update(params_override or {})
+    cls = predictors.get(header.predictor)
+    tokens: list = [None] * len(segments)
+    for (vocab, fs), idx in _group([(s.vocab, s.frame_shape) for s in segments]).items():
+        pred = codec.on_device(cls(vocab, fs, **params), device)
+        if pred.model_hash() != header.model_hash:
+            raise NaccError(f"archive was written with predictor {header.predictor!r} model "
+                            f"{header.model_hash.hex()[:16] or '(none)'}, but the model given "
+                            f"has {pred.model_hash().hex()[:16] or '(none)'}")
+        if pred.precision != header.precision:
+            raise NaccError(f"predictor precision {pred.precision} != archive "
+                            f"{header.precision}")
+        jobs = [(segments[k].words, segments[k].n_frames) for k in idx]
+        if hasattr(pred, "driver"):
+            outs = decode_many(pred, jobs, batch)
+        else:
+            outs = [pred.decode(w, t) for w, t in jobs]
+        for k, o in zip(idx, outs):
+            tokens[k] = o
+    for seg, tok in zip(segments, tokens):
+        data = npyio.array_data_bytes(tok.reshape(seg.shape), seg.descr, seg.fortran)
+        if zlib.crc32(data) != seg.data_crc:
+            raise NaccError(f"segment {seg.name!r}: decoded data checksum mismatch "
+                            "(wrong model or damaged archive)")
+        prefix = seg.raw_prefix
+        if prefix is None:
+            prefix = npyio.canonical_prefix(seg.descr, seg.fortran, seg.shape)
+        yield seg.name, prefix + data

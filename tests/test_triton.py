@@ -1,0 +1,376 @@
+"""The Triton path (issue 5): kernels bit-exact with the CPU predictors.
+
+Everything runs on CPU tensors through Triton's interpreter (``device="interpret"``, the same
+kernel source as on the GPU, exact integer results); cases are tiny because the interpreter
+runs about 5 ms per token.  The kernels are also compiled for sm_90 (no GPU needed) so that
+what the interpreter does not see (types, lowering) is checked too.  Test names contain
+"triton" (``pytest -k triton``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("triton")
+
+from nacc import codec, coder, npyio  # noqa: E402
+from nacc.errors import NaccError  # noqa: E402
+from nacc.kernels.triton import accelerate, gpu_available, has_kernel  # noqa: E402
+from nacc.kernels.triton import batch as gb  # noqa: E402
+from nacc.predictors import base as predictors  # noqa: E402
+from nacc.predictors.base import Predictor, check_table  # noqa: E402
+from nacc.predictors.prevframe import PrevFrame, _run_tables  # noqa: E402
+
+DEV = "interpret"
+FS = (2, 4)
+
+
+def _clips(vocab: int, seed: int, lengths=(3, 2, 4)) -> list[np.ndarray]:
+    """Segments with different contents and lengths; frames partly repeat the previous one
+    so that the previous-frame contexts are exercised."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in lengths:
+        v = rng.integers(0, vocab, (t, *FS)).astype(np.int32)
+        for f in range(1, t):
+            keep = rng.random(FS) < 0.5
+            v[f][keep] = v[f - 1][keep]
+        out.append(v)
+    return out
+
+
+def _words(pred, tokens) -> np.ndarray:
+    return coder.encode_intervals(*pred.intervals(tokens), pred.precision)
+
+
+@pytest.mark.parametrize("name,vocab", [("uniform", 16), ("uniform", 48),
+                                        ("prevframe", 16), ("prevframe", 48)])
+def test_triton_four_paths_equal_cpu(name, vocab):
+    """tables / stepper / intervals / decode of the Triton predictor == the CPU predictor."""
+    cpu = predictors.get(name)(vocab, FS)
+    gpu = accelerate(cpu, DEV)
+    assert gpu is not cpu and gpu.name == name and gpu.params() == cpu.params()
+    assert gpu.model_hash() == cpu.model_hash() and gpu.precision == cpu.precision
+    tok = _clips(vocab, 1, (3,))[0]
+    for a, b in zip(cpu.tables(tok), gpu.tables(tok), strict=True):
+        check_table(b, vocab, gpu.precision)
+        assert np.array_equal(a, b)
+    s0, f0 = cpu.intervals(tok)
+    s1, f1 = gpu.intervals(tok)
+    assert s1.dtype == np.uint32 and f1.dtype == np.uint32
+    assert np.array_equal(s0, s1) and np.array_equal(f0, f1)
+    words = _words(cpu, tok)
+    assert np.array_equal(gpu.decode(words, len(tok)), tok)
+    st_c, st_g = cpu.stepper(), gpu.stepper()
+    for x in tok.ravel()[:12]:          # the stepper launches twice per token: keep it short
+        assert np.array_equal(st_c.table(), st_g.table())
+        st_c.push(int(x))
+        st_g.push(int(x))
+
+
+@pytest.mark.parametrize("name", ["uniform", "prevframe"])
+def test_triton_many_segments_one_launch(name):
+    """Lanes of different contents and lengths in one batch give each segment's own words
+    and tokens, whatever the batch size."""
+    vocab = 32
+    cpu = predictors.get(name)(vocab, FS)
+    clips = _clips(vocab, 2)
+    ref = [_words(cpu, c) for c in clips]
+    for batch in (None, 2):
+        words = gb.encode_many(cpu, clips, batch=batch, device=DEV)
+        assert all(np.array_equal(a, b) for a, b in zip(words, ref, strict=True))
+    dec = gb.decode_many(cpu, [(w, len(c)) for w, c in zip(ref, clips)], device=DEV)
+    assert all(np.array_equal(a, b) for a, b in zip(dec, clips, strict=True))
+
+
+def test_triton_prevframe_halving_matches_cpu():
+    """Row halving (cond above 4096) and order0 halving (above 65536), from a state loaded
+    next to both limits, as the CPU kernel does it."""
+    import torch
+
+    vocab = 4
+    cpu = PrevFrame(vocab, (1, 8))
+    c = cpu.n_ctx
+    rng = np.random.default_rng(3)
+    cond = rng.integers(0, 1400, (c + 1, vocab)).astype(np.uint32)
+    cond[:, 0] += (4094 - cond.sum(axis=1)).astype(np.uint32)     # every row at 4094
+    o0 = np.array([30000, 20000, 10000, 5530], np.uint32)           # sum 65530
+    tok = rng.integers(0, vocab, (3, 1, 8)).astype(np.int32)
+    tok[1] = tok[0]
+    flat = tok.ravel()
+    sums = np.concatenate([cond.sum(axis=1), [o0.sum()]]).astype(np.int64)
+    c_cond, c_o0, c_sums = cond.copy(), o0.copy(), sums.copy()
+    ref = []
+    for t in range(len(tok)):
+        out = np.empty((8, vocab), np.int32)
+        _run_tables(flat, 8, c, vocab, c_cond, c_o0, c_sums, t, out)
+        ref.append(out)
+    assert c_o0.sum() < 65536 // 2 + 100 and (c_cond.sum(axis=1) < 2100).any()  # both halved
+
+    gpu = accelerate(cpu, DEV)
+    drv = gpu.driver
+    lanes = gb.LaneBatch.for_tokens([tok, tok], "cpu")
+    state = (torch.from_numpy(np.stack([cond.ravel()] * 2).astype(np.int32)),
+             torch.from_numpy(np.stack([o0] * 2).astype(np.int32)))
+    for t in range(len(tok)):
+        got = drv.tables(lanes, state, t * 8, (t + 1) * 8).numpy()
+        assert np.array_equal(got[0], ref[t]) and np.array_equal(got[1], ref[t])
+    assert np.array_equal(state[0][0].numpy().reshape(c + 1, vocab), c_cond.astype(np.int32))
+    assert np.array_equal(state[1][0].numpy(), c_o0.astype(np.int32))
+    # the INTERVALS and DECODE modes from the same loaded state
+    state = (torch.from_numpy(cond.ravel().astype(np.int32)[None].copy()),
+             torch.from_numpy(o0.astype(np.int32)[None].copy()))
+    start, freq = drv.intervals(gb.LaneBatch.for_tokens([tok], "cpu"), state)
+    ref_all = np.concatenate(ref)
+    ref_start = np.array([r[:x].sum() for r, x in zip(ref_all, flat)], np.int64)
+    ref_freq = ref_all[np.arange(flat.size), flat]
+    assert np.array_equal(start.numpy(), ref_start) and np.array_equal(freq.numpy(), ref_freq)
+    words = coder.encode_intervals(ref_start.astype(np.uint32), ref_freq.astype(np.uint32), 24)
+    state = (torch.from_numpy(cond.ravel().astype(np.int32)[None].copy()),
+             torch.from_numpy(o0.astype(np.int32)[None].copy()))
+    lanes = gb.LaneBatch.for_words([words], [flat.size], "cpu")
+    drv.decode(lanes, state)
+    assert np.array_equal(lanes.token_arrays()[0], flat)
+
+
+def test_triton_archives_identical_to_codec():
+    """The batched archive API writes the bytes nacc.codec writes on the CPU, the codec with
+    a device option too, and each decodes the other's archive."""
+    clips = _clips(64, 4, (2, 3))
+    segs = [(f"s{k}.npy", npyio.from_array(c.astype(np.int16))) for k, c in enumerate(clips)]
+    originals = [npyio.npy_bytes(n) for _, n in segs]
+    opts = codec.Options(predictor="prevframe", vocab=64)
+    cpu_arc = b"".join(codec.compress_segments(segs, opts))
+    assert b"".join(gb.compress_segments(segs, opts, device=DEV)) == cpu_arc
+    dev_opts = codec.Options(predictor="prevframe", vocab=64, device=DEV)
+    assert b"".join(codec.compress_segments(segs, dev_opts)) == cpu_arc
+    assert [d for _, d in gb.decompress_archive(cpu_arc, device=DEV)] == originals
+    assert [d for _, d in codec.decompress_archive(cpu_arc, device=DEV)] == originals
+
+
+def _cm(vocab, fs, seed=None):
+    """A cm predictor; with ``seed``, a random leaf order (a tree prior's permutation, which
+    makes the intervals follow leaf order) instead of the identity."""
+    pred = predictors.get("cm")(vocab, fs)
+    if seed is not None:
+        perm = np.random.default_rng(seed).permutation(vocab).astype(np.int64)
+        pred.perm, pred.inv, pred.order = perm, np.argsort(perm).astype(np.int64), perm
+    return pred
+
+
+@pytest.mark.skipif("cm" not in predictors.available(), reason="cm predictor not installed")
+def test_triton_cm_encode_decode_equal_cpu():
+    """cm on lanes of different lengths: words and decoded tokens equal the CPU's; V = 24
+    (B = 5: leaves past V, a partial tree) with a shuffled leaf order."""
+    fs = (1, 4)
+    cpu = _cm(24, fs, seed=7)
+    clips = []
+    rng = np.random.default_rng(8)
+    for t in (3, 2):
+        v = rng.integers(0, 24, (t, *fs)).astype(np.int32)
+        for f in range(1, t):
+            keep = rng.random(fs) < 0.6
+            v[f][keep] = v[f - 1][keep]       # copies: the copy node and match models fire
+        clips.append(v)
+    ref = [_words(cpu, c) for c in clips]
+    gpu = accelerate(cpu, DEV)
+    assert gpu.order is cpu.order and gpu.model_hash() == cpu.model_hash()
+    got = gb.encode_many(gpu, clips)
+    assert all(np.array_equal(a, b) for a, b in zip(got, ref, strict=True))
+    dec = gb.decode_many(gpu, [(w, len(c)) for w, c in zip(ref, clips)])
+    assert all(np.array_equal(a, b) for a, b in zip(dec, clips, strict=True))
+
+
+@pytest.mark.skipif("cm" not in predictors.available(), reason="cm predictor not installed")
+def test_triton_cm_tables_and_stepper_equal_cpu():
+    """cm full tables (every tree node) and the stepper equal the CPU's (V = 12, B = 4)."""
+    fs = (1, 3)
+    cpu = _cm(12, fs)
+    tok = np.array([[[3, 7, 11]], [[3, 7, 0]]], np.int32)
+    gpu = accelerate(cpu, DEV)
+    for a, b in zip(cpu.tables(tok), gpu.tables(tok), strict=True):
+        check_table(b, 12, 24)
+        assert np.array_equal(a, b)
+    st_c, st_g = cpu.stepper(), gpu.stepper()
+    for x in tok.ravel()[:4]:
+        assert np.array_equal(st_c.table(), st_g.table())
+        st_c.push(int(x))
+        st_g.push(int(x))
+
+
+class _NoKernel(Predictor):
+    name = "test-no-kernel"
+
+    def tables(self, tokens):
+        raise NotImplementedError
+
+    def stepper(self):
+        raise NotImplementedError
+
+
+def test_triton_device_choice():
+    cpu = predictors.get("prevframe")(16, FS)
+    assert accelerate(cpu, "cpu") is cpu
+    assert has_kernel(cpu) and has_kernel("uniform") and not has_kernel("test-no-kernel")
+    auto = accelerate(cpu, "auto")
+    assert (auto is cpu) != gpu_available()
+    nk = _NoKernel(16, FS)
+    assert accelerate(nk, "auto") is nk
+    with pytest.raises(NaccError, match="no GPU kernel"):
+        accelerate(nk, DEV)
+    with pytest.raises(NaccError, match="unknown device"):
+        accelerate(cpu, "tpu")
+    if not gpu_available():
+        with pytest.raises(NaccError, match="no CUDA GPU"):
+            accelerate(cpu, "cuda")
+        with pytest.raises(NaccError, match="no CUDA GPU"):
+            codec.Options(predictor="prevframe", device="cuda").build(16, FS)
+    wrapped = accelerate(cpu, DEV)
+    assert accelerate(wrapped, "cpu") is cpu
+
+
+def test_triton_broken_kernel_auto_falls_back_explicit_fails(monkeypatch):
+    """A GPU path that fails when first used: "auto" warns and computes on the CPU, an
+    explicit device fails with a NaccError (never a wrong table)."""
+    import nacc.kernels.triton as kt
+    from nacc.kernels.triton.predictor import TritonPredictor
+    from nacc.kernels.triton.runtime import Backend
+
+    def broken(self, inner, backend):
+        raise RuntimeError("ptxas fatal: unsupported architecture (simulated)")
+
+    monkeypatch.setattr(kt, "resolve", lambda d: Backend("interpret", "cpu"))
+    monkeypatch.setattr(TritonPredictor, "__init__", broken)
+    cpu = PrevFrame(16, FS)
+    with pytest.warns(gb.GpuFallbackWarning, match="unusable"):
+        assert accelerate(cpu, "auto") is cpu
+    with pytest.raises(NaccError, match="failed to run"):
+        accelerate(cpu, "cuda")
+
+
+class _DriftedPrevFrame(PrevFrame):
+    """A prevframe whose CPU side no longer matches the kernel (a spec changed on one side)."""
+
+    def intervals(self, tokens):
+        start, freq = super().intervals(tokens)
+        return start, freq + np.uint32(tokens.size > 20)
+
+
+def test_triton_self_check_catches_a_drifted_spec():
+    from nacc.kernels.triton.predictor import self_check
+    from nacc.kernels.triton.runtime import Backend
+
+    self_check(PrevFrame(16, FS), Backend("interpret", "cpu"))
+    with pytest.raises(NaccError, match="disagrees"):
+        self_check(_DriftedPrevFrame(16, FS), Backend("interpret", "cpu"))
+
+
+def test_triton_out_of_memory_splits_then_falls_back(monkeypatch):
+    """An allocation failure halves the batch (with a warning); a lone lane that still does
+    not fit runs on the CPU (with a warning); the words never change."""
+    import torch
+
+    cpu = predictors.get("prevframe")(16, FS)
+    clips = _clips(16, 5, (2, 2, 1))
+    ref = [_words(cpu, c) for c in clips]
+    gpu = accelerate(cpu, DEV)
+    real = type(gpu.driver).new_state
+    oom = getattr(torch, "OutOfMemoryError", RuntimeError)
+
+    def fail_above_one(self, n):
+        if n > 1:
+            raise oom("CUDA out of memory (simulated)")
+        return real(self, n)
+
+    monkeypatch.setattr(type(gpu.driver), "new_state", fail_above_one)
+    with pytest.warns(gb.GpuFallbackWarning, match="splitting"):
+        assert all(np.array_equal(a, b) for a, b in
+                   zip(gb.encode_many(gpu, clips, batch=3), ref, strict=True))
+
+    def always(self, n):
+        raise oom("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(type(gpu.driver), "new_state", always)
+    with pytest.warns(gb.GpuFallbackWarning, match="on the CPU"):
+        dec = gb.decode_many(gpu, [(w, len(c)) for w, c in zip(ref, clips)], batch=1)
+    assert all(np.array_equal(a, b) for a, b in zip(dec, clips, strict=True))
+
+
+def test_triton_kernels_compile_for_sm90():
+    """Every kernel and mode compiles for an H100 (sm_90) with Triton's bundled ptxas."""
+    pytest.importorskip("triton.backends.nvidia")
+    from nacc.kernels.triton import aot
+
+    done = aot.compile_all(90, exclude="cm ")     # cm: ~30 s of CPU per mode, run by hand
+    assert len(done) == len([v for v in aot.variants() if not v[0].startswith("cm ")])
+    for label, asm in done:
+        assert asm["cubin"], label
+        if "prevframe" in label and ("DECODE" in label or "PUSH" in label):
+            assert "bar.sync" in asm["ptx"], label   # the per-token barrier survived
+
+
+def test_triton_bench_scripts_run_toy():
+    """bench/gpu_roundtrip.py and bench/bench_gpu.py run end to end under the interpreter."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for script, argv in [
+        ("gpu_roundtrip.py", ["--device", DEV, "--frames", "2", "--segments", "2",
+                              "--predictors", "uniform", "--batches", "0"]),
+        ("bench_gpu.py", ["--device", DEV, "--frames", "1", "--batches", "2",
+                          "--cpu-segments", "2", "--threads", "1", "--predictors", "uniform"]),
+    ]:
+        spec = importlib.util.spec_from_file_location(f"_bench_{script[:-3]}",
+                                                      root / "bench" / script)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        assert mod.main(argv) == 0, script
+
+
+# -- on a real GPU (skipped here; run them where CUDA is available) ------------------------
+cuda_only = pytest.mark.skipif(not gpu_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.gpu
+@cuda_only
+@pytest.mark.parametrize("name", ["uniform", "prevframe", "cm"])
+def test_triton_cuda_equals_cpu_on_dev_clip(name, dev_clip):
+    """On the GPU: the four paths on real frames (V = 1024), and a batch of 8 segments of
+    unequal length, equal the CPU."""
+    if name not in predictors.available():
+        pytest.skip(f"{name} not installed")
+    cpu = predictors.get(name)(1024, (8, 16))
+    gpu = accelerate(cpu, "cuda")
+    tok = np.ascontiguousarray(dev_clip[:6], np.int32)
+    n_full = 1 if name == "cm" else 2          # a cm full table expands all 1023 nodes
+    for a, b in zip(cpu.tables(tok[:n_full]), gpu.tables(tok[:n_full]), strict=True):
+        assert np.array_equal(a, b)
+    words = _words(cpu, tok)
+    assert np.array_equal(_words(gpu, tok), words)
+    assert np.array_equal(gpu.decode(words, len(tok)), tok)
+    st_c, st_g = cpu.stepper(), gpu.stepper()
+    for x in tok.ravel()[:40 if name == "cm" else 150]:
+        assert np.array_equal(st_c.table(), st_g.table())
+        st_c.push(int(x))
+        st_g.push(int(x))
+    clips = [np.ascontiguousarray(np.roll(dev_clip, 7 * k, axis=0)[:40 + 9 * k], np.int32)
+             for k in range(8)]
+    ref = [_words(cpu, c) for c in clips]
+    for batch in (None, 3):
+        got = gb.encode_many(gpu, clips, batch=batch)
+        assert all(np.array_equal(a, b) for a, b in zip(got, ref, strict=True))
+        dec = gb.decode_many(gpu, [(w, len(c)) for w, c in zip(ref, clips)], batch=batch)
+        assert all(np.array_equal(a, b) for a, b in zip(dec, clips, strict=True))
+
+
+@pytest.mark.gpu
+@cuda_only
+def test_triton_cuda_and_interpreter_agree(dev_clip):
+    """The compiled kernels and the interpreter give the same words for the same input."""
+    cpu = predictors.get("prevframe")(1024, (8, 16))
+    tok = np.ascontiguousarray(dev_clip[:2], np.int32)
+    a = gb.encode_many(cpu, [tok], device="cuda")[0]
+    b = gb.encode_many(cpu, [tok], device="interpret")[0]
+    assert np.array_equal(a, b)
