@@ -1,0 +1,455 @@
+"""numba kernels of the neural predictors' integer spec (see ``nacc.neural.intref``).
+
+Same spec as the numpy reference, written as loops: a frame-level pass per frame
+(``tf_frame`` / ``lstm_frame``) and a token-level head per token (``head_table``), fused
+with rANS in ``encode_intervals`` and ``decode``.  All arithmetic is int64 on values that
+the spec bounds below 2**31 where it says int32, so results are identical to the reference
+for any batching or thread count.  Weights come as three tuples of arrays built by
+``pack`` (fixed order; weight matrices transposed to (K, N) so that the int32 accumulation
+loops run over contiguous outputs).
+"""
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from nacc.kernels.cpu import rans
+
+NB_DY = np.array([0, -1, -1, -1, 0, -2], np.int64)   # HEAD_NEIGHBOURS, same order
+NB_DX = np.array([-1, -1, 0, 1, -2, 0], np.int64)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _rq(a, m, s):
+    return (a * m + (np.int64(1) << (s - 1))) >> s
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _c8(v):
+    return min(max(v, -127), 127)
+
+
+@nb.njit(cache=True, nogil=True)
+def _acc(x, wt, b, acc):
+    """acc = W x + b in int32 (the spec bounds it below 2**31, so it never wraps);
+    x int64[K], wt = W transposed, int32[K, N]; zero inputs are skipped."""
+    k_in, n_out = wt.shape
+    for n in range(n_out):
+        acc[n] = b[n]
+    for k in range(k_in):
+        xk = np.int32(x[k])
+        if xk != 0:
+            for n in range(n_out):
+                acc[n] += wt[k, n] * xk
+
+
+@nb.njit(cache=True, nogil=True)
+def _lin(x, wt, b, m, s, out):
+    """out = clamp8(rq(W x + b))."""
+    n_out = wt.shape[1]
+    acc = np.empty(n_out, np.int32)
+    _acc(x, wt, b, acc)
+    for n in range(n_out):
+        out[n] = _c8(_rq(np.int64(acc[n]), np.int64(m[n]), np.int64(s[n])))
+
+
+@nb.njit(cache=True, nogil=True)
+def _isqrt(n):
+    r = np.int64(np.sqrt(np.float64(n)))
+    while r * r > n:
+        r -= 1
+    while (r + 1) * (r + 1) <= n:
+        r += 1
+    return r
+
+
+@nb.njit(cache=True, nogil=True)
+def _ln(x, g, b, out):
+    d = x.shape[0]
+    sm = np.int64(0)
+    for i in range(d):
+        sm += x[i]
+    var = np.int64(0)
+    for i in range(d):
+        c = d * x[i] - sm
+        var += c * c
+    r = _isqrt(var // d)
+    for i in range(d):
+        if r == 0:
+            y = np.int64(b[i])
+        else:
+            c = d * x[i] - sm
+            y = (c * np.int64(g[i]) + r * 32768) // (r * 65536) + np.int64(b[i])
+        out[i] = _c8(y)
+
+
+@nb.njit(cache=True, nogil=True)
+def _add(x1, x2, a, out):
+    for i in range(x1.shape[0]):
+        out[i] = _c8((x1[i] * np.int64(a[0]) + x2[i] * np.int64(a[1]) + 32768) >> 16)
+
+
+@nb.njit(cache=True, nogil=True)
+def table_from_logits(z, expt, precision, out):
+    v = z.shape[0]
+    zmax = z[0]
+    best = 0
+    for i in range(v):
+        if z[i] > zmax:
+            zmax = z[i]
+            best = i
+    n_e = expt.shape[0]
+    tot = np.int64(0)
+    for i in range(v):
+        tot += expt[min(zmax - z[i], n_e - 1)]
+    room = (np.int64(1) << precision) - v
+    acc = np.int64(0)
+    for i in range(v):
+        f = 1 + np.int64(expt[min(zmax - z[i], n_e - 1)]) * room // tot
+        out[i] = f
+        acc += f
+    out[best] += np.int32((np.int64(1) << precision) - acc)
+
+
+@nb.njit(cache=True, nogil=True)
+def head_table(video, t, y, x, feat, hw, pad, precision, xin, u, z, out):
+    """Table of the token at (t, y, x) of ``video`` (only frame t-1 and the causal part of
+    frame t are read) given its frame features ``feat`` (int64[D])."""
+    emb, w1, b1, m1, s1, act, w2, b2, m2, s2, expt, cw, cb, cm, cs = hw
+    _, h, w = video.shape
+    d = feat.shape[0]
+    e = emb.shape[1]
+    n_nb = NB_DY.shape[0]
+    cand = np.empty(n_nb + 9, np.int64)
+    for i in range(d):
+        xin[i] = feat[i]
+    for j in range(n_nb):
+        yy = y + NB_DY[j]
+        xx = x + NB_DX[j]
+        tok = pad
+        if 0 <= yy < h and 0 <= xx < w:
+            tok = video[t, yy, xx]
+        cand[j] = tok
+        for i in range(e):
+            xin[d + j * e + i] = emb[tok, i]
+    j = n_nb
+    for dy in range(-1, 2):
+        for dx in range(-1, 2):
+            yy = y + dy
+            xx = x + dx
+            tok = pad
+            if t >= 1 and 0 <= yy < h and 0 <= xx < w:
+                tok = video[t - 1, yy, xx]
+            cand[j] = tok
+            j += 1
+    base = d + n_nb * e
+    for mi in range(2):  # motion evidence: left, then upper neighbour
+        ny = 0 if mi == 0 else -1
+        nx = -1 if mi == 0 else 0
+        cy = y + ny
+        cx = x + nx
+        for k9 in range(9):
+            dy = k9 // 3 - 1
+            dx = k9 % 3 - 1
+            py = cy + dy
+            px = cx + dx
+            v = 0
+            if (t >= 1 and 0 <= cy < h and 0 <= cx < w and 0 <= py < h and 0 <= px < w
+                    and video[t, cy, cx] == video[t - 1, py, px]):
+                v = 1
+            xin[base + mi * 9 + k9] = v
+    _lin(xin, w1, b1, m1, s1, u)
+    for i in range(u.shape[0]):
+        u[i] = act[u[i] + 128]
+    n_out = w2.shape[1]
+    lim = np.int64(1) << 24
+    acc = np.empty(n_out, np.int32)
+    _acc(u, w2, b2, acc)
+    for n in range(n_out):
+        z[n] = min(max(_rq(np.int64(acc[n]), np.int64(m2[n]), np.int64(s2[n])), -lim), lim)
+    n_c = cw.shape[1]
+    cacc = np.empty(n_c, np.int32)
+    _acc(u, cw, cb, cacc)
+    for j in range(n_c):
+        if cand[j] != pad:
+            z[cand[j]] += min(max(_rq(np.int64(cacc[j]), np.int64(cm[j]), np.int64(cs[j])),
+                                  -lim), lim)
+    table_from_logits(z, expt, precision, out)
+
+
+@nb.njit(cache=True, nogil=True)
+def tf_frame(video, t, k, r, nh, pad, tw, feat):
+    """Transformer frame-level features of frame t (needs frames < t of video) -> feat
+    int64[H*W, D]."""
+    (emb_q, row, col, in_w, in_b, in_m, in_s, emb_c, ln1g, ln1b, q_w, q_b, q_m, q_s,
+     k_w, k_b, k_m, k_s, v_w, v_b, v_m, v_s, att_m, att_s, bt, by, bx, expa,
+     o_w, o_b, o_m, o_s, add1, ln2g, ln2b, f1_w, f1_b, f1_m, f1_s, act, f2_w, f2_b, f2_m, f2_s,
+     add2, lnfg, lnfb) = tw
+    _, h, w = video.shape
+    hw = h * w
+    n_layers = q_w.shape[0]
+    d = q_w.shape[2]
+    e = emb_c.shape[1]
+    dh = d // nh
+    pe = row.shape[1]
+    s = np.empty((hw, d), np.int64)
+    xin = np.empty(e + 2 * pe, np.int64)
+    for p in range(hw):
+        y = p // w
+        x = p % w
+        tok = pad if t - 1 < 0 else video[t - 1, y, x]
+        for i in range(e):
+            xin[i] = emb_q[tok, i]
+        for i in range(pe):
+            xin[e + i] = row[y, i]
+            xin[e + pe + i] = col[x, i]
+        _lin(xin, in_w, in_b, in_m, in_s, s[p])
+    kc = np.empty((k, hw, d), np.int64)
+    vc = np.empty((k, hw, d), np.int64)
+    ein = np.empty(e, np.int64)
+    a = np.empty(d, np.int64)
+    qv = np.empty(d, np.int64)
+    o = np.empty(d, np.int64)
+    tmp = np.empty(d, np.int64)
+    dff = f1_w.shape[2]
+    u = np.empty(dff, np.int64)
+    nwin = k * (2 * r + 1) * (2 * r + 1)
+    sc = np.empty(nwin, np.int64)
+    wt = np.empty(nwin, np.int64)
+    js = np.empty(nwin, np.int64)
+    n_e = expa.shape[0]
+    for l in range(n_layers):
+        for dt in range(1, k + 1):
+            for p in range(hw):
+                tok = pad if t - dt < 0 else video[t - dt, p // w, p % w]
+                for i in range(e):
+                    ein[i] = emb_c[tok, i]
+                _lin(ein, k_w[l], k_b[l], k_m[l], k_s[l], kc[dt - 1, p])
+                _lin(ein, v_w[l], v_b[l], v_m[l], v_s[l], vc[dt - 1, p])
+        for p in range(hw):
+            y = p // w
+            x = p % w
+            _ln(s[p], ln1g[l], ln1b[l], a)
+            _lin(a, q_w[l], q_b[l], q_m[l], q_s[l], qv)
+            for hd in range(nh):
+                nj = 0
+                smax = np.int64(-(1 << 62))
+                for dt in range(1, k + 1):
+                    for yy in range(max(0, y - r), min(h, y + r + 1)):
+                        for xx in range(max(0, x - r), min(w, x + r + 1)):
+                            pp = yy * w + xx
+                            acc = np.int64(0)
+                            for i in range(hd * dh, (hd + 1) * dh):
+                                acc += qv[i] * kc[dt - 1, pp, i]
+                            v = (_rq(acc, np.int64(att_m[l]), np.int64(att_s[l]))
+                                 + bt[l, hd, dt - 1] + by[l, hd, yy - y + r]
+                                 + bx[l, hd, xx - x + r])
+                            sc[nj] = v
+                            js[nj] = (dt - 1) * hw + pp
+                            if v > smax:
+                                smax = v
+                            nj += 1
+                z = np.int64(0)
+                for j in range(nj):
+                    wt[j] = expa[min(smax - sc[j], n_e - 1)]
+                    z += wt[j]
+                for i in range(hd * dh, (hd + 1) * dh):
+                    num = np.int64(0)
+                    for j in range(nj):
+                        num += wt[j] * vc[js[j] // hw, js[j] % hw, i]
+                    o[i] = _c8((2 * num + z) // (2 * z))
+            _lin(o, o_w[l], o_b[l], o_m[l], o_s[l], tmp)
+            _add(s[p], tmp, add1[l], s[p])
+            _ln(s[p], ln2g[l], ln2b[l], a)
+            _lin(a, f1_w[l], f1_b[l], f1_m[l], f1_s[l], u)
+            for i in range(dff):
+                u[i] = act[l, u[i] + 128]
+            _lin(u, f2_w[l], f2_b[l], f2_m[l], f2_s[l], tmp)
+            _add(s[p], tmp, add2[l], s[p])
+    for p in range(hw):
+        _ln(s[p], lnfg, lnfb, feat[p])
+
+
+@nb.njit(cache=True, nogil=True)
+def lstm_frame(video, t, k, r, pad, lw, hs, cs, feat):
+    """LSTM frame-level step for frame t: updates state (hs, cs int64[H*W, D]) and writes
+    feat = hs."""
+    emb, g_w, g_b, g_m, g_s, sig, tnh = lw
+    _, h, w = video.shape
+    hw = h * w
+    d = hs.shape[1]
+    e = emb.shape[1]
+    nr = 2 * r + 1
+    nwin = k * nr * nr
+    xin = np.empty(nwin * e + d, np.int64)
+    g = np.empty(4 * d, np.int64)
+    for p in range(hw):
+        y = p // w
+        x = p % w
+        j = 0
+        for dt in range(1, k + 1):
+            for dy in range(-r, r + 1):
+                for dx in range(-r, r + 1):
+                    yy = y + dy
+                    xx = x + dx
+                    tok = pad
+                    if t - dt >= 0 and 0 <= yy < h and 0 <= xx < w:
+                        tok = video[t - dt, yy, xx]
+                    for i in range(e):
+                        xin[j * e + i] = emb[tok, i]
+                    j += 1
+        for i in range(d):
+            xin[nwin * e + i] = hs[p, i]
+        _lin(xin, g_w, g_b, g_m, g_s, g)
+        for i in range(d):
+            ig = np.int64(sig[g[i] + 128])
+            fg = np.int64(sig[g[d + i] + 128])
+            gg = np.int64(tnh[g[2 * d + i] + 128])
+            og = np.int64(sig[g[3 * d + i] + 128])
+            c = ((fg * cs[p, i] + 64) >> 7) + ((ig * gg + 8) >> 4)
+            c = min(max(c, -32768), 32767)
+            cs[p, i] = c
+            tc = min(max((c + 32) >> 6, -128), 127)
+            hs[p, i] = _c8((og * np.int64(tnh[tc + 128]) + 64) >> 7)
+            feat[p, i] = hs[p, i]
+
+
+@nb.njit(cache=True, nogil=True)
+def _frame_feats(video, t, arch, k, r, nh, pad, tw, lw, hs, cs, feat):
+    if arch == 0:
+        tf_frame(video, t, k, r, nh, pad, tw, feat)
+    else:
+        lstm_frame(video, t, k, r, pad, lw, hs, cs, feat)
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def _frame_tables_par(video, t, feat, hw_, pad, precision, vocab, k1, hidden, out):
+    _, h, w = video.shape
+    for p in nb.prange(h * w):
+        xin = np.empty(k1, np.int64)
+        u = np.empty(hidden, np.int64)
+        z = np.empty(vocab, np.int64)
+        head_table(video, t, p // w, p % w, feat[p], hw_, pad, precision, xin, u, z, out[p])
+
+
+@nb.njit(cache=True, nogil=True)
+def frame_tables(video, t, arch, k, r, nh, pad, precision, tw, lw, hw_, hs, cs, out):
+    """Tables of frame t (H*W, V) into out; updates the lstm state."""
+    _, h, w = video.shape
+    d = hs.shape[1]
+    feat = np.empty((h * w, d), np.int64)
+    _frame_feats(video, t, arch, k, r, nh, pad, tw, lw, hs, cs, feat)
+    vocab = out.shape[1]
+    k1 = hw_[1].shape[0]
+    hidden = hw_[1].shape[1]
+    _frame_tables_par(video, t, feat, hw_, pad, precision, vocab, k1, hidden, out)
+
+
+@nb.njit(cache=True, nogil=True)
+def encode_intervals(video, arch, k, r, nh, pad, precision, tw, lw, hw_, d):
+    """(start, freq) of every token of video (T, H, W), all frames."""
+    t_n, h, w = video.shape
+    n = t_n * h * w
+    vocab = hw_[6].shape[1]
+    start = np.empty(n, np.uint32)
+    freq = np.empty(n, np.uint32)
+    hs = np.zeros((h * w, d), np.int64)
+    cs = np.zeros((h * w, d), np.int64)
+    tabs = np.empty((h * w, vocab), np.int32)
+    for t in range(t_n):
+        frame_tables(video, t, arch, k, r, nh, pad, precision, tw, lw, hw_, hs, cs, tabs)
+        for p in range(h * w):
+            s = video[t, p // w, p % w]
+            acc = 0
+            for v in range(s):
+                acc += tabs[p, v]
+            start[t * h * w + p] = acc
+            freq[t * h * w + p] = tabs[p, s]
+    return start, freq
+
+
+@nb.njit(cache=True, nogil=True)
+def decode(words, t_n, h, w, arch, k, r, nh, pad, precision, tw, lw, hw_, d):
+    """Decode t_n frames: frame-level pass once per frame, head + rANS per token."""
+    vocab = hw_[6].shape[1]
+    video = np.zeros((t_n, h, w), np.int32)
+    hs = np.zeros((h * w, d), np.int64)
+    cs = np.zeros((h * w, d), np.int64)
+    feat = np.empty((h * w, d), np.int64)
+    xin = np.empty(hw_[1].shape[0], np.int64)
+    u = np.empty(hw_[1].shape[1], np.int64)
+    z = np.empty(vocab, np.int64)
+    tab = np.empty(vocab, np.int32)
+    state, pos = rans.dec_init(words)
+    for t in range(t_n):
+        _frame_feats(video, t, arch, k, r, nh, pad, tw, lw, hs, cs, feat)
+        for p in range(h * w):
+            y = p // w
+            x = p % w
+            head_table(video, t, y, x, feat[p], hw_, pad, precision, xin, u, z, tab)
+            q = rans.dec_quantile(state, precision)
+            acc = 0
+            s = 0
+            while s < vocab - 1 and acc + tab[s] <= q:
+                acc += tab[s]
+                s += 1
+            video[t, y, x] = s
+            state, pos = rans.dec_advance(state, pos, words, acc, tab[s], precision)
+    return video
+
+
+# ----------------------------------------------------------------------------- packing
+_TF_KEYS = ["tf.emb_q", "tf.row", "tf.col", "tf.in.*", "tf.emb_ctx", "tf.ln1.g", "tf.ln1.b",
+            "tf.q.*", "tf.k.*", "tf.v.*", "tf.att.m", "tf.att.s", "tf.bt", "tf.by", "tf.bx",
+            "exp_att", "tf.o.*", "tf.add1", "tf.ln2.g", "tf.ln2.b", "tf.f1.*", "tf.act",
+            "tf.f2.*", "tf.add2", "tf.lnf.g", "tf.lnf.b"]
+_LS_KEYS = ["ls.emb", "ls.gates.*", "ls.sig", "ls.tanh"]
+_HEAD_KEYS = ["head.emb", "head.l1.*", "head.act", "head.l2.*", "exp_logit", "head.cp.*"]
+
+
+def _pack(a, keys):
+    out = []
+    for k in keys:
+        names = [k[:-1] + c for c in "wbms"] if k.endswith("*") else [k]
+        for n in names:
+            arr = np.ascontiguousarray(a[n])
+            if n.endswith(".w"):  # weights transposed to (..., K, N) for the kernels
+                out.append(np.ascontiguousarray(np.swapaxes(arr, -1, -2), np.int32))
+            else:
+                out.append(arr.astype(np.int64))
+    return tuple(out)
+
+
+_DUMMY = None
+
+
+def pack(m):
+    """(tw, lw, hw) weight tuples of an IntModel for the kernels (the unused architecture
+    gets a dummy tuple of the same types built from a tiny model)."""
+    a = m.a
+    hw_ = _pack(a, _HEAD_KEYS)
+    if m.cfg.arch == "transformer":
+        tw = _pack(a, _TF_KEYS)
+        lw = _dummy_lstm()
+    else:
+        lw = _pack(a, _LS_KEYS)
+        tw = _dummy_tf()
+    return tw, lw, hw_
+
+
+def _dummy_tf():
+    z1 = np.zeros(1, np.int64)
+    z2 = np.zeros((1, 1), np.int64)
+    z3 = np.zeros((1, 1, 1), np.int64)
+    w2 = np.zeros((1, 1), np.int32)
+    w3 = np.zeros((1, 1, 1), np.int32)
+    lin2 = (w2, z1, z1, z1)
+    lin3 = (w3, z2, z2, z2)
+    return ((z2, z2, z2) + lin2 + (z2, z2, z2) + lin3 + lin3 + lin3 + (z1, z1, z3, z3, z3, z1)
+            + lin3 + (z2, z2, z2) + lin3 + (z2,) + lin3 + (z2, z1, z1))
+
+
+def _dummy_lstm():
+    z1 = np.zeros(1, np.int64)
+    z2 = np.zeros((1, 1), np.int64)
+    return (z2, np.zeros((1, 1), np.int32), z1, z1, z1, z1, z1)

@@ -1,0 +1,327 @@
+"""Integer inference spec of the neural predictors, and its pure-numpy reference.
+
+Everything below is integer arithmetic on the arrays of the exported weights file (see
+``nacc.neural.export``); no float ever decides a table.  ``nacc.kernels.cpu.neural``
+implements the same spec with numba; the tests assert both give identical tables.
+
+Primitives (all intermediate values exact in int64; every accumulator is bounded by
+``K * 127 * 127 + |bias| < 2**31`` at export, so int32 and int64 accumulation agree)
+
+* ``rq(a, M, S) = (a * M + 2**(S-1)) >> S``: fixed-point requantization, ``M`` an int32
+  multiplier in ``[2**30, 2**31)`` (or 0), ``1 <= S <= 62``, ``>>`` arithmetic (floor).
+* ``clamp8(v) = min(max(v, -127), 127)``.
+* ``LIN(x; W, b, M, S)``: ``x`` int8[K], ``W`` int8[N, K], ``b`` int32[N];
+  ``a[n] = b[n] + sum_k W[n, k] x[k]``; output ``clamp8(rq(a[n], M[n], S[n]))``.
+  An input that is a concatenation of several int8 tensors is just one longer ``x``.
+* ``LUT(x; L) = L[x + 128]``: an int8 (or int32) table of 256 entries, used for GELU,
+  sigmoid and tanh; tables are computed at export and stored in the weights.
+* ``LN(x; G, B)`` (layer norm, D = len(x)): ``c = D * x - sum(x)``;
+  ``r = isqrt(sum(c * c) // D)`` (floor square root); output
+  ``clamp8(floor((c * G + r * 2**15) / (r * 2**16)) + B)``, or ``clamp8(B)`` when ``r = 0``.
+* ``ADD(x1, x2; A1, A2) = clamp8((x1 * A1 + x2 * A2 + 2**15) >> 16)`` (residual sum).
+* ``TABLE(z)`` for integer logits ``z[V]`` (units ``2**-logit_frac`` nats):
+  ``e[v] = EXP[min(max(z) - z[v], LEN - 1)]`` (``EXP[d] = round(2**16 exp(-d 2**-logit_frac))``,
+  stored); ``f[v] = 1 + e[v] * (2**P - V) // sum(e)``; the remainder ``2**P - sum(f)``
+  (in ``0..V-1``) goes to the first ``v`` with ``z[v] = max(z)``.  So every table has
+  ``V`` int32 entries ``>= 1`` summing to exactly ``2**P``.
+
+Token head (both architectures), for the token at ``(t, y, x)``:
+``x_in = F[t, y, x] ++ EH[n_1] ++ ... ++ EH[n_6] ++ match`` where ``n_i`` are the tokens of
+frame ``t`` at offsets ``(0,-1), (-1,-1), (-1,0), (-1,1), (0,-2), (-2,0)`` (the pad id ``V``
+off the frame) and ``match`` 18 values 0/1 (motion evidence): for the left then the upper
+neighbour ``(ny, nx)`` and each shift ``(dy, dx)`` of the 3x3 window (row-major), 1 when the
+neighbour is in the frame and equals the token of frame ``t-1`` at
+``(y + ny + dy, x + nx + dx)`` (0 off the frame or before frame 0); ``u = LUT(LIN(x_in; head.l1); head.act)``;
+``z[v] = clamp(rq(a[v], M[v], S[v]), -2**24, 2**24)`` with ``a`` the accumulator of
+``LIN(u; head.l2)``; copy bonus: ``c[j]`` likewise from ``LIN(u; head.cp)`` for 15 candidate
+slots, the 6 neighbours above then the 3x3 window of frame ``t-1`` around ``(y, x)``
+(row-major); for each slot in order whose token ``s`` is not the pad id, ``z[s] += c[j]``.
+The table is ``TABLE(z)``.
+
+Frame-level pass ``F[t]`` (int8 [H*W, D]): depends only on frames ``< t``; frames before 0
+are all pad tokens.
+
+* transformer: ``s = LIN(EQ[X[t-1, y, x]] ++ ROW[y] ++ COL[x]; in)``; per layer ``l``:
+  ``a = LN(s)``, ``Q = LIN(a; q)``; keys/values of every token ``u`` of frames
+  ``t-1..t-K``: ``Kc = LIN(EC[u]; k)``, ``Vc = LIN(EC[u]; v)``; for head ``h`` and each key
+  ``j = (dt, y', x')`` with ``|y'-y| <= r, |x'-x| <= r`` (inside the frame):
+  ``s_j = rq(Q_h . Kc_j,h, Ma, Sa) + BT[h, dt-1] + BY[h, y'-y+r] + BX[h, x'-x+r]``
+  (factorized position bias); ``w_j = EXPA[min(max_j s_j - s_j, LENA - 1)]``;
+  ``o_h = clamp8(floor((2 sum_j w_j Vc_j,h + W) / (2 W)))`` with ``W = sum_j w_j``;
+  ``s = ADD(s, LIN(o; o))``; ``s = ADD(s, LIN(LUT(LIN(LN(s); f1); act); f2))``.
+  Finally ``F = LN(s; lnf)``.
+* lstm: per position, state ``h`` int8 (units 1/128) and ``c`` (units 2**-10), zero at
+  frame 0; input ``EC`` of the ``(2r+1)^2`` window (pad id off the frame) in each of frames
+  ``t-1..t-K``, then ``h``: ``g = LIN(window ++ h; gates)`` (int8, units 1/16), split into
+  ``gi, gf, gg, go``; ``i, f, o = LUT(., SIG)`` (``round(128 sigmoid(v/16))``),
+  ``g = LUT(gg, TANH)`` (``round(128 tanh(v/16))``);
+  ``c = clamp((f c + 64) >> 7 + (i g + 8) >> 4, -2**15, 2**15 - 1)``;
+  ``h = clamp8((o * TANH[clamp((c + 32) >> 6, -128, 127) + 128] + 64) >> 7)``; ``F[t] = h``.
+
+The reference below computes ``F`` for all frames at once (the transformer vectorised over
+frames; the lstm loops over frames) and the head for all tokens at once.  Its dot products
+use float64 matmuls, which are exact here: every term and partial sum is an integer below
+2**53.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from nacc.neural.config import HEAD_NEIGHBOURS, MATCH_NEIGHBOURS, PREV_CANDIDATES, ModelConfig
+
+I64 = np.int64
+
+
+def rq(a, m, s):
+    a = np.asarray(a, I64)
+    m = np.asarray(m, I64)
+    s = np.asarray(s, I64)
+    return (a * m + (np.int64(1) << (s - 1))) >> s
+
+
+def clamp8(v):
+    return np.clip(v, -127, 127)
+
+
+def idot(x, w):
+    """Exact integer x @ w.T via float64 (|sums| < 2**53 by construction)."""
+    return np.rint(x.astype(np.float64) @ w.astype(np.float64).T).astype(I64)
+
+
+def lin_acc(x, p):
+    """Accumulators of LIN: p = (W, b, M, S)."""
+    return idot(x, p[0]) + p[1].astype(I64)
+
+
+def lin(x, p, lut=None):
+    y = clamp8(rq(lin_acc(x, p), p[2], p[3]))
+    if lut is not None:
+        y = lut.astype(I64)[y + 128]
+    return y
+
+
+def isqrt(n):
+    """Floor square root of a non-negative int64 array (< 2**52), exactly."""
+    r = np.floor(np.sqrt(n.astype(np.float64))).astype(I64)
+    r = np.where(r * r > n, r - 1, r)
+    r = np.where((r + 1) * (r + 1) <= n, r + 1, r)
+    return r
+
+
+def layer_norm(x, g, b):
+    x = x.astype(I64)
+    d = x.shape[-1]
+    c = d * x - x.sum(-1, keepdims=True)
+    r = isqrt((c * c).sum(-1, keepdims=True) // d)
+    rs = np.maximum(r, 1)
+    y = (c * g.astype(I64) + rs * (1 << 15)) // (rs * (1 << 16))
+    y = np.where(r == 0, 0, y) + b.astype(I64)
+    return clamp8(y)
+
+
+def add(x1, x2, a):
+    return clamp8((x1.astype(I64) * int(a[0]) + x2.astype(I64) * int(a[1]) + (1 << 15)) >> 16)
+
+
+def table(z, exp, precision):
+    """TABLE(z) over the last axis; returns int32."""
+    z = z.astype(I64)
+    v = z.shape[-1]
+    zmax = z.max(-1, keepdims=True)
+    e = exp.astype(I64)[np.minimum(zmax - z, len(exp) - 1)]
+    tot = e.sum(-1, keepdims=True)
+    f = 1 + e * ((1 << precision) - v) // tot
+    rem = (1 << precision) - f.sum(-1)
+    best = np.argmax(z, axis=-1)
+    np.put_along_axis(f, best[..., None], np.take_along_axis(f, best[..., None], -1)
+                      + rem[..., None], -1)
+    return f.astype(np.int32)
+
+
+class IntModel:
+    """An exported integer model: config plus named integer arrays (see export)."""
+
+    def __init__(self, cfg: ModelConfig, arrays: dict):
+        self.cfg = cfg
+        self.a = {k: np.asarray(v) for k, v in arrays.items()}
+
+    def lin(self, name, l=None):
+        g = (lambda k: self.a[f"{name}.{k}"]) if l is None else (lambda k: self.a[f"{name}.{k}"][l])
+        return (g("w"), g("b"), g("m"), g("s"))
+
+
+# ----------------------------------------------------------------------------- head
+def neighbours(video, cfg: ModelConfig):
+    """(T, H, W, 6) tokens of the head's causal neighbours (pad id off the frame)."""
+    t_n, h, w = video.shape
+    p = np.full((t_n, h + 2, w + 4), cfg.pad, I64)
+    p[:, 2:, 2:w + 2] = video
+    return np.stack([p[:, 2 + dy:2 + dy + h, 2 + dx:2 + dx + w] for dy, dx in HEAD_NEIGHBOURS], -1)
+
+
+def prev_candidates(video, cfg: ModelConfig):
+    """(T, H, W, 9) tokens of the previous frame's 3x3 window (pad id off the frame and
+    before frame 0)."""
+    t_n, h, w = video.shape
+    p = np.full((t_n + 1, h + 2, w + 2), cfg.pad, I64)
+    p[1:, 1:h + 1, 1:w + 1] = video
+    return np.stack([p[:t_n, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in PREV_CANDIDATES], -1)
+
+
+def match_features(video, cfg: ModelConfig):
+    """(T, H, W, 18) 0/1 motion evidence (see the head spec above)."""
+    t_n, h, w = video.shape
+    p = np.full((t_n + 1, h + 6, w + 6), cfg.pad, I64)
+    p[1:, 3:h + 3, 3:w + 3] = video
+    out = []
+    for ny, nx in MATCH_NEIGHBOURS:
+        cur = p[1:, 3 + ny:3 + ny + h, 3 + nx:3 + nx + w]
+        for dy, dx in PREV_CANDIDATES:
+            prv = p[:t_n, 3 + ny + dy:3 + ny + dy + h, 3 + nx + dx:3 + nx + dx + w]
+            out.append(((cur == prv) & (cur != cfg.pad)).astype(I64))
+    return np.stack(out, -1)
+
+
+def _logit_units(u, p):
+    return np.clip(rq(lin_acc(u, p), p[2], p[3]), -(1 << 24), 1 << 24)
+
+
+def head_logits(m: IntModel, f, nb, prev, match):
+    """f: int [N, D] frame features; nb: int [N, 6] neighbour tokens; prev: int [N, 9]
+    previous-frame candidates; match: int [N, 18] motion evidence -> z int64 [N, V]."""
+    eh = m.a["head.emb"].astype(I64)[nb].reshape(*nb.shape[:-1], -1)
+    x = np.concatenate([f.astype(I64), eh, match], -1)
+    u = lin(x, m.lin("head.l1"), m.a["head.act"])
+    z = _logit_units(u, m.lin("head.l2"))
+    bonus = _logit_units(u, m.lin("head.cp"))
+    cand = np.concatenate([nb, prev], -1)
+    v = z.shape[-1]
+    ext = np.concatenate([z, np.zeros((len(z), 1), I64)], -1)
+    rows = np.arange(len(z))
+    for j in range(cand.shape[1]):  # in slot order; duplicates add up
+        np.add.at(ext, (rows, cand[:, j]), bonus[:, j])
+    return ext[:, :v]
+
+
+# ----------------------------------------------------------------------------- frames
+def transformer_features(m: IntModel, video):
+    """F for every frame of video (T, H, W) -> int64 (T, H*W, D)."""
+    cfg, a = m.cfg, m.a
+    t_n, h, w = video.shape
+    k, r, d, nh = cfg.k_frames, cfg.radius, cfg.d_model, cfg.n_heads
+    dh = d // nh
+    hw = h * w
+    xp = np.concatenate([np.full((k, h, w), cfg.pad, I64), video.astype(I64)]).reshape(k + t_n, hw)
+    prev = xp[k - 1:k - 1 + t_n]
+    yy, xx = np.divmod(np.arange(hw), w)
+    q0 = np.concatenate([a["tf.emb_q"].astype(I64)[prev],
+                         np.broadcast_to(a["tf.row"].astype(I64)[yy], (t_n, hw, cfg.pos_emb)),
+                         np.broadcast_to(a["tf.col"].astype(I64)[xx], (t_n, hw, cfg.pos_emb))], -1)
+    s = lin(q0, m.lin("tf.in"))
+    ec = a["tf.emb_ctx"].astype(I64)[xp]  # (k+T, hw, E)
+    dy = yy[None, :] - yy[:, None]
+    dx = xx[None, :] - xx[:, None]
+    valid = (np.abs(dy) <= r) & (np.abs(dx) <= r)  # (query, key)
+    iy, ix = np.clip(dy + r, 0, 2 * r), np.clip(dx + r, 0, 2 * r)
+    expa = a["exp_att"].astype(I64)
+    for l in range(cfg.n_layers):
+        at = lin(layer_norm(s, a["tf.ln1.g"][l], a["tf.ln1.b"][l]), m.lin("tf.q", l))
+        kc = lin(ec, m.lin("tf.k", l))
+        vc = lin(ec, m.lin("tf.v", l))
+        o = np.empty((t_n, hw, d), I64)
+        for hd in range(nh):
+            sl = slice(hd * dh, (hd + 1) * dh)
+            bias = (a["tf.bt"][l, hd][None, :, None].astype(I64)
+                    + (a["tf.by"][l, hd][iy] + a["tf.bx"][l, hd][ix])[:, None, :])  # (hw, k, hw)
+            scores = []
+            vals = []
+            for dt in range(1, k + 1):
+                kk = kc[k - dt:k - dt + t_n, :, sl]
+                raw = np.einsum("tpi,tqi->tpq", at[:, :, sl].astype(np.float64),
+                                kk.astype(np.float64))
+                sc = rq(np.rint(raw).astype(I64), a["tf.att.m"][l], a["tf.att.s"][l])
+                scores.append(sc + bias[None, :, dt - 1, :])
+                vals.append(vc[k - dt:k - dt + t_n, :, sl])
+            sc = np.concatenate(scores, -1)  # (T, hw, k*hw)
+            vm = np.tile(valid, (1, k))[None]
+            smax = np.where(vm, sc, np.iinfo(I64).min).max(-1, keepdims=True)
+            wgt = np.where(vm, expa[np.minimum(smax - np.where(vm, sc, smax), len(expa) - 1)], 0)
+            vv = np.concatenate(vals, 1)  # (T, k*hw, dh)
+            num = np.rint(np.einsum("tpj,tji->tpi", wgt.astype(np.float64),
+                                    vv.astype(np.float64))).astype(I64)
+            z = wgt.sum(-1, keepdims=True)
+            o[:, :, sl] = clamp8((2 * num + z) // (2 * z))
+        s = add(s, lin(o, m.lin("tf.o", l)), a["tf.add1"][l])
+        u = lin(layer_norm(s, a["tf.ln2.g"][l], a["tf.ln2.b"][l]), m.lin("tf.f1", l), a["tf.act"][l])
+        s = add(s, lin(u, m.lin("tf.f2", l)), a["tf.add2"][l])
+    return layer_norm(s, a["tf.lnf.g"], a["tf.lnf.b"])
+
+
+def lstm_window(m: IntModel, video, t):
+    """(H*W, n_window * E) window embeddings for frame t of video."""
+    cfg = m.cfg
+    _, h, w = video.shape
+    k, r = cfg.k_frames, cfg.radius
+    emb = m.a["ls.emb"].astype(I64)
+    parts = []
+    for dt, dy, dx in cfg.window_offsets():
+        tok = np.full((h, w), cfg.pad, I64)
+        if t - dt >= 0:
+            src = np.full((h + 2 * r, w + 2 * r), cfg.pad, I64)
+            src[r:r + h, r:r + w] = video[t - dt]
+            tok = src[r + dy:r + dy + h, r + dx:r + dx + w]
+        parts.append(emb[tok.reshape(-1)])
+    return np.concatenate(parts, -1)
+
+
+def lstm_step(m: IntModel, win, hs, cs):
+    d = m.cfg.d_model
+    g = lin(np.concatenate([win, hs], -1), m.lin("ls.gates"))
+    sig, tnh = m.a["ls.sig"].astype(I64), m.a["ls.tanh"].astype(I64)
+    i, f, gg, o = (g[:, j * d:(j + 1) * d] for j in range(4))
+    i, f, o, gg = sig[i + 128], sig[f + 128], sig[o + 128], tnh[gg + 128]
+    cs = np.clip(((f * cs + 64) >> 7) + ((i * gg + 8) >> 4), -(1 << 15), (1 << 15) - 1)
+    tc = np.clip((cs + 32) >> 6, -128, 127)
+    hs = clamp8((o * tnh[tc + 128] + 64) >> 7)
+    return hs, cs
+
+
+def lstm_features(m: IntModel, video):
+    t_n, h, w = video.shape
+    d = m.cfg.d_model
+    hs = np.zeros((h * w, d), I64)
+    cs = np.zeros((h * w, d), I64)
+    out = np.empty((t_n, h * w, d), I64)
+    for t in range(t_n):
+        hs, cs = lstm_step(m, lstm_window(m, video, t), hs, cs)
+        out[t] = hs
+    return out
+
+
+def features(m: IntModel, video):
+    if m.cfg.arch == "transformer":
+        return transformer_features(m, video)
+    return lstm_features(m, video)
+
+
+def all_tables(m: IntModel, video, frames=None):
+    """Tables of every token of video (T, H, W): int32 (T, H*W, V) (or the given frames)."""
+    video = np.asarray(video, I64)
+    f = features(m, video)
+    nb = neighbours(video, m.cfg).reshape(len(video), -1, len(HEAD_NEIGHBOURS))
+    pv = prev_candidates(video, m.cfg).reshape(len(video), -1, len(PREV_CANDIDATES))
+    mt = match_features(video, m.cfg).reshape(len(video), -1, pv.shape[-1] * 2)
+    frames = range(len(video)) if frames is None else frames
+    out = []
+    for t in frames:
+        z = head_logits(m, f[t], nb[t], pv[t], mt[t])
+        out.append(table(z, m.a["exp_logit"], m.cfg.precision))
+    return np.stack(out)
+
+
+def code_length_bits(m: IntModel, video) -> np.ndarray:
+    """Ideal code length (bits) of every token under the integer tables."""
+    tabs = all_tables(m, video)
+    v = np.asarray(video, I64).reshape(len(video), -1)
+    f = np.take_along_axis(tabs, v[..., None], -1)[..., 0].astype(np.float64)
+    return (m.cfg.precision - np.log2(f)).reshape(-1)

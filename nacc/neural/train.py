@@ -1,0 +1,194 @@
+"""Training: seeded, reproducible on CPU, checkpointed, resumable; QAT then integer export.
+
+Schedule: float training with activation observers for the first ``1 - qat_frac`` of the
+steps, then fake quantization (QAT); observers freeze for the last 10%.  Batches are drawn
+from ``default_rng([seed, step])``, so a resumed run sees the same batches as an
+uninterrupted one.  The weights of the best validation evaluation of the QAT phase (every
+``eval_every`` steps, on held-out frames or segments) are kept.  The result is exported to integers (``nacc.neural.export``) and its
+validation bits/token are measured with the integer reference.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nacc.neural import intref
+from nacc.neural.config import ModelConfig
+from nacc.neural.export import export, save_model
+from nacc.neural.model import NeuralModel
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    steps: int = 2000
+    batch_size: int = 8      # clips per step
+    clip_len: int = 12       # frames per clip (context frames included)
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    qat_frac: float = 0.3
+    seed: int = 0
+    val_frac: float = 0.1
+    device: str = "cpu"
+    eval_every: int = 250
+    ckpt_every: int = 250
+    burn_in: int = 4         # lstm: frames of state warm-up before the loss counts
+    keep_best: bool = True   # export the weights of the best validation evaluation
+
+
+def split_corpus(videos, val_frac: float):
+    """(train, val) lists of videos: whole videos when there are several, else the last
+    ``val_frac`` of the frames of the single video (val may be empty when val_frac = 0)."""
+    if val_frac <= 0:
+        return list(videos), []
+    if len(videos) >= 2:
+        n_val = max(1, int(round(len(videos) * val_frac)))
+        return list(videos[:-n_val]), list(videos[-n_val:])
+    v = videos[0]
+    n_val = max(1, int(round(len(v) * val_frac)))
+    return [v[:-n_val]], [v[-n_val:]]
+
+
+def sample_batch(rng, videos, b, clip_len, n_ctx):
+    """(x (B, L, H, W) long, loss mask (B, L) bool)."""
+    lens = np.array([len(v) for v in videos], np.float64)
+    L = int(min(clip_len, lens.min()))
+    idx = rng.choice(len(videos), size=b, p=lens / lens.sum())
+    xs, ms = [], []
+    for i in idx:
+        v = videos[i]
+        s = int(rng.integers(0, len(v) - L + 1))
+        xs.append(v[s:s + L])
+        m = np.ones(L, bool)
+        if s > 0:
+            m[:min(n_ctx, L - 1)] = False
+        ms.append(m)
+    return torch.from_numpy(np.stack(xs).astype(np.int64)), torch.from_numpy(np.stack(ms))
+
+
+@torch.no_grad()
+def float_bits(model: NeuralModel, videos, chunk: int = 64) -> float:
+    """Bits/token of the torch model (whole videos, coding order context)."""
+    model.eval()
+    tot, n = 0.0, 0
+    k = model.cfg.k_frames
+    for v in videos:
+        x = torch.from_numpy(np.asarray(v, np.int64))[None].to(next(model.parameters()).device)
+        if model.cfg.arch == "lstm":
+            lo = model(x)
+            tot += F.cross_entropy(lo.reshape(-1, lo.shape[-1]), x.reshape(-1), reduction="sum").item()
+        else:
+            for s in range(0, x.shape[1], chunk):
+                a = max(0, s - k)
+                lo = model(x[:, a:s + chunk])[:, s - a:]
+                y = x[:, s:s + chunk]
+                tot += F.cross_entropy(lo.reshape(-1, lo.shape[-1]), y.reshape(-1),
+                                       reduction="sum").item()
+        n += x.numel()
+    model.train()
+    return tot / max(n, 1) / math.log(2)
+
+
+def int_bits(im, videos) -> float:
+    bits = [intref.code_length_bits(im, v) for v in videos]
+    return float(np.concatenate(bits).mean()) if bits else float("nan")
+
+
+def _lr(tc: TrainConfig, step: int) -> float:
+    warm = max(1, tc.steps // 20)
+    if step < warm:
+        return tc.lr * (step + 1) / warm
+    p = (step - warm) / max(1, tc.steps - warm)
+    return tc.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def train(cfg: ModelConfig, videos, tc: TrainConfig, out=None, resume: bool = False,
+          quiet: bool = False, log=print, stop_at: int | None = None):
+    """Train on ``videos`` (list of int arrays (T, H, W)); returns (torch model, IntModel,
+    stats dict).  Writes checkpoints and the exported model folder into ``out`` if given.
+    ``stop_at``: stop after that many steps as if interrupted (for tests of ``resume``)."""
+    from tqdm import tqdm
+
+    torch.manual_seed(tc.seed)
+    train_v, val_v = split_corpus(videos, tc.val_frac)
+    model = NeuralModel(cfg).to(tc.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    step0 = 0
+    stats = {"val_bits_float": None}
+    best = None
+    out = Path(out) if out else None
+    ckpt = out / "checkpoint.pt" if out else None
+    if resume and ckpt is not None and ckpt.is_file():
+        st = torch.load(ckpt, map_location=tc.device, weights_only=True)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        step0 = int(st["step"])
+        if "best_model" in st:
+            best = (float(st["best_val"]), int(st["best_step"]), st["best_model"])
+    qat_start = int(tc.steps * (1 - tc.qat_frac))
+    n_ctx = cfg.k_frames if cfg.arch == "transformer" else tc.burn_in
+    bar = tqdm(range(step0, tc.steps), disable=quiet, desc=f"train {cfg.arch}", unit="step",
+               initial=step0, total=tc.steps)
+    t0 = time.time()
+    n_tok = 0
+    for step in bar:
+        model.set_qat(step >= qat_start)
+        # observers: one step in 4 (max-abs is not free), frozen for the last 10%
+        model.set_observe(step < int(0.9 * tc.steps) and step % 4 == 0)
+        for g in opt.param_groups:
+            g["lr"] = _lr(tc, step)
+        rng = np.random.default_rng([tc.seed, step])
+        x, m = sample_batch(rng, train_v, tc.batch_size, tc.clip_len, n_ctx)
+        x, m = x.to(tc.device), m.to(tc.device)
+        lo = model(x)
+        per = F.cross_entropy(lo.reshape(-1, cfg.vocab), x.reshape(-1), reduction="none")
+        wm = m[:, :, None, None].expand_as(x).reshape(-1).float()
+        loss = (per * wm).sum() / wm.sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        n_tok += int(m.sum()) * x.shape[2] * x.shape[3]
+        post = {"loss_bits": f"{loss.item() / math.log(2):.3f}"}
+        last = step + 1 == tc.steps
+        if val_v and ((step + 1) % tc.eval_every == 0 or last):
+            vb = float_bits(model, val_v)
+            post["val_bits"] = f"{vb:.3f}"
+            # keep the best validated weights, among those trained with fake quantization
+            if step >= qat_start and (best is None or vb < best[0]):
+                best = (vb, step + 1, copy.deepcopy(model.state_dict()))
+        bar.set_postfix(post)
+        if ckpt is not None and ((step + 1) % tc.ckpt_every == 0 or last):
+            out.mkdir(parents=True, exist_ok=True)
+            st = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1,
+                  "config": cfg.to_json()}
+            if best is not None:
+                st.update(best_val=best[0], best_step=best[1], best_model=best[2])
+            torch.save(st, ckpt)
+        if stop_at is not None and step + 1 >= stop_at:
+            return model, None, stats
+    stats["train_seconds"] = time.time() - t0
+    stats["train_tokens_seen"] = n_tok
+    model.set_qat(True)
+    if best is not None and tc.keep_best:
+        model.load_state_dict(best[2])
+        stats["best_step"] = best[1]
+    if val_v:
+        stats["val_bits_float"] = float_bits(model, val_v)
+    im = export(model.cpu())
+    if val_v:
+        stats["val_bits_int"] = int_bits(im, val_v)
+        if not quiet:
+            log(f"validation bits/token: float(QAT) {stats['val_bits_float']:.4f}  "
+                f"integer {stats['val_bits_int']:.4f}")
+    if out is not None:
+        digest = save_model(im, out, {"train": dataclasses.asdict(tc),
+                                      "stats": {k: v for k, v in stats.items()}})
+        stats["sha256"] = digest
+    return model, im, stats

@@ -1,0 +1,174 @@
+"""Neural predictors: integer export, identical tables on every path, model folders."""
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+
+from nacc import synth
+from nacc.errors import NaccError
+from nacc.kernels.cpu import rans
+from nacc.neural import intref
+from nacc.neural.config import make_config
+from nacc.neural.export import load_model, quant_multiplier, save_model
+from nacc.neural.train import TrainConfig, train
+from nacc.predictors.base import check_table, get
+
+V = 32
+SHAPE = (3, 4)
+SCFG = synth.SynthConfig(vocab=V)
+
+
+def _videos():
+    return synth.corpus(2, (10, *SHAPE), 3, SCFG)
+
+
+@pytest.fixture(scope="module", params=["transformer", "lstm"])
+def trained(request, tmp_path_factory):
+    arch = request.param
+    cfg = make_config(arch, V, SHAPE, preset="tiny", k_frames=2)
+    vids = _videos()
+    model, im, stats = train(cfg, vids, TrainConfig(steps=12, batch_size=2, clip_len=5,
+                                                    qat_frac=0.5, eval_every=100), quiet=True)
+    folder = tmp_path_factory.mktemp(arch)
+    save_model(im, folder)
+    return arch, folder, im, vids, stats
+
+
+def test_quant_multiplier():
+    for f in [1e-9, 3.7e-5, 0.01, 0.5, 1.0, 3.3, 1000.0]:
+        m, s = quant_multiplier(f)
+        assert 2**30 <= m < 2**31 and 1 <= s <= 62
+        assert abs(m * 2.0**-s / f - 1) < 1e-9
+
+
+def test_all_paths_identical(trained):
+    arch, folder, im, vids, _ = trained
+    pred = get(arch)(V, SHAPE, model=str(folder))
+    v = vids[1]
+    ref = intref.all_tables(im, v)  # numpy reference, all frames at once
+    check_table(ref, V, pred.precision)
+    tabs = np.stack(list(pred.tables(v)))  # numba, frame by frame
+    assert np.array_equal(ref, tabs)
+    # batching: the tables of a prefix do not depend on what follows
+    assert np.array_equal(intref.all_tables(im, v[:4]), ref[:4])
+    # decode order, token by token
+    st = pred.stepper()
+    flat = v.reshape(-1)
+    steps = []
+    for s in flat:
+        steps.append(st.table())
+        st.push(int(s))
+    assert np.array_equal(np.stack(steps), ref.reshape(-1, V))
+    # encode fast path (all frames) and fused decode
+    start, freq = pred.intervals(v)
+    s_ref = np.empty(flat.size, np.uint32)
+    f_ref = np.empty(flat.size, np.uint32)
+    rans.intervals_from_tables(ref.reshape(-1, V), flat, s_ref, f_ref, 0)
+    assert np.array_equal(start, s_ref) and np.array_equal(freq, f_ref)
+    words = rans.encode(start, freq, pred.precision)
+    assert np.array_equal(pred.decode(words, len(v)), v)
+
+
+def test_thread_count_invariant(trained):
+    arch, folder, im, vids, _ = trained
+    pred = get(arch)(V, SHAPE, model=str(folder))
+    n = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = np.stack(list(pred.tables(vids[0])))
+    finally:
+        numba.set_num_threads(n)
+    assert np.array_equal(one, np.stack(list(pred.tables(vids[0]))))
+
+
+def test_quantization_cost_small(trained):
+    _, _, _, _, stats = trained
+    assert abs(stats["val_bits_int"] - stats["val_bits_float"]) < 0.03 * stats["val_bits_float"]
+
+
+def test_model_folder_hash(trained, tmp_path):
+    arch, folder, im, _, _ = trained
+    pred = get(arch)(V, SHAPE, model=str(folder))
+    info = json.loads((folder / "config.json").read_text())
+    data = (folder / info["weights"]).read_bytes()
+    assert pred.model_hash() == hashlib.sha256(data).digest()
+    assert info["weights"] == f"weights-{info['sha256'][:16]}.npz"
+    assert pred.params() == {"model": str(folder)}
+    # tampered weights are refused
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text(json.dumps(info))
+    (bad / info["weights"]).write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(NaccError, match="sha256"):
+        get(arch)(V, SHAPE, model=str(bad))
+    with pytest.raises(NaccError, match="frames"):
+        get(arch)(V, (5, 5), model=str(folder)).intervals(np.zeros((1, 5, 5), np.int32))
+    with pytest.raises(NaccError):
+        get(arch)(V + 1, SHAPE, model=str(folder))
+    other = "lstm" if arch == "transformer" else "transformer"
+    with pytest.raises(NaccError):
+        get(other)(V, SHAPE, model=str(folder))
+    with pytest.raises(NaccError):
+        get(arch)(V, SHAPE, model=str(tmp_path / "none"))
+    m2, h2 = load_model(folder)
+    assert h2 == pred.model_hash()
+
+
+def test_train_reproducible_and_resume(tmp_path):
+    cfg = make_config("lstm", V, SHAPE, preset="tiny")
+    vids = _videos()
+    tc = TrainConfig(steps=6, batch_size=2, clip_len=4, eval_every=100, ckpt_every=3)
+    _, _, a = train(cfg, vids, tc, out=tmp_path / "a", quiet=True)
+    _, _, b = train(cfg, vids, tc, out=tmp_path / "b", quiet=True)
+    assert a["sha256"] == b["sha256"]  # same seed, same model, bit for bit
+    train(cfg, vids, tc, out=tmp_path / "c", quiet=True, stop_at=3)  # 'interrupted'
+    _, _, c = train(cfg, vids, tc, out=tmp_path / "c", quiet=True, resume=True)
+    assert c["sha256"] == a["sha256"]
+
+
+def test_cli_train(tmp_path):
+    from click.testing import CliRunner
+
+    from nacc.neural.cli import train as train_cmd
+
+    v = _videos()[0]
+    np.save(tmp_path / "d.npy", v)
+    out = tmp_path / "m"
+    r = CliRunner().invoke(train_cmd, [str(tmp_path / "d.npy"), "--arch", "lstm", "--out", str(out),
+                                       "--steps", "3", "--batch-size", "2", "--clip-len", "4",
+                                       "--preset", "tiny", "--vocab", str(V), "-q"])
+    assert r.exit_code == 0, r.output
+    pred = get("lstm")(V, SHAPE, model=str(out))
+    check_table(next(pred.tables(v)), V, pred.precision)
+    r = CliRunner().invoke(train_cmd, [str(tmp_path / "d.npy"), "--arch", "lstm", "--out", str(out),
+                                       "--steps", "5", "--batch-size", "2", "--clip-len", "4",
+                                       "--preset", "tiny", "--vocab", str(V), "-q", "--resume"])
+    assert r.exit_code == 0, r.output
+
+
+SHIPPED = sorted((Path(__file__).resolve().parent.parent / "models").glob("commavq-dev-*"))
+GOLDEN = Path(__file__).resolve().parent / "golden" / "neural_words.json"
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
+def test_shipped_models_golden(folder, dev_clip):
+    """Shipped models load, code frames 300-302 of the dev clip (never their training frames)
+    losslessly, and give the exact words recorded in the golden file (set
+    NACC_REGEN_GOLDEN=1 to rewrite it on purpose after a deliberate spec change)."""
+    info = json.loads((folder / "config.json").read_text())
+    pred = get(info["arch"])(info["vocab"], tuple(info["frame_shape"]), model=str(folder))
+    v = np.ascontiguousarray(dev_clip[300:303], np.int32)
+    start, freq = pred.intervals(v)
+    words = rans.encode(start, freq, pred.precision)
+    assert np.array_equal(pred.decode(words, len(v)), v)
+    digest = hashlib.sha256(words.tobytes()).hexdigest()
+    golden = json.loads(GOLDEN.read_text()) if GOLDEN.is_file() else {}
+    key = f"{folder.name}:{info['sha256'][:16]}:frames300-302"
+    if os.environ.get("NACC_REGEN_GOLDEN"):
+        golden[key] = digest
+        GOLDEN.write_text(json.dumps(golden, indent=2, sort_keys=True) + "\n")
+    assert golden.get(key) == digest, f"golden words for {key} missing or changed"
