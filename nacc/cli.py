@@ -120,8 +120,11 @@ def _predictor_options(f):
                      help="Frame shape for (T, N) arrays [8x16 when N=128, else 1xN].")(f)
     f = click.option("--vocab", type=click.IntRange(2, 65536), default=1024, show_default=True,
                      help="Vocabulary size: token ids are 0..vocab-1.")(f)
-    return click.option("--predictor", default=None, metavar="NAME",
-                        help="Predictor (see `nacc info --predictors`) [cm].")(f)
+    return click.option(
+        "--predictor", default=None, metavar="NAME",
+        help="Predictor [cm]: cm, prevframe, uniform; transformer and lstm need --model and "
+             "run at only ~20k-35k tokens/s on one CPU core (seconds per commaVQ segment, "
+             "too slow as a CPU default).")(f)
 
 
 def _options(predictor, vocab, frame_shape, model, device="cpu", params=()):

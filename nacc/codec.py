@@ -45,8 +45,8 @@ class Options:
         return self.predictor or default_predictor()
 
     def build(self, vocab: int, frame_shape: tuple[int, int]) -> predictors.Predictor:
-        cls = predictors.get(self.predictor_name())
-        return on_device(cls(vocab, frame_shape, **dict(self.params)), self.device)
+        pred = predictors.build(self.predictor_name(), vocab, frame_shape, dict(self.params))
+        return on_device(pred, self.device)
 
 
 def on_device(pred: predictors.Predictor, device: str) -> predictors.Predictor:
@@ -112,7 +112,7 @@ def decode_segment(seg: container.Segment, header: container.Header,
     """The original ``.npy`` bytes of one segment; checks the model hash and the data CRC."""
     params = dict(header.params)
     params.update(params_override or {})
-    pred = predictors.get(header.predictor)(seg.vocab, seg.frame_shape, **params)
+    pred = predictors.build(header.predictor, seg.vocab, seg.frame_shape, params)
     pred = on_device(pred, device)
     if pred.model_hash() != header.model_hash:
         raise NaccError(f"archive was written with predictor {header.predictor!r} model "

@@ -191,3 +191,13 @@ def test_predictor_params_reach_the_archive(tmp_path, clip_file):
     assert "predictor cm {'prior': 'none'}" in info
     r = run("compress", "-f", "--param", "prior=nope", clip_file.name, cwd=tmp_path)
     assert r.returncode == 1 and b"cm prior 'nope' not found" in r.stderr
+
+
+def test_missing_model_is_a_clear_error(tmp_path, clip_file):
+    r = run("compress", "--predictor", "transformer", clip_file.name, cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stderr.decode().strip() == ("nacc: clip.npy: predictor 'transformer': missing a "
+                                         "required argument: 'model' (needs --model)")
+    r = run("compress", "--predictor", "lstm", "--model", "nowhere", clip_file.name, cwd=tmp_path)
+    assert r.returncode == 1 and r.stderr.startswith(b"nacc: clip.npy: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.npy"]

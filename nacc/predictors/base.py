@@ -89,6 +89,22 @@ def get(name: str) -> type["Predictor"]:
     return _REGISTRY[name]
 
 
+def build(name: str, vocab: int, frame_shape: tuple[int, int], params: dict) -> "Predictor":
+    """The predictor ``name`` built with ``params``; NaccError naming a missing or unknown
+    parameter (checked against the constructor before it runs)."""
+    import inspect
+
+    cls = get(name)
+    try:
+        inspect.signature(cls).bind(vocab, frame_shape, **params)
+    except TypeError as e:
+        needs = [p.name for p in list(inspect.signature(cls).parameters.values())[2:]
+                 if p.default is inspect.Parameter.empty and p.name not in params]
+        hint = f" (needs {', '.join('--' + n for n in needs)})" if needs else ""
+        raise NaccError(f"predictor {name!r}: {e}{hint}") from None
+    return cls(vocab, frame_shape, **params)
+
+
 class Stepper(abc.ABC):
     """Decode-order view of a predictor: the table of the next token, then its value."""
 

@@ -244,16 +244,16 @@ def compress_segments(segments: Sequence[tuple[str, npyio.NpyFile]], opts,
 
     if not segments:
         raise NaccError("nothing to compress")
-    cls = predictors.get(opts.predictor_name())
+    name = opts.predictor_name()
     params = dict(opts.params)
-    probe = cls(opts.vocab, (1, 1), **params)
+    probe = predictors.build(name, opts.vocab, (1, 1), params)
     yield container.pack_header(container.Header(
         opts.predictor_name(), probe.params(), probe.model_hash(), probe.precision,
         len(segments)))
     parsed = [codec.tokens_of(npy, opts.vocab, opts.frame_shape) for _, npy in segments]
     words: list = [None] * len(segments)
     for fs, idx in _group([fs for _, fs in parsed]).items():
-        pred = codec.on_device(cls(opts.vocab, fs, **params), device)
+        pred = codec.on_device(predictors.build(name, opts.vocab, fs, params), device)
         arrays = [parsed[k][0] for k in idx]
         if hasattr(pred, "driver"):
             ws = encode_many(pred, arrays, batch, threads=threads)
@@ -278,10 +278,9 @@ def decompress_archive(buf: bytes, device: str = "auto", batch: int | None = Non
     header, segments = container.read_archive(buf)
     params = dict(header.params)
     params.update(params_override or {})
-    cls = predictors.get(header.predictor)
     tokens: list = [None] * len(segments)
     for (vocab, fs), idx in _group([(s.vocab, s.frame_shape) for s in segments]).items():
-        pred = codec.on_device(cls(vocab, fs, **params), device)
+        pred = codec.on_device(predictors.build(header.predictor, vocab, fs, params), device)
         if pred.model_hash() != header.model_hash:
             raise NaccError(f"archive was written with predictor {header.predictor!r} model "
                             f"{header.model_hash.hex()[:16] or '(none)'}, but the model given "
