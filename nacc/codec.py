@@ -95,32 +95,51 @@ def tokens_of(npy: npyio.NpyFile, vocab: int, frame_shape: tuple[int, int] | Non
     return np.ascontiguousarray(arr.reshape(arr.shape[0], *fs), dtype=np.int32), fs
 
 
+def pack_words(name: str, npy: npyio.NpyFile, frame_shape: tuple[int, int], vocab: int,
+               words: np.ndarray) -> bytes:
+    """The packed segment of ``npy`` coded as ``words``."""
+    canonical = npy.prefix == npyio.canonical_prefix(npy.descr, npy.fortran, npy.shape)
+    seg = container.Segment(name, npy.descr, npy.fortran, npy.shape, frame_shape, vocab,
+                            npy.crc, words, None if canonical else npy.prefix)
+    return container.pack_segment(seg)
+
+
 def encode_segment(name: str, npy: npyio.NpyFile, opts: Options) -> bytes:
     """One packed segment."""
     tokens, fs = tokens_of(npy, opts.vocab, opts.frame_shape)
     pred = opts.build(opts.vocab, fs)
     start, freq = pred.intervals(tokens)
-    words = coder.encode_intervals(start, freq, pred.precision)
-    canonical = npy.prefix == npyio.canonical_prefix(npy.descr, npy.fortran, npy.shape)
-    seg = container.Segment(name, npy.descr, npy.fortran, npy.shape, fs, opts.vocab,
-                            npy.crc, words, None if canonical else npy.prefix)
-    return container.pack_segment(seg)
+    return pack_words(name, npy, fs, opts.vocab,
+                      coder.encode_intervals(start, freq, pred.precision))
 
 
-def decode_segment(seg: container.Segment, header: container.Header,
-                   params_override: dict | None = None, device: str = "cpu") -> bytes:
-    """The original ``.npy`` bytes of one segment; checks the model hash and the data CRC."""
+def archive_header(opts: Options, n_segments: int) -> bytes:
+    """The packed archive header for segments coded with ``opts``."""
+    probe = predictors.build(opts.predictor_name(), opts.vocab, (1, 1), dict(opts.params))
+    return container.pack_header(container.Header(
+        opts.predictor_name(), probe.params(), probe.model_hash(), probe.precision,
+        n_segments))
+
+
+def archive_predictor(header: container.Header, vocab: int, frame_shape: tuple[int, int],
+                      params_override: dict | None = None,
+                      device: str = "cpu") -> predictors.Predictor:
+    """The predictor an archive was written with, checked against its model hash and
+    precision."""
     params = dict(header.params)
     params.update(params_override or {})
-    pred = predictors.build(header.predictor, seg.vocab, seg.frame_shape, params)
-    pred = on_device(pred, device)
+    pred = on_device(predictors.build(header.predictor, vocab, frame_shape, params), device)
     if pred.model_hash() != header.model_hash:
         raise NaccError(f"archive was written with predictor {header.predictor!r} model "
                         f"{header.model_hash.hex()[:16] or '(none)'}, but the model given has "
                         f"{pred.model_hash().hex()[:16] or '(none)'}")
     if pred.precision != header.precision:
         raise NaccError(f"predictor precision {pred.precision} != archive {header.precision}")
-    tokens = pred.decode(seg.words, seg.n_frames)
+    return pred
+
+
+def restore_npy(seg: container.Segment, tokens: np.ndarray) -> bytes:
+    """The original ``.npy`` bytes from decoded ``tokens``; checks the data CRC."""
     data = npyio.array_data_bytes(tokens.reshape(seg.shape), seg.descr, seg.fortran)
     if zlib.crc32(data) != seg.data_crc:
         raise NaccError(f"segment {seg.name!r}: decoded data checksum mismatch "
@@ -129,6 +148,13 @@ def decode_segment(seg: container.Segment, header: container.Header,
     if prefix is None:
         prefix = npyio.canonical_prefix(seg.descr, seg.fortran, seg.shape)
     return prefix + data
+
+
+def decode_segment(seg: container.Segment, header: container.Header,
+                   params_override: dict | None = None, device: str = "cpu") -> bytes:
+    """The original ``.npy`` bytes of one segment; checks the model hash and the data CRC."""
+    pred = archive_predictor(header, seg.vocab, seg.frame_shape, params_override, device)
+    return restore_npy(seg, pred.decode(seg.words, seg.n_frames))
 
 
 def _map(fn: Callable, items: Sequence, threads: int) -> Iterator:
@@ -157,10 +183,7 @@ def compress_segments(segments: Sequence[tuple[str, npyio.NpyFile]], opts: Optio
     """Archive bytes in pieces (header first, then one piece per segment)."""
     if not segments:
         raise NaccError("nothing to compress")
-    probe = opts.build(opts.vocab, (1, 1))
-    yield container.pack_header(container.Header(
-        opts.predictor_name(), probe.params(), probe.model_hash(), probe.precision,
-        len(segments)))
+    yield archive_header(opts, len(segments))
     yield from _map(_encode_job, [(n, s, opts) for n, s in segments], threads)
 
 

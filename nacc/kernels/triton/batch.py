@@ -21,7 +21,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import os
 import warnings
-import zlib
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -244,16 +243,12 @@ def compress_segments(segments: Sequence[tuple[str, npyio.NpyFile]], opts,
 
     if not segments:
         raise NaccError("nothing to compress")
-    name = opts.predictor_name()
-    params = dict(opts.params)
-    probe = predictors.build(name, opts.vocab, (1, 1), params)
-    yield container.pack_header(container.Header(
-        opts.predictor_name(), probe.params(), probe.model_hash(), probe.precision,
-        len(segments)))
+    yield codec.archive_header(opts, len(segments))
     parsed = [codec.tokens_of(npy, opts.vocab, opts.frame_shape) for _, npy in segments]
     words: list = [None] * len(segments)
     for fs, idx in _group([fs for _, fs in parsed]).items():
-        pred = codec.on_device(predictors.build(name, opts.vocab, fs, params), device)
+        bare = predictors.build(opts.predictor_name(), opts.vocab, fs, dict(opts.params))
+        pred = codec.on_device(bare, device)
         arrays = [parsed[k][0] for k in idx]
         if hasattr(pred, "driver"):
             ws = encode_many(pred, arrays, batch, threads=threads)
@@ -262,11 +257,7 @@ def compress_segments(segments: Sequence[tuple[str, npyio.NpyFile]], opts,
         for k, w in zip(idx, ws):
             words[k] = w
     for k, (name, npy) in enumerate(segments):
-        canonical = npy.prefix == npyio.canonical_prefix(npy.descr, npy.fortran, npy.shape)
-        seg = container.Segment(name, npy.descr, npy.fortran, npy.shape, parsed[k][1],
-                                opts.vocab, npy.crc, words[k],
-                                None if canonical else npy.prefix)
-        yield container.pack_segment(seg)
+        yield codec.pack_words(name, npy, parsed[k][1], opts.vocab, words[k])
 
 
 def decompress_archive(buf: bytes, device: str = "auto", batch: int | None = None,
@@ -276,18 +267,9 @@ def decompress_archive(buf: bytes, device: str = "auto", batch: int | None = Non
     from nacc import codec
 
     header, segments = container.read_archive(buf)
-    params = dict(header.params)
-    params.update(params_override or {})
     tokens: list = [None] * len(segments)
     for (vocab, fs), idx in _group([(s.vocab, s.frame_shape) for s in segments]).items():
-        pred = codec.on_device(predictors.build(header.predictor, vocab, fs, params), device)
-        if pred.model_hash() != header.model_hash:
-            raise NaccError(f"archive was written with predictor {header.predictor!r} model "
-                            f"{header.model_hash.hex()[:16] or '(none)'}, but the model given "
-                            f"has {pred.model_hash().hex()[:16] or '(none)'}")
-        if pred.precision != header.precision:
-            raise NaccError(f"predictor precision {pred.precision} != archive "
-                            f"{header.precision}")
+        pred = codec.archive_predictor(header, vocab, fs, params_override, device)
         jobs = [(segments[k].words, segments[k].n_frames) for k in idx]
         if hasattr(pred, "driver"):
             outs = decode_many(pred, jobs, batch)
@@ -296,11 +278,4 @@ def decompress_archive(buf: bytes, device: str = "auto", batch: int | None = Non
         for k, o in zip(idx, outs):
             tokens[k] = o
     for seg, tok in zip(segments, tokens):
-        data = npyio.array_data_bytes(tok.reshape(seg.shape), seg.descr, seg.fortran)
-        if zlib.crc32(data) != seg.data_crc:
-            raise NaccError(f"segment {seg.name!r}: decoded data checksum mismatch "
-                            "(wrong model or damaged archive)")
-        prefix = seg.raw_prefix
-        if prefix is None:
-            prefix = npyio.canonical_prefix(seg.descr, seg.fortran, seg.shape)
-        yield seg.name, prefix + data
+        yield seg.name, codec.restore_npy(seg, tok)
