@@ -147,14 +147,21 @@ def _intervals_runner(tp):
     return _Runner(tp, launch, fetch, lambda arr: tp.inner.intervals(arr))
 
 
+def _token_batches(pred, token_arrays, batch, device):
+    """``(triton predictor, int32 token arrays, batch size)`` for the encode-side runners."""
+    tp = _as_triton(pred, device)
+    arrays = [np.ascontiguousarray(a, np.int32) for a in token_arrays]
+    size = (batch or auto_batch(tp, tp.backend, max(a.size for a in arrays), len(arrays))
+            if arrays else 0)
+    return tp, arrays, size
+
+
 def intervals_many(pred, token_arrays: Sequence[np.ndarray], batch: int | None = None,
                    device: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(start, freq)`` uint32 of each token array (all of one predictor's shape)."""
-    tp = _as_triton(pred, device)
-    arrays = [np.ascontiguousarray(a, np.int32) for a in token_arrays]
+    tp, arrays, size = _token_batches(pred, token_arrays, batch, device)
     if not arrays:
         return []
-    size = batch or auto_batch(tp, tp.backend, max(a.size for a in arrays), len(arrays))
     out: list = [None] * len(arrays)
     for idx, res in _intervals_runner(tp).run(arrays, size):
         for k, r in zip(idx, res):
@@ -166,11 +173,9 @@ def encode_many(pred, token_arrays: Sequence[np.ndarray], batch: int | None = No
                 device: str | None = None, threads: int | None = None) -> list[np.ndarray]:
     """rANS words of each token array; tables on the device, coding on the CPU while the
     device computes the next batch."""
-    tp = _as_triton(pred, device)
-    arrays = [np.ascontiguousarray(a, np.int32) for a in token_arrays]
+    tp, arrays, size = _token_batches(pred, token_arrays, batch, device)
     if not arrays:
         return []
-    size = batch or auto_batch(tp, tp.backend, max(a.size for a in arrays), len(arrays))
     out: list = [None] * len(arrays)
     threads = threads or os.cpu_count() or 1
     with cf.ThreadPoolExecutor(max_workers=threads) as pool:

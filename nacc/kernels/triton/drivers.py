@@ -132,6 +132,18 @@ class Driver:
     def new_state(self, n_lanes: int):
         return None
 
+    def intervals(self, batch: LaneBatch, state):
+        """``(start, freq)`` int32 device tensors of every lane's tokens, lanes back to back;
+        one INTERVALS launch of the subclass's ``_launch`` (uniform overrides this)."""
+        import torch
+
+        n = max(1, int(batch.lengths.sum()))
+        start = torch.empty(n, dtype=torch.int32, device=self.backend.device)
+        freq = torch.empty_like(start)
+        self._launch(INTERVALS, batch, state, 0, int(batch.lengths.max()), start=start,
+                     freq=freq)
+        return start, freq
+
 
 class UniformDriver(Driver):
     def __init__(self, pred, backend):
@@ -207,16 +219,6 @@ class PrevFrameDriver(Driver):
             batch.rst if dec else d64, batch.rpos if dec else d64,
             i0, i1, self.vocab, self.n_ctx, self.frame_size,
             MODE=mode, BV=self.bv, num_warps=num_warps, num_stages=1)
-
-    def intervals(self, batch: LaneBatch, state):
-        import torch
-
-        n = max(1, int(batch.lengths.sum()))
-        start = torch.empty(n, dtype=torch.int32, device=self.backend.device)
-        freq = torch.empty_like(start)
-        self._launch(INTERVALS, batch, state, 0, int(batch.lengths.max()), start=start,
-                     freq=freq)
-        return start, freq
 
     def decode(self, batch: LaneBatch, state):
         self._launch(DECODE, batch, state, 0, int(batch.lengths.max()))
@@ -324,16 +326,6 @@ class CMDriver(Driver):
             self._pad(batch.rst, nlp) if dec else d64,
             self._pad(batch.rpos, nlp) if dec else d64,
             i0, i1, MODE=mode, LANES=lanes, num_warps=1, num_stages=1)
-
-    def intervals(self, batch: LaneBatch, state):
-        import torch
-
-        n = max(1, int(batch.lengths.sum()))
-        start = torch.empty(n, dtype=torch.int32, device=self.backend.device)
-        freq = torch.empty_like(start)
-        self._launch(INTERVALS, batch, state, 0, int(batch.lengths.max()), start=start,
-                     freq=freq)
-        return start, freq
 
     def decode(self, batch: LaneBatch, state):
         nlp = state[2]
