@@ -16,6 +16,21 @@ NACC = [sys.executable, "-m", "nacc.cli"]
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".venv" / "numba-cache"))
 
 
+def cli_in_process(args, cwd):
+    """Run the CLI in this process (fast) from ``cwd``; the result's output holds stdout
+    and stderr."""
+    from click.testing import CliRunner
+
+    from nacc.cli import main
+
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return CliRunner().invoke(main, [str(a) for a in args])
+    finally:
+        os.chdir(old)
+
+
 @pytest.fixture(scope="session")
 def dev_clip() -> np.ndarray:
     """The real commaVQ clip: int16 (600, 8, 16)."""

@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from nacc.cli import main
+from conftest import cli_in_process
 
 NAMES = [f"b0c9d2329ad1606b_2018-08-02--08-34-47_{i}.npy" for i in range(3)]
 
@@ -39,13 +37,7 @@ def shard_members(dev_clip, n=3, frames=20):
 
 
 def cli(*args, cwd):
-    """Run the CLI in-process (fast) from ``cwd``; output holds stdout and stderr."""
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        return CliRunner().invoke(main, [str(a) for a in args])
-    finally:
-        os.chdir(old)
+    return cli_in_process(args, cwd)
 
 
 @pytest.fixture

@@ -9,10 +9,8 @@ import subprocess
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from conftest import NACC, ROOT
-from nacc.cli import main
+from conftest import NACC, ROOT, cli_in_process
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'nacc[ray]')")
 pytestmark = pytest.mark.slow
@@ -28,13 +26,7 @@ def cluster():
     ray.shutdown()
 
 
-def invoke(args, cwd):
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        return CliRunner().invoke(main, [str(a) for a in args])
-    finally:
-        os.chdir(old)
+invoke = cli_in_process
 
 
 @pytest.fixture
