@@ -122,14 +122,8 @@ def _run_decode(words, n, frame_size, n_ctx, vocab):
     for i in range(n):
         ctx = _context(out, i, frame_size, n_ctx)
         _table(cond, order0, sums, ctx, table)
-        q = rans.dec_quantile(state, PRECISION)
-        acc = 0
-        x = 0
-        while x < vocab - 1 and acc + table[x] <= q:
-            acc += table[x]
-            x += 1
+        x, state, pos = rans.dec_table(state, pos, words, table, PRECISION)
         out[i] = x
-        state, pos = rans.dec_advance(state, pos, words, acc, table[x], PRECISION)
         _update(cond, order0, sums, ctx, x)
     return out
 

@@ -387,14 +387,8 @@ def decode(words, t_n, h, w, arch, k, r, nh, pad, precision, tw, lw, hw_, d):
             y = p // w
             x = p % w
             head_table(video, t, y, x, feat[p], hw_, pad, precision, xin, u, z, tab)
-            q = rans.dec_quantile(state, precision)
-            acc = 0
-            s = 0
-            while s < vocab - 1 and acc + tab[s] <= q:
-                acc += tab[s]
-                s += 1
+            s, state, pos = rans.dec_table(state, pos, words, tab, precision)
             video[t, y, x] = s
-            state, pos = rans.dec_advance(state, pos, words, acc, tab[s], precision)
     return video
 
 

@@ -92,6 +92,21 @@ def dec_advance(state, pos, words, start, freq, precision):
     return state, pos
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def dec_table(state, pos, words, table, precision):
+    """Decode one symbol whose table ``table`` (V frequencies in symbol order, total
+    ``2**precision``) is known: returns ``(symbol, state, pos)``."""
+    q = dec_quantile(state, precision)
+    acc = np.int64(0)
+    s = 0
+    v = table.shape[0]
+    while s < v - 1 and acc + table[s] <= q:
+        acc += table[s]
+        s += 1
+    state, pos = dec_advance(state, pos, words, acc, table[s], precision)
+    return s, state, pos
+
+
 @nb.njit(cache=True, nogil=True)
 def find_symbol(cdf, q):
     """Largest ``s`` with ``cdf[s] <= q`` for a cumulative table ``cdf`` of length V+1
