@@ -74,12 +74,12 @@ SegmentsLike = Union[Mapping[str, "np.ndarray"], Iterable[tuple[str, "np.ndarray
 
 
 def _options(predictor: str | None, vocab: int, frame_shape: tuple[int, int] | None,
-             device: str, params: dict):
+             device: str, params: dict, solid: int = 1):
     from nacc.codec import Options
 
     return Options(predictor or "", tuple(sorted(params.items())), int(vocab),
                    None if frame_shape is None else (int(frame_shape[0]), int(frame_shape[1])),
-                   device)
+                   device, int(solid))
 
 
 def _npy_segments(segments: SegmentsLike) -> list[tuple[str, "npyio.NpyFile"]]:
@@ -109,12 +109,14 @@ def compress(tokens: "np.ndarray", *, predictor: str | None = None, vocab: int =
 
 def compress_segments(segments: SegmentsLike, *, predictor: str | None = None,
                       vocab: int = 1024, frame_shape: tuple[int, int] | None = None,
-                      device: str = "cpu", threads: int = 1, **params) -> bytes:
+                      device: str = "cpu", threads: int = 1, solid: int = 1,
+                      **params) -> bytes:
     """Named arrays (a mapping or ``(name, array)`` pairs) to one archive's bytes; names
-    become the file names ``nacc decompress`` writes."""
+    become the file names ``nacc decompress`` writes.  ``solid`` = N codes runs of up to N
+    consecutive segments as one solid group (better rates; a group decodes as a whole)."""
     from nacc import codec
 
-    opts = _options(predictor, vocab, frame_shape, device, params)
+    opts = _options(predictor, vocab, frame_shape, device, params, solid)
     return b"".join(codec.compress_segments(_npy_segments(segments), opts, threads))
 
 
@@ -182,7 +184,8 @@ def info(data: Source) -> ArchiveInfo:
     from nacc import container
 
     buf = _read_source(data)
-    header, segs = container.read_archive(buf)
+    header, blocks = container.read_archive(buf)
+    segs = container.segments_of(blocks)
     return ArchiveInfo(header.predictor, dict(header.params), header.model_hash.hex(),
                        header.precision, [s.name for s in segs], [s.shape for s in segs],
                        [s.descr for s in segs], sum(s.n_tokens for s in segs), len(buf))
@@ -191,14 +194,17 @@ def info(data: Source) -> ArchiveInfo:
 class Archive:
     """An opened ``.nacc`` archive: ``len``, ``names``, ``archive[name]`` (array),
     ``read_bytes(name)`` (exact ``.npy`` bytes), iteration over ``(name, array)``.
-    Segments are decoded when asked for, one at a time; every checksum is verified."""
+    Segments are decoded when asked for, one at a time (a solid group as a whole); every
+    checksum is verified."""
 
     def __init__(self, data: Source, *, device: str = "cpu", **params_override):
         from nacc import container
 
         self._buf = _read_source(data)
-        self._header, self._segments = container.read_archive(self._buf)
-        self._index = {s.name: s for s in self._segments}
+        self._header, blocks = container.read_archive(self._buf)
+        self._segments = container.segments_of(blocks)
+        self._index = {s.name: b for b in blocks for s in b.segments}
+        self._decoded: tuple = (None, {})      # (block, {name: npy bytes}) decoded last
         self.device = device
         self._override = params_override or None
         self.info = info(self._buf)
@@ -236,10 +242,13 @@ class Archive:
         from nacc import codec
 
         try:
-            seg = self._index[name]
+            block = self._index[name]
         except KeyError:
             raise KeyError(f"no segment {name!r} in archive") from None
-        return codec.decode_segment(seg, self._header, self._override, self.device)
+        if self._decoded[0] is not block:   # a solid group decodes as a whole: keep it
+            self._decoded = (block, dict(codec.decode_block(block, self._header,
+                                                            self._override, self.device)))
+        return self._decoded[1][name]
 
     def __getitem__(self, name: str) -> "np.ndarray":
         from nacc import npyio

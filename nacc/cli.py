@@ -127,13 +127,23 @@ def _predictor_options(f):
              "too slow as a CPU default).")(f)
 
 
-def _options(predictor, vocab, frame_shape, model, device="cpu", params=()):
+def _solid_option(f):
+    return click.option(
+        "--solid-group", "solid", type=click.IntRange(1, 1 << 20), default=1,
+        show_default=True, metavar="N",
+        help="Code runs of up to N consecutive segments as one solid group: the predictor's "
+             "state carries across them (better rates); groups stay independent and "
+             "parallel, and a group decodes as a whole.")(f)
+
+
+def _options(predictor, vocab, frame_shape, model, device="cpu", params=(), solid=1):
     from nacc.codec import Options
 
     params = dict(params)
     if model:
         params["model"] = model
-    return Options(predictor or "", tuple(sorted(params.items())), vocab, frame_shape, device)
+    return Options(predictor or "", tuple(sorted(params.items())), vocab, frame_shape, device,
+                   solid)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -225,15 +235,16 @@ def _n_tokens(segments) -> int:
 @click.option("-k", "--keep", is_flag=True, help="Keep inputs (the default).")
 @click.option("--rm", "remove", is_flag=True, help="Remove inputs after success.")
 @click.option("-T", "--threads", type=click.IntRange(1, 256), default=1, show_default=True,
-              help="Processes over independent segments; output does not depend on it.")
+              help="Processes over independent blocks; output does not depend on it.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
               show_default=True, help="ray: one Ray task per input (see nacc.distributed).")
 @click.option("--address", default=None, metavar="ADDR",
               help="Ray cluster address for --engine ray [a local Ray instance].")
+@_solid_option
 @_predictor_options
 @_verbosity
 def compress(inputs, output, to_stdout, force, keep, remove, threads, predictor, vocab,
-             frame_shape, model, device, params, verbose, quiet, engine, address):
+             frame_shape, model, device, params, verbose, quiet, engine, address, solid):
     """Compress .npy token videos (files, directories, .npz, webdataset shards, or - for
     stdin)."""
     from nacc import codec
@@ -245,7 +256,7 @@ def compress(inputs, output, to_stdout, force, keep, remove, threads, predictor,
         from nacc import distributed
 
         distributed.run_cli(click.get_current_context())
-    opts = _options(predictor, vocab, frame_shape, model, device, params)
+    opts = _options(predictor, vocab, frame_shape, model, device, params, solid)
     if to_stdout or (inputs == ("-",) and output is None):
         output = "-"
     if output is not None:
@@ -267,7 +278,8 @@ def compress(inputs, output, to_stdout, force, keep, remove, threads, predictor,
                 raise NaccError("two inputs share a segment name; compress them separately")
             t0 = time.perf_counter()
             chunks = codec.compress_segments(segments, opts, threads)
-            n = write_atomic(dest, _progress(chunks, len(segments) + 1, rep, "compress"), force)
+            n_blocks = len(codec.plan_blocks(segments, opts))
+            n = write_atomic(dest, _progress(chunks, n_blocks + 1, rep, "compress"), force)
             rep.info(f"{where}: {_rate_line(_n_tokens(segments), n)}, {n} bytes -> {dest}"
                      + (f" in {time.perf_counter() - t0:.2f} s" if rep.level >= 1 else ""))
             if remove:
@@ -401,16 +413,17 @@ def test_cmd(inputs, threads, model, device, verbose, quiet):
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-T", "--threads", type=click.IntRange(1, 256), default=1, show_default=True)
+@_solid_option
 @_predictor_options
 @_verbosity
 def verify(inputs, threads, predictor, vocab, frame_shape, model, device, params, verbose,
-           quiet):
+           quiet, solid):
     """Compress and decompress in memory; report rate, bits/token and times; exit 1 on any
     mismatch."""
     from nacc import codec, npyio
 
     rep = Reporter(verbose, quiet)
-    opts = _options(predictor, vocab, frame_shape, model, device, params)
+    opts = _options(predictor, vocab, frame_shape, model, device, params, solid)
     for src in inputs:
         try:
             segments = _segments_of(src)
@@ -449,16 +462,23 @@ def info(inputs, list_predictors, verbose, quiet):
     for src in inputs:
         try:
             buf = _read_input(src)
-            header, segments = container.read_archive(buf)
-            n_tok = sum(s.n_tokens for s in segments)
-            click.echo(f"{src}: nacc format {container.VERSION}, predictor {header.predictor} "
+            header, blocks = container.read_archive(buf)
+            n_tok = sum(b.n_tokens for b in blocks)
+            click.echo(f"{src}: nacc format {buf[4]}, predictor {header.predictor} "
                        f"{header.params}, model {header.model_hash.hex()[:16] or '-'}, "
-                       f"P={header.precision}, {header.n_segments} segment(s), {len(buf)} bytes, "
-                       f"{_rate_line(n_tok, len(buf))}")
-            for s in segments:
-                click.echo(f"  {s.name}: {s.descr} {s.shape}, frame {s.frame_shape[0]}x"
-                           f"{s.frame_shape[1]}, vocab {s.vocab}, {4 * len(s.words)} payload "
-                           f"bytes, {8 * 4 * len(s.words) / s.n_tokens:.4f} bits/token")
+                       f"P={header.precision}, {header.n_segments} segment(s) in "
+                       f"{len(blocks)} block(s), {len(buf)} bytes, {_rate_line(n_tok, len(buf))}")
+            for b in blocks:
+                coding = ", stored uniform" if b.coding == container.UNIFORM else ""
+                first = b.segments[0]
+                what = (f"{first.name}: {first.descr} {first.shape}" if len(b.segments) == 1
+                        else f"solid group of {len(b.segments)} segments")
+                click.echo(f"  {what}, frame {b.frame_shape[0]}x{b.frame_shape[1]}, vocab "
+                           f"{b.vocab}{coding}, {4 * len(b.words)} payload bytes, "
+                           f"{8 * 4 * len(b.words) / b.n_tokens:.4f} bits/token")
+                if len(b.segments) > 1:
+                    for s in b.segments:
+                        click.echo(f"    {s.name}: {s.descr} {s.shape}")
         except NaccError as e:
             rep.error(src, str(e))
         except OSError as e:

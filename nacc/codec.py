@@ -2,8 +2,12 @@
 
 ``compress_segments`` takes ``(name, NpyFile)`` pairs and returns archive bytes;
 ``decompress_archive`` returns ``(name, npy bytes)`` pairs that are byte-identical to the
-inputs.  Segments are independent (each has its own coder stream and predictor state), so
-they run in parallel over ``threads`` processes and the bytes do not depend on that number.
+inputs.  Segments are coded in *blocks* (see ``nacc.container``): one segment each, or with
+``Options.solid = N`` solid groups of up to N consecutive segments of one frame shape whose
+frames form one token video, so the predictor's adapted state carries across them.  Blocks
+are independent (own coder stream, own predictor state), so they run in parallel over
+``threads`` processes and the bytes do not depend on that number.  A block that the
+predictor would code larger than the uniform table is stored with the uniform table.
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ class Options:
     vocab: int = DEFAULT_VOCAB
     frame_shape: tuple[int, int] | None = None
     device: str = "cpu"                 # where tables are computed; never changes the bytes
+    solid: int = 1                      # segments per solid group (1: each one independent)
 
     def predictor_name(self) -> str:
         return self.predictor or default_predictor()
@@ -86,7 +91,7 @@ def tokens_of(npy: npyio.NpyFile, vocab: int, frame_shape: tuple[int, int] | Non
     if arr.size == 0:
         raise NaccError(f"empty array of shape {npy.shape}")
     if arr.size > container.MAX_TOKENS:
-        raise NaccError(f"{arr.size} tokens exceed the per-segment limit {container.MAX_TOKENS}")
+        raise NaccError(f"{arr.size} tokens exceed the per-block limit {container.MAX_TOKENS}")
     lo, hi = int(arr.min()), int(arr.max())
     if lo < 0:
         raise NaccError(f"negative token id {lo}")
@@ -95,30 +100,71 @@ def tokens_of(npy: npyio.NpyFile, vocab: int, frame_shape: tuple[int, int] | Non
     return np.ascontiguousarray(arr.reshape(arr.shape[0], *fs), dtype=np.int32), fs
 
 
-def pack_words(name: str, npy: npyio.NpyFile, frame_shape: tuple[int, int], vocab: int,
-               words: np.ndarray) -> bytes:
-    """The packed segment of ``npy`` coded as ``words``."""
-    canonical = npy.prefix == npyio.canonical_prefix(npy.descr, npy.fortran, npy.shape)
-    seg = container.Segment(name, npy.descr, npy.fortran, npy.shape, frame_shape, vocab,
-                            npy.crc, words, None if canonical else npy.prefix)
-    return container.pack_segment(seg)
+def plan_blocks(segments: Sequence[tuple[str, npyio.NpyFile]], opts: Options) -> list[list[int]]:
+    """Indices of the segments of each block: runs of up to ``opts.solid`` consecutive
+    segments of one frame shape and at most ``container.MAX_TOKENS`` tokens in all."""
+    if opts.solid < 1:
+        raise NaccError(f"solid group size {opts.solid} < 1")
+    blocks: list[list[int]] = []
+    last, size = None, 0
+    for k, (_, npy) in enumerate(segments):
+        fs = frame_shape_of(npy.shape, opts.frame_shape)
+        n = int(np.prod(npy.shape, dtype=np.int64))
+        if (blocks and fs == last and len(blocks[-1]) < opts.solid
+                and size + n <= container.MAX_TOKENS):
+            blocks[-1].append(k)
+            size += n
+        else:
+            blocks.append([k])
+            last, size = fs, n
+    return blocks
 
 
-def encode_segment(name: str, npy: npyio.NpyFile, opts: Options) -> bytes:
-    """One packed segment."""
-    tokens, fs = tokens_of(npy, opts.vocab, opts.frame_shape)
+def block_tokens(members: Sequence[tuple[str, npyio.NpyFile]], opts: Options):
+    """(int32 tokens (T, H, W) of the members' frames one after the other, frame shape)."""
+    parsed = [tokens_of(npy, opts.vocab, opts.frame_shape) for _, npy in members]
+    if len(parsed) == 1:
+        return parsed[0]
+    return np.concatenate([t for t, _ in parsed]), parsed[0][1]
+
+
+def pack_block(members: Sequence[tuple[str, npyio.NpyFile]], frame_shape: tuple[int, int],
+               vocab: int, tokens: np.ndarray, words: np.ndarray) -> bytes:
+    """The packed block of ``members`` (frames ``tokens``) coded by the archive's predictor
+    as ``words``; or stored with the uniform table when that is smaller, so no block costs
+    more than the uniform code of its tokens (integer decision, the same on every path)."""
+    coding = container.CODED
+    min_uniform_bits = tokens.size * (int(vocab - 1).bit_length() - 1) - 64
+    if 32 * len(words) >= min_uniform_bits:
+        from nacc.predictors.uniform import Uniform
+
+        uniform = Uniform(vocab, frame_shape)
+        stored = coder.encode_intervals(*uniform.intervals(tokens), uniform.precision)
+        if len(stored) < len(words):
+            coding, words = container.UNIFORM, stored
+    segs = []
+    for name, npy in members:
+        canonical = npy.prefix == npyio.canonical_prefix(npy.descr, npy.fortran, npy.shape)
+        segs.append(container.Segment(name, npy.descr, npy.fortran, npy.shape, frame_shape,
+                                      vocab, npy.crc, None if canonical else npy.prefix))
+    return container.pack_block(container.Block(coding, tuple(segs), words))
+
+
+def encode_block(members: Sequence[tuple[str, npyio.NpyFile]], opts: Options) -> bytes:
+    """One packed block of the segments ``members`` (one frame shape)."""
+    tokens, fs = block_tokens(members, opts)
     pred = opts.build(opts.vocab, fs)
     start, freq = pred.intervals(tokens)
-    return pack_words(name, npy, fs, opts.vocab,
+    return pack_block(members, fs, opts.vocab, tokens,
                       coder.encode_intervals(start, freq, pred.precision))
 
 
-def archive_header(opts: Options, n_segments: int) -> bytes:
+def archive_header(opts: Options, n_segments: int, n_blocks: int) -> bytes:
     """The packed archive header for segments coded with ``opts``."""
     probe = predictors.build(opts.predictor_name(), opts.vocab, (1, 1), dict(opts.params))
     return container.pack_header(container.Header(
         opts.predictor_name(), probe.params(), probe.model_hash(), probe.precision,
-        n_segments))
+        n_segments, n_blocks))
 
 
 def archive_predictor(header: container.Header, vocab: int, frame_shape: tuple[int, int],
@@ -138,6 +184,17 @@ def archive_predictor(header: container.Header, vocab: int, frame_shape: tuple[i
     return pred
 
 
+def block_predictor(block: container.Block, header: container.Header,
+                    params_override: dict | None = None,
+                    device: str = "cpu") -> predictors.Predictor:
+    """The predictor that decodes ``block``: the archive's, or the uniform table."""
+    if block.coding == container.UNIFORM:
+        from nacc.predictors.uniform import Uniform
+
+        return Uniform(block.vocab, block.frame_shape)
+    return archive_predictor(header, block.vocab, block.frame_shape, params_override, device)
+
+
 def restore_npy(seg: container.Segment, tokens: np.ndarray) -> bytes:
     """The original ``.npy`` bytes from decoded ``tokens``; checks the data CRC."""
     data = npyio.array_data_bytes(tokens.reshape(seg.shape), seg.descr, seg.fortran)
@@ -150,11 +207,22 @@ def restore_npy(seg: container.Segment, tokens: np.ndarray) -> bytes:
     return prefix + data
 
 
-def decode_segment(seg: container.Segment, header: container.Header,
-                   params_override: dict | None = None, device: str = "cpu") -> bytes:
-    """The original ``.npy`` bytes of one segment; checks the model hash and the data CRC."""
-    pred = archive_predictor(header, seg.vocab, seg.frame_shape, params_override, device)
-    return restore_npy(seg, pred.decode(seg.words, seg.n_frames))
+def restore_block(block: container.Block, tokens: np.ndarray) -> list[tuple[str, bytes]]:
+    """``(name, npy bytes)`` of each member of ``block`` from its decoded frames."""
+    out, t = [], 0
+    for seg in block.segments:
+        out.append((seg.name, restore_npy(seg, tokens[t:t + seg.n_frames])))
+        t += seg.n_frames
+    return out
+
+
+def decode_block(block: container.Block, header: container.Header,
+                 params_override: dict | None = None,
+                 device: str = "cpu") -> list[tuple[str, bytes]]:
+    """``(name, original .npy bytes)`` of each member of ``block``; checks the model hash
+    and the data CRCs."""
+    pred = block_predictor(block, header, params_override, device)
+    return restore_block(block, pred.decode(block.words, block.n_frames))
 
 
 def _map(fn: Callable, items: Sequence, threads: int) -> Iterator:
@@ -171,29 +239,30 @@ def _map(fn: Callable, items: Sequence, threads: int) -> Iterator:
 
 
 def _encode_job(job):
-    return encode_segment(*job)
+    return encode_block(*job)
 
 
 def _decode_job(job):
-    return decode_segment(*job)
+    return decode_block(*job)
 
 
 def compress_segments(segments: Sequence[tuple[str, npyio.NpyFile]], opts: Options,
                       threads: int = 1) -> Iterator[bytes]:
-    """Archive bytes in pieces (header first, then one piece per segment)."""
+    """Archive bytes in pieces (header first, then one piece per block)."""
     if not segments:
         raise NaccError("nothing to compress")
-    yield archive_header(opts, len(segments))
-    yield from _map(_encode_job, [(n, s, opts) for n, s in segments], threads)
+    plan = plan_blocks(segments, opts)
+    yield archive_header(opts, len(segments), len(plan))
+    yield from _map(_encode_job, [([segments[k] for k in b], opts) for b in plan], threads)
 
 
 def decompress_archive(buf: bytes, threads: int = 1, params_override: dict | None = None,
                        device: str = "cpu") -> Iterator[tuple[str, bytes]]:
     """``(name, npy bytes)`` of every segment, in archive order."""
-    header, segments = container.read_archive(buf)
-    jobs = [(seg, header, params_override, device) for seg in segments]
-    for seg, data in zip(segments, _map(_decode_job, jobs, threads)):
-        yield seg.name, data
+    header, blocks = container.read_archive(buf)
+    jobs = [(block, header, params_override, device) for block in blocks]
+    for members in _map(_decode_job, jobs, threads):
+        yield from members
 
 
 def compress_array(tokens: np.ndarray, predictor: str = "", vocab: int = DEFAULT_VOCAB,

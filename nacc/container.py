@@ -1,20 +1,32 @@
-"""The ``.nacc`` archive format (version 1): bytes in, bytes out, no predictor logic.
+"""The ``.nacc`` archive format (version 2; version 1 still reads): bytes in, bytes out.
 
 All integers are unsigned LEB128 varints unless marked u8 / u32 (little endian); a string is
 a varint length then UTF-8 bytes; ``crc`` is zlib's CRC-32 as u32.  ::
 
-    archive  = magic "\\x89NAC" | version u8 | header_len | header | crc(header)
-               | segment * n_segments
+    archive  = magic "\\x89NAC" | version u8 (2) | header_len | header | crc(header)
+               | block * n_blocks
     header   = predictor name (string) | predictor params (string: compact JSON, sorted keys)
                | model hash (varint length, bytes: sha256 or empty) | precision u8
-               | n_segments
-    segment  = seg_len | seg_header | crc(seg_header) | payload | crc(payload)
-    seg_header = name (string) | dtype descr (string) | fortran u8 | ndim | dims...
-               | frame height | frame width | vocab
+               | n_segments | n_blocks
+    block    = block_len | block_header | crc(block_header) | payload | crc(payload)
+    block_header = coding u8 (0: the archive's predictor; 1: the ``uniform`` table)
+               | frame height | frame width | vocab | n_members | member * n_members | n_words
+    member   = name (string) | dtype descr (string) | fortran u8 | ndim | dims...
                | prefix flag u8 (0: the canonical .npy prefix of npyio.canonical_prefix,
                  1: raw prefix follows as varint length + bytes)
-               | crc of the original .npy data bytes | n_words
+               | crc of the original .npy data bytes
     payload  = n_words u32 rANS words (see nacc.coder)
+
+A block is one token video coded by one rANS stream: the frames of its members (segments,
+i.e. input files), one member after the other.  A block of one member is an independent
+segment; a block of several is a *solid group* whose predictor state runs on across its
+members.  Blocks are independent of each other.  ``coding`` 1 marks a block stored with the
+uniform table because the predictor would have coded it larger (the worst-case floor).
+
+Version 1 (still read) had no n_blocks, and one independent segment per block, each laid out
+as ``seg_len | seg_header | crc | payload | crc`` with ``seg_header = name | descr | fortran
+| ndim | dims | frame height | frame width | vocab | prefix flag [| prefix] | data crc |
+n_words``.
 
 Every byte of the archive is covered by a CRC or checked against a bound, so any single
 byte change is detected.  Header values are bounded before anything is allocated
@@ -32,9 +44,11 @@ import numpy as np
 from nacc.errors import NaccError
 
 MAGIC = b"\x89NAC"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)
+CODED, UNIFORM = 0, 1          # block coding: the archive's predictor / the uniform table
 MAX_SEGMENTS = 1 << 20
-MAX_TOKENS = 1 << 28           # per segment: 1 GiB of int32 when decoded
+MAX_TOKENS = 1 << 28           # per block: 1 GiB of int32 when decoded
 MAX_STRING = 1 << 16
 MAX_NDIM = 8
 MAX_VOCAB = 65536
@@ -48,10 +62,16 @@ class Header:
     model_hash: bytes
     precision: int
     n_segments: int
+    n_blocks: int | None = None      # None: one block per segment
+
+    @property
+    def blocks(self) -> int:
+        return self.n_segments if self.n_blocks is None else self.n_blocks
 
 
 @dataclass(frozen=True)
 class Segment:
+    """One input file (a block member): how to restore its exact ``.npy`` bytes."""
     name: str
     descr: str
     fortran: bool
@@ -59,7 +79,6 @@ class Segment:
     frame_shape: tuple[int, int]
     vocab: int
     data_crc: int
-    words: np.ndarray = field(repr=False)        # uint32
     raw_prefix: bytes | None = None              # None: canonical .npy prefix
 
     @property
@@ -69,6 +88,30 @@ class Segment:
     @property
     def n_frames(self) -> int:
         return self.n_tokens // (self.frame_shape[0] * self.frame_shape[1])
+
+
+@dataclass(frozen=True)
+class Block:
+    """One rANS stream: the frames of ``segments``, one after the other."""
+    coding: int                                   # CODED or UNIFORM
+    segments: tuple[Segment, ...]
+    words: np.ndarray = field(repr=False)         # uint32
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        return self.segments[0].frame_shape
+
+    @property
+    def vocab(self) -> int:
+        return self.segments[0].vocab
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(s.n_tokens for s in self.segments)
+
+    @property
+    def n_frames(self) -> int:
+        return sum(s.n_frames for s in self.segments)
 
 
 # -- primitives --------------------------------------------------------------------------
@@ -153,35 +196,45 @@ def _unframe(r: _Reader, limit: int, name: str) -> bytes:
 def pack_header(h: Header) -> bytes:
     body = (_string(h.predictor)
             + _string(json.dumps(h.params, sort_keys=True, separators=(",", ":")))
-            + _string(h.model_hash) + bytes([h.precision]) + _varint(h.n_segments))
+            + _string(h.model_hash) + bytes([h.precision]) + _varint(h.n_segments)
+            + _varint(h.blocks))
     return MAGIC + bytes([VERSION]) + _framed(body)
 
 
-def pack_segment(s: Segment) -> bytes:
+def _pack_member(s: Segment) -> bytes:
     body = bytearray()
     body += _string(s.name) + _string(s.descr) + bytes([int(s.fortran)])
     body += _varint(len(s.shape)) + b"".join(_varint(d) for d in s.shape)
-    body += _varint(s.frame_shape[0]) + _varint(s.frame_shape[1]) + _varint(s.vocab)
     if s.raw_prefix is None:
         body += b"\x00"
     else:
         body += b"\x01" + _string(s.raw_prefix)
-    words = np.ascontiguousarray(s.words, dtype="<u4")
-    body += struct.pack("<I", s.data_crc) + _varint(len(words))
+    return bytes(body + struct.pack("<I", s.data_crc))
+
+
+def pack_block(b: Block) -> bytes:
+    fh, fw = b.frame_shape
+    if any(s.frame_shape != b.frame_shape or s.vocab != b.vocab for s in b.segments):
+        raise ValueError("block members differ in frame shape or vocabulary")
+    words = np.ascontiguousarray(b.words, dtype="<u4")
+    body = (bytes([b.coding]) + _varint(fh) + _varint(fw) + _varint(b.vocab)
+            + _varint(len(b.segments)) + b"".join(_pack_member(s) for s in b.segments)
+            + _varint(len(words)))
     payload = words.tobytes()
-    return _framed(bytes(body)) + payload + struct.pack("<I", zlib.crc32(payload))
+    return _framed(body) + payload + struct.pack("<I", zlib.crc32(payload))
 
 
 # -- reading -----------------------------------------------------------------------------
 def read_header(buf: bytes | memoryview) -> tuple[Header, int]:
-    """Parse the archive header; returns it and the offset of the first segment."""
+    """Parse the archive header; returns it and the offset of the first block."""
     r = _Reader(buf, "header")
     magic = r.take(4) if len(buf) >= 4 else b""
     if magic != MAGIC:
         raise NaccError("not a nacc archive (bad magic)")
     version = r.u8()
-    if version != VERSION:
-        raise NaccError(f"unsupported archive version {version} (this nacc reads {VERSION})")
+    if version not in READS:
+        raise NaccError(f"unsupported archive version {version} (this nacc reads "
+                        f"{', '.join(map(str, READS))})")
     body = _Reader(_unframe(r, 1 << 20, "header"), "header")
     name = body.string("predictor name")
     try:
@@ -193,55 +246,126 @@ def read_header(buf: bytes | memoryview) -> tuple[Header, int]:
     if not 1 <= precision <= MAX_PRECISION:
         raise body.fail(f"precision {precision} outside 1..{MAX_PRECISION}")
     n_segments = body.varint(MAX_SEGMENTS, "segment count")
+    n_blocks = None
+    if version >= 2:
+        n_blocks = body.varint(n_segments, "block count")
+        if (n_blocks == 0) != (n_segments == 0):
+            raise body.fail(f"{n_blocks} blocks for {n_segments} segments")
     if not body.done() or not isinstance(params, dict):
         raise body.fail("malformed header")
-    return Header(name, params, model_hash, precision, n_segments), r.pos
+    return Header(name, params, model_hash, precision, n_segments, n_blocks), r.pos
 
 
-def read_segment(buf: bytes | memoryview, offset: int) -> tuple[Segment, int]:
-    """Parse one segment starting at ``offset``; returns it and the next offset."""
+def _read_shape(b: _Reader) -> tuple[int, ...]:
+    ndim = b.varint(MAX_NDIM, "ndim")
+    return tuple(b.varint(MAX_TOKENS, "dimension") for _ in range(ndim))
+
+
+def _read_prefix(b: _Reader) -> bytes | None:
+    flag = b.u8()
+    if flag == 1:
+        return b.take(b.varint(MAX_STRING, "npy prefix length"))
+    if flag != 0:
+        raise b.fail(f"unknown prefix flag {flag}")
+    return None
+
+
+def _check_member(b: _Reader, s: Segment) -> None:
+    fh, fw = s.frame_shape
+    n_tokens = int(np.prod(s.shape, dtype=np.int64)) if s.shape else 1
+    if n_tokens > MAX_TOKENS or fh * fw == 0 or n_tokens % (fh * fw):
+        raise b.fail(f"inconsistent shape {s.shape} / frame {fh}x{fw}")
+    if s.vocab < 2:
+        raise b.fail(f"vocab {s.vocab} < 2")
+
+
+def _read_payload(r: _Reader, n_words: int, what: str) -> np.ndarray:
+    payload = r.take(4 * n_words)
+    if r.u32() != zlib.crc32(payload):
+        raise r.fail(f"payload checksum mismatch in {what}")
+    return np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+
+
+def _read_block_v1(buf: bytes | memoryview, offset: int) -> tuple[Block, int]:
     r = _Reader(buf, "segment")
     r.pos = offset
     b = _Reader(_unframe(r, 1 << 20, "segment header"), "segment header")
     name = b.string("name")
     descr = b.string("dtype")
     fortran = b.u8()
-    ndim = b.varint(MAX_NDIM, "ndim")
-    shape = tuple(b.varint(MAX_TOKENS, "dimension") for _ in range(ndim))
-    fh = b.varint(MAX_TOKENS, "frame height")
-    fw = b.varint(MAX_TOKENS, "frame width")
+    shape = _read_shape(b)
+    fs = (b.varint(MAX_TOKENS, "frame height"), b.varint(MAX_TOKENS, "frame width"))
     vocab = b.varint(MAX_VOCAB, "vocab")
-    flag = b.u8()
-    raw_prefix = None
-    if flag == 1:
-        raw_prefix = b.take(b.varint(MAX_STRING, "npy prefix length"))
-    elif flag != 0:
-        raise b.fail(f"unknown prefix flag {flag}")
-    data_crc = b.u32()
-    n_tokens = int(np.prod(shape, dtype=np.int64)) if shape else 1
-    if fortran > 1 or n_tokens > MAX_TOKENS or fh * fw == 0 or n_tokens % (fh * fw):
-        raise b.fail(f"inconsistent shape {shape} / frame {fh}x{fw}")
-    if vocab < 2:
-        raise b.fail(f"vocab {vocab} < 2")
+    raw_prefix = _read_prefix(b)
+    seg = Segment(name, descr, bool(fortran), shape, fs, vocab, b.u32(), raw_prefix)
+    if fortran > 1:
+        raise b.fail(f"fortran flag {fortran}")
+    _check_member(b, seg)
     # rANS emits at most one word per token, plus two for the final state
+    n_words = b.varint(seg.n_tokens + 2, "payload words")
+    if not b.done():
+        raise b.fail("trailing bytes")
+    words = _read_payload(r, n_words, f"segment {name!r}")
+    return Block(CODED, (seg,), words), r.pos
+
+
+def read_block(buf: bytes | memoryview, offset: int, header: Header,
+               members_left: int | None = None) -> tuple[Block, int]:
+    """Parse one block starting at ``offset`` (``header`` gives the version's layout);
+    returns it and the next offset.  ``members_left`` bounds its member count."""
+    if header.n_blocks is None:
+        return _read_block_v1(buf, offset)
+    r = _Reader(buf, "block")
+    r.pos = offset
+    b = _Reader(_unframe(r, 1 << 24, "block header"), "block header")
+    coding = b.u8()
+    if coding not in (CODED, UNIFORM):
+        raise b.fail(f"unknown coding {coding}")
+    fs = (b.varint(MAX_TOKENS, "frame height"), b.varint(MAX_TOKENS, "frame width"))
+    vocab = b.varint(MAX_VOCAB, "vocab")
+    limit = header.n_segments if members_left is None else members_left
+    n_members = b.varint(limit, "member count")
+    if n_members == 0:
+        raise b.fail("a block without members")
+    members, n_tokens = [], 0
+    for _ in range(n_members):
+        name = b.string("name")
+        descr = b.string("dtype")
+        fortran = b.u8()
+        shape = _read_shape(b)
+        raw_prefix = _read_prefix(b)
+        seg = Segment(name, descr, bool(fortran), shape, fs, vocab, b.u32(), raw_prefix)
+        if fortran > 1:
+            raise b.fail(f"fortran flag {fortran}")
+        _check_member(b, seg)
+        n_tokens += seg.n_tokens
+        if n_tokens > MAX_TOKENS:
+            raise b.fail(f"block of {n_tokens} tokens exceeds the limit {MAX_TOKENS}")
+        members.append(seg)
     n_words = b.varint(n_tokens + 2, "payload words")
     if not b.done():
         raise b.fail("trailing bytes")
-    payload = r.take(4 * n_words)
-    if r.u32() != zlib.crc32(payload):
-        raise r.fail(f"payload checksum mismatch in segment {name!r}")
-    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
-    seg = Segment(name, descr, bool(fortran), shape, (fh, fw), vocab, data_crc, words, raw_prefix)
-    return seg, r.pos
+    words = _read_payload(r, n_words, f"block of {members[0].name!r}")
+    return Block(coding, tuple(members), words), r.pos
 
 
-def read_archive(buf: bytes) -> tuple[Header, list[Segment]]:
+def read_archive(buf: bytes) -> tuple[Header, list[Block]]:
     """Parse a whole archive; every checksum and bound is checked."""
     header, pos = read_header(buf)
-    segments = []
-    for _ in range(header.n_segments):
-        seg, pos = read_segment(buf, pos)
-        segments.append(seg)
+    blocks, left = [], header.n_segments
+    for k in range(header.blocks):
+        # every later block needs a member of its own
+        block, pos = read_block(buf, pos, header, max(0, left - (header.blocks - 1 - k)))
+        blocks.append(block)
+        left -= len(block.segments)
+    if left:
+        raise NaccError(f"damaged archive: blocks hold {header.n_segments - left} segments, "
+                        f"the header says {header.n_segments}")
     if pos != len(buf):
         raise NaccError(f"damaged archive: {len(buf) - pos} trailing bytes")
-    return header, segments
+    return header, blocks
+
+
+def segments_of(blocks: list[Block]) -> list[Segment]:
+    """Every segment of ``blocks``, in archive order."""
+    return [s for b in blocks for s in b.segments]

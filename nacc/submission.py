@@ -66,8 +66,8 @@ sys.meta_path.insert(0, _Block())
 sys.path.insert(0, root)
 from nacc import codec, container
 from nacc.predictors import base
-header, segments = container.read_archive(open(archive, "rb").read())
-codec.decode_segment(segments[0], header)
+header, blocks = container.read_archive(open(archive, "rb").read())
+codec.decode_block(blocks[0], header)
 mods = {n: getattr(m, "__file__", None) for n, m in list(sys.modules.items())}
 sys.stdout.write(json.dumps({"opened": sorted(opened), "modules": mods,
                              "predictor_module": base.get(header.predictor).__module__}))

@@ -89,10 +89,10 @@ def test_segments_decode_independently(dev_clip):
     header, pos = container.read_header(archive)
     offsets = [pos]
     for _ in range(3):
-        _, pos = container.read_segment(archive, pos)
+        _, pos = container.read_block(archive, pos, header)
         offsets.append(pos)
-    seg, _ = container.read_segment(archive, offsets[2])  # the third, without the others
-    assert codec.decode_segment(seg, header) == npyio.npy_bytes(segs[2][1])
+    block, _ = container.read_block(archive, offsets[2], header)  # the third, alone
+    assert codec.decode_block(block, header) == [("s2.npy", npyio.npy_bytes(segs[2][1]))]
 
 
 # -- bad input -----------------------------------------------------------------------------
@@ -163,9 +163,9 @@ def test_magic_version_predictor_errors(small_clip):
 
 
 def test_hostile_header_is_an_error_not_an_allocation():
-    seg = container.Segment("h.npy", "<i2", False, (10**12 // 128, 128), (8, 16), 1024, 0,
-                            np.zeros(1, np.uint32))
-    archive = _with_header() + container.pack_segment(seg)
+    seg = container.Segment("h.npy", "<i2", False, (10**12 // 128, 128), (8, 16), 1024, 0)
+    block = container.Block(container.CODED, (seg,), np.zeros(1, np.uint32))
+    archive = _with_header() + container.pack_block(block)
     with pytest.raises(NaccError, match="exceeds the limit"):
         list(codec.decompress_archive(archive))
     many = container.pack_header(container.Header("prevframe", {}, b"", 24, 10**9))
@@ -184,36 +184,68 @@ def test_model_hash_mismatch_is_refused(small_clip):
 
 # -- golden archives -----------------------------------------------------------------------
 def golden_cases(dev_clip):
-    """name -> (array, options) of every committed golden archive."""
+    """name -> (segments, options) of every committed golden archive of today's format."""
     clip = np.ascontiguousarray(dev_clip[:12])
+    one = [("clip.npy", npyio.from_array(clip))]
+    parts = [(f"part{i}.npy", npyio.from_array(clip[4 * i:4 * i + 4])) for i in range(3)]
+    noise = np.random.default_rng(5).integers(0, 37, (6, 5, 6), dtype=np.int64)
     cases = {
-        "uniform-dev12": (clip, codec.Options("uniform")),
-        "prevframe-dev12": (clip, codec.Options("prevframe")),
-        "prevframe-v37-flat": (np.arange(3 * 30, dtype=np.uint16).reshape(3, 30) % 37,
-                               codec.Options("prevframe", (), 37, (5, 6))),
+        "uniform-dev12": (one, codec.Options("uniform")),
+        "prevframe-dev12": (one, codec.Options("prevframe")),
+        "prevframe-v37-flat": ([("flat.npy", npyio.from_array(
+            np.arange(3 * 30, dtype=np.uint16).reshape(3, 30) % 37))],
+            codec.Options("prevframe", (), 37, (5, 6))),
+        "prevframe-dev12-solid2": (parts, codec.Options("prevframe", solid=2)),
+        "prevframe-v37-noise-stored": ([("noise.npy", npyio.from_array(noise))],
+                                       codec.Options("prevframe", (), 37)),
     }
     from nacc.predictors import available
 
     if "cm" in available():
-        cases["cm-dev12"] = (clip, codec.Options("cm"))
+        cases["cm-dev12"] = (one, codec.Options("cm"))
+        cases["cm-dev12-solid3"] = (parts, codec.Options("cm", solid=3))
     return cases
 
 
 def test_golden_archives_keep_decoding(dev_clip):
     """Committed archives decode to the same bytes, and today's encoder writes the same
     archive. Regenerate on purpose only: NACC_REGEN_GOLDEN=1 pytest tests/test_spine_format.py
-    (a format change bumps container.VERSION instead)."""
+    (a format change bumps container.VERSION and keeps the old goldens in golden/vN/)."""
     regen = os.environ.get("NACC_REGEN_GOLDEN") == "1"
-    for name, (arr, opts) in golden_cases(dev_clip).items():
+    for name, (segments, opts) in golden_cases(dev_clip).items():
         path = GOLDEN / f"{name}.nacc"
-        fresh = b"".join(codec.compress_segments([(f"{name}.npy", npyio.from_array(arr))], opts))
+        fresh = b"".join(codec.compress_segments(segments, opts))
         if regen and not path.exists():
             path.write_bytes(fresh)
         assert path.exists(), f"missing golden archive {path}; regenerate on purpose"
         stored = path.read_bytes()
-        (_, data), = codec.decompress_archive(stored)
-        assert data == npyio.npy_bytes(npyio.from_array(arr)), name
+        assert stored[4] == container.VERSION
+        assert list(codec.decompress_archive(stored)) == \
+            [(n, npyio.npy_bytes(s)) for n, s in segments], name
         assert fresh == stored, f"{name}: encoder output changed (bump the format version?)"
+
+
+V1_GOLDEN = {   # archive -> segment name, frames of the dev clip or a formula, written by v1
+    "uniform-dev12": "uniform-dev12.npy",
+    "prevframe-dev12": "prevframe-dev12.npy",
+    "prevframe-v37-flat": "prevframe-v37-flat.npy",
+    "cm-dev12": "cm-dev12.npy",
+}
+
+
+@pytest.mark.parametrize("name", sorted(V1_GOLDEN))
+def test_version_1_archives_keep_decoding(name, dev_clip):
+    """Archives written by format version 1 (golden/v1/) decode to their exact inputs."""
+    stored = (GOLDEN / "v1" / f"{name}.nacc").read_bytes()
+    assert stored[4] == 1
+    if name.startswith("prevframe-v37"):
+        arr = np.arange(3 * 30, dtype=np.uint16).reshape(3, 30) % 37
+    else:
+        arr = np.ascontiguousarray(dev_clip[:12])
+    assert list(codec.decompress_archive(stored)) == \
+        [(V1_GOLDEN[name], npyio.npy_bytes(npyio.from_array(arr)))]
+    header, blocks = container.read_archive(stored)
+    assert header.n_blocks is None and [len(b.segments) for b in blocks] == [1]
 
 
 def test_varints_round_trip():

@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("triton")
 
-from nacc import codec, coder, npyio  # noqa: E402
+from nacc import codec, coder, container, npyio  # noqa: E402
 from nacc.errors import NaccError  # noqa: E402
 from nacc.kernels.triton import accelerate, gpu_available, has_kernel  # noqa: E402
 from nacc.kernels.triton import batch as gb  # noqa: E402
@@ -134,16 +134,20 @@ def test_triton_prevframe_halving_matches_cpu():
     assert np.array_equal(lanes.token_arrays()[0], flat)
 
 
-def test_triton_archives_identical_to_codec():
-    """The batched archive API writes the bytes nacc.codec writes on the CPU, the codec with
-    a device option too, and each decodes the other's archive."""
-    clips = _clips(64, 4, (2, 3))
+@pytest.mark.parametrize("solid", [1, 2])
+def test_triton_archives_identical_to_codec(solid):
+    """The batched archive API writes the bytes nacc.codec writes on the CPU (blocks coded by
+    the predictor and blocks stored uniform; solid groups), the codec with a device option
+    too, and each decodes the other's archive."""
+    clips = _clips(64, 4, (2, 3)) + [np.random.default_rng(9).integers(0, 64, (8, *FS))]
     segs = [(f"s{k}.npy", npyio.from_array(c.astype(np.int16))) for k, c in enumerate(clips)]
     originals = [npyio.npy_bytes(n) for _, n in segs]
-    opts = codec.Options(predictor="prevframe", vocab=64)
+    opts = codec.Options(predictor="prevframe", vocab=64, solid=solid)
     cpu_arc = b"".join(codec.compress_segments(segs, opts))
+    codings = [b.coding for b in container.read_archive(cpu_arc)[1]]
+    assert set(codings) == {container.CODED, container.UNIFORM}
     assert b"".join(gb.compress_segments(segs, opts, device=DEV)) == cpu_arc
-    dev_opts = codec.Options(predictor="prevframe", vocab=64, device=DEV)
+    dev_opts = codec.Options(predictor="prevframe", vocab=64, device=DEV, solid=solid)
     assert b"".join(codec.compress_segments(segs, dev_opts)) == cpu_arc
     assert [d for _, d in gb.decompress_archive(cpu_arc, device=DEV)] == originals
     assert [d for _, d in codec.decompress_archive(cpu_arc, device=DEV)] == originals

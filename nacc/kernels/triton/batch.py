@@ -241,16 +241,18 @@ def _group(keys: Sequence) -> dict:
 def compress_segments(segments: Sequence[tuple[str, npyio.NpyFile]], opts,
                       device: str = "auto", batch: int | None = None,
                       threads: int | None = None) -> Iterator[bytes]:
-    """``nacc.codec.compress_segments`` with the tables of many segments computed at once
-    on ``device``; yields the identical archive bytes (header, then one piece per segment).
+    """``nacc.codec.compress_segments`` with the tables of many blocks computed at once on
+    ``device``; yields the identical archive bytes (header, then one piece per block).
     Falls back to the CPU predictor when ``device`` is "auto" and no GPU kernel applies."""
     from nacc import codec
 
     if not segments:
         raise NaccError("nothing to compress")
-    yield codec.archive_header(opts, len(segments))
-    parsed = [codec.tokens_of(npy, opts.vocab, opts.frame_shape) for _, npy in segments]
-    words: list = [None] * len(segments)
+    plan = codec.plan_blocks(segments, opts)
+    yield codec.archive_header(opts, len(segments), len(plan))
+    members = [[segments[k] for k in b] for b in plan]
+    parsed = [codec.block_tokens(m, opts) for m in members]
+    words: list = [None] * len(plan)
     for fs, idx in _group([fs for _, fs in parsed]).items():
         bare = predictors.build(opts.predictor_name(), opts.vocab, fs, dict(opts.params))
         pred = codec.on_device(bare, device)
@@ -261,26 +263,27 @@ def compress_segments(segments: Sequence[tuple[str, npyio.NpyFile]], opts,
             ws = [coder.encode_intervals(*pred.intervals(a), pred.precision) for a in arrays]
         for k, w in zip(idx, ws):
             words[k] = w
-    for k, (name, npy) in enumerate(segments):
-        yield codec.pack_words(name, npy, parsed[k][1], opts.vocab, words[k])
+    for k, (tokens, fs) in enumerate(parsed):
+        yield codec.pack_block(members[k], fs, opts.vocab, tokens, words[k])
 
 
 def decompress_archive(buf: bytes, device: str = "auto", batch: int | None = None,
                        params_override: dict | None = None) -> Iterator[tuple[str, bytes]]:
-    """``nacc.codec.decompress_archive`` with many segments decoded at once on ``device``;
+    """``nacc.codec.decompress_archive`` with many blocks decoded at once on ``device``;
     yields ``(name, npy bytes)`` in archive order, with the same checks."""
     from nacc import codec
 
-    header, segments = container.read_archive(buf)
-    tokens: list = [None] * len(segments)
-    for (vocab, fs), idx in _group([(s.vocab, s.frame_shape) for s in segments]).items():
-        pred = codec.archive_predictor(header, vocab, fs, params_override, device)
-        jobs = [(segments[k].words, segments[k].n_frames) for k in idx]
+    header, blocks = container.read_archive(buf)
+    tokens: list = [None] * len(blocks)
+    keys = [(b.coding, b.vocab, b.frame_shape) for b in blocks]
+    for _, idx in _group(keys).items():
+        pred = codec.block_predictor(blocks[idx[0]], header, params_override, device)
+        jobs = [(blocks[k].words, blocks[k].n_frames) for k in idx]
         if hasattr(pred, "driver"):
             outs = decode_many(pred, jobs, batch)
         else:
             outs = [pred.decode(w, t) for w, t in jobs]
         for k, o in zip(idx, outs):
             tokens[k] = o
-    for seg, tok in zip(segments, tokens):
-        yield seg.name, codec.restore_npy(seg, tok)
+    for block, tok in zip(blocks, tokens):
+        yield from codec.restore_block(block, tok)
