@@ -124,7 +124,7 @@ def _predictor_options(f):
         "--predictor", default=None, metavar="NAME",
         help="Predictor [cm]: cm, prevframe, uniform; transformer and lstm need --model and "
              "run at only ~20k-35k tokens/s on one CPU core (seconds per commaVQ segment, "
-             "too slow as a CPU default).")(f)
+             "too slow as a CPU default); cm with --model mixes that model in.")(f)
 
 
 def _solid_option(f):

@@ -196,3 +196,46 @@ def test_golden_words(dev_clip):
         GOLDEN.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
     assert GOLDEN.exists(), "golden file missing: NACC_REGEN_GOLDEN=1 pytest tests/test_cm.py"
     assert got == _golden()
+
+
+# -- a neural predictor's table as the external input (parameter model) -----------------------
+NEURAL = Path(__file__).resolve().parent.parent / "models" / "commavq-dev-lstm"
+GOLDEN_NEURAL = Path(__file__).parent / "golden" / "cm-neural-words.json"
+
+
+@pytest.mark.parametrize("prior", ["none", "commavq-v2"])
+def test_neural_input_four_paths_and_golden(prior, dev_clip):
+    """cm with the shipped LSTM's tables mixed in: tables == stepper == intervals == decode
+    on frames 300-302 (never seen by the model or the prior), and pinned words."""
+    from nacc.kernels.triton import has_kernel
+
+    tokens = np.ascontiguousarray(dev_clip[300:303]).astype(np.int32)
+    pred = get("cm")(1024, (8, 16), prior=prior, model=str(NEURAL))
+    words = check_paths(pred, tokens)
+    plain = get("cm")(1024, (8, 16), prior=prior)
+    assert pred.params() == {"prior": prior, "model": str(NEURAL)}
+    assert pred.model_hash() not in (plain.model_hash(), pred.nn.model_hash())
+    assert not has_kernel(pred) and has_kernel(plain)
+    # the external input changes the tables (the final mixer is live)
+    assert not np.array_equal(pred.intervals(tokens)[1], plain.intervals(tokens)[1])
+    digest = hashlib.sha256(words.astype("<u4").tobytes()).hexdigest()
+    golden = json.loads(GOLDEN_NEURAL.read_text()) if GOLDEN_NEURAL.exists() else {}
+    if os.environ.get("NACC_REGEN_GOLDEN") == "1":
+        golden[prior] = digest
+        GOLDEN_NEURAL.write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
+    assert golden.get(prior) == digest, "golden words changed (NACC_REGEN_GOLDEN=1 on purpose)"
+
+
+def test_neural_input_archive_round_trip_and_wrong_model(dev_clip, tmp_path):
+    from nacc import codec, npyio
+    from nacc.errors import NaccError
+
+    segs = [("c.npy", npyio.from_array(dev_clip[300:302]))]
+    opts = codec.Options("cm", (("model", str(NEURAL)),))
+    archive = b"".join(codec.compress_segments(segs, opts))
+    assert list(codec.decompress_archive(archive)) == [("c.npy", npyio.npy_bytes(segs[0][1]))]
+    other = NEURAL.parent / "commavq-dev-transformer"
+    with pytest.raises(NaccError, match="model"):
+        list(codec.decompress_archive(archive, params_override={"model": str(other)}))
+    with pytest.raises(NaccError, match="not a model folder"):
+        get("cm")(1024, (8, 16), model=str(tmp_path))

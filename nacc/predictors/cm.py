@@ -107,6 +107,22 @@ Update with the coded token s (leaf L), after its table is used, in this order
        (dw = (x_k * err) >> 14, err = ((y << 12) - pm) * LR, w = clampw(w + dw) for sel, then
        sel2); apm[ai] as above.  clampw(v) = clamp(v, -16777215, 16777215).
     Updates apply sequentially: a counter reached twice (hash collision) is updated twice.
+
+External input (parameter ``model``: a neural predictor's folder; without it none of this runs)
+    The neural predictor gives token i a table f (symbol order, total 2**P', scaled by
+    << (24 - P') to total 2**24) from the same tokens before i.  cum[j] = sum of f[s] over
+    symbols with perm[s] < j (j = 0..2**B).  fa = cum[ax + 1] - cum[ax] when ax >= 0, else 0.
+    Node (d, prefix), leaves [lo, lo + 2 size) with size = 2**(B-1-d): L / R = cum mass of
+    the left / right half, minus fa on the side holding ax;
+        pn = 2048 if L + R == 0, else clamp((R << 12) // (L + R), 1, 4095).
+    Copy node: pn = clamp(fa >> 12, 1, 4095).
+    Final mixer, state w2[8 B + 32, 3] int32, every row initialised to (65536, 0, 0); row
+    r = 8 d + on for the tree node at depth d (``on`` as in its node prediction) and
+    r = 8 B + cactx for the copy node:  x = (stretch(p), stretch(pn), 256),
+        p' = clamp(squash((sum_k w2[r,k] * x_k) >> 16), 1, 4095),
+    and p' replaces p (pc) wherever the table uses it.  Update, right after the copy update
+    (y as there) and right after each tree node's update (y of that node), with the x and
+    p' of that node: err = ((y << 12) - p') * LR, w2[r,k] = clampw(w2[r,k] + ((x_k * err) >> 14)).
 """
 from __future__ import annotations
 
@@ -210,6 +226,18 @@ def default_prior(vocab: int) -> str:
     return "commavq-v2" if vocab == 1024 else "none"
 
 
+def _neural(vocab: int, frame_shape: tuple[int, int], model: str):
+    """The neural predictor of the model folder ``model`` (architecture from its config)."""
+    from nacc.predictors.base import get
+
+    try:
+        with open(os.path.join(model, "config.json")) as f:
+            arch = json.load(f)["arch"]
+    except (OSError, ValueError, KeyError) as e:
+        raise NaccError(f"{model}: not a model folder ({e})") from None
+    return get(arch)(vocab, frame_shape, model=model)
+
+
 def make_cfg(vocab: int, frame_shape: tuple[int, int], ctx_mask: int = ALL_CTX,
              cand_mask: int = ALL_CAND, apm_weight: int = APM_WEIGHT, copy: int = 1,
              copy_mask: int = ALL_COPY) -> np.ndarray:
@@ -230,6 +258,41 @@ def make_cfg(vocab: int, frame_shape: tuple[int, int], ctx_mask: int = ALL_CTX,
     cfg[K0.C_COPY] = copy
     cfg[K0.C_CCMASK] = copy_mask
     return cfg
+
+
+class _CmNeuralStepper(Stepper):
+    """Decode order with the neural table as the external input."""
+
+    def __init__(self, pred: "CM"):
+        self._p = pred
+        self._k = K = _jit()
+        self._state = K.new_state(pred.cfg, pred.warm)
+        self._w2 = K.new_ext_weights(pred.cfg)
+        self._nn = pred.nn.stepper()
+        self._hist = np.zeros(1024, np.int32)
+        self._i = 0
+        self._row = None
+
+    def table(self) -> np.ndarray:
+        self._row = self._p.ext_rows(self._nn.table())
+        out = np.empty(self._p.vocab, np.int32)
+        K = self._k
+        K.ext_step_table(self._hist, self._i, self._p.cfg, self._p.perm, self._state, K.TABLES,
+                         self._row, self._w2, out)
+        return out
+
+    def push(self, symbol: int) -> None:
+        if self._row is None:
+            raise RuntimeError("push() before table()")
+        if self._i >= len(self._hist):
+            self._hist = np.concatenate([self._hist, np.zeros_like(self._hist)])
+        self._hist[self._i] = int(symbol)
+        K = self._k
+        K.ext_push(self._hist, self._i, self._p.cfg, self._p.perm, self._state, K.TABLES,
+                   self._row, self._w2)
+        self._nn.push(int(symbol))
+        self._row = None
+        self._i += 1
 
 
 class _CmStepper(Stepper):
@@ -261,10 +324,13 @@ class CM(Predictor):
     name = "cm"
     precision = PRECISION
 
-    def __init__(self, vocab: int, frame_shape: tuple[int, int], prior: str = "default"):
+    def __init__(self, vocab: int, frame_shape: tuple[int, int], prior: str = "default",
+                 model: str | None = None):
         super().__init__(vocab, frame_shape)
         self.prior = default_prior(self.vocab) if prior == "default" else str(prior)
         self.perm, self.warm, self._hash = load_prior(self.prior, self.vocab)
+        # the external input: a neural predictor's tables (see the spec); None without model
+        self.nn = None if model is None else _neural(self.vocab, self.frame_shape, str(model))
         self.inv = np.argsort(self.perm).astype(np.int64)
         self.cfg = make_cfg(self.vocab, self.frame_shape)
         # Position of each symbol in the interval layout of a table: with a tree prior the
@@ -272,10 +338,18 @@ class CM(Predictor):
         self.order = None if np.array_equal(self.perm, np.arange(self.vocab)) else self.perm
 
     def params(self) -> dict:
-        return {"prior": self.prior}
+        if self.nn is None:
+            return {"prior": self.prior}
+        return {"prior": self.prior, "model": self.nn.model_path}
 
     def model_hash(self) -> bytes:
-        return self._hash
+        if self.nn is None:
+            return self._hash
+        return hashlib.sha256(b"cm+neural" + self._hash + self.nn.model_hash()).digest()
+
+    def ext_rows(self, tables: np.ndarray) -> np.ndarray:
+        """Neural tables (int32 [..., V], total 2**P') as external tables (total 2**24)."""
+        return np.ascontiguousarray(tables, np.int32) << (PRECISION - self.nn.precision)
 
     def _flat(self, tokens: np.ndarray) -> np.ndarray:
         tok = np.ascontiguousarray(tokens, dtype=np.int32)
@@ -288,6 +362,14 @@ class CM(Predictor):
         K = _jit()
         state = K.new_state(self.cfg, self.warm)
         fs = self.frame_size
+        if self.nn is not None:
+            w2 = K.new_ext_weights(self.cfg)
+            for t, ext in enumerate(self.nn.tables(tokens)):
+                out = np.empty((fs, self.vocab), np.int32)
+                K.ext_tables(flat, t * fs, (t + 1) * fs, self.cfg, self.perm, state, K.TABLES,
+                             self.ext_rows(ext), w2, out)
+                yield out
+            return
         for t in range(len(tokens)):
             out = np.empty((fs, self.vocab), np.int32)
             K.table_pass(flat, t * fs, (t + 1) * fs, self.cfg, self.perm, state, K.TABLES,
@@ -295,10 +377,12 @@ class CM(Predictor):
             yield out
 
     def stepper(self) -> Stepper:
-        return _CmStepper(self)
+        return _CmStepper(self) if self.nn is None else _CmNeuralStepper(self)
 
     def intervals(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         flat = self._flat(tokens)
+        if self.nn is not None:
+            return self._intervals_neural(tokens, flat)
         A = aot.kernels()
         if A is not None:
             state = K0.new_state(self.cfg, self.warm, A.cm_apply_counters)
@@ -307,9 +391,36 @@ class CM(Predictor):
         state = K.new_state(self.cfg, self.warm)
         return K.enc_pass(flat, self.cfg, self.perm, state, K.TABLES)
 
+    def _intervals_neural(self, tokens, flat):
+        K = _jit()
+        state = K.new_state(self.cfg, self.warm)
+        w2 = K.new_ext_weights(self.cfg)
+        start = np.empty(flat.size, np.uint32)
+        freq = np.empty(flat.size, np.uint32)
+        fs = self.frame_size
+        for t, ext in enumerate(self.nn.tables(tokens)):
+            K.ext_pass(flat, t * fs, (t + 1) * fs, self.cfg, self.perm, state, K.TABLES,
+                       self.ext_rows(ext), w2, start, freq)
+        return start, freq
+
+    def _decode_neural(self, words: np.ndarray, n: int) -> np.ndarray:
+        K = _jit()
+        state = K.new_state(self.cfg, self.warm)
+        w2 = K.new_ext_weights(self.cfg)
+        nn = self.nn.stepper()
+        out = np.zeros(n, np.int32)
+        dec = K.ext_dec_init(words)
+        for i in range(n):
+            K.ext_dec_step(words, dec, out, i, self.cfg, self.perm, self.inv, state, K.TABLES,
+                           self.ext_rows(nn.table()), w2)
+            nn.push(int(out[i]))
+        return out
+
     def decode(self, words: np.ndarray, n_frames: int) -> np.ndarray:
         h, w = self.frame_shape
         words = np.ascontiguousarray(words, np.uint32)
+        if self.nn is not None:
+            return self._decode_neural(words, n_frames * h * w).reshape(n_frames, h, w)
         A = aot.kernels()
         if A is not None:
             state = K0.new_state(self.cfg, self.warm, A.cm_apply_counters)

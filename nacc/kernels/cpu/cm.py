@@ -10,8 +10,13 @@ tables ``TB = (squash, stretch, rates)``; the paths of the predictor share them:
 * ``dec_pass``   -- decode: rANS words in, tokens out (fused: predict, decode, update).
 * ``table_pass`` -- the full V-entry table of every token of a range (reference / tests).
 * ``step_table`` / ``step_push`` -- one token at a time (stepper).
+* ``ext_pass`` / ``ext_tables`` / ``ext_step_table`` / ``ext_push`` / ``ext_dec_step`` --
+  the same with an external table per token (a neural predictor's) mixed in by the final
+  2-input mixer (spec section "External input"); its state is ``w2`` (``new_ext_weights``).
+  The external tables come from the caller in symbol order, each summing to 2**24.
 
-All of them call the same ``_setup``, ``_copy_p``, ``_node_p`` and ``_code_token``.
+All of them call the same ``_setup``, ``_copy_p``, ``_node_p`` and ``_code_token``; without an
+external table (``E`` from ``_no_ext``) the final mixer is skipped.
 """
 from __future__ import annotations
 
@@ -438,22 +443,123 @@ def _copy_mass(pc, V):
     return mc_
 
 
+def new_ext_weights(cfg: np.ndarray) -> np.ndarray:
+    """Initial weights of the final mixer: int32 (8 B + 32, 3) rows (65536, 0, 0)."""
+    w2 = np.zeros((8 * int(cfg[C_B]) + NCAPM, 3), np.int32)
+    w2[:, 0] = 65536
+    return w2
+
+
 @nb.njit(cache=True, nogil=True)
-def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, W):
+def _no_ext(B):
+    """E of a run without an external table."""
+    return (np.zeros(0, np.int32), np.zeros((8 * B + NCAPM, 3), np.int32),
+            np.zeros(1, np.int64), np.zeros((B + 1, 4), np.int64))
+
+
+@nb.njit(cache=True, nogil=True)
+def _ext_work(B):
+    """Scratch of the external input: (cum over leaves, final-mixer inputs per row)."""
+    return np.zeros((1 << B) + 1, np.int64), np.zeros((B + 1, 4), np.int64)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _ext_cum(ext, perm, B, cum):
+    """cum[j] = external mass of the leaves before leaf j."""
+    for j in range(cum.shape[0]):
+        cum[j] = 0
+    for s in range(ext.shape[0]):
+        cum[perm[s] + 1] = ext[s]
+    for j in range(1, cum.shape[0]):
+        cum[j] += cum[j - 1]
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _ext_mix(p, pn, slot, row, TB, E):
+    """Final mixer: P(1) in 1..4095 from p (cm) and pn (external) with weights w2[row];
+    remembers inputs, output and row in x2[slot] (slot: the depth, or B for the copy)."""
+    w2 = E[1]
+    x2 = E[3]
+    st = TB[1]
+    x0 = np.int64(st[p])
+    x1 = np.int64(st[pn])
+    dot = np.int64(w2[row, 0]) * x0 + np.int64(w2[row, 1]) * x1 + np.int64(w2[row, 2]) * 256
+    q = _squash(dot >> 16, TB[0])
+    if q < 1:
+        q = 1
+    if q > 4095:
+        q = 4095
+    x2[slot, 0] = x0
+    x2[slot, 1] = x1
+    x2[slot, 2] = q
+    x2[slot, 3] = row
+    return q
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _ext_update(slot, y, cfg, E):
+    w2 = E[1]
+    x2 = E[3]
+    row = x2[slot, 3]
+    err = ((y << 12) - x2[slot, 2]) * cfg[C_LR]
+    w2[row, 0] = _clampw(np.int64(w2[row, 0]) + ((x2[slot, 0] * err) >> 14))
+    w2[row, 1] = _clampw(np.int64(w2[row, 1]) + ((x2[slot, 1] * err) >> 14))
+    w2[row, 2] = _clampw(np.int64(w2[row, 2]) + ((256 * err) >> 14))
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _ext_node_p(lo, size, ax, cum):
+    """External P(bit = 1) in 1..4095 of the node over leaves [lo, lo + 2 size), the copy
+    leaf ax left out; 2048 when the node holds no external mass."""
+    left = cum[lo + size] - cum[lo]
+    right = cum[lo + 2 * size] - cum[lo + size]
+    if ax >= lo and ax < lo + size:
+        left -= cum[ax + 1] - cum[ax]
+    elif ax >= lo + size and ax < lo + 2 * size:
+        right -= cum[ax + 1] - cum[ax]
+    if left + right == 0:
+        return np.int64(2048)
+    pn = (right << 12) // (left + right)
+    if pn < 1:
+        return np.int64(1)
+    if pn > 4095:
+        return np.int64(4095)
+    return pn
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _ext_copy_p(ax, cum):
+    pn = (cum[ax + 1] - cum[ax]) >> (PREC - 12)
+    if pn < 1:
+        return np.int64(1)
+    if pn > 4095:
+        return np.int64(4095)
+    return pn
+
+
+@nb.njit(cache=True, nogil=True)
+def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, W, E):
     """Code token i.  mode 0: its leaf is sym_leaf (encode); mode 1: found from the rANS
     quantile q (decode).  Updates the state.  Returns (leaf, start, freq).
 
     One walk down the tree: a node's combined mass is its tree mass plus the copy mass when
-    the copy leaf ax lies below it, so only the nodes on the coded path are predicted."""
+    the copy leaf ax lies below it, so only the nodes on the coded path are predicted.
+    ``E``: the external table and final mixer (``_ext``), or none (``_no_ext``)."""
     ctx, bkt, xs, infos, xc, cinfo = W
     B = cfg[C_B]
     V = cfg[C_V]
     mask = (np.int64(1) << (cfg[C_HTB] - 5)) - 1
+    has_ext = E[0].shape[0] > 0
     _setup(hist, i, cfg, perm, ctx)
     ax = ctx[8] if cfg[C_COPY] else -1
+    if has_ext:
+        _ext_cum(E[0], perm, B, E[2])
     cmass = np.int64(0)
     if ax >= 0:
-        cmass = _copy_mass(_copy_p(cfg, S, TB, ctx, mask, xc, cinfo), V)
+        pc = _copy_p(cfg, S, TB, ctx, mask, xc, cinfo)
+        if has_ext:
+            pc = _ext_mix(pc, _ext_copy_p(ax, E[2]), B, 8 * B + ctx[17], TB, E)
+        cmass = _copy_mass(pc, V)
     start = np.int64(0)
     M = np.int64(ONE)
     prefix = 0
@@ -464,6 +570,9 @@ def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, W):
         size = np.int64(1) << (B - 1 - d)
         lo = prefix * 2 * size
         p = _node_p(d, prefix, cfg, S, TB, bkt, ctx, xs[d], infos[d])
+        if has_ext:
+            pn = _ext_node_p(lo, size, ax, E[2])
+            p = _ext_mix(p, pn, d, 8 * d + (infos[d, 5] & 7), TB, E)
         inside = ax >= 0 and (ax >> (B - d)) == prefix
         mt = M - cmass if inside else M
         right = _split(mt, p, _n_leaves(lo, size, V, ax), _n_leaves(lo + size, size, V, ax))
@@ -486,6 +595,8 @@ def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, W):
         prefix = prefix * 2 + y
     if ax >= 0:
         _copy_update(1 if prefix == ax else 0, cfg, S, TB, xc, cinfo)
+        if has_ext:
+            _ext_update(B, 1 if prefix == ax else 0, cfg, E)
     if prefix != ax:
         # tree updates along the path, in depth order
         for d in range(B):
@@ -493,6 +604,8 @@ def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, W):
                 for k in range(NCTX):
                     bkt[k] = _bucket(ctx[k], d // GROUP, prefix >> (B - d), mask)
             _node_update(d, infos[d, 6], cfg, S, TB, bkt, ctx, xs[d], infos[d])
+            if has_ext:
+                _ext_update(d, infos[d, 6], cfg, E)
     return prefix, start, M
 
 
@@ -509,8 +622,9 @@ def enc_pass(tokens, cfg, perm, S, TB):
     start = np.empty(n, np.uint32)
     freq = np.empty(n, np.uint32)
     W = _work(cfg[C_B])
+    E = _no_ext(cfg[C_B])
     for i in range(n):
-        _, s0, f0 = _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, W)
+        _, s0, f0 = _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, W, E)
         start[i] = s0
         freq[i] = f0
     return start, freq
@@ -521,28 +635,34 @@ def dec_pass(words, n, cfg, perm, inv, S, TB):
     """Decode n tokens from rANS words (fused predict / decode / update)."""
     out = np.zeros(n, np.int32)
     W = _work(cfg[C_B])
+    E = _no_ext(cfg[C_B])
     state, pos = rans.dec_init(words)
     for i in range(n):
         q = rans.dec_quantile(state, PREC)
-        leaf, s0, f0 = _code_token(i, 0, q, 1, cfg, out, perm, S, TB, W)
+        leaf, s0, f0 = _code_token(i, 0, q, 1, cfg, out, perm, S, TB, W, E)
         out[i] = inv[leaf]
         state, pos = rans.dec_advance(state, pos, words, s0, f0, PREC)
     return out
 
 
 @nb.njit(cache=True, nogil=True)
-def _full_table(i, cfg, hist, perm, S, TB, W, masses, out):
+def _full_table(i, cfg, hist, perm, S, TB, W, masses, out, E):
     """Full table of token i (the state is not changed)."""
     ctx, bkt, xs, infos, xc, cinfo = W
     B = cfg[C_B]
     V = cfg[C_V]
     mask = (np.int64(1) << (cfg[C_HTB] - 5)) - 1
+    has_ext = E[0].shape[0] > 0
     _setup(hist, i, cfg, perm, ctx)
     ax = ctx[8] if cfg[C_COPY] else -1
+    if has_ext:
+        _ext_cum(E[0], perm, B, E[2])
     total = np.int64(ONE)
     cmass = np.int64(0)
     if ax >= 0:
         pc = _copy_p(cfg, S, TB, ctx, mask, xc, cinfo)
+        if has_ext:
+            pc = _ext_mix(pc, _ext_copy_p(ax, E[2]), B, 8 * B + ctx[17], TB, E)
         cmass = _copy_mass(pc, V)
         total = ONE - cmass
     masses[1] = total
@@ -563,6 +683,9 @@ def _full_table(i, cfg, hist, perm, S, TB, W, masses, out):
             for k in range(NCTX):
                 bkt[k] = _bucket(ctx[k], g, gp, mask)
             p = _node_p(d, prefix, cfg, S, TB, bkt, ctx, xs[0], infos[0])
+            if has_ext:
+                pn = _ext_node_p(lo, size, ax, E[2])
+                p = _ext_mix(p, pn, d, 8 * d + (infos[0, 5] & 7), TB, E)
             right = _split(M, p, nl, nr)
             masses[2 * node] = M - right
             masses[2 * node + 1] = right
@@ -579,10 +702,11 @@ def table_pass(tokens, i0, i1, cfg, perm, S, TB, out):
     """Tables of tokens i0..i1-1 into out[(i1-i0), V], updating the state with them."""
     B = cfg[C_B]
     W = _work(B)
+    E = _no_ext(B)
     masses = np.zeros(2 << B, np.int64)
     for i in range(i0, i1):
-        _full_table(i, cfg, tokens, perm, S, TB, W, masses, out[i - i0])
-        _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, W)
+        _full_table(i, cfg, tokens, perm, S, TB, W, masses, out[i - i0], E)
+        _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, W, E)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -591,12 +715,85 @@ def step_table(hist, i, cfg, perm, S, TB, out):
     B = cfg[C_B]
     W = _work(B)
     masses = np.zeros(2 << B, np.int64)
-    _full_table(i, cfg, hist, perm, S, TB, W, masses, out)
+    _full_table(i, cfg, hist, perm, S, TB, W, masses, out, _no_ext(B))
 
 
 @nb.njit(cache=True, nogil=True)
 def step_push(hist, i, cfg, perm, S, TB):
     """Update the state with token i = hist[i]; returns (start, freq) of its interval."""
-    W = _work(cfg[C_B])
-    _, s0, f0 = _code_token(i, perm[hist[i]], 0, 0, cfg, hist, perm, S, TB, W)
+    B = cfg[C_B]
+    _, s0, f0 = _code_token(i, perm[hist[i]], 0, 0, cfg, hist, perm, S, TB, _work(B), _no_ext(B))
     return s0, f0
+
+
+# -- with an external table per token (final 2-input mixer, state w2) ------------------------
+@nb.njit(cache=True, nogil=True)
+def ext_pass(tokens, i0, i1, cfg, perm, S, TB, ext, w2, start, freq):
+    """(start, freq) of tokens i0..i1-1 into start/freq[i0:i1]; ext[(i1-i0), V] holds their
+    external tables.  Updates S and w2."""
+    B = cfg[C_B]
+    W = _work(B)
+    cum, x2 = _ext_work(B)
+    for i in range(i0, i1):
+        E = (ext[i - i0], w2, cum, x2)
+        _, s0, f0 = _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, W, E)
+        start[i] = s0
+        freq[i] = f0
+
+
+@nb.njit(cache=True, nogil=True)
+def ext_tables(tokens, i0, i1, cfg, perm, S, TB, ext, w2, out):
+    """Tables of tokens i0..i1-1 into out[(i1-i0), V] (external tables ext[(i1-i0), V]),
+    updating S and w2 with them."""
+    B = cfg[C_B]
+    W = _work(B)
+    cum, x2 = _ext_work(B)
+    masses = np.zeros(2 << B, np.int64)
+    for i in range(i0, i1):
+        E = (ext[i - i0], w2, cum, x2)
+        _full_table(i, cfg, tokens, perm, S, TB, W, masses, out[i - i0], E)
+        _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, W, E)
+
+
+@nb.njit(cache=True, nogil=True)
+def ext_step_table(hist, i, cfg, perm, S, TB, ext_row, w2, out):
+    """Full table of token i with external table ext_row; the state is not changed."""
+    B = cfg[C_B]
+    cum, x2 = _ext_work(B)
+    masses = np.zeros(2 << B, np.int64)
+    _full_table(i, cfg, hist, perm, S, TB, _work(B), masses, out, (ext_row, w2, cum, x2))
+
+
+@nb.njit(cache=True, nogil=True)
+def ext_push(hist, i, cfg, perm, S, TB, ext_row, w2):
+    """Update S and w2 with token i = hist[i] (external table ext_row)."""
+    B = cfg[C_B]
+    cum, x2 = _ext_work(B)
+    _code_token(i, perm[hist[i]], 0, 0, cfg, hist, perm, S, TB, _work(B),
+                (ext_row, w2, cum, x2))
+
+
+@nb.njit(cache=True, nogil=True)
+def ext_dec_step(words, dec, out, i, cfg, perm, inv, S, TB, ext_row, w2):
+    """Decode token i into out[i] (external table ext_row), updating S and w2; ``dec`` =
+    uint64[2] (rANS state, words left), from ``ext_dec_init``, advanced in place."""
+    B = cfg[C_B]
+    cum, x2 = _ext_work(B)
+    state = dec[0]
+    q = rans.dec_quantile(state, PREC)
+    leaf, s0, f0 = _code_token(i, 0, q, 1, cfg, out, perm, S, TB, _work(B),
+                               (ext_row, w2, cum, x2))
+    out[i] = inv[leaf]
+    state, pos = rans.dec_advance(state, np.int64(dec[1]), words, s0, f0, PREC)
+    dec[0] = state
+    dec[1] = np.uint64(pos)
+
+
+@nb.njit(cache=True, nogil=True)
+def ext_dec_init(words):
+    """The ``dec`` array of ``ext_dec_step``."""
+    state, pos = rans.dec_init(words)
+    dec = np.zeros(2, np.uint64)
+    dec[0] = state
+    dec[1] = np.uint64(pos)
+    return dec

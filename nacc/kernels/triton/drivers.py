@@ -364,7 +364,10 @@ def kernel_names() -> list[str]:
 
 
 def has_kernel(pred) -> bool:
-    """``pred`` (a predictor, its class or its name) has Triton kernels."""
+    """``pred`` (a predictor, its class or its name) has Triton kernels (not ``cm`` with a
+    neural input: its external tables have no GPU kernel)."""
+    if getattr(pred, "nn", None) is not None:
+        return False
     return (pred if isinstance(pred, str) else getattr(pred, "name", None)) in _DRIVERS
 
 
