@@ -116,13 +116,14 @@ External input (parameter ``model``: a neural predictor's folder; without it non
     the left / right half, minus fa on the side holding ax;
         pn = 2048 if L + R == 0, else clamp((R << 12) // (L + R), 1, 4095).
     Copy node: pn = clamp(fa >> 12, 1, 4095).
-    Final mixer, state w2[8 B + 32, 3] int32, every row initialised to (65536, 0, 0); row
-    r = 8 d + on for the tree node at depth d (``on`` as in its node prediction) and
-    r = 8 B + cactx for the copy node:  x = (stretch(p), stretch(pn), 256),
-        p' = clamp(squash((sum_k w2[r,k] * x_k) >> 16), 1, 4095),
+    Final mixer, state w2[B + 1, 4] int32, every row initialised to (65536, 0, 0, 0): the
+    weights of the cm input, the external input and the bias, and n, the row's update
+    count.  Row r = d for the tree node at depth d, r = B for the copy node:
+        x = (stretch(p), stretch(pn), 256),  p' = clamp(squash((sum_k w2[r,k] x_k) >> 16), 1, 4095),
     and p' replaces p (pc) wherever the table uses it.  Update, right after the copy update
     (y as there) and right after each tree node's update (y of that node), with the x and
-    p' of that node: err = ((y << 12) - p') * LR, w2[r,k] = clampw(w2[r,k] + ((x_k * err) >> 14)).
+    p' of that node and n = w2[r,3]:  err = ((y << 12) - p') * LR * (15 * 64 // (64 + n) + 1),
+    w2[r,k] = clampw(w2[r,k] + ((x_k * err) >> 14)) for k = 0..2, then n += 1 if n < 65535.
 """
 from __future__ import annotations
 

@@ -443,9 +443,14 @@ def _copy_mass(pc, V):
     return mc_
 
 
+EXT_LR0 = 15        # the final mixer's learning rate starts (EXT_LR0 + 1) times the others'
+EXT_LRN = 64        # ... and decays to theirs as 1 + EXT_LR0 * EXT_LRN // (EXT_LRN + n)
+
+
 def new_ext_weights(cfg: np.ndarray) -> np.ndarray:
-    """Initial weights of the final mixer: int32 (8 B + 32, 3) rows (65536, 0, 0)."""
-    w2 = np.zeros((8 * int(cfg[C_B]) + NCAPM, 3), np.int32)
+    """Initial state of the final mixer: int32 (B + 1, 4) rows (65536, 0, 0, 0): weights
+    of the cm input, the external input and the bias, then the row's update count."""
+    w2 = np.zeros((int(cfg[C_B]) + 1, 4), np.int32)
     w2[:, 0] = 65536
     return w2
 
@@ -453,7 +458,7 @@ def new_ext_weights(cfg: np.ndarray) -> np.ndarray:
 @nb.njit(cache=True, nogil=True)
 def _no_ext(B):
     """E of a run without an external table."""
-    return (np.zeros(0, np.int32), np.zeros((8 * B + NCAPM, 3), np.int32),
+    return (np.zeros(0, np.int32), np.zeros((B + 1, 4), np.int32),
             np.zeros(1, np.int64), np.zeros((B + 1, 4), np.int64))
 
 
@@ -475,9 +480,9 @@ def _ext_cum(ext, perm, B, cum):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _ext_mix(p, pn, slot, row, TB, E):
-    """Final mixer: P(1) in 1..4095 from p (cm) and pn (external) with weights w2[row];
-    remembers inputs, output and row in x2[slot] (slot: the depth, or B for the copy)."""
+def _ext_mix(p, pn, row, TB, E):
+    """Final mixer: P(1) in 1..4095 from p (cm) and pn (external) with weights w2[row] (row:
+    the depth, or B for the copy node); remembers inputs and output in x2[row]."""
     w2 = E[1]
     x2 = E[3]
     st = TB[1]
@@ -489,22 +494,23 @@ def _ext_mix(p, pn, slot, row, TB, E):
         q = 1
     if q > 4095:
         q = 4095
-    x2[slot, 0] = x0
-    x2[slot, 1] = x1
-    x2[slot, 2] = q
-    x2[slot, 3] = row
+    x2[row, 0] = x0
+    x2[row, 1] = x1
+    x2[row, 2] = q
     return q
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _ext_update(slot, y, cfg, E):
+def _ext_update(row, y, cfg, E):
     w2 = E[1]
     x2 = E[3]
-    row = x2[slot, 3]
-    err = ((y << 12) - x2[slot, 2]) * cfg[C_LR]
-    w2[row, 0] = _clampw(np.int64(w2[row, 0]) + ((x2[slot, 0] * err) >> 14))
-    w2[row, 1] = _clampw(np.int64(w2[row, 1]) + ((x2[slot, 1] * err) >> 14))
+    n = np.int64(w2[row, 3])
+    err = ((y << 12) - x2[row, 2]) * cfg[C_LR] * (EXT_LR0 * EXT_LRN // (EXT_LRN + n) + 1)
+    w2[row, 0] = _clampw(np.int64(w2[row, 0]) + ((x2[row, 0] * err) >> 14))
+    w2[row, 1] = _clampw(np.int64(w2[row, 1]) + ((x2[row, 1] * err) >> 14))
     w2[row, 2] = _clampw(np.int64(w2[row, 2]) + ((256 * err) >> 14))
+    if n < 65535:
+        w2[row, 3] = n + 1
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -558,7 +564,7 @@ def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, W, E):
     if ax >= 0:
         pc = _copy_p(cfg, S, TB, ctx, mask, xc, cinfo)
         if has_ext:
-            pc = _ext_mix(pc, _ext_copy_p(ax, E[2]), B, 8 * B + ctx[17], TB, E)
+            pc = _ext_mix(pc, _ext_copy_p(ax, E[2]), B, TB, E)
         cmass = _copy_mass(pc, V)
     start = np.int64(0)
     M = np.int64(ONE)
@@ -572,7 +578,7 @@ def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, W, E):
         p = _node_p(d, prefix, cfg, S, TB, bkt, ctx, xs[d], infos[d])
         if has_ext:
             pn = _ext_node_p(lo, size, ax, E[2])
-            p = _ext_mix(p, pn, d, 8 * d + (infos[d, 5] & 7), TB, E)
+            p = _ext_mix(p, pn, d, TB, E)
         inside = ax >= 0 and (ax >> (B - d)) == prefix
         mt = M - cmass if inside else M
         right = _split(mt, p, _n_leaves(lo, size, V, ax), _n_leaves(lo + size, size, V, ax))
@@ -662,7 +668,7 @@ def _full_table(i, cfg, hist, perm, S, TB, W, masses, out, E):
     if ax >= 0:
         pc = _copy_p(cfg, S, TB, ctx, mask, xc, cinfo)
         if has_ext:
-            pc = _ext_mix(pc, _ext_copy_p(ax, E[2]), B, 8 * B + ctx[17], TB, E)
+            pc = _ext_mix(pc, _ext_copy_p(ax, E[2]), B, TB, E)
         cmass = _copy_mass(pc, V)
         total = ONE - cmass
     masses[1] = total
@@ -685,7 +691,7 @@ def _full_table(i, cfg, hist, perm, S, TB, W, masses, out, E):
             p = _node_p(d, prefix, cfg, S, TB, bkt, ctx, xs[0], infos[0])
             if has_ext:
                 pn = _ext_node_p(lo, size, ax, E[2])
-                p = _ext_mix(p, pn, d, 8 * d + (infos[0, 5] & 7), TB, E)
+                p = _ext_mix(p, pn, d, TB, E)
             right = _split(M, p, nl, nr)
             masses[2 * node] = M - right
             masses[2 * node + 1] = right
