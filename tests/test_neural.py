@@ -12,7 +12,7 @@ from nacc import synth
 from nacc.errors import NaccError
 from nacc.kernels.cpu import rans
 from nacc.neural import intref
-from nacc.neural.config import make_config
+from nacc.neural.config import ModelConfig, make_config
 from nacc.neural.export import load_model, quant_multiplier, save_model
 from nacc.neural.train import TrainConfig, train
 from nacc.predictors.base import check_table, get
@@ -26,14 +26,25 @@ def _videos():
     return synth.corpus(2, (10, *SHAPE), 3, SCFG)
 
 
-@pytest.fixture(scope="module", params=["transformer", "lstm"])
+# (arch, config overrides): the plain head, and the head with motion counts and the
+# substitution table (lstm with K = 1: the stepper keeps one frame, so the previous frame's
+# motion counts must come from its carried state)
+VARIANTS = {
+    "transformer": ("transformer", dict(k_frames=2)),
+    "lstm": ("lstm", dict(k_frames=2)),
+    "transformer-motion-subst": ("transformer", dict(k_frames=2, motion_clamp=3, subst=True)),
+    "lstm-motion-subst": ("lstm", dict(k_frames=1, motion_clamp=3, subst=True)),
+}
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
 def trained(request, tmp_path_factory):
-    arch = request.param
-    cfg = make_config(arch, V, SHAPE, preset="tiny", k_frames=2)
+    arch, over = VARIANTS[request.param]
+    cfg = make_config(arch, V, SHAPE, preset="tiny", **over)
     vids = _videos()
     model, im, stats = train(cfg, vids, TrainConfig(steps=12, batch_size=2, clip_len=5,
                                                     qat_frac=0.5, eval_every=100), quiet=True)
-    folder = tmp_path_factory.mktemp(arch)
+    folder = tmp_path_factory.mktemp(request.param)
     save_model(im, folder)
     return arch, folder, im, vids, stats
 
@@ -71,6 +82,27 @@ def test_all_paths_identical(trained):
     assert np.array_equal(start, s_ref) and np.array_equal(freq, f_ref)
     words = rans.encode(start, freq, pred.precision)
     assert np.array_equal(pred.decode(words, len(v)), v)
+
+
+def test_optional_head_parts(trained):
+    """Motion counts are the same integers in training (torch) and in the spec; the
+    substitution table is exported non-trivially; old configs keep both off."""
+    import torch
+
+    from nacc.neural.model import motion_features
+
+    _, _, im, vids, _ = trained
+    cfg = im.cfg
+    old = ModelConfig.from_json({"arch": cfg.arch, "vocab": V, "frame_shape": SHAPE})
+    assert old.n_motion == 0 and not old.subst
+    if cfg.motion_clamp:
+        v = vids[0]
+        ref = intref.motion_features(v, cfg)
+        assert ref.max() == cfg.motion_clamp and ref[2:, :, -1].max() > 0
+        got = motion_features(torch.from_numpy(v.astype(np.int64))[None], cfg)[0]
+        assert np.array_equal(got.reshape(ref.shape).numpy().astype(np.int64), ref)
+    if cfg.subst:
+        assert np.abs(im.a["head.sub.w"]).max() > 0 and np.abs(im.a["head.sg.w"]).max() > 0
 
 
 def test_thread_count_invariant(trained):
@@ -128,6 +160,16 @@ def test_train_reproducible_and_resume(tmp_path):
     train(cfg, vids, tc, out=tmp_path / "c", quiet=True, stop_at=3)  # 'interrupted'
     _, _, c = train(cfg, vids, tc, out=tmp_path / "c", quiet=True, resume=True)
     assert c["sha256"] == a["sha256"]
+
+
+def test_train_patience_stops():
+    """With nothing to learn (lr 0) the first evaluation stays the best: training stops
+    ``patience`` evaluations later and keeps it."""
+    cfg = make_config("lstm", V, SHAPE, preset="tiny", motion_clamp=3, subst=True)
+    tc = TrainConfig(steps=20, batch_size=2, clip_len=4, lr=0.0, qat_frac=1.0, eval_every=2,
+                     patience=2)
+    _, im, st = train(cfg, _videos(), tc, quiet=True)
+    assert st["stopped_at"] == 6 and st["best_step"] == 2 and im is not None
 
 
 def test_cli_train(tmp_path):

@@ -17,6 +17,10 @@ N_SLOTS = len(HEAD_NEIGHBOURS) + len(PREV_CANDIDATES)
 # same shift from the neighbour's position
 MATCH_NEIGHBOURS = ((0, -1), (-1, 0))
 N_MATCH = len(MATCH_NEIGHBOURS) * len(PREV_CANDIDATES)
+# motion counts of the head (when ModelConfig.motion_clamp > 0): for the current frame so
+# far and for the whole previous frame, per shift of PREV_CANDIDATES the deficit to the
+# best shift's match count, then the best count and the non-matching rest
+N_MOTION = 2 * (len(PREV_CANDIDATES) + 2)
 
 
 @dataclasses.dataclass
@@ -36,6 +40,8 @@ class ModelConfig:
     # token-level head
     head_emb: int = 16
     head_hidden: int = 256
+    motion_clamp: int = 0      # > 0: motion count features for the head, clamped to this
+    subst: bool = False        # learned substitution table: gated bonus rows per candidate
     # integer export
     precision: int = 24
     logit_frac: int = 6        # logits are integers in units of 2**-logit_frac nats
@@ -52,6 +58,11 @@ class ModelConfig:
     def pad(self) -> int:
         """Token id used for positions outside the video (before frame 0, off the frame)."""
         return self.vocab
+
+    @property
+    def n_motion(self) -> int:
+        """Width of the head's motion count input (0 when off)."""
+        return N_MOTION if self.motion_clamp > 0 else 0
 
     @property
     def n_window(self) -> int:

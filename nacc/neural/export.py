@@ -57,7 +57,7 @@ def _np(t):
 
 
 def export_linear(lin, sx: np.ndarray, s_out: float, acc_bound: int = 2**31):
-    w = _np(lin.weight)
+    w = _np(lin.float_weight())
     b = _np(lin.bias) if lin.bias is not None else np.zeros(w.shape[0])
     weff = w * sx[None, :]
     s = np.maximum(np.abs(weff).max(1) / 127.0, 1e-12)
@@ -182,13 +182,19 @@ def export(model: NeuralModel) -> IntModel:
     a["head.emb"] = _emb(hd.emb)
     sx = np.concatenate([np.full(cfg.d_model, f_scale),
                          np.full(len(HEAD_NEIGHBOURS) * cfg.head_emb, hd.emb.scale),
-                         np.ones(N_MATCH)])
+                         np.ones(N_MATCH + cfg.n_motion)])
     _put(a, "head.l1", export_linear(hd.l1, sx, hd.fq_pre.scale))
     a["head.act"] = _lut(_gelu, hd.fq_pre.scale, hd.fq_act.scale)
     _put(a, "head.l2", export_linear(hd.l2, np.full(cfg.head_hidden, hd.fq_act.scale),
                                      2.0**-cfg.logit_frac))
     _put(a, "head.cp", export_linear(hd.cp, np.full(cfg.head_hidden, hd.fq_act.scale),
                                      2.0**-cfg.logit_frac))
+    if cfg.subst:
+        _put(a, "head.sg", export_linear(hd.sg, np.full(cfg.head_hidden, hd.fq_act.scale),
+                                         hd.fq_g.scale))
+        sub_w, _, sub_m, sub_s = export_linear(hd.sub, np.full(cfg.vocab, hd.fq_g.scale),
+                                               2.0**-cfg.logit_frac)
+        a["head.sub.w"], a["head.sub.m"], a["head.sub.s"] = sub_w, sub_m, sub_s
     return IntModel(cfg, a)
 
 

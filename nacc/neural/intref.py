@@ -38,6 +38,24 @@ slots, the 6 neighbours above then the 3x3 window of frame ``t-1`` around ``(y, 
 (row-major); for each slot in order whose token ``s`` is not the pad id, ``z[s] += c[j]``.
 The table is ``TABLE(z)``.
 
+Two optional parts of the head (config fields; off in older models, whose tables are
+unchanged):
+
+* ``motion_clamp = D > 0``: ``x_in`` gets 22 more values after ``match``.  With
+  ``hit(t, p, k) = 1`` when ``t >= 1``, the shifted position is in the frame, and the token
+  of frame ``t`` at raster position ``p = (y, x)`` equals the token of frame ``t-1`` at
+  ``(y + dy_k, x + dx_k)`` (shift ``k`` of the 3x3 window, row-major), the counts are
+  ``cur_k = sum_{p' < p} hit(t, p', k)`` (tokens already coded in the frame, ``n_cur = p``)
+  and ``prv_k = sum_{all p'} hit(t-1, p', k)`` (0 for ``t = 0``; ``n_prv = H*W`` when
+  ``t >= 2``, else 0).  Each group ``(cnt, n)`` gives, with ``b = max_k cnt_k``:
+  ``min(b - cnt_k, D)`` for the 9 shifts, then ``min(b, D)``, ``min(n - b, D)``; the
+  current frame's group first.
+* ``subst``: substitution table ``SUB`` (int8 ``head.sub.w[v, c]``, per-``v`` ``M, S``) and
+  gates ``g = LIN(u; head.sg)`` (int8, one per candidate slot).  ``acc[v] = sum_j g[j]
+  SUB[v, s_j]`` over the slots ``j`` (same 15 as the copy bonus) whose token ``s_j`` is not
+  the pad id; ``z[v] += clamp(rq(acc[v], M[v], S[v]), -2**24, 2**24)``, added after the
+  ``LIN(u; head.l2)`` term and before the copy bonus.  ``|acc| <= 15 * 127 * 127``.
+
 Frame-level pass ``F[t]`` (int8 [H*W, D]): depends only on frames ``< t``; frames before 0
 are all pad tokens.
 
@@ -182,13 +200,35 @@ def match_features(video, cfg: ModelConfig):
     return np.stack(out, -1)
 
 
+def _count_features(cnt, n, clamp):
+    best = cnt.max(-1, keepdims=True)
+    return np.concatenate([np.minimum(best - cnt, clamp), np.minimum(best, clamp),
+                           np.minimum(n[..., None] - best, clamp)], -1)
+
+
+def motion_features(video, cfg: ModelConfig):
+    """(T, H*W, 22) motion counts (see the head spec above; ``cfg.motion_clamp > 0``)."""
+    t_n, h, w = video.shape
+    p = np.full((t_n + 1, h + 2, w + 2), cfg.pad, I64)
+    p[1:, 1:h + 1, 1:w + 1] = video
+    hit = np.stack([video == p[:t_n, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+                    for dy, dx in PREV_CANDIDATES], -1).reshape(t_n, h * w, -1).astype(I64)
+    cur = np.cumsum(hit, 1) - hit
+    n_cur = np.broadcast_to(np.arange(h * w, dtype=I64), (t_n, h * w))
+    tot = hit.sum(1)
+    prv = np.broadcast_to(np.concatenate([np.zeros_like(tot[:1]), tot[:-1]])[:, None], cur.shape)
+    n_prv = np.broadcast_to(np.where(np.arange(t_n) >= 2, h * w, 0)[:, None], (t_n, h * w))
+    c = cfg.motion_clamp
+    return np.concatenate([_count_features(cur, n_cur, c), _count_features(prv, n_prv, c)], -1)
+
+
 def _logit_units(u, p):
     return np.clip(rq(lin_acc(u, p), p[2], p[3]), -(1 << 24), 1 << 24)
 
 
 def head_logits(m: IntModel, f, nb, prev, match):
     """f: int [N, D] frame features; nb: int [N, 6] neighbour tokens; prev: int [N, 9]
-    previous-frame candidates; match: int [N, 18] motion evidence -> z int64 [N, V]."""
+    previous-frame candidates; match: int [N, 18 (+ 22 motion counts)] -> z int64 [N, V]."""
     eh = m.a["head.emb"].astype(I64)[nb].reshape(*nb.shape[:-1], -1)
     x = np.concatenate([f.astype(I64), eh, match], -1)
     u = lin(x, m.lin("head.l1"), m.a["head.act"])
@@ -196,8 +236,15 @@ def head_logits(m: IntModel, f, nb, prev, match):
     bonus = _logit_units(u, m.lin("head.cp"))
     cand = np.concatenate([nb, prev], -1)
     v = z.shape[-1]
-    ext = np.concatenate([z, np.zeros((len(z), 1), I64)], -1)
     rows = np.arange(len(z))
+    if m.cfg.subst:
+        g = lin(u, m.lin("head.sg"))
+        gated = np.zeros((len(z), v + 1), I64)  # gated sum of the candidates' one-hots
+        for j in range(cand.shape[1]):
+            np.add.at(gated, (rows, cand[:, j]), g[:, j])
+        sub = (m.a["head.sub.w"], np.zeros(v, I64), m.a["head.sub.m"], m.a["head.sub.s"])
+        z = z + _logit_units(gated[:, :v], sub)
+    ext = np.concatenate([z, np.zeros((len(z), 1), I64)], -1)
     for j in range(cand.shape[1]):  # in slot order; duplicates add up
         np.add.at(ext, (rows, cand[:, j]), bonus[:, j])
     return ext[:, :v]
@@ -311,6 +358,8 @@ def all_tables(m: IntModel, video, frames=None):
     nb = neighbours(video, m.cfg).reshape(len(video), -1, len(HEAD_NEIGHBOURS))
     pv = prev_candidates(video, m.cfg).reshape(len(video), -1, len(PREV_CANDIDATES))
     mt = match_features(video, m.cfg).reshape(len(video), -1, pv.shape[-1] * 2)
+    if m.cfg.motion_clamp > 0:
+        mt = np.concatenate([mt, motion_features(video, m.cfg)], -1)
     frames = range(len(video)) if frames is None else frames
     out = []
     for t in frames:

@@ -79,17 +79,30 @@ class QLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n)) if bias else None
         self.qat = False
 
+    def float_weight(self):
+        """The float weight w[n, k] that the exporter quantizes."""
+        return self.weight
+
     def effective_weight(self, sx):
+        w = self.float_weight()
         if not self.qat:
-            return self.weight
-        sx = sx.to(self.weight.device)
-        weff = self.weight * sx[None, :]
+            return w
+        sx = sx.to(w.device)
+        weff = w * sx[None, :]
         s = (weff.detach().abs().amax(dim=1, keepdim=True) / 127.0).clamp_min(1e-12)
         wq = torch.clamp(round_ste(weff / s), -127, 127) * s / sx[None, :]
         return wq
 
     def forward(self, x, sx):
         return F.linear(x, self.effective_weight(sx), self.bias)
+
+
+class SymQLinear(QLinear):
+    """Square QLinear whose float weight is tied symmetric, (w + w^T) / 2 (the integer
+    export quantizes per output channel, so it is only nearly symmetric)."""
+
+    def float_weight(self):
+        return 0.5 * (self.weight + self.weight.t())
 
 
 class QEmbedding(nn.Module):
@@ -140,22 +153,57 @@ def match_features(x, cfg: ModelConfig):
     return torch.stack(out, -1)
 
 
+def _count_features(cnt, n, clamp):
+    """Per shift min(best - count, clamp), then min(best, clamp), min(n - best, clamp)."""
+    best = cnt.amax(-1, keepdim=True)
+    return torch.cat([(best - cnt).clamp_max(clamp), best.clamp_max(clamp),
+                      (n[..., None] - best).clamp_max(clamp)], -1)
+
+
+def motion_features(x, cfg: ModelConfig):
+    """(B, T, H, W, N_MOTION) motion counts of the head (integer valued; spec in intref):
+    matches of the tokens coded so far in the frame with the previous frame at each shift,
+    and of the whole previous frame with the one before."""
+    b, t_n, h, w = x.shape
+    xp = pad_video(x, cfg, 1, 1)
+    hit = torch.stack([(x == shifted(xp, 1, 1, t_n, h, w, 1, dy, dx))
+                       for dy, dx in PREV_CANDIDATES], -1).flatten(2, 3).long()  # B T HW 9
+    cur = hit.cumsum(2) - hit
+    n_cur = torch.arange(h * w, device=x.device).expand(b, t_n, h * w)
+    tot = hit.sum(2)
+    prv = torch.cat([torch.zeros_like(tot[:, :1]), tot[:, :-1]], 1)[:, :, None].expand_as(cur)
+    n_prv = (torch.arange(t_n, device=x.device) >= 2).long() * (h * w)
+    n_prv = n_prv[None, :, None].expand(b, t_n, h * w)
+    c = cfg.motion_clamp
+    out = torch.cat([_count_features(cur, n_cur, c), _count_features(prv, n_prv, c)], -1)
+    return out.view(b, t_n, h, w, -1).float()
+
+
 class TokenHead(nn.Module):
     """Token-level head: frame features F, embeddings of the decoded causal neighbours and
-    18 motion-evidence bits (neighbour == previous frame at a shift) -> hidden layer ->
-    logits over V, plus a learned copy bonus added to the logit of each candidate token
-    (the 6 neighbours and the previous frame's 3x3 window)."""
+    18 motion-evidence bits (neighbour == previous frame at a shift), optionally motion
+    counts (``cfg.motion_clamp``) -> hidden layer -> logits over V, plus a learned copy
+    bonus added to the logit of each candidate token (the 6 neighbours and the previous
+    frame's 3x3 window), and optionally (``cfg.subst``) a substitution table: each
+    candidate ``c`` adds its gate times the learned row ``SUB[c, :]`` to all V logits."""
 
     def __init__(self, cfg: ModelConfig, f_width: int):
         super().__init__()
         self.cfg = cfg
         self.emb = QEmbedding(cfg.vocab + 1, cfg.head_emb)
-        n_in = f_width + len(HEAD_NEIGHBOURS) * cfg.head_emb + N_MATCH
+        n_in = f_width + len(HEAD_NEIGHBOURS) * cfg.head_emb + N_MATCH + cfg.n_motion
         self.l1 = QLinear(n_in, cfg.head_hidden)
         self.fq_pre = FQ()
         self.fq_act = FQ()
         self.l2 = QLinear(cfg.head_hidden, cfg.vocab)
         self.cp = QLinear(cfg.head_hidden, N_SLOTS)  # copy bonus per candidate slot
+        if cfg.subst:
+            self.sg = QLinear(cfg.head_hidden, N_SLOTS)  # substitution gate per slot
+            self.fq_g = FQ()
+            # weight[v, c] = SUB[c, v]; tied symmetric: c -> v as likely a substitution as v -> c
+            self.sub = SymQLinear(cfg.vocab, cfg.vocab, bias=False)
+            with torch.no_grad():
+                self.sub.weight.zero_()
 
     def forward(self, f, f_scale, x):
         cfg = self.cfg
@@ -163,9 +211,12 @@ class TokenHead(nn.Module):
         xp = pad_video(x, cfg, 0, 2)
         nb = [shifted(xp, 0, 2, t_n, h, w, 0, dy, dx) for dy, dx in HEAD_NEIGHBOURS]
         e = self.emb(torch.stack(nb, dim=-1)).flatten(-2)
-        inp = torch.cat([f, e, match_features(x, cfg).float()], dim=-1)
-        sx = _scales((f_scale, f.shape[-1]), (self.emb.scale, e.shape[-1]), (1.0, N_MATCH))
-        a = self.fq_pre(self.l1(inp, sx))
+        parts = [f, e, match_features(x, cfg).float()]
+        if cfg.n_motion:
+            parts.append(motion_features(x, cfg))
+        sx = _scales((f_scale, f.shape[-1]), (self.emb.scale, e.shape[-1]),
+                     (1.0, N_MATCH + cfg.n_motion))
+        a = self.fq_pre(self.l1(torch.cat(parts, dim=-1), sx))
         a = self.fq_act(F.gelu(a))
         sa = _scales((self.fq_act.scale, a.shape[-1]))
         logits = self.l2(a, sa)
@@ -173,6 +224,11 @@ class TokenHead(nn.Module):
         xq = pad_video(x, cfg, 1, 1)
         prev = [shifted(xq, 1, 1, t_n, h, w, 1, dy, dx) for dy, dx in PREV_CANDIDATES]
         cand = torch.stack(nb + prev, dim=-1)  # pad id V: no bonus (dropped column)
+        if cfg.subst:
+            g = self.fq_g(self.sg(a, sa))
+            rows = torch.zeros(*g.shape[:-1], cfg.vocab + 1, device=g.device)
+            rows = rows.scatter_add(-1, cand, g)[..., :cfg.vocab]
+            logits = logits + self.sub(rows, _scales((self.fq_g.scale, cfg.vocab)))
         ext = torch.cat([logits, torch.zeros_like(logits[..., :1])], -1)
         ext = ext.scatter_add(-1, cand, bonus)
         return ext[..., :cfg.vocab]

@@ -4,8 +4,11 @@ Schedule: float training with activation observers for the first ``1 - qat_frac`
 steps, then fake quantization (QAT); observers freeze for the last 10%.  Batches are drawn
 from ``default_rng([seed, step])``, so a resumed run sees the same batches as an
 uninterrupted one.  The weights of the best validation evaluation of the QAT phase (every
-``eval_every`` steps, on held-out frames or segments) are kept.  The result is exported to integers (``nacc.neural.export``) and its
-validation bits/token are measured with the integer reference.
+``eval_every`` steps, on held-out frames or segments) are kept; with ``patience`` > 0,
+training stops once that many evaluations in a row have not improved on it (small data
+sets overfit long before the last step).  The result is exported to integers
+(``nacc.neural.export``) and its validation bits/token are measured with the integer
+reference.
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ class TrainConfig:
     ckpt_every: int = 250
     burn_in: int = 4         # lstm: frames of state warm-up before the loss counts
     keep_best: bool = True   # export the weights of the best validation evaluation
+    patience: int = 0        # > 0: stop after this many evaluations without a new best
 
 
 def split_corpus(videos, val_frac: float):
@@ -72,12 +76,18 @@ def sample_batch(rng, videos, b, clip_len, n_ctx):
     return torch.from_numpy(np.stack(xs).astype(np.int64)), torch.from_numpy(np.stack(ms))
 
 
+def context_frames(cfg: ModelConfig) -> int:
+    """Frames a transformer needs before a frame to see all of its inputs: its window, and
+    two frames for the motion counts of the previous frame."""
+    return max(cfg.k_frames, 2 if cfg.motion_clamp > 0 else 0)
+
+
 @torch.no_grad()
 def float_bits(model: NeuralModel, videos, chunk: int = 64) -> float:
     """Bits/token of the torch model (whole videos, coding order context)."""
     model.eval()
     tot, n = 0.0, 0
-    k = model.cfg.k_frames
+    k = context_frames(model.cfg)
     for v in videos:
         x = torch.from_numpy(np.asarray(v, np.int64))[None].to(next(model.parameters()).device)
         if model.cfg.arch == "lstm":
@@ -132,7 +142,7 @@ def train(cfg: ModelConfig, videos, tc: TrainConfig, out=None, resume: bool = Fa
         if "best_model" in st:
             best = (float(st["best_val"]), int(st["best_step"]), st["best_model"])
     qat_start = int(tc.steps * (1 - tc.qat_frac))
-    n_ctx = cfg.k_frames if cfg.arch == "transformer" else tc.burn_in
+    n_ctx = context_frames(cfg) if cfg.arch == "transformer" else tc.burn_in
     bar = tqdm(range(step0, tc.steps), disable=quiet, desc=f"train {cfg.arch}", unit="step",
                initial=step0, total=tc.steps)
     t0 = time.time()
@@ -157,14 +167,17 @@ def train(cfg: ModelConfig, videos, tc: TrainConfig, out=None, resume: bool = Fa
         n_tok += int(m.sum()) * x.shape[2] * x.shape[3]
         post = {"loss_bits": f"{loss.item() / math.log(2):.3f}"}
         last = step + 1 == tc.steps
+        stale = False
         if val_v and ((step + 1) % tc.eval_every == 0 or last):
             vb = float_bits(model, val_v)
             post["val_bits"] = f"{vb:.3f}"
             # keep the best validated weights, among those trained with fake quantization
             if step >= qat_start and (best is None or vb < best[0]):
                 best = (vb, step + 1, copy.deepcopy(model.state_dict()))
+            stale = (tc.patience > 0 and best is not None
+                     and step + 1 - best[1] >= tc.patience * tc.eval_every)
         bar.set_postfix(post)
-        if ckpt is not None and ((step + 1) % tc.ckpt_every == 0 or last):
+        if ckpt is not None and ((step + 1) % tc.ckpt_every == 0 or last or stale):
             out.mkdir(parents=True, exist_ok=True)
             st = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1,
                   "config": cfg.to_json()}
@@ -173,6 +186,9 @@ def train(cfg: ModelConfig, videos, tc: TrainConfig, out=None, resume: bool = Fa
             torch.save(st, ckpt)
         if stop_at is not None and step + 1 >= stop_at:
             return model, None, stats
+        if stale:
+            stats["stopped_at"] = step + 1
+            break
     stats["train_seconds"] = time.time() - t0
     stats["train_tokens_seen"] = n_tok
     model.set_qat(True)

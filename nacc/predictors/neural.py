@@ -35,11 +35,13 @@ class _NeuralStepper(Stepper):
         self.p = pred
         h, w = pred.frame_shape
         self.frames: list[np.ndarray] = []
+        self.frame_no = 0  # frames fully decoded
         self.i = 0
         self.hs = np.zeros((h * w, pred.d), np.int64)
         self.cs = np.zeros_like(self.hs)
         self.feat = np.empty_like(self.hs)
         self.tab = np.empty(pred.vocab, np.int32)
+        self.mot = np.zeros(20, np.int64)  # motion counts, carried across frames
         self.bufs = (np.empty(pred.hw[1].shape[0], np.int64), np.empty(pred.hw[1].shape[1], np.int64),
                      np.empty(pred.vocab, np.int64))
 
@@ -53,17 +55,21 @@ class _NeuralStepper(Stepper):
                 self.video[:self.t] = np.stack(self.frames)
             K._frame_feats(self.video, self.t, p.arch_id, p.cfg.k_frames, p.cfg.radius,
                            p.cfg.n_heads, p.cfg.pad, p.tw, p.lw, self.hs, self.cs, self.feat)
+            K.motion_start(self.mot, self.frame_no, h * w)
         y, x = divmod(self.i, w)
-        K.head_table(self.video, self.t, y, x, self.feat[self.i], p.hw, p.cfg.pad, p.precision,
-                     *self.bufs, self.tab)
+        K.head_table(self.video, self.t, y, x, self.feat[self.i], p.hw, p.sw, self.mot,
+                     p.cfg.motion_clamp, p.cfg.subst, p.cfg.pad, p.precision, *self.bufs,
+                     self.tab)
         return self.tab.copy()
 
     def push(self, symbol: int) -> None:
         h, w = self.p.frame_shape
         y, x = divmod(self.i, w)
         self.video[self.t, y, x] = symbol
+        K.motion_push(self.video, self.t, self.i, self.mot)
         self.i += 1
         if self.i == h * w:
+            self.frame_no += 1
             self.frames.append(self.video[self.t].copy())
             self.frames = self.frames[-self.p.cfg.k_frames:]
             self.i = 0
@@ -87,7 +93,7 @@ class _Neural(Predictor):
         self.precision = cfg.precision
         self.arch_id = 0 if cfg.arch == "transformer" else 1
         self.d = cfg.d_model
-        self.tw, self.lw, self.hw = K.pack(self.im)
+        self.tw, self.lw, self.hw, self.sw = K.pack(self.im)
 
     def params(self) -> dict:
         return {"model": self.model_path}
@@ -118,7 +124,8 @@ class _Neural(Predictor):
             out = np.empty((h * w, self.vocab), np.int32)
             K.frame_tables(v, t, self.arch_id, self.cfg.k_frames, self.cfg.radius,
                            self.cfg.n_heads, self.cfg.pad, self.precision, self.tw, self.lw,
-                           self.hw, hs, cs, out)
+                           self.hw, self.sw, self.cfg.motion_clamp, self.cfg.subst, hs, cs,
+                           out)
             yield out
 
     def stepper(self) -> Stepper:
@@ -129,14 +136,16 @@ class _Neural(Predictor):
         v = self._video(tokens)
         return K.encode_intervals(v, self.arch_id, self.cfg.k_frames, self.cfg.radius,
                                   self.cfg.n_heads, self.cfg.pad, self.precision, self.tw,
-                                  self.lw, self.hw, self.d)
+                                  self.lw, self.hw, self.sw, self.cfg.motion_clamp,
+                                  self.cfg.subst, self.d)
 
     def decode(self, words, n_frames):
         self._check_shape()
         h, w = self.frame_shape
         return K.decode(np.ascontiguousarray(words, np.uint32), int(n_frames), h, w,
                         self.arch_id, self.cfg.k_frames, self.cfg.radius, self.cfg.n_heads,
-                        self.cfg.pad, self.precision, self.tw, self.lw, self.hw, self.d)
+                        self.cfg.pad, self.precision, self.tw, self.lw, self.hw, self.sw,
+                        self.cfg.motion_clamp, self.cfg.subst, self.d)
 
 
 @register

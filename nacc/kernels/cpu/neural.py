@@ -2,11 +2,15 @@
 
 Same spec as the numpy reference, written as loops: a frame-level pass per frame
 (``tf_frame`` / ``lstm_frame``) and a token-level head per token (``head_table``), fused
-with rANS in ``encode_intervals`` and ``decode``.  All arithmetic is int64 on values that
+with rANS in ``encode_intervals`` and ``decode``.  The head's motion counts travel as one
+int64[20] row per token (``cur_0..8, n_cur, prv_0..8, n_prv``): ``frame_motion`` computes
+the rows of a whole coded frame, the decoders carry one row with ``motion_start`` at each
+frame start and ``motion_push`` after each token.  All arithmetic is int64 on values that
 the spec bounds below 2**31 where it says int32, so results are identical to the reference
 for any batching or thread count.  Weights come as three tuples of arrays built by
 ``pack`` (fixed order; weight matrices transposed to (K, N) so that the int32 accumulation
-loops run over contiguous outputs).
+loops run over contiguous outputs), plus a fourth for the head's optional substitution
+table.
 """
 from __future__ import annotations
 
@@ -112,9 +116,69 @@ def table_from_logits(z, expt, precision, out):
 
 
 @nb.njit(cache=True, nogil=True)
-def head_table(video, t, y, x, feat, hw, pad, precision, xin, u, z, out):
+def _add_hits(video, t, p, cnt):
+    """cnt[k] += 1 for each shift k at which token p of frame t equals frame t-1."""
+    _, h, w = video.shape
+    if t < 1:
+        return
+    y = p // w
+    x = p % w
+    tok = video[t, y, x]
+    for k in range(9):
+        yy = y + k // 3 - 1
+        xx = x + k % 3 - 1
+        if 0 <= yy < h and 0 <= xx < w and video[t - 1, yy, xx] == tok:
+            cnt[k] += 1
+
+
+@nb.njit(cache=True, nogil=True)
+def motion_start(mot, frame_no, hw):
+    """At the start of frame ``frame_no``: the finished frame's counts become ``prv``."""
+    for k in range(9):
+        mot[10 + k] = mot[k]
+        mot[k] = 0
+    mot[9] = 0
+    mot[19] = hw if frame_no >= 2 else 0
+
+
+@nb.njit(cache=True, nogil=True)
+def motion_push(video, t, p, mot):
+    """After token p of frame t (local index into ``video``) is known."""
+    _add_hits(video, t, p, mot[:9])
+    mot[9] += 1
+
+
+@nb.njit(cache=True, nogil=True)
+def frame_motion(video, t, rows):
+    """Motion rows (H*W, 20) of every token of frame t (reads frames t-2..t)."""
+    _, h, w = video.shape
+    hw = h * w
+    mot = np.zeros(20, np.int64)
+    for p in range(hw):
+        _add_hits(video, t - 1, p, mot[:9])
+    motion_start(mot, t, hw)
+    for p in range(hw):
+        rows[p] = mot
+        motion_push(video, t, p, mot)
+
+
+@nb.njit(cache=True, nogil=True)
+def _count_features(mot, off, clamp, xin, base):
+    best = mot[off]
+    for k in range(1, 9):
+        best = max(best, mot[off + k])
+    for k in range(9):
+        xin[base + k] = min(best - mot[off + k], clamp)
+    xin[base + 9] = min(best, clamp)
+    xin[base + 10] = min(mot[off + 9] - best, clamp)
+
+
+@nb.njit(cache=True, nogil=True)
+def head_table(video, t, y, x, feat, hw, sw, mot, mclamp, subst, pad, precision, xin, u, z,
+               out):
     """Table of the token at (t, y, x) of ``video`` (only frame t-1 and the causal part of
-    frame t are read) given its frame features ``feat`` (int64[D])."""
+    frame t are read) given its frame features ``feat`` (int64[D]) and motion row ``mot``
+    (read when ``mclamp > 0``); ``subst``: apply the substitution table ``sw``."""
     emb, w1, b1, m1, s1, act, w2, b2, m2, s2, expt, cw, cb, cm, cs = hw
     _, h, w = video.shape
     d = feat.shape[0]
@@ -158,6 +222,9 @@ def head_table(video, t, y, x, feat, hw, pad, precision, xin, u, z, out):
                     and video[t, cy, cx] == video[t - 1, py, px]):
                 v = 1
             xin[base + mi * 9 + k9] = v
+    if mclamp > 0:
+        _count_features(mot, 0, mclamp, xin, base + 18)
+        _count_features(mot, 10, mclamp, xin, base + 29)
     _lin(xin, w1, b1, m1, s1, u)
     for i in range(u.shape[0]):
         u[i] = act[u[i] + 128]
@@ -168,6 +235,8 @@ def head_table(video, t, y, x, feat, hw, pad, precision, xin, u, z, out):
     for n in range(n_out):
         z[n] = min(max(_rq(np.int64(acc[n]), np.int64(m2[n]), np.int64(s2[n])), -lim), lim)
     n_c = cw.shape[1]
+    if subst:
+        _substitute(u, cand, pad, sw, z)
     cacc = np.empty(n_c, np.int32)
     _acc(u, cw, cb, cacc)
     for j in range(n_c):
@@ -175,6 +244,25 @@ def head_table(video, t, y, x, feat, hw, pad, precision, xin, u, z, out):
             z[cand[j]] += min(max(_rq(np.int64(cacc[j]), np.int64(cm[j]), np.int64(cs[j])),
                                   -lim), lim)
     table_from_logits(z, expt, precision, out)
+
+
+@nb.njit(cache=True, nogil=True)
+def _substitute(u, cand, pad, sw, z):
+    """z[v] += rq(sum_j g[j] SUB[v, cand[j]]) with gates g = LIN(u; head.sg)."""
+    g_w, g_b, g_m, g_s, sub_t, sub_m, sub_s = sw
+    n_c = g_w.shape[1]
+    g = np.empty(n_c, np.int64)
+    _lin(u, g_w, g_b, g_m, g_s, g)
+    vocab = z.shape[0]
+    acc = np.zeros(vocab, np.int64)
+    for j in range(n_c):
+        if cand[j] != pad and g[j] != 0:
+            row = sub_t[cand[j]]
+            for v in range(vocab):
+                acc[v] += g[j] * row[v]
+    lim = np.int64(1) << 24
+    for v in range(vocab):
+        z[v] += min(max(_rq(acc[v], np.int64(sub_m[v]), np.int64(sub_s[v])), -lim), lim)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -323,30 +411,38 @@ def _frame_feats(video, t, arch, k, r, nh, pad, tw, lw, hs, cs, feat):
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
-def _frame_tables_par(video, t, feat, hw_, pad, precision, vocab, k1, hidden, out):
+def _frame_tables_par(video, t, feat, hw_, sw, mot, mclamp, subst, pad, precision, vocab, k1,
+                      hidden, out):
     _, h, w = video.shape
     for p in nb.prange(h * w):
         xin = np.empty(k1, np.int64)
         u = np.empty(hidden, np.int64)
         z = np.empty(vocab, np.int64)
-        head_table(video, t, p // w, p % w, feat[p], hw_, pad, precision, xin, u, z, out[p])
+        head_table(video, t, p // w, p % w, feat[p], hw_, sw, mot[p], mclamp, subst, pad,
+                   precision, xin, u, z, out[p])
 
 
 @nb.njit(cache=True, nogil=True)
-def frame_tables(video, t, arch, k, r, nh, pad, precision, tw, lw, hw_, hs, cs, out):
+def frame_tables(video, t, arch, k, r, nh, pad, precision, tw, lw, hw_, sw, mclamp, subst,
+                 hs, cs, out):
     """Tables of frame t (H*W, V) into out; updates the lstm state."""
     _, h, w = video.shape
     d = hs.shape[1]
     feat = np.empty((h * w, d), np.int64)
     _frame_feats(video, t, arch, k, r, nh, pad, tw, lw, hs, cs, feat)
+    mot = np.zeros((h * w, 20), np.int64)
+    if mclamp > 0:
+        frame_motion(video, t, mot)
     vocab = out.shape[1]
     k1 = hw_[1].shape[0]
     hidden = hw_[1].shape[1]
-    _frame_tables_par(video, t, feat, hw_, pad, precision, vocab, k1, hidden, out)
+    _frame_tables_par(video, t, feat, hw_, sw, mot, mclamp, subst, pad, precision, vocab, k1,
+                      hidden, out)
 
 
 @nb.njit(cache=True, nogil=True)
-def encode_intervals(video, arch, k, r, nh, pad, precision, tw, lw, hw_, d):
+def encode_intervals(video, arch, k, r, nh, pad, precision, tw, lw, hw_, sw, mclamp, subst,
+                     d):
     """(start, freq) of every token of video (T, H, W), all frames."""
     t_n, h, w = video.shape
     n = t_n * h * w
@@ -357,7 +453,8 @@ def encode_intervals(video, arch, k, r, nh, pad, precision, tw, lw, hw_, d):
     cs = np.zeros((h * w, d), np.int64)
     tabs = np.empty((h * w, vocab), np.int32)
     for t in range(t_n):
-        frame_tables(video, t, arch, k, r, nh, pad, precision, tw, lw, hw_, hs, cs, tabs)
+        frame_tables(video, t, arch, k, r, nh, pad, precision, tw, lw, hw_, sw, mclamp, subst,
+                     hs, cs, tabs)
         for p in range(h * w):
             s = video[t, p // w, p % w]
             acc = 0
@@ -369,7 +466,8 @@ def encode_intervals(video, arch, k, r, nh, pad, precision, tw, lw, hw_, d):
 
 
 @nb.njit(cache=True, nogil=True)
-def decode(words, t_n, h, w, arch, k, r, nh, pad, precision, tw, lw, hw_, d):
+def decode(words, t_n, h, w, arch, k, r, nh, pad, precision, tw, lw, hw_, sw, mclamp, subst,
+           d):
     """Decode t_n frames: frame-level pass once per frame, head + rANS per token."""
     vocab = hw_[6].shape[1]
     video = np.zeros((t_n, h, w), np.int32)
@@ -380,15 +478,19 @@ def decode(words, t_n, h, w, arch, k, r, nh, pad, precision, tw, lw, hw_, d):
     u = np.empty(hw_[1].shape[1], np.int64)
     z = np.empty(vocab, np.int64)
     tab = np.empty(vocab, np.int32)
+    mot = np.zeros(20, np.int64)
     state, pos = rans.dec_init(words)
     for t in range(t_n):
         _frame_feats(video, t, arch, k, r, nh, pad, tw, lw, hs, cs, feat)
+        motion_start(mot, t, h * w)
         for p in range(h * w):
             y = p // w
             x = p % w
-            head_table(video, t, y, x, feat[p], hw_, pad, precision, xin, u, z, tab)
+            head_table(video, t, y, x, feat[p], hw_, sw, mot, mclamp, subst, pad, precision,
+                       xin, u, z, tab)
             s, state, pos = rans.dec_table(state, pos, words, tab, precision)
             video[t, y, x] = s
+            motion_push(video, t, p, mot)
     return video
 
 
@@ -399,6 +501,7 @@ _TF_KEYS = ["tf.emb_q", "tf.row", "tf.col", "tf.in.*", "tf.emb_ctx", "tf.ln1.g",
             "tf.f2.*", "tf.add2", "tf.lnf.g", "tf.lnf.b"]
 _LS_KEYS = ["ls.emb", "ls.gates.*", "ls.sig", "ls.tanh"]
 _HEAD_KEYS = ["head.emb", "head.l1.*", "head.act", "head.l2.*", "exp_logit", "head.cp.*"]
+_SUB_KEYS = ["head.sg.*", "head.sub.w", "head.sub.m", "head.sub.s"]
 
 
 def _pack(a, keys):
@@ -414,21 +517,26 @@ def _pack(a, keys):
     return tuple(out)
 
 
-_DUMMY = None
-
-
 def pack(m):
-    """(tw, lw, hw) weight tuples of an IntModel for the kernels (the unused architecture
-    gets a dummy tuple of the same types built from a tiny model)."""
+    """(tw, lw, hw, sw) weight tuples of an IntModel for the kernels (the unused
+    architecture, and the substitution table of a model without one, get a dummy tuple of
+    the same types)."""
     a = m.a
     hw_ = _pack(a, _HEAD_KEYS)
+    sw = _pack(a, _SUB_KEYS) if m.cfg.subst else _dummy_sub()
     if m.cfg.arch == "transformer":
         tw = _pack(a, _TF_KEYS)
         lw = _dummy_lstm()
     else:
         lw = _pack(a, _LS_KEYS)
         tw = _dummy_tf()
-    return tw, lw, hw_
+    return tw, lw, hw_, sw
+
+
+def _dummy_sub():
+    z1 = np.zeros(1, np.int64)
+    w2 = np.zeros((1, 1), np.int32)
+    return (w2, z1, z1, z1, w2, z1, z1)
 
 
 def _dummy_tf():
