@@ -308,7 +308,7 @@ def lstm_window(m: IntModel, video, t):
     """(H*W, n_window * E) window embeddings for frame t of video."""
     cfg = m.cfg
     _, h, w = video.shape
-    k, r = cfg.k_frames, cfg.radius
+    r = cfg.radius
     emb = m.a["ls.emb"].astype(I64)
     parts = []
     for dt, dy, dx in cfg.window_offsets():

@@ -300,7 +300,7 @@ class TransformerFrame(nn.Module):
     def forward(self, x):
         cfg = self.cfg
         b, t_n, h, w = x.shape
-        k, r = cfg.k_frames, cfg.radius
+        k = cfg.k_frames
         d, nh = cfg.d_model, cfg.n_heads
         dh = d // nh
         xp = pad_video(x, cfg, k, 0)  # pad frames before frame 0; no spatial padding
