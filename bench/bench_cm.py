@@ -220,6 +220,7 @@ def ablation(clip: np.ndarray) -> None:
     tree, _, _ = C.load_prior("commavq-tree-v1", 1024)
     _, warm_id, _ = C.load_prior("commavq-warm-v1", 1024)
     _, warm_tree, _ = C.load_prior("commavq-v2", 1024)
+    _, warm_all, _ = C.load_prior("commavq-v3", 1024)
     # tree contexts: 0 order-0, 1 a, 2 pos, 3 a2, 4 a3, 5 leaf(a)>>3, 6 leaf(a)>>5
     steps = [
         ("order-0 counters + mixer", dict(ctx_mask=0b1, cand_mask=0, copy=0, apm_weight=0), ident, None),
@@ -232,6 +233,7 @@ def ablation(clip: np.ndarray) -> None:
         ("+ warm-start prior (commavq-warm-v1)", dict(), ident, warm_id),
         ("tree prior instead (commavq-tree-v1)", dict(), tree, None),
         ("+ warm-start prior (commavq-v2)", dict(), tree, warm_tree),
+        ("+ every context's counters (commavq-v3)", dict(), tree, warm_all),
     ]
     print(f"{'model':46s} {'held-out 300-599':>17s} {'bits/tok':>8s} {'all 600 cold':>13s}")
     for name, kw, perm, warm in steps:

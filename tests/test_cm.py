@@ -16,7 +16,7 @@ from nacc.predictors import cm as cm_mod
 
 GOLDEN = Path(__file__).parent / "golden" / "cm-words.json"
 TREE = "commavq-tree-v1"
-PRIORS = ["none", "commavq-warm-v1", TREE, "commavq-v2"]
+PRIORS = ["none", "commavq-warm-v1", TREE, "commavq-v2", "commavq-v3"]
 
 
 def _cdf(tables: np.ndarray, order) -> np.ndarray:
@@ -132,7 +132,7 @@ def test_real_clip_compresses(dev_clip):
     """Sanity bound on the rate of frames 300-599 (never fitted on) coded cold."""
     tokens = np.ascontiguousarray(dev_clip[300:]).astype(np.int32)
     for prior, floor in (("none", 1.40), ("commavq-warm-v1", 1.43), (TREE, 1.58),
-                         ("commavq-v2", 1.62)):
+                         ("commavq-v2", 1.62), ("commavq-v3", 1.68)):
         nbytes = roundtrip(get("cm")(1024, (8, 16), prior=prior), tokens)
         assert tokens.size * 10 / 8 / nbytes > floor, prior
 
@@ -161,7 +161,7 @@ def test_prior_files_are_content_addressed():
         hashes.add(pred.model_hash())
     assert len(hashes) == len(cfg["priors"])
     assert get("cm")(1024, (8, 16), prior="none").model_hash() == b""
-    assert get("cm")(1024, (8, 16)).params() == {"prior": "commavq-v2"}
+    assert get("cm")(1024, (8, 16)).params() == {"prior": "commavq-v3"}
     assert get("cm")(1000, (8, 16)).params() == {"prior": "none"}
 
 

@@ -202,8 +202,10 @@ def golden_cases(dev_clip):
     from nacc.predictors import available
 
     if "cm" in available():
-        cases["cm-dev12"] = (one, codec.Options("cm"))
-        cases["cm-dev12-solid3"] = (parts, codec.Options("cm", solid=3))
+        v2 = (("prior", "commavq-v2"),)
+        cases["cm-dev12"] = (one, codec.Options("cm", v2))
+        cases["cm-dev12-solid3"] = (parts, codec.Options("cm", v2, solid=3))
+        cases["cm-v3-dev12"] = (one, codec.Options("cm"))
     return cases
 
 

@@ -10,9 +10,13 @@ position between consecutive frames: codes that replace each other end up in the
 subtree.  Float code runs only here, offline; its output is frozen as an integer table
 (``tree-<sha256 prefix>.u16``: uint16 little-endian, leaf index of each code) and the
 predictor reads that file, checks its hash, and never recomputes it.  The warm-start
-states (``warm-*.npz`` with the tree, ``warmid-*.npz`` with the identity order) are integer
-model arrays taken after coding the same frames cold (see ``fit_warm``).  ``priors.json``
-names the three priors and the sha256 of every file.
+states are integer model arrays taken after coding the same frames cold (see ``fit_warm``):
+``warm-*.npz`` (tree order) and ``warmid-*.npz`` (identity order) hold the small arrays and
+the leaf-cluster counters; ``warmall-*.npz`` (tree order) also holds every other context's
+counters (previous tokens, position, order 0).  ``priors.json`` names the priors and the
+sha256 of every file.  Files are frozen once written: a run adds the priors that
+``priors.json`` lacks (reusing the frozen tree) and never rewrites an existing one, so
+archives written with any shipped prior keep decoding.
 """
 from __future__ import annotations
 
@@ -61,10 +65,15 @@ def fit_leaf_order(tokens: np.ndarray, vocab: int = 1024) -> np.ndarray:
     return perm
 
 
-def fit_warm(tokens: np.ndarray, perm: np.ndarray) -> dict:
+# context kinds of cm's tree counters (see the cm spec) and how many values each takes
+LEAF_CLUSTER_KINDS = {5: 1024 >> 3, 6: 1024 >> 5}
+ALL_KINDS = {0: 1, 1: 1024, 2: 128, 3: 1024, 4: 1024, **LEAF_CLUSTER_KINDS}
+
+
+def fit_warm(tokens: np.ndarray, perm: np.ndarray, contexts: dict = LEAF_CLUSTER_KINDS) -> dict:
     """Warm-start state: the cm model's small arrays (mixer weights, APMs, match and copy
-    models) and the tree counters of the leaf-cluster contexts (kinds 5 and 6) after coding
-    ``tokens`` cold with leaf order ``perm``."""
+    models) and the tree counters of the contexts ``contexts`` ({kind: number of values})
+    after coding ``tokens`` cold with leaf order ``perm``."""
     sys.path.insert(0, ROOT)
     from nacc.kernels.cpu import cm as K
     from nacc.predictors.cm import make_cfg
@@ -75,7 +84,7 @@ def fit_warm(tokens: np.ndarray, perm: np.ndarray) -> dict:
     K.enc_pass(tok.ravel(), cfg, perm, state, K.TABLES)
     ht, w, apm, mc, cw, capm = state
     kinds, vals, nodes, ctrs = [], [], [], []
-    for kind, n_values in ((5, 1024 >> 3), (6, 1024 >> 5)):
+    for kind, n_values in contexts.items():
         v, nd, c = K.read_counters(ht, cfg, kind, range(-1, n_values))
         kinds.append(np.full(len(v), kind))
         vals.append(v)
@@ -112,25 +121,40 @@ def main() -> None:
     if tok.ndim == 2:
         tok = tok.reshape(len(tok), 8, 16)
     tok = tok[: args.frames]
-    for old in os.listdir(HERE):
-        if old.startswith(("tree-", "warm-", "warmid-")):
-            os.remove(os.path.join(HERE, old))
-    digests: dict = {}
-    perm = fit_leaf_order(tok)
-    tree = _write(perm.astype("<u2").tobytes(), "tree", "u16", digests)
-    warm = _write(_npz(fit_warm(tok, perm)), "warm", "npz", digests)
-    warm_id = _write(_npz(fit_warm(tok, np.arange(1024, dtype=np.int64))), "warmid", "npz",
-                     digests)
-    cfg = {
-        "fitted_on": f"{os.path.basename(args.clip)} frames 0-{args.frames - 1}",
-        "priors": {
-            "commavq-tree-v1": {"vocab": 1024, "tree": tree},
-            "commavq-v2": {"vocab": 1024, "tree": tree, "warm": warm},
-            "commavq-warm-v1": {"vocab": 1024, "warm": warm_id},
-        },
-        "sha256": digests,
+    fitted_on = f"{os.path.basename(args.clip)} frames 0-{args.frames - 1}"
+    path = os.path.join(HERE, "priors.json")
+    cfg = {"fitted_on": fitted_on, "priors": {}, "sha256": {}}
+    if os.path.exists(path):
+        with open(path) as f:
+            cfg = json.load(f)
+        if cfg["fitted_on"] != fitted_on:
+            sys.exit(f"priors.json was fitted on {cfg['fitted_on']}, not {fitted_on}")
+    priors, digests = cfg["priors"], cfg["sha256"]
+    tree = priors.get("commavq-tree-v1", {}).get("tree")
+    if tree is None:
+        perm = fit_leaf_order(tok)
+        tree = _write(perm.astype("<u2").tobytes(), "tree", "u16", digests)
+    else:
+        with open(os.path.join(HERE, tree), "rb") as f:
+            perm = np.frombuffer(f.read(), "<u2").astype(np.int64)
+    identity = np.arange(1024, dtype=np.int64)
+    wanted = {   # name -> (file stem, leaf order, context kinds of the warm state)
+        "commavq-tree-v1": None,
+        "commavq-v2": ("warm", perm, LEAF_CLUSTER_KINDS),
+        "commavq-warm-v1": ("warmid", identity, LEAF_CLUSTER_KINDS),
+        "commavq-v3": ("warmall", perm, ALL_KINDS),
     }
-    with open(os.path.join(HERE, "priors.json"), "w") as f:
+    for name, spec in wanted.items():
+        if name in priors:
+            continue
+        entry = {"vocab": 1024}
+        if spec is None or spec[1] is perm:
+            entry["tree"] = tree
+        if spec is not None:
+            stem, order, kinds = spec
+            entry["warm"] = _write(_npz(fit_warm(tok, order, kinds)), stem, "npz", digests)
+        priors[name] = entry
+    with open(path, "w") as f:
         json.dump(cfg, f, indent=1, sort_keys=True)
         f.write("\n")
     print(json.dumps(cfg, indent=1), file=sys.stderr)
