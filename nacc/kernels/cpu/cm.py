@@ -550,7 +550,8 @@ def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, W, E):
 
     One walk down the tree: a node's combined mass is its tree mass plus the copy mass when
     the copy leaf ax lies below it, so only the nodes on the coded path are predicted.
-    ``E``: the external table and final mixer (``_ext``), or none (``_no_ext``)."""
+    ``E``: the external table with the final mixer's state and scratch, or none
+    (``_no_ext``)."""
     ctx, bkt, xs, infos, xc, cinfo = W
     B = cfg[C_B]
     V = cfg[C_V]
