@@ -34,6 +34,9 @@ VARIANTS = {
     "lstm": ("lstm", dict(k_frames=2)),
     "transformer-motion-subst": ("transformer", dict(k_frames=2, motion_clamp=3, subst=True)),
     "lstm-motion-subst": ("lstm", dict(k_frames=1, motion_clamp=3, subst=True)),
+    "transformer-untied-copybias": ("transformer", dict(k_frames=2, subst=True,
+                                                        subst_tied=False, copy_bias=True)),
+    "lstm-copymax": ("lstm", dict(k_frames=1, copy_bias=True, copy_max=True)),
 }
 
 
@@ -84,7 +87,7 @@ def test_all_paths_identical(trained):
     assert np.array_equal(pred.decode(words, len(v)), v)
 
 
-def test_optional_head_parts(trained):
+def test_optional_head_parts(trained, tmp_path):
     """Motion counts are the same integers in training (torch) and in the spec; the
     substitution table is exported non-trivially; old configs keep both off."""
     import torch
@@ -94,7 +97,8 @@ def test_optional_head_parts(trained):
     _, _, im, vids, _ = trained
     cfg = im.cfg
     old = ModelConfig.from_json({"arch": cfg.arch, "vocab": V, "frame_shape": SHAPE})
-    assert old.n_motion == 0 and not old.subst
+    assert old.n_motion == 0 and not old.subst and not old.copy_bias and old.subst_tied
+    assert not old.copy_max
     if cfg.motion_clamp:
         v = vids[0]
         ref = intref.motion_features(v, cfg)
@@ -103,6 +107,16 @@ def test_optional_head_parts(trained):
         assert np.array_equal(got.reshape(ref.shape).numpy().astype(np.int64), ref)
     if cfg.subst:
         assert np.abs(im.a["head.sub.w"]).max() > 0 and np.abs(im.a["head.sg.w"]).max() > 0
+        w = im.a["head.sub.w"].astype(np.int64)
+        assert cfg.subst_tied or not np.array_equal(w, w.T)
+    if cfg.copy_bias:
+        assert np.abs(im.a["head.cb"]).max() > 0
+        lacking = intref.IntModel(cfg, {k: a for k, a in im.a.items() if k != "head.cb"})
+        save_model(lacking, tmp_path)
+        with pytest.raises(NaccError, match="head.cb"):
+            load_model(tmp_path)
+    else:
+        assert "head.cb" not in im.a
 
 
 def test_thread_count_invariant(trained):
@@ -190,6 +204,20 @@ def test_cli_train(tmp_path):
                                        "--steps", "5", "--batch-size", "2", "--clip-len", "4",
                                        "--preset", "tiny", "--vocab", str(V), "-q", "--resume"])
     assert r.exit_code == 0, r.output
+    # head options reach the model config
+    out2 = tmp_path / "m2"
+    r = CliRunner().invoke(train_cmd, [str(tmp_path / "d.npy"), "--arch", "transformer",
+                                       "--out", str(out2), "--steps", "2", "--batch-size", "2",
+                                       "--clip-len", "4", "--preset", "tiny", "--vocab", str(V),
+                                       "-q", "--motion-clamp", "4", "--subst", "--untied-subst",
+                                       "--copy-bias", "--copy-max"])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((out2 / "config.json").read_text())
+    assert ((cfg["motion_clamp"], cfg["subst"], cfg["subst_tied"], cfg["copy_bias"], cfg["copy_max"])
+            == (4, True, False, True, True))
+    r = CliRunner().invoke(train_cmd, [str(tmp_path / "d.npy"), "--out", str(tmp_path / "m3"),
+                                       "--untied-subst", "-q"])
+    assert r.exit_code == 2 and "--subst" in r.output
 
 
 SHIPPED = sorted((Path(__file__).resolve().parent.parent / "models").glob("commavq-dev-*"))

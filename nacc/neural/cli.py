@@ -28,11 +28,25 @@ import click
               help="final fraction of the steps trained with fake quantization")
 @click.option("--eval-every", type=int, default=100, show_default=True,
               help="steps between validation evaluations")
+@click.option("--motion-clamp", type=click.IntRange(0, 127), default=0, show_default=True,
+              help="head: per-shift motion counts, clamped to this (0: off)")
+@click.option("--subst", is_flag=True,
+              help="head: learned V x V substitution table between similar codes (needs "
+                   "much data; overfits a few hundred frames)")
+@click.option("--untied-subst", is_flag=True,
+              help="with --subst: let a -> b and b -> a differ (more data still)")
+@click.option("--copy-bias", is_flag=True, help="head: learned per-code copy term")
+@click.option("--copy-max", is_flag=True,
+              help="head: a code in several candidate slots gets the largest bonus, not the sum")
+@click.option("--patience", type=int, default=0, show_default=True,
+              help="stop after this many evaluations without a better validation (0: never)")
 @click.option("--resume", is_flag=True, help="continue from OUT/checkpoint.pt")
 @click.option("--skip-bad", is_flag=True, help="skip unreadable/invalid inputs with a warning")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar")
 def train(data, arch, out, steps, batch_size, clip_len, lr, device, val_frac, seed, vocab,
-          preset, qat_frac, eval_every, resume, skip_bad, quiet):
+          preset, qat_frac, eval_every, motion_clamp, subst, untied_subst, copy_bias, copy_max,
+          patience,
+          resume, skip_bad, quiet):
     """Train a causal neural predictor on DATA (.npy, .npz, directories, commaVQ shards)
     and write an integer model folder, used as `--predictor ARCH --model OUT`."""
     import torch
@@ -51,11 +65,15 @@ def train(data, arch, out, steps, batch_size, clip_len, lr, device, val_frac, se
     if not videos:
         raise click.UsageError("no token segments found in DATA")
     v = vocab
-    cfg = make_config(arch, v, videos[0].shape[1:], preset)
+    if untied_subst and not subst:
+        raise click.UsageError("--untied-subst needs --subst")
+    cfg = make_config(arch, v, videos[0].shape[1:], preset, motion_clamp=motion_clamp,
+                      subst=subst, subst_tied=not untied_subst, copy_bias=copy_bias,
+                      copy_max=copy_max)
     tc = TrainConfig(steps=steps or 400, batch_size=batch_size, clip_len=clip_len, lr=lr,
                      device=device, val_frac=val_frac, seed=seed,
                      eval_every=eval_every, ckpt_every=eval_every,
-                     qat_frac=qat_frac)
+                     qat_frac=qat_frac, patience=patience)
     n_tok = sum(x.size for x in videos)
     if not quiet:
         click.echo(f"{len(videos)} segment(s), {n_tok} tokens, vocab {v}, frames "

@@ -21,6 +21,8 @@ N_MATCH = len(MATCH_NEIGHBOURS) * len(PREV_CANDIDATES)
 # far and for the whole previous frame, per shift of PREV_CANDIDATES the deficit to the
 # best shift's match count, then the best count and the non-matching rest
 N_MOTION = 2 * (len(PREV_CANDIDATES) + 2)
+# bound of the head's per-code copy term (ModelConfig.copy_bias), in logit units
+COPY_BIAS_MAX = 1 << 20
 
 
 @dataclasses.dataclass
@@ -42,6 +44,9 @@ class ModelConfig:
     head_hidden: int = 256
     motion_clamp: int = 0      # > 0: motion count features for the head, clamped to this
     subst: bool = False        # learned substitution table: gated bonus rows per candidate
+    subst_tied: bool = True    # the substitution table is tied symmetric (SUB[a, b] = SUB[b, a])
+    copy_bias: bool = False    # learned per-code term added with every candidate's copy bonus
+    copy_max: bool = False     # a code in several candidate slots gets the largest bonus, not the sum
     # integer export
     precision: int = 24
     logit_frac: int = 6        # logits are integers in units of 2**-logit_frac nats

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nacc.neural.config import HEAD_NEIGHBOURS, N_MATCH, ModelConfig
+from nacc.neural.config import COPY_BIAS_MAX, HEAD_NEIGHBOURS, N_MATCH, ModelConfig
 from nacc.neural.intref import IntModel
 from nacc.neural.model import LSTM_GATE_SCALE, NeuralModel
 
@@ -195,6 +195,9 @@ def export(model: NeuralModel) -> IntModel:
         sub_w, _, sub_m, sub_s = export_linear(hd.sub, np.full(cfg.vocab, hd.fq_g.scale),
                                                2.0**-cfg.logit_frac)
         a["head.sub.w"], a["head.sub.m"], a["head.sub.s"] = sub_w, sub_m, sub_s
+    if cfg.copy_bias:
+        a["head.cb"] = np.clip(np.rint(_np(hd.cb) * 2.0**cfg.logit_frac),
+                               -COPY_BIAS_MAX, COPY_BIAS_MAX).astype(np.int32)
     return IntModel(cfg, a)
 
 
@@ -248,4 +251,6 @@ def load_model(folder) -> tuple[IntModel, bytes]:
             arrays = {k: z[k] for k in z.files}
     except Exception as e:  # noqa: BLE001
         raise ModelError(f"{wpath}: unreadable weights ({e})") from None
+    if cfg.copy_bias and "head.cb" not in arrays:
+        raise ModelError(f"{wpath}: config has copy_bias but the weights lack head.cb")
     return IntModel(cfg, arrays), digest.digest()

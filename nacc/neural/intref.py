@@ -55,6 +55,14 @@ unchanged):
   SUB[v, s_j]`` over the slots ``j`` (same 15 as the copy bonus) whose token ``s_j`` is not
   the pad id; ``z[v] += clamp(rq(acc[v], M[v], S[v]), -2**24, 2**24)``, added after the
   ``LIN(u; head.l2)`` term and before the copy bonus.  ``|acc| <= 15 * 127 * 127``.
+  ``subst_tied`` only shapes training (a symmetric float table); the spec is the same.
+* ``copy_bias``: a per-code term ``CB`` (int32 ``head.cb[V]``, logit units, ``|CB| <=
+  2**20``): each candidate slot ``j`` whose token ``s`` is not the pad id adds
+  ``c[j] + CB[s]`` to ``z[s]`` instead of ``c[j]`` (so a copied code's mass need not follow
+  its own logit).
+* ``copy_max``: each distinct token ``s`` among the non-pad candidate slots adds
+  ``max_{j: s_j = s} c[j] + CB[s]`` to ``z[s]`` once (``CB = 0`` without ``copy_bias``),
+  instead of the sum over its slots.
 
 Frame-level pass ``F[t]`` (int8 [H*W, D]): depends only on frames ``< t``; frames before 0
 are all pad tokens.
@@ -163,6 +171,12 @@ class IntModel:
         self.cfg = cfg
         self.a = {k: np.asarray(v) for k, v in arrays.items()}
 
+    def copy_bias(self) -> np.ndarray:
+        """int64 [V]: the head's per-code copy term (zeros when the config has none)."""
+        if self.cfg.copy_bias:
+            return self.a["head.cb"].astype(I64)
+        return np.zeros(self.cfg.vocab, I64)
+
     def lin(self, name, l=None):
         g = (lambda k: self.a[f"{name}.{k}"]) if l is None else (lambda k: self.a[f"{name}.{k}"][l])
         return (g("w"), g("b"), g("m"), g("s"))
@@ -244,9 +258,17 @@ def head_logits(m: IntModel, f, nb, prev, match):
             np.add.at(gated, (rows, cand[:, j]), g[:, j])
         sub = (m.a["head.sub.w"], np.zeros(v, I64), m.a["head.sub.m"], m.a["head.sub.s"])
         z = z + _logit_units(gated[:, :v], sub)
+    cb = np.concatenate([m.copy_bias(), np.zeros(1, I64)])
     ext = np.concatenate([z, np.zeros((len(z), 1), I64)], -1)
-    for j in range(cand.shape[1]):  # in slot order; duplicates add up
-        np.add.at(ext, (rows, cand[:, j]), bonus[:, j])
+    if m.cfg.copy_max:
+        none = -(I64(1) << 40)
+        best = np.full_like(ext, none)
+        for j in range(cand.shape[1]):
+            np.maximum.at(best, (rows, cand[:, j]), bonus[:, j])
+        ext += np.where(best > none, best + cb[None, :], 0)
+    else:
+        for j in range(cand.shape[1]):  # in slot order; duplicates add up
+            np.add.at(ext, (rows, cand[:, j]), bonus[:, j] + cb[cand[:, j]])
     return ext[:, :v]
 
 

@@ -185,7 +185,10 @@ class TokenHead(nn.Module):
     counts (``cfg.motion_clamp``) -> hidden layer -> logits over V, plus a learned copy
     bonus added to the logit of each candidate token (the 6 neighbours and the previous
     frame's 3x3 window), and optionally (``cfg.subst``) a substitution table: each
-    candidate ``c`` adds its gate times the learned row ``SUB[c, :]`` to all V logits."""
+    candidate ``c`` adds its gate times the learned row ``SUB[c, :]`` to all V logits
+    (symmetric unless ``cfg.subst_tied`` is off), and (``cfg.copy_bias``) a learned per-code
+    term ``CB[c]`` added with each candidate's bonus.  With ``cfg.copy_max`` a code held by
+    several slots gets the largest of their bonuses (plus ``CB`` once) instead of the sum."""
 
     def __init__(self, cfg: ModelConfig, f_width: int):
         super().__init__()
@@ -201,9 +204,14 @@ class TokenHead(nn.Module):
             self.sg = QLinear(cfg.head_hidden, N_SLOTS)  # substitution gate per slot
             self.fq_g = FQ()
             # weight[v, c] = SUB[c, v]; tied symmetric: c -> v as likely a substitution as v -> c
-            self.sub = SymQLinear(cfg.vocab, cfg.vocab, bias=False)
+            lin = SymQLinear if cfg.subst_tied else QLinear
+            self.sub = lin(cfg.vocab, cfg.vocab, bias=False)
             with torch.no_grad():
                 self.sub.weight.zero_()
+        if cfg.copy_bias:
+            # per-code logit term of a copied candidate: a copy's mass should not follow the
+            # code's own (prior) logit
+            self.cb = nn.Parameter(torch.zeros(cfg.vocab))
 
     def forward(self, f, f_scale, x):
         cfg = self.cfg
@@ -229,8 +237,17 @@ class TokenHead(nn.Module):
             rows = torch.zeros(*g.shape[:-1], cfg.vocab + 1, device=g.device)
             rows = rows.scatter_add(-1, cand, g)[..., :cfg.vocab]
             logits = logits + self.sub(rows, _scales((self.fq_g.scale, cfg.vocab)))
+        cb = logits.new_zeros(cfg.vocab + 1)
+        if cfg.copy_bias:
+            q = step_quant(self.cb, 2.0 ** -cfg.logit_frac) if self.cp.qat else self.cb
+            cb = torch.cat([q, q.new_zeros(1)])
         ext = torch.cat([logits, torch.zeros_like(logits[..., :1])], -1)
-        ext = ext.scatter_add(-1, cand, bonus)
+        if cfg.copy_max:  # each distinct candidate code once, with its largest bonus
+            best = torch.full_like(ext, -1e9).scatter_reduce(-1, cand, bonus, "amax")
+            hit = torch.zeros_like(ext).scatter(-1, cand, 1.0) > 0
+            ext = ext + torch.where(hit, best + cb, torch.zeros_like(ext))
+        else:
+            ext = ext.scatter_add(-1, cand, bonus + cb[cand])
         return ext[..., :cfg.vocab]
 
 

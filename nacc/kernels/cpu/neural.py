@@ -179,7 +179,7 @@ def head_table(video, t, y, x, feat, hw, sw, mot, mclamp, subst, pad, precision,
     """Table of the token at (t, y, x) of ``video`` (only frame t-1 and the causal part of
     frame t are read) given its frame features ``feat`` (int64[D]) and motion row ``mot``
     (read when ``mclamp > 0``); ``subst``: apply the substitution table ``sw``."""
-    emb, w1, b1, m1, s1, act, w2, b2, m2, s2, expt, cw, cb, cm, cs = hw
+    emb, w1, b1, m1, s1, act, w2, b2, m2, s2, expt, cw, cb, cm, cs, cbias, cmax = hw
     _, h, w = video.shape
     d = feat.shape[0]
     e = emb.shape[1]
@@ -239,10 +239,26 @@ def head_table(video, t, y, x, feat, hw, sw, mot, mclamp, subst, pad, precision,
         _substitute(u, cand, pad, sw, z)
     cacc = np.empty(n_c, np.int32)
     _acc(u, cw, cb, cacc)
+    bon = np.empty(n_c, np.int64)
     for j in range(n_c):
-        if cand[j] != pad:
-            z[cand[j]] += min(max(_rq(np.int64(cacc[j]), np.int64(cm[j]), np.int64(cs[j])),
-                                  -lim), lim)
+        bon[j] = min(max(_rq(np.int64(cacc[j]), np.int64(cm[j]), np.int64(cs[j])), -lim), lim)
+    for j in range(n_c):
+        sc = cand[j]
+        if sc == pad:
+            continue
+        if cmax[0] == 0:
+            z[sc] += bon[j] + cbias[sc]
+            continue
+        first = True  # copy_max: the first slot holding sc adds its largest bonus
+        for k in range(j):
+            if cand[k] == sc:
+                first = False
+        if first:
+            best = bon[j]
+            for k in range(j + 1, n_c):
+                if cand[k] == sc and bon[k] > best:
+                    best = bon[k]
+            z[sc] += best + cbias[sc]
     table_from_logits(z, expt, precision, out)
 
 
@@ -522,7 +538,8 @@ def pack(m):
     architecture, and the substitution table of a model without one, get a dummy tuple of
     the same types)."""
     a = m.a
-    hw_ = _pack(a, _HEAD_KEYS)
+    hw_ = _pack(a, _HEAD_KEYS) + (np.ascontiguousarray(m.copy_bias()),
+                                  np.array([int(m.cfg.copy_max)], np.int64))
     sw = _pack(a, _SUB_KEYS) if m.cfg.subst else _dummy_sub()
     if m.cfg.arch == "transformer":
         tw = _pack(a, _TF_KEYS)
