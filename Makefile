@@ -28,9 +28,9 @@ demo: $(STAMP)
 	cmp $$tmp/clip.npy $$tmp/original.npy && echo "== round trip byte-identical" && \
 	bin/nacc info $$tmp/clip.npy.nacc && \
 	bin/nacc verify $$tmp/original.npy && \
-	echo "== the cm prior was fitted on frames 0-299 of this clip; the honest rate is on 300-599:" && \
-	$(PY) -c "import numpy as n; n.save('$$tmp/frames300-599.npy', n.load('tests/data/commavq_dev.npy')[300:])" && \
-	bin/nacc verify $$tmp/frames300-599.npy && rm -rf $$tmp
+	echo "== the default cm prior was fitted on frames 0-449 of this clip; the honest rate is on 450-599:" && \
+	$(PY) -c "import numpy as n; n.save('$$tmp/frames450-599.npy', n.load('tests/data/commavq_dev.npy')[450:])" && \
+	bin/nacc verify $$tmp/frames450-599.npy && rm -rf $$tmp
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -2,6 +2,7 @@
 
     python bench/bench_cm.py [CLIP.npy] [--runs 3] [--copies 8] [--prior NAME]
     python bench/bench_cm.py --ablation [CLIP.npy]
+    python bench/bench_cm.py --headroom [CLIP.npy]
 
 Everything runs in one invocation on the same input, so compare the ratios, not the absolute
 times.  General-purpose codecs get the position-major int16 layout (tokens.reshape(-1,128).T)
@@ -12,6 +13,8 @@ medians of whole-process wall times (start-up included); peak RSS is the worker'
 resident set (from wait4).  Amortized times code ``--copies`` relabeled copies of the clip
 (each through a different random code permutation, so no codec can deduplicate them) in one
 process.  Installs nothing; a codec that is missing is skipped with a line that says so.
+
+``--headroom`` measures what limits the rate on real data (see ``headroom``).
 """
 from __future__ import annotations
 
@@ -208,7 +211,8 @@ def bench(clip: np.ndarray, runs: int, copies: int, prior: str, work: str) -> No
 
 def ablation(clip: np.ndarray) -> None:
     """Rate on frames 300-599 coded cold as their own clip (priors fitted on 0-299) and on all
-    frames cold, as components are added.  Uses the production kernel with masks."""
+    frames cold, as components are added (the production kernel with masks); then the priors
+    fitted on 0-299 and 0-449 on frames 450-599, which neither saw."""
     sys.path.insert(0, ROOT)
     from nacc import coder
     from nacc.kernels.cpu import cm as K
@@ -248,11 +252,86 @@ def ablation(clip: np.ndarray) -> None:
             rates.append(x.size * 10 / 8 / words.nbytes)
         allr = f"{rates[1]:13.4f}" if rates[1] else f"{'(saw 0-299)':>13s}"
         print(f"{name:46s} {rates[0]:17.4f} {10 / rates[0]:8.3f} {allr}")
+    late = np.ascontiguousarray(tok[450:])
+    print(f"\n{'prior (frames 450-599, never seen by either)':46s} {'rate':>17s} {'bits/tok':>8s}")
+    cfg = C.make_cfg(1024, (8, 16))
+    for name in ("commavq-v3", "commavq-v4"):
+        perm, warm, _ = C.load_prior(name, 1024)
+        s, f = K.enc_pass(late.ravel(), cfg, perm, K.new_state(cfg, warm), K.TABLES)
+        rate = late.size * 10 / 8 / coder.encode_intervals(s, f, 24).nbytes
+        label = f"{name} (fitted on 0-{299 if name == 'commavq-v3' else 449})"
+        print(f"{label:46s} {rate:17.4f} {10 / rate:8.3f}")
+
+
+def headroom(clip: np.ndarray, first: int = 450, recent: int = 16) -> None:
+    """What limits the rate on frames ``first``.. of the clip (coded as a clip of their own):
+
+    1. the prior recipe of ``commavq-v4`` (code tree and warm state, counts capped) fitted on
+       frames 0..F-1 for growing F: how the rate grows with the real data a prior sees;
+    2. where the bits go under the shipped default prior: copies of the previous frame,
+       values seen at the same position in the ``recent`` frames before it, and values new
+       at the position;
+    3. a bound on better code trees: the tree fitted on the measured frames themselves (an
+       oracle that no shipped prior can be), with the same warm-state recipe.
+    Rates are ideal (from the coded intervals), within 0.01% of the archive's words."""
+    sys.path.insert(0, os.path.join(ROOT, "models", "cm-prior"))
+    sys.path.insert(0, ROOT)
+    import fit_prior as F
+    from nacc.kernels.cpu import cm as K
+    from nacc.predictors import cm as C
+    from nacc.predictors import get
+
+    tok = (clip.reshape(len(clip), 8, 16) if clip.ndim == 2 else clip).astype(np.int32)
+    test = np.ascontiguousarray(tok[first:])
+    cfg = C.make_cfg(1024, (8, 16))
+
+    def bits(perm, fit_frames):
+        warm = None if fit_frames is None else F.fit_warm(fit_frames, perm, F.ALL_KINDS,
+                                                          F.V4_COUNT_CAP)
+        _, f = K.enc_pass(test.ravel(), cfg, perm, K.new_state(cfg, warm), K.TABLES)
+        return 24 - np.log2(f.astype(np.float64))
+
+    print(f"1. prior recipe fitted on frames 0..F-1, measured on frames {first}-{len(tok) - 1}")
+    print(f"{'F':>5s} {'rate':>7s} {'bits/tok':>8s}")
+    for n_fit in sorted({0, first // 3, 2 * first // 3, first}):
+        perm = F.fit_leaf_order(tok[:n_fit]) if n_fit else np.arange(1024)
+        b = bits(perm, tok[:n_fit] if n_fit else None).mean()
+        print(f"{n_fit:5d} {10 / b:7.4f} {b:8.3f}")
+
+    pred = get("cm")(1024, (8, 16))
+    _, f = pred.intervals(test)
+    b = (pred.precision - np.log2(f.astype(np.float64))).reshape(test.shape)
+    copy = np.zeros(test.shape, bool)
+    copy[1:] = test[1:] == test[:-1]                     # the clip of its own has no frame -1
+    seen = np.zeros(test.shape, bool)
+    for k in range(2, recent + 1):                       # frames t-2 .. t-recent of the clip
+        seen[k:] |= test[k:] == test[:-k]
+    seen &= ~copy
+    new = ~copy & ~seen
+    print(f"\n2. where the bits go, default prior {pred.prior}, frames {first}-{len(tok) - 1}")
+    print(f"{'tokens':44s} {'share':>6s} {'bits/tok':>8s} {'of bits':>7s}")
+    for name, m in (("copy of the previous frame", copy),
+                    (f"seen at the position in t-2..t-{recent}", seen),
+                    ("new at the position", new)):
+        print(f"{name:44s} {m.mean():6.3f} {b[m].mean():8.3f} {b[m].sum() / b.sum():7.3f}")
+    print(f"{'all':44s} {1:6.3f} {b.mean():8.3f} {1:7.3f}")
+
+    print(f"\n3. code tree bound, warm state fitted on frames 0-{first - 1}")
+    for name, perm in ((f"tree fitted on frames 0-{first - 1} (the recipe)",
+                        F.fit_leaf_order(tok[:first])),
+                       (f"tree fitted on frames 0-{len(tok) - 1} (oracle)", F.fit_leaf_order(tok)),
+                       (f"tree fitted on frames {first}-{len(tok) - 1} only (oracle)",
+                        F.fit_leaf_order(test))):
+        r = 10 / bits(perm, tok[:first]).mean()
+        print(f"{name:48s} rate {r:.4f}")
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--ablation":
         ablation(np.load(sys.argv[2] if len(sys.argv) > 2 else DEV))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--headroom":
+        headroom(np.load(sys.argv[2] if len(sys.argv) > 2 else DEV))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         ap = argparse.ArgumentParser()

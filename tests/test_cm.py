@@ -16,7 +16,7 @@ from nacc.predictors import cm as cm_mod
 
 GOLDEN = Path(__file__).parent / "golden" / "cm-words.json"
 TREE = "commavq-tree-v1"
-PRIORS = ["none", "commavq-warm-v1", TREE, "commavq-v2", "commavq-v3"]
+PRIORS = ["none", "commavq-warm-v1", TREE, "commavq-v2", "commavq-v3", "commavq-v4"]
 
 
 def _cdf(tables: np.ndarray, order) -> np.ndarray:
@@ -129,12 +129,15 @@ def test_constant_clip_is_tiny():
 
 
 def test_real_clip_compresses(dev_clip):
-    """Sanity bound on the rate of frames 300-599 (never fitted on) coded cold."""
-    tokens = np.ascontiguousarray(dev_clip[300:]).astype(np.int32)
-    for prior, floor in (("none", 1.40), ("commavq-warm-v1", 1.43), (TREE, 1.58),
-                         ("commavq-v2", 1.62), ("commavq-v3", 1.68)):
+    """Sanity bound on the rate of frames that the prior was never fitted on, coded as a clip
+    of their own: 300-599 for the priors fitted on 0-299, 450-599 for commavq-v4 (0-449)."""
+    for prior, first, floor in (("none", 300, 1.40), ("commavq-warm-v1", 300, 1.43),
+                                (TREE, 300, 1.58), ("commavq-v2", 300, 1.62),
+                                ("commavq-v3", 300, 1.68), ("commavq-v3", 450, 1.72),
+                                ("commavq-v4", 450, 1.77)):
+        tokens = np.ascontiguousarray(dev_clip[first:]).astype(np.int32)
         nbytes = roundtrip(get("cm")(1024, (8, 16), prior=prior), tokens)
-        assert tokens.size * 10 / 8 / nbytes > floor, prior
+        assert tokens.size * 10 / 8 / nbytes > floor, (prior, first)
 
 
 # -- params, prior, golden words -------------------------------------------------------------
@@ -150,7 +153,12 @@ def test_params_rebuild_identical_predictor(small_clip):
 
 def test_prior_files_are_content_addressed():
     cfg = json.loads((Path(cm_mod.PRIOR_DIR) / "priors.json").read_text())
-    assert cfg["fitted_on"].endswith("frames 0-299")
+    fitted = {name: e.get("fitted_on", cfg["fitted_on"]) for name, e in cfg["priors"].items()}
+    assert fitted == {"commavq-tree-v1": "commavq_dev.npy frames 0-299",
+                      "commavq-v2": "commavq_dev.npy frames 0-299",
+                      "commavq-warm-v1": "commavq_dev.npy frames 0-299",
+                      "commavq-v3": "commavq_dev.npy frames 0-299",
+                      "commavq-v4": "commavq_dev.npy frames 0-449"}
     for fname, digest in cfg["sha256"].items():
         data = (Path(cm_mod.PRIOR_DIR) / fname).read_bytes()
         assert hashlib.sha256(data).hexdigest() == digest and digest[:16] in fname
@@ -161,8 +169,30 @@ def test_prior_files_are_content_addressed():
         hashes.add(pred.model_hash())
     assert len(hashes) == len(cfg["priors"])
     assert get("cm")(1024, (8, 16), prior="none").model_hash() == b""
-    assert get("cm")(1024, (8, 16)).params() == {"prior": "commavq-v3"}
+    assert get("cm")(1024, (8, 16)).params() == {"prior": "commavq-v4"}
     assert get("cm")(1000, (8, 16)).params() == {"prior": "none"}
+
+
+def test_installed_package_ships_every_prior_file():
+    """setup.cfg's data_files name exactly the files priors.json lists (an installed nacc
+    must find every prior, the default included)."""
+    import configparser
+
+    root = Path(__file__).resolve().parent.parent
+    setup = configparser.ConfigParser()
+    setup.read(root / "setup.cfg")
+    listed = setup["options.data_files"]["share/nacc/models/cm-prior"].split()
+    cfg = json.loads((Path(cm_mod.PRIOR_DIR) / "priors.json").read_text())
+    assert sorted(listed) == sorted(f"models/cm-prior/{f}" for f in ["priors.json", *cfg["sha256"]])
+
+
+def test_v4_counts_are_capped():
+    """commavq-v4's counters carry counts of at most its count_cap (probabilities kept)."""
+    cfg = json.loads((Path(cm_mod.PRIOR_DIR) / "priors.json").read_text())
+    _, warm, _ = cm_mod.load_prior("commavq-v4", 1024)
+    n = (warm["ht_counter"].astype(np.int64) ^ cm_mod.K0.SIGN) & 1023
+    assert cfg["priors"]["commavq-v4"]["count_cap"] == 10 and n.max() == 10
+    assert len(warm["ht_counter"]) > 400_000
 
 
 def test_unknown_prior_is_an_error():

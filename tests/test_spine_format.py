@@ -205,7 +205,8 @@ def golden_cases(dev_clip):
         v2 = (("prior", "commavq-v2"),)
         cases["cm-dev12"] = (one, codec.Options("cm", v2))
         cases["cm-dev12-solid3"] = (parts, codec.Options("cm", v2, solid=3))
-        cases["cm-v3-dev12"] = (one, codec.Options("cm"))
+        cases["cm-v3-dev12"] = (one, codec.Options("cm", (("prior", "commavq-v3"),)))
+        cases["cm-v4-dev12"] = (one, codec.Options("cm"))
     return cases
 
 

@@ -1,10 +1,12 @@
-"""Fit the shipped ``cm`` priors for V = 1024 commaVQ tokens: a code tree (leaf order) and
+"""Fit the shipped ``cm`` priors for V = 1024 commaVQ tokens: code trees (leaf orders) and
 warm-start states.
 
-Usage: python models/cm-prior/fit_prior.py [CLIP.npy] [--frames 300]
+Usage: python models/cm-prior/fit_prior.py [CLIP.npy]
 
-Only frames 0..frames-1 of the clip are used (default: frames 0-299 of the dev clip, so that
-rates on frames 300-599 stay honest).  The tree is a recursive spectral bisection of the
+Every prior is fitted on a prefix of the dev clip only, named in its entry (``fitted_on``;
+entries without one use the file's top-level ``fitted_on``, frames 0-299): the priors up to
+``commavq-v3`` on frames 0-299, so that rates on frames 300-599 stay honest; ``commavq-v4``
+on frames 0-449, rates on frames 450-599.  A tree is a recursive spectral bisection of the
 graph whose edge weights count how often code a is replaced by code b (a != b) at the same
 position between consecutive frames: codes that replace each other end up in the same
 subtree.  Float code runs only here, offline; its output is frozen as an integer table
@@ -13,10 +15,12 @@ predictor reads that file, checks its hash, and never recomputes it.  The warm-s
 states are integer model arrays taken after coding the same frames cold (see ``fit_warm``):
 ``warm-*.npz`` (tree order) and ``warmid-*.npz`` (identity order) hold the small arrays and
 the leaf-cluster counters; ``warmall-*.npz`` (tree order) also holds every other context's
-counters (previous tokens, position, order 0).  ``priors.json`` names the priors and the
-sha256 of every file.  Files are frozen once written: a run adds the priors that
-``priors.json`` lacks (reusing the frozen tree) and never rewrites an existing one, so
-archives written with any shipped prior keep decoding.
+counters (previous tokens, position, order 0); ``commavq-v4`` caps each counter's count at
+``count_cap`` so that the prior's probabilities move as fast as those of a counter seen that
+often (a clip unlike the fitting frames overrides them sooner).  ``priors.json`` names the
+priors and the sha256 of every file.  Files are frozen once written: a run adds the priors
+that ``priors.json`` lacks and never rewrites an existing one, so archives written with any
+shipped prior keep decoding.
 """
 from __future__ import annotations
 
@@ -70,10 +74,20 @@ LEAF_CLUSTER_KINDS = {5: 1024 >> 3, 6: 1024 >> 5}
 ALL_KINDS = {0: 1, 1: 1024, 2: 128, 3: 1024, 4: 1024, **LEAF_CLUSTER_KINDS}
 
 
-def fit_warm(tokens: np.ndarray, perm: np.ndarray, contexts: dict = LEAF_CLUSTER_KINDS) -> dict:
+def cap_counts(counters: np.ndarray, cap: int) -> np.ndarray:
+    """Stored counters (uint32, logical value XOR 2**31) with each count n = e & 1023 lowered
+    to at most ``cap``; the probability bits are unchanged."""
+    e = counters.astype(np.int64) ^ 0x80000000
+    n = np.minimum(e & 1023, cap)
+    return (((e >> 10) << 10 | n) ^ 0x80000000).astype(np.uint32)
+
+
+def fit_warm(tokens: np.ndarray, perm: np.ndarray, contexts: dict = LEAF_CLUSTER_KINDS,
+             count_cap: int | None = None) -> dict:
     """Warm-start state: the cm model's small arrays (mixer weights, APMs, match and copy
     models) and the tree counters of the contexts ``contexts`` ({kind: number of values})
-    after coding ``tokens`` cold with leaf order ``perm``."""
+    after coding ``tokens`` cold with leaf order ``perm``; the counters' counts capped at
+    ``count_cap`` when it is given."""
     sys.path.insert(0, ROOT)
     from nacc.kernels.cpu import cm as K
     from nacc.predictors.cm import make_cfg
@@ -90,11 +104,14 @@ def fit_warm(tokens: np.ndarray, perm: np.ndarray, contexts: dict = LEAF_CLUSTER
         vals.append(v)
         nodes.append(nd)
         ctrs.append(c)
+    counters = np.concatenate(ctrs).astype(np.uint32)
+    if count_cap is not None:
+        counters = cap_counts(counters, count_cap)
     return {"w": w, "apm": apm, "mc": mc, "cw": cw, "capm": capm,
             "ht_kind": np.concatenate(kinds).astype(np.uint8),
             "ht_value": np.concatenate(vals).astype(np.int16),
             "ht_node": np.concatenate(nodes).astype(np.uint16),
-            "ht_counter": np.concatenate(ctrs).astype(np.uint32)}
+            "ht_counter": counters}
 
 
 def _write(data: bytes, stem: str, ext: str, digests: dict) -> str:
@@ -112,48 +129,65 @@ def _npz(arrays: dict) -> bytes:
     return buf.getvalue()
 
 
+LEGACY_FRAMES = 300     # the priors without a fitted_on of their own: frames 0-299
+V4_COUNT_CAP = 10       # chosen on a tree and warm state fitted on 0-149, measured on 150-299
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("clip", nargs="?", default=os.path.join(ROOT, "tests", "data", "commavq_dev.npy"))
-    ap.add_argument("--frames", type=int, default=300)
     args = ap.parse_args()
-    tok = np.load(args.clip)
-    if tok.ndim == 2:
-        tok = tok.reshape(len(tok), 8, 16)
-    tok = tok[: args.frames]
-    fitted_on = f"{os.path.basename(args.clip)} frames 0-{args.frames - 1}"
+    clip = np.load(args.clip)
+    if clip.ndim == 2:
+        clip = clip.reshape(len(clip), 8, 16)
+    name = os.path.basename(args.clip)
+
+    def fitted_on(frames: int) -> str:
+        return f"{name} frames 0-{frames - 1}"
+
     path = os.path.join(HERE, "priors.json")
-    cfg = {"fitted_on": fitted_on, "priors": {}, "sha256": {}}
+    cfg = {"fitted_on": fitted_on(LEGACY_FRAMES), "priors": {}, "sha256": {}}
     if os.path.exists(path):
         with open(path) as f:
             cfg = json.load(f)
-        if cfg["fitted_on"] != fitted_on:
-            sys.exit(f"priors.json was fitted on {cfg['fitted_on']}, not {fitted_on}")
+        if cfg["fitted_on"] != fitted_on(LEGACY_FRAMES):
+            sys.exit(f"priors.json was fitted on {cfg['fitted_on']}, not {fitted_on(LEGACY_FRAMES)}")
     priors, digests = cfg["priors"], cfg["sha256"]
-    tree = priors.get("commavq-tree-v1", {}).get("tree")
-    if tree is None:
-        perm = fit_leaf_order(tok)
-        tree = _write(perm.astype("<u2").tobytes(), "tree", "u16", digests)
-    else:
-        with open(os.path.join(HERE, tree), "rb") as f:
-            perm = np.frombuffer(f.read(), "<u2").astype(np.int64)
+    trees: dict[int, tuple[str, np.ndarray]] = {}   # frames -> (file, perm)
+
+    def tree_of(frames: int, known: str | None) -> tuple[str, np.ndarray]:
+        if frames not in trees:
+            if known is None:
+                perm = fit_leaf_order(clip[:frames])
+                known = _write(perm.astype("<u2").tobytes(), "tree", "u16", digests)
+            with open(os.path.join(HERE, known), "rb") as f:
+                trees[frames] = (known, np.frombuffer(f.read(), "<u2").astype(np.int64))
+        return trees[frames]
+
+    tree_of(LEGACY_FRAMES, priors.get("commavq-tree-v1", {}).get("tree"))
     identity = np.arange(1024, dtype=np.int64)
-    wanted = {   # name -> (file stem, leaf order, context kinds of the warm state)
-        "commavq-tree-v1": None,
-        "commavq-v2": ("warm", perm, LEAF_CLUSTER_KINDS),
-        "commavq-warm-v1": ("warmid", identity, LEAF_CLUSTER_KINDS),
-        "commavq-v3": ("warmall", perm, ALL_KINDS),
+    wanted = {   # name -> (frames, file stem, tree order?, context kinds, count cap)
+        "commavq-tree-v1": (LEGACY_FRAMES, None, True, None, None),
+        "commavq-v2": (LEGACY_FRAMES, "warm", True, LEAF_CLUSTER_KINDS, None),
+        "commavq-warm-v1": (LEGACY_FRAMES, "warmid", False, LEAF_CLUSTER_KINDS, None),
+        "commavq-v3": (LEGACY_FRAMES, "warmall", True, ALL_KINDS, None),
+        "commavq-v4": (450, "warmall", True, ALL_KINDS, V4_COUNT_CAP),
     }
-    for name, spec in wanted.items():
-        if name in priors:
+    for prior, (frames, stem, use_tree, kinds, cap) in wanted.items():
+        if prior in priors:
             continue
         entry = {"vocab": 1024}
-        if spec is None or spec[1] is perm:
-            entry["tree"] = tree
-        if spec is not None:
-            stem, order, kinds = spec
-            entry["warm"] = _write(_npz(fit_warm(tok, order, kinds)), stem, "npz", digests)
-        priors[name] = entry
+        if frames != LEGACY_FRAMES:
+            entry["fitted_on"] = fitted_on(frames)
+        order = identity
+        if use_tree:
+            entry["tree"], order = tree_of(frames, None)
+        if stem is not None:
+            tok = clip[:frames]
+            entry["warm"] = _write(_npz(fit_warm(tok, order, kinds, cap)), stem, "npz", digests)
+            if cap is not None:
+                entry["count_cap"] = cap
+        priors[prior] = entry
     with open(path, "w") as f:
         json.dump(cfg, f, indent=1, sort_keys=True)
         f.write("\n")

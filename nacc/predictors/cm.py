@@ -222,9 +222,9 @@ def load_prior(name: str, vocab: int):
 
 
 def default_prior(vocab: int) -> str:
-    """The prior used unless one is named: for V = 1024 the learned code tree with the whole
-    warm-start state (``commavq-v3``, fitted on frames 0-299 of the dev clip), else none."""
-    return "commavq-v3" if vocab == 1024 else "none"
+    """The prior used unless one is named: for V = 1024 a learned code tree with the whole
+    warm-start state (``commavq-v4``, fitted on frames 0-449 of the dev clip), else none."""
+    return "commavq-v4" if vocab == 1024 else "none"
 
 
 def _neural(vocab: int, frame_shape: tuple[int, int], model: str):
