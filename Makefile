@@ -20,7 +20,7 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 
 demo: $(STAMP)
 	@tmp=$$(mktemp -d) && cp tests/data/commavq_dev.npy $$tmp/clip.npy && \
-	echo "== nacc compress (default predictor) on the shipped real commaVQ clip" && \
+	echo "== nacc compress (default predictor) on the shipped real commaVQ clip (its prior saw frames 0-449: not a held-out rate)" && \
 	bin/nacc compress -v $$tmp/clip.npy && \
 	mv $$tmp/clip.npy $$tmp/original.npy && \
 	echo "== nacc decompress" && \
