@@ -1,24 +1,35 @@
 """Neural predictors against the exact limit of a synthetic process (``nacc.synth``).
 
-    python bench/bench_synth_limit.py [--vocab 256] [--train-videos 24] [--frames 100] \
-        [--steps 400] [--arch transformer lstm] [--motion-clamp 12] [--no-subst] \
-        [--qat-frac 1.0] [--eval-every 50] [--patience 6] [--out /tmp/synth_models]
+    python bench/bench_synth_limit.py [--arch transformer lstm] [--steps 2000] \
+        [--vocab 256] [--frames 100] [--no-fresh] [--train-videos 24] [--motion-clamp 12] \
+        [--no-subst] [--subst-tied] [--no-copy-bias] [--no-copy-max] [--table-lr-mult 10] \
+        [--eval-every 200] [--patience 6] [--out /tmp/synth_models] [--json FILE]
 
-Trains each architecture (its preset, plus the head's motion counts and substitution table
-as given) on fresh synthetic videos (seed 1), exports it to integers, and evaluates on
-unseen videos (seed 2): bits/token of the integer tables (ideal code length, which rANS
-matches to ~0.01%) against the exact limit of the true process on the same tokens.  Both
-head options are on by default here because the process has exactly that structure (a
-hidden global motion per frame; codes substituted along a hidden ring); the presets leave
-them off (on 300 real frames the motion counts did not help and the V x V table overfits).
-The table also overfits a few dozen synthetic videos after a few hundred steps, so training
-fake-quantizes from the start, keeps the best validation step and stops ``--patience``
-evaluations after it.  The ``cm`` predictor is included when it is installed, alone and
-with each trained model mixed in (``cm --model``).
+Trains each architecture (its preset, plus the head options as given) on synthetic videos,
+exports it to integers, and evaluates on unseen videos (seed 2): bits/token of the integer
+tables (ideal code length, which rANS matches to ~0.01%) against the exact limit of the
+true process on the same tokens.  By default training never sees a video twice: every step
+draws its clips from ``--batch-size`` new videos of the stream ``synth.stream`` (seed 1),
+and ``--val-videos`` videos of seed 3 validate; ``--no-fresh`` trains on a fixed corpus of
+``--train-videos`` videos (seed 1) instead, with a ``--val-frac`` of them held out.
+
+The head options are on by default here because the process has exactly that structure (a
+hidden global motion per frame: motion counts; codes substituted along a hidden ring: the
+substitution table; copies whose probability does not follow the copied code's Zipf prior:
+the per-code copy term, max-merged over duplicate candidates; in 1000-step runs the copy
+term made no difference); the presets leave them off (on 300 real frames the motion counts
+did not help and the V x V table overfits).  On fresh videos nothing overfits, so the table
+is untied (a -> b and b -> a differ by the prior of b) and the per-code tables learn
+``--table-lr-mult`` times faster than the rest.  On a fixed corpus the table overfits a
+few dozen videos after a few hundred steps; training fake-quantizes from the start, keeps
+the best validation step and stops ``--patience`` evaluations after it.  The ``cm``
+predictor is included when it is installed, alone and with each trained model mixed in
+(``cm --model``).
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import tempfile
 import time
@@ -51,27 +62,34 @@ def main(argv=None):
     ap.add_argument("--height", type=int, default=8)
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--frames", type=int, default=100)
-    ap.add_argument("--train-videos", type=int, default=24)
+    ap.add_argument("--fresh", action=argparse.BooleanOptionalAction, default=True,
+                    help="train on new videos every step (else on --train-videos videos)")
+    ap.add_argument("--train-videos", type=int, default=24, help="with --no-fresh")
+    ap.add_argument("--val-videos", type=int, default=4, help="with --fresh")
     ap.add_argument("--test-videos", type=int, default=4)
-    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=TrainConfig.lr)
+    ap.add_argument("--table-lr-mult", type=float, default=10.0,
+                    help="lr factor of the head's per-code tables (copy term, substitution)")
     ap.add_argument("--val-frac", type=float, default=0.1,
-                    help="fraction of the training videos held out for validation")
+                    help="with --no-fresh: fraction of the training videos held out for "
+                         "validation")
     ap.add_argument("--qat-frac", type=float, default=1.0,
                     help="fraction of the steps with fake quantization (1: all, so that the "
                          "early best validation step can be kept)")
-    ap.add_argument("--eval-every", type=int, default=50)
+    ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--patience", type=int, default=6,
                     help="stop after this many evaluations without a new best (0: never)")
     ap.add_argument("--arch", nargs="+", default=["transformer", "lstm"])
     ap.add_argument("--motion-clamp", type=int, default=12, help="head motion counts (0: off)")
     ap.add_argument("--subst", action=argparse.BooleanOptionalAction, default=True,
                     help="head substitution table")
-    ap.add_argument("--subst-tied", action=argparse.BooleanOptionalAction, default=True,
+    ap.add_argument("--subst-tied", action=argparse.BooleanOptionalAction, default=False,
                     help="tie the substitution table symmetric")
-    ap.add_argument("--copy-bias", action=argparse.BooleanOptionalAction, default=False,
+    ap.add_argument("--copy-bias", action=argparse.BooleanOptionalAction, default=True,
                     help="head per-code copy term")
-    ap.add_argument("--copy-max", action=argparse.BooleanOptionalAction, default=False,
+    ap.add_argument("--copy-max", action=argparse.BooleanOptionalAction, default=True,
                     help="head: a code in several candidate slots gets the largest bonus")
     ap.add_argument("--out", default=None, help="keep the trained model folders here")
     ap.add_argument("--resume", action="store_true",
@@ -82,22 +100,34 @@ def main(argv=None):
 
     cfg_s = synth.SynthConfig(vocab=args.vocab)
     shape = (args.frames, args.height, args.width)
-    train_v = synth.corpus(args.train_videos, shape, 1, cfg_s)
+    # what train() gets as its corpus: with a stream, validation videos only
+    if args.fresh:
+        videos = synth.corpus(args.val_videos, shape, 3, cfg_s)
+        stream = functools.partial(synth.stream, n_videos=args.batch_size, shape=shape, seed=1,
+                                   cfg=cfg_s)
+        n_train = args.steps * args.batch_size * int(np.prod(shape))
+    else:
+        videos = synth.corpus(args.train_videos, shape, 1, cfg_s)
+        stream = None
+        n_train = int(sum(v.size for v in videos))
     test_v = synth.corpus(args.test_videos, shape, 2, cfg_s)
     limit = float(np.concatenate([synth.code_lengths(v, cfg_s) for v in test_v]).mean())
-    res = {"vocab": args.vocab, "shape": list(shape), "train_tokens": int(sum(v.size for v in train_v)),
+    res = {"vocab": args.vocab, "shape": list(shape), "fresh": args.fresh, "train_tokens": n_train,
            "test_tokens": int(sum(v.size for v in test_v)), "limit_bits_per_token": limit}
     print(f"limit (exact, test videos): {limit:.4f} bits/token")
     for arch in args.arch:
         cfg = make_config(arch, args.vocab, shape[1:], motion_clamp=args.motion_clamp,
                           subst=args.subst, subst_tied=args.subst_tied,
                           copy_bias=args.copy_bias, copy_max=args.copy_max)
-        tc = TrainConfig(steps=args.steps, batch_size=args.batch_size, val_frac=args.val_frac,
+        tc = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                         table_lr_mult=args.table_lr_mult,
+                         val_frac=args.val_frac,
                          eval_every=args.eval_every, qat_frac=args.qat_frac,
                          patience=args.patience)
         t0 = time.time()
         out = Path(args.out or tempfile.mkdtemp(prefix="nacc-synth-")) / arch
-        model, im, st = train(cfg, train_v, tc, out=out, resume=args.resume, quiet=False)
+        model, im, st = train(cfg, videos, tc, out=out, resume=args.resume, quiet=False,
+                              stream=stream)
         secs = time.time() - t0
         ib = float(np.concatenate([intref.code_length_bits(im, v) for v in test_v]).mean())
         model.set_qat(True)
@@ -105,6 +135,7 @@ def main(argv=None):
         res[arch] = {"int_bits_per_token": ib, "float_bits_per_token": fb,
                      "quant_cost_pct": 100 * (ib / fb - 1), "vs_limit_pct": 100 * (ib / limit - 1),
                      "train_seconds": secs, "steps": args.steps,
+                     "train_tokens_seen": st.get("train_tokens_seen"),
                      "stopped_at": st.get("stopped_at"), "best_step": st.get("best_step")}
         print(f"{arch:12s} integer {ib:.4f}  float {fb:.4f}  (+{100 * (ib / limit - 1):.1f}% over "
               f"the limit, quantization {100 * (ib / fb - 1):+.2f}%, trained {secs:.0f} s, "

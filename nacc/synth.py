@@ -205,9 +205,10 @@ def _code_lengths(video, trans, ring, pos, prior, sub_d, sub_p, p_sub, w_copy, w
     return out
 
 
-def generate(shape: tuple[int, int, int], seed: int, cfg: SynthConfig = SynthConfig()):
+def generate(shape: tuple[int, int, int], seed, cfg: SynthConfig = SynthConfig()):
     """A token video of ``shape`` (T, H, W) (int32, values 0..cfg.vocab-1) and its modes.
 
+    ``seed``: an int or a sequence of ints (the entropy of ``numpy.random.default_rng``).
     Deterministic in ``(shape, seed, cfg)``.  Returns ``(tokens, modes)``.
     """
     t_n, h, w = (int(s) for s in shape)
@@ -244,3 +245,17 @@ def limit_bits_per_token(tokens: np.ndarray, cfg: SynthConfig = SynthConfig()) -
 def corpus(n_videos: int, shape: tuple[int, int, int], seed: int, cfg: SynthConfig = SynthConfig()):
     """``n_videos`` independent videos (list of arrays), video k seeded by ``(seed, k)``."""
     return [generate(shape, seed * 100003 + k, cfg)[0] for k in range(n_videos)]
+
+
+STREAM_TAG = 0x5EED  # last entropy word of every stream() video; never 0, see stream()
+
+
+def stream(step: int, n_videos: int, shape: tuple[int, int, int], seed: int,
+           cfg: SynthConfig = SynthConfig()):
+    """The ``n_videos`` training videos of step ``step`` of the never-repeating stream
+    ``seed`` (list of arrays): video ``j`` is seeded by the entropy words
+    ``(seed, step, j, STREAM_TAG)`` (each below 2**32).  Distinct ``(seed, step, j)`` give
+    distinct seeds, and none is a :func:`corpus` seed: numpy reads an integer seed as its
+    32-bit words padded with zeros (``7`` seeds as ``(7, 0, 0)`` does), so the nonzero tag
+    keeps the stream apart from every integer seed below 2**96."""
+    return [generate(shape, (seed, step, j, STREAM_TAG), cfg)[0] for j in range(n_videos)]

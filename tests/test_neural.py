@@ -14,7 +14,7 @@ from nacc.kernels.cpu import rans
 from nacc.neural import intref
 from nacc.neural.config import ModelConfig, make_config
 from nacc.neural.export import load_model, quant_multiplier, save_model
-from nacc.neural.train import TrainConfig, train
+from nacc.neural.train import TrainConfig, int_bits, train
 from nacc.predictors.base import check_table, get
 
 V = 32
@@ -174,6 +174,26 @@ def test_train_reproducible_and_resume(tmp_path):
     train(cfg, vids, tc, out=tmp_path / "c", quiet=True, stop_at=3)  # 'interrupted'
     _, _, c = train(cfg, vids, tc, out=tmp_path / "c", quiet=True, resume=True)
     assert c["sha256"] == a["sha256"]
+
+
+def test_train_stream(tmp_path):
+    """A stream of new videos per step: step s trains on the stream's videos of step s only
+    (reproducible and resumable like a corpus); the given videos all validate."""
+    cfg = make_config("lstm", V, SHAPE, preset="tiny")
+    asked = []
+
+    def stream(step):
+        asked.append(step)
+        return synth.stream(step, 2, (10, *SHAPE), 1, SCFG)
+
+    tc = TrainConfig(steps=6, batch_size=2, clip_len=4, eval_every=100, ckpt_every=3)
+    _, _, a = train(cfg, _videos(), tc, out=tmp_path / "a", quiet=True, stream=stream)
+    assert asked == list(range(6))
+    train(cfg, _videos(), tc, out=tmp_path / "b", quiet=True, stream=stream, stop_at=3)
+    _, _, b = train(cfg, _videos(), tc, out=tmp_path / "b", quiet=True, stream=stream,
+                    resume=True)
+    assert b["sha256"] == a["sha256"] and asked[6:] == list(range(6))
+    assert a["val_bits_int"] == int_bits(load_model(tmp_path / "a")[0], _videos())
 
 
 def test_train_patience_stops():

@@ -28,13 +28,30 @@ def round_ste(x):
     return x + (torch.round(x) - x).detach()
 
 
+class _QuantSTE(torch.autograd.Function):
+    """``clamp(round(x / step), -qmax, qmax) * step`` (no clamp when ``qmax`` is None) with
+    the identity gradient (straight-through), in place of ``x + (q - x).detach()``: the same
+    values in fewer passes over the tensor, which matters for the attention scores."""
+
+    @staticmethod
+    def forward(ctx, x, step, qmax):
+        q = torch.div(x, step).round_()
+        if qmax is not None:
+            q.clamp_(-qmax, qmax)
+        return q.mul_(step)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, None, None
+
+
 def fake_quant(x, scale, qmax=127):
-    return x + (torch.clamp(torch.round(x / scale), -qmax, qmax) * scale - x).detach()
+    return _QuantSTE.apply(x, scale, qmax)
 
 
 def step_quant(x, step):
     """Round to a grid of ``step`` (no clamp), straight-through."""
-    return x + (torch.round(x / step) * step - x).detach()
+    return _QuantSTE.apply(x, step, None)
 
 
 class FQ(nn.Module):
@@ -345,12 +362,12 @@ class TransformerFrame(nn.Module):
             vw = vw.reshape(b, t_n, k * hw, nh, dh).permute(0, 1, 3, 2, 4)  # b t nh J dh
             bias = (self.bt[l][:, None, :, None] + (self.by[l][:, iy] + self.bx[l][:, ix])[:, :, None, :])
             bias = bias.reshape(nh, hw, k * hw)
-            sc = torch.matmul(qq, kw) / math.sqrt(dh)  # b t nh hw J
+            # the scale folded into the (smaller) query; exact when dh is a power of 2
+            sc = torch.matmul(qq * (1 / math.sqrt(dh)), kw)  # b t nh hw J
             if self.q[l].qat:
                 sc = step_quant(sc, 2.0 ** -cfg.att_frac)
                 bias = step_quant(bias, 2.0 ** -cfg.att_frac)
-            sc = (sc + bias).masked_fill(~valid.repeat(1, k), float("-inf"))
-            p = torch.softmax(sc, -1)
+            p = torch.softmax(sc + bias.masked_fill(~valid.repeat(1, k), float("-inf")), -1)
             att = torch.matmul(p, vw).permute(0, 1, 3, 2, 4).reshape(b, t_n, h, w, d)
             if self.q[l].qat:
                 att = fake_quant(att, self.fq_v[l].scale)

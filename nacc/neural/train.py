@@ -6,7 +6,9 @@ from ``default_rng([seed, step])``, so a resumed run sees the same batches as an
 uninterrupted one.  The weights of the best validation evaluation of the QAT phase (every
 ``eval_every`` steps, on held-out frames or segments) are kept; with ``patience`` > 0,
 training stops once that many evaluations in a row have not improved on it (small data
-sets overfit long before the last step).  The result is exported to integers
+sets overfit long before the last step).  Instead of a fixed corpus, training can draw
+every step's clips from new videos of a ``stream`` (e.g. synthetic ones, ``nacc.synth``),
+which no model can memorise.  The result is exported to integers
 (``nacc.neural.export``) and its validation bits/token are measured with the integer
 reference.
 """
@@ -34,6 +36,7 @@ class TrainConfig:
     batch_size: int = 8      # clips per step
     clip_len: int = 12       # frames per clip (context frames included)
     lr: float = 3e-3
+    table_lr_mult: float = 1.0  # lr factor of the head's per-code tables (copy term, substitution)
     weight_decay: float = 0.01
     qat_frac: float = 0.3
     seed: int = 0
@@ -59,11 +62,12 @@ def split_corpus(videos, val_frac: float):
     return [v[:-n_val]], [v[-n_val:]]
 
 
-def sample_batch(rng, videos, b, clip_len, n_ctx):
-    """(x (B, L, H, W) long, loss mask (B, L) bool)."""
+def sample_batch(rng, videos, b, clip_len, n_ctx, replace=True):
+    """(x (B, L, H, W) long, loss mask (B, L) bool): ``b`` clips, from videos drawn in
+    proportion to their length (each at most once unless ``replace``)."""
     lens = np.array([len(v) for v in videos], np.float64)
     L = int(min(clip_len, lens.min()))
-    idx = rng.choice(len(videos), size=b, p=lens / lens.sum())
+    idx = rng.choice(len(videos), size=b, p=lens / lens.sum(), replace=replace)
     xs, ms = [], []
     for i in idx:
         v = videos[i]
@@ -118,17 +122,35 @@ def _lr(tc: TrainConfig, step: int) -> float:
     return tc.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
+def _param_groups(model: NeuralModel, tc: TrainConfig):
+    """Optimizer parameter groups: with ``table_lr_mult`` != 1 the head's per-code tables
+    (``cb``, ``sub``) form a second group of that ``lr_mult`` (Adam moves a weight by about
+    lr per step, and a code's copy term must travel as far as the code's log prior)."""
+    head = model.head
+    tables = [head.cb] if model.cfg.copy_bias else []
+    if model.cfg.subst:
+        tables.append(head.sub.weight)
+    if tc.table_lr_mult == 1.0 or not tables:
+        return model.parameters()
+    ids = {id(p) for p in tables}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    return [{"params": rest}, {"params": tables, "lr_mult": tc.table_lr_mult}]
+
+
 def train(cfg: ModelConfig, videos, tc: TrainConfig, out=None, resume: bool = False,
-          quiet: bool = False, log=print, stop_at: int | None = None):
+          quiet: bool = False, log=print, stop_at: int | None = None, stream=None):
     """Train on ``videos`` (list of int arrays (T, H, W)); returns (torch model, IntModel,
     stats dict).  Writes checkpoints and the exported model folder into ``out`` if given.
-    ``stop_at``: stop after that many steps as if interrupted (for tests of ``resume``)."""
+    ``stop_at``: stop after that many steps as if interrupted (for tests of ``resume``).
+    ``stream``: a function ``step -> list of at least batch_size videos``, deterministic in
+    ``step``; each step's clips then come from its own videos (one clip per video), and all
+    of ``videos`` validate (``val_frac`` is ignored)."""
     from tqdm import tqdm
 
     torch.manual_seed(tc.seed)
-    train_v, val_v = split_corpus(videos, tc.val_frac)
+    train_v, val_v = split_corpus(videos, tc.val_frac) if stream is None else (None, list(videos))
     model = NeuralModel(cfg).to(tc.device)
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    opt = torch.optim.AdamW(_param_groups(model, tc), lr=tc.lr, weight_decay=tc.weight_decay)
     step0 = 0
     stats = {"val_bits_float": None}
     best = None
@@ -152,9 +174,12 @@ def train(cfg: ModelConfig, videos, tc: TrainConfig, out=None, resume: bool = Fa
         # observers: one step in 4 (max-abs is not free), frozen for the last 10%
         model.set_observe(step < int(0.9 * tc.steps) and step % 4 == 0)
         for g in opt.param_groups:
-            g["lr"] = _lr(tc, step)
+            g["lr"] = _lr(tc, step) * g.get("lr_mult", 1.0)
         rng = np.random.default_rng([tc.seed, step])
-        x, m = sample_batch(rng, train_v, tc.batch_size, tc.clip_len, n_ctx)
+        if stream is None:
+            x, m = sample_batch(rng, train_v, tc.batch_size, tc.clip_len, n_ctx)
+        else:
+            x, m = sample_batch(rng, stream(step), tc.batch_size, tc.clip_len, n_ctx, replace=False)
         x, m = x.to(tc.device), m.to(tc.device)
         lo = model(x)
         per = F.cross_entropy(lo.reshape(-1, cfg.vocab), x.reshape(-1), reduction="none")
