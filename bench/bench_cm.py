@@ -297,6 +297,7 @@ def headroom(clip: np.ndarray, first: int = 450, recent: int = 16) -> None:
         perm = F.fit_leaf_order(tok[:n_fit]) if n_fit else np.arange(1024)
         b = bits(perm, tok[:n_fit] if n_fit else None).mean()
         print(f"{n_fit:5d} {10 / b:7.4f} {b:8.3f}")
+    recipe = 10 / b                                      # the last row: fitted on 0..first-1
 
     pred = get("cm")(1024, (8, 16))
     _, f = pred.intervals(test)
@@ -317,9 +318,8 @@ def headroom(clip: np.ndarray, first: int = 450, recent: int = 16) -> None:
     print(f"{'all':44s} {1:6.3f} {b.mean():8.3f} {1:7.3f}")
 
     print(f"\n3. code tree bound, warm state fitted on frames 0-{first - 1}")
-    for name, perm in ((f"tree fitted on frames 0-{first - 1} (the recipe)",
-                        F.fit_leaf_order(tok[:first])),
-                       (f"tree fitted on frames 0-{len(tok) - 1} (oracle)", F.fit_leaf_order(tok)),
+    print(f"{f'tree fitted on frames 0-{first - 1} (the recipe)':48s} rate {recipe:.4f}")
+    for name, perm in ((f"tree fitted on frames 0-{len(tok) - 1} (oracle)", F.fit_leaf_order(tok)),
                        (f"tree fitted on frames {first}-{len(tok) - 1} only (oracle)",
                         F.fit_leaf_order(test))):
         r = 10 / bits(perm, tok[:first]).mean()
