@@ -49,11 +49,10 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=0, help="use the first N frames (0: all)")
     ap.add_argument("--segments", type=int, default=4)
     ap.add_argument("--predictors", default="", help="comma-separated (default: all with kernels)")
-    ap.add_argument("--batches", default="1,2,0", help="batch sizes to try (0: automatic)")
+    ap.add_argument("--batches", default="1,2,0", help="lanes per batch to try (0: automatic)")
     args = ap.parse_args(argv)
 
     from nacc.kernels.triton import has_kernel
-    from nacc.kernels.triton import batch as gb
     from nacc.kernels.triton.runtime import cuda_available, triton_importable
 
     if not triton_importable():
@@ -82,18 +81,14 @@ def main(argv=None) -> int:
         t_cpu = time.perf_counter() - t0
         checks = {}
         for b in batches:
+            dev_opts = codec.Options(predictor=name, vocab=1024, device=args.device, lanes=b)
             t0 = time.perf_counter()
-            gpu_arc = b"".join(gb.compress_segments(segs, opts, device=args.device, batch=b))
-            checks[f"encode batch={b or 'auto'}: archive == CPU archive"] = gpu_arc == cpu_arc
+            gpu_arc = b"".join(codec.compress_segments(segs, dev_opts))
+            checks[f"encode lanes={b or 'auto'}: archive == CPU archive"] = gpu_arc == cpu_arc
         t_gpu = time.perf_counter() - t0
-        dev_opts = codec.Options(predictor=name, vocab=1024, device=args.device)
-        one = b"".join(codec.compress_segments(segs, dev_opts))
-        checks["encode via codec (device option): archive == CPU archive"] = one == cpu_arc
         for b in batches:
-            out = [d for _, d in gb.decompress_archive(cpu_arc, device=args.device, batch=b)]
-            checks[f"decode CPU archive on {args.device} batch={b or 'auto'}"] = out == originals
-        out = [d for _, d in codec.decompress_archive(cpu_arc, device=args.device)]
-        checks[f"decode CPU archive via codec device={args.device}"] = out == originals
+            out = [d for _, d in codec.decompress_archive(cpu_arc, device=args.device, lanes=b)]
+            checks[f"decode CPU archive on {args.device} lanes={b or 'auto'}"] = out == originals
         out = [d for _, d in codec.decompress_archive(gpu_arc)]
         checks["decode GPU archive on the CPU"] = out == originals
         for label, ok in checks.items():

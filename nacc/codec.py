@@ -1,16 +1,33 @@
-"""Segments in, archive bytes out, and back: predictor -> coder -> container.
+"""The archive pipeline: segments in, archive bytes out, and back (predictor -> coder ->
+container).  Every command, the Python API, ``bench``, ``submission`` and the Ray engine
+go through this module; there is no other path from segments to an archive.
 
-``compress_segments`` takes ``(name, NpyFile)`` pairs and returns archive bytes;
-``decompress_archive`` returns ``(name, npy bytes)`` pairs that are byte-identical to the
-inputs.  Segments are coded in *blocks* (see ``nacc.container``): one segment each, or with
+``compress_segments`` takes ``(name, NpyFile)`` pairs and yields archive bytes;
+``decompress_archive`` yields ``(name, npy bytes)`` pairs byte-identical to the inputs.
+
+Plan.  Segments are coded in *blocks* (see ``nacc.container``): one segment each, or with
 ``Options.solid = N`` solid groups of up to N consecutive segments of one frame shape whose
-frames form one token video, so the predictor's adapted state carries across them.  Blocks
-are independent (own coder stream, own predictor state), so they run in parallel over
-``threads`` processes and the bytes do not depend on that number.  A block that the
-predictor would code larger than the uniform table is stored with the uniform table.
+frames form one token video, so the predictor's state carries across them.  A block is one
+*lane*: one coder stream with its own predictor state.  Consecutive lanes that share a
+predictor (name, parameters, vocabulary, frame shape; and for decoding the block's coding)
+form *batches* of at most ``lanes`` lanes (default: what the predictor asks for,
+``Predictor.lane_batch``), and a batch goes to the predictor's lane methods
+(``intervals_lanes`` / ``decode_lanes``), which step its lanes together where the backend
+has batched kernels (the neural predictors on the CPU, every Triton kernel on the GPU) and
+one after the other elsewhere.  Nothing a lane codes depends on the batch it is in, so the
+bytes do not depend on ``lanes``, ``threads`` or the device.
+
+Work.  With ``threads`` > 1 the batches run in that many forked worker processes (results
+in order; at most two batches per worker in flight), which die with the parent.  A
+predictor that computes on a GPU runs in this process only (a process never forks after
+CUDA is initialised); ``threads`` then sets the threads that rANS-code its lanes.  A block
+that the predictor would code larger than the uniform table is stored with the uniform
+table.
 """
 from __future__ import annotations
 
+import os
+import sys
 import zlib
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
@@ -25,6 +42,7 @@ DEFAULT_PREDICTOR = "cm"
 FALLBACK_PREDICTOR = "prevframe"
 DEFAULT_VOCAB = 1024
 COMMAVQ_FRAME = (8, 16)
+IN_FLIGHT_PER_WORKER = 2        # batches queued per worker process
 
 
 def default_predictor() -> str:
@@ -45,6 +63,7 @@ class Options:
     frame_shape: tuple[int, int] | None = None
     device: str = "cpu"                 # where tables are computed; never changes the bytes
     solid: int = 1                      # segments per solid group (1: each one independent)
+    lanes: int | None = None            # lanes per batch (None: the predictor's choice)
 
     def predictor_name(self) -> str:
         return self.predictor or default_predictor()
@@ -65,6 +84,13 @@ def on_device(pred: predictors.Predictor, device: str) -> predictors.Predictor:
     return accelerate(pred, device)
 
 
+def on_gpu(pred: predictors.Predictor) -> bool:
+    """True when ``pred`` computes on a GPU (its lanes then stay in this process)."""
+    backend = getattr(pred, "backend", None)
+    return getattr(backend, "flavor", None) == "cuda"
+
+
+# -- segments and blocks -----------------------------------------------------------------
 def frame_shape_of(shape: tuple[int, ...], requested: tuple[int, int] | None) -> tuple[int, int]:
     """Frame shape for an array shape: (T, H, W) gives HxW; (T, N) gives ``requested``, or
     8x16 when N == 128, else 1xN."""
@@ -150,15 +176,6 @@ def pack_block(members: Sequence[tuple[str, npyio.NpyFile]], frame_shape: tuple[
     return container.pack_block(container.Block(coding, tuple(segs), words))
 
 
-def encode_block(members: Sequence[tuple[str, npyio.NpyFile]], opts: Options) -> bytes:
-    """One packed block of the segments ``members`` (one frame shape)."""
-    tokens, fs = block_tokens(members, opts)
-    pred = opts.build(opts.vocab, fs)
-    start, freq = pred.intervals(tokens)
-    return pack_block(members, fs, opts.vocab, tokens,
-                      coder.encode_intervals(start, freq, pred.precision))
-
-
 def archive_header(opts: Options, n_segments: int, n_blocks: int) -> bytes:
     """The packed archive header for segments coded with ``opts``."""
     probe = predictors.build(opts.predictor_name(), opts.vocab, (1, 1), dict(opts.params))
@@ -216,34 +233,85 @@ def restore_block(block: container.Block, tokens: np.ndarray) -> list[tuple[str,
     return out
 
 
-def decode_block(block: container.Block, header: container.Header,
-                 params_override: dict | None = None,
-                 device: str = "cpu") -> list[tuple[str, bytes]]:
-    """``(name, original .npy bytes)`` of each member of ``block``; checks the model hash
-    and the data CRCs."""
-    pred = block_predictor(block, header, params_override, device)
-    return restore_block(block, pred.decode(block.words, block.n_frames))
+# -- lanes and batches -------------------------------------------------------------------
+class _Predictors:
+    """The predictors of one run, built once per key (in the parent before workers fork,
+    so the workers inherit them) and reused by every batch."""
+
+    def __init__(self, make: Callable):
+        self._make = make
+        self._built: dict = {}
+
+    def get(self, key):
+        if key not in self._built:
+            self._built[key] = self._make(key)
+        return self._built[key]
 
 
-def _map(fn: Callable, items: Sequence, threads: int) -> Iterator:
-    """``map`` in order, over ``threads`` processes when > 1 (results independent of it)."""
-    if threads <= 1 or len(items) <= 1:
-        yield from map(fn, items)
-        return
-    import concurrent.futures as cf     # here: a one-process run need not import them
-    import multiprocessing
+def _batches(keys: Sequence, size_of: Callable, threads: int) -> list[list[int]]:
+    """Runs of consecutive lanes with equal keys, cut into batches of at most
+    ``size_of(key)`` lanes (smaller when that leaves a worker idle)."""
+    runs: list[list[int]] = []
+    for k, key in enumerate(keys):
+        if runs and keys[runs[-1][0]] == key:
+            runs[-1].append(k)
+        else:
+            runs.append([k])
+    out = []
+    for run in runs:
+        size = max(1, int(size_of(keys[run[0]])))
+        if threads > 1:
+            size = min(size, -(-len(run) // threads))
+        out += [run[i:i + size] for i in range(0, len(run), size)]
+    return out
 
-    ctx = multiprocessing.get_context("fork")
-    with cf.ProcessPoolExecutor(max_workers=threads, mp_context=ctx) as pool:
-        yield from pool.map(fn, items)
+
+def _lane_size(pred: predictors.Predictor, requested: int | None) -> int:
+    return requested if requested else getattr(pred, "lane_batch", 1)
 
 
-def _encode_job(job):
-    return encode_block(*job)
+def _code_lanes(pred: predictors.Predictor, videos: list[np.ndarray], threads: int):
+    """rANS words of each lane of ``videos`` under ``pred``; intervals come from the lane
+    method, words are coded as they come (on ``threads`` threads for a GPU predictor)."""
+    intervals = pred.intervals_lanes(videos)
+    if threads <= 1 or not on_gpu(pred):
+        return [coder.encode_intervals(s, f, pred.precision) for s, f in intervals]
+    import concurrent.futures as cf
+
+    with cf.ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(lambda sf: coder.encode_intervals(sf[0], sf[1], pred.precision),
+                             intervals))
 
 
-def _decode_job(job):
-    return decode_block(*job)
+@dataclass
+class _Run:
+    """What every batch of one run reads: the lanes, the options and the predictors.  A
+    worker process inherits it when it forks, so jobs travel as lists of lane indices."""
+    lanes: list                 # compress: each block's members; decompress: the blocks
+    keys: list                  # each lane's predictor key
+    cache: _Predictors
+    opts: Options | None = None
+    coder_threads: int = 1
+
+
+def _encode_batch(run: _Run, batch: list[int]) -> list[bytes]:
+    """Packed blocks of the lanes ``batch`` (one predictor key)."""
+    pred = run.cache.get(run.keys[batch[0]])
+    members = [run.lanes[i] for i in batch]
+    parsed = [block_tokens(m, run.opts) for m in members]
+    words = _code_lanes(pred, [t for t, _ in parsed], run.coder_threads)
+    return [pack_block(m, fs, run.opts.vocab, t, w)
+            for m, (t, fs), w in zip(members, parsed, words)]
+
+
+def _decode_batch(run: _Run, batch: list[int]) -> list[tuple[str, bytes]]:
+    """``(name, npy bytes)`` of every member of the blocks ``batch`` (one predictor key)."""
+    pred = run.cache.get(run.keys[batch[0]])
+    blocks = [run.lanes[i] for i in batch]
+    out = []
+    for block, tok in zip(blocks, pred.decode_lanes([(b.words, b.n_frames) for b in blocks])):
+        out += restore_block(block, tok)
+    return out
 
 
 def compress_segments(segments: Sequence[tuple[str, npyio.NpyFile]], opts: Options,
@@ -253,18 +321,115 @@ def compress_segments(segments: Sequence[tuple[str, npyio.NpyFile]], opts: Optio
         raise NaccError("nothing to compress")
     plan = plan_blocks(segments, opts)
     yield archive_header(opts, len(segments), len(plan))
-    yield from _map(_encode_job, [([segments[k] for k in b], opts) for b in plan], threads)
+    shapes = [frame_shape_of(segments[b[0]][1].shape, opts.frame_shape) for b in plan]
+    cache = _Predictors(lambda fs: opts.build(opts.vocab, fs))
+    gpu = any(on_gpu(cache.get(fs)) for fs in dict.fromkeys(shapes))
+    run = _Run([[segments[k] for k in b] for b in plan], shapes, cache, opts,
+               threads if gpu else 1)
+    batches = _batches(shapes, lambda fs: _lane_size(cache.get(fs), opts.lanes), threads)
+    for packed in _map(_encode_batch, run, batches, 1 if gpu else threads):
+        yield from packed
 
 
 def decompress_archive(buf: bytes, threads: int = 1, params_override: dict | None = None,
-                       device: str = "cpu") -> Iterator[tuple[str, bytes]]:
+                       device: str = "cpu", lanes: int | None = None
+                       ) -> Iterator[tuple[str, bytes]]:
     """``(name, npy bytes)`` of every segment, in archive order."""
     header, blocks = container.read_archive(buf)
-    jobs = [(block, header, params_override, device) for block in blocks]
-    for members in _map(_decode_job, jobs, threads):
+    keys = [(b.coding, b.vocab, b.frame_shape) for b in blocks]
+    first = {key: k for k, key in reversed(list(enumerate(keys)))}
+    cache = _Predictors(lambda key: block_predictor(blocks[first[key]], header,
+                                                    params_override, device))
+    gpu = any(on_gpu(cache.get(key)) for key in first)
+    run = _Run(list(blocks), keys, cache)
+    batches = _batches(keys, lambda key: _lane_size(cache.get(key), lanes), threads)
+    for members in _map(_decode_batch, run, batches, 1 if gpu else threads):
         yield from members
 
 
+def decode_block(block: container.Block, header: container.Header,
+                 params_override: dict | None = None,
+                 device: str = "cpu") -> list[tuple[str, bytes]]:
+    """``(name, original .npy bytes)`` of each member of one block (one lane); checks the
+    model hash and the data CRCs."""
+    pred = block_predictor(block, header, params_override, device)
+    return _decode_batch(_Run([block], [None], _Predictors(lambda _: pred)), [0])
+
+
+# -- worker processes --------------------------------------------------------------------
+def _cuda_initialised() -> bool:
+    torch = sys.modules.get("torch")
+    try:
+        return bool(torch is not None and torch.cuda.is_initialized())
+    except Exception:  # noqa: BLE001 (an unusual torch build: be safe, do not fork)
+        return True
+
+
+_WORKER_RUN: _Run | None = None     # a worker process's run (set when it starts)
+
+
+def _start_worker(parent: int, run: _Run) -> None:
+    """Worker initializer: keep the inherited run, and end this process when the parent
+    ends (Linux: the kernel sends SIGKILL; elsewhere a thread polls the parent's pid)."""
+    global _WORKER_RUN
+    _WORKER_RUN = run
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:          # the parent ended before the line above
+        os._exit(1)
+    import threading
+    import time
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _in_worker(fn: Callable, batch: list[int]):
+    return fn(_WORKER_RUN, batch)
+
+
+def _map(fn: Callable, run: _Run, batches: Sequence[list[int]], threads: int) -> Iterator:
+    """``fn(run, batch)`` for every batch, in order; over ``threads`` forked processes when
+    > 1 (results do not depend on it), with at most IN_FLIGHT_PER_WORKER batches per worker
+    pending at once."""
+    if threads <= 1 or len(batches) <= 1 or _cuda_initialised():
+        for batch in batches:
+            yield fn(run, batch)
+        return
+    import collections
+    import concurrent.futures as cf     # here: a one-process run need not import them
+    import multiprocessing
+
+    workers = min(threads, len(batches))
+    with cf.ProcessPoolExecutor(max_workers=workers,
+                                mp_context=multiprocessing.get_context("fork"),
+                                initializer=_start_worker,
+                                initargs=(os.getpid(), run)) as pool:
+        pending: collections.deque = collections.deque()
+        try:
+            for batch in batches:
+                pending.append(pool.submit(_in_worker, fn, batch))
+                if len(pending) >= IN_FLIGHT_PER_WORKER * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for f in pending:
+                f.cancel()
+
+
+# -- Python API helpers ------------------------------------------------------------------
 def compress_array(tokens: np.ndarray, predictor: str = "", vocab: int = DEFAULT_VOCAB,
                    frame_shape: tuple[int, int] | None = None, name: str = "tokens.npy",
                    **params) -> bytes:

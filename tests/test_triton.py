@@ -136,9 +136,9 @@ def test_triton_prevframe_halving_matches_cpu():
 
 @pytest.mark.parametrize("solid", [1, 2])
 def test_triton_archives_identical_to_codec(solid):
-    """The batched archive API writes the bytes nacc.codec writes on the CPU (blocks coded by
-    the predictor and blocks stored uniform; solid groups), the codec with a device option
-    too, and each decodes the other's archive."""
+    """The archive pipeline with the device writes the bytes it writes on the CPU (blocks
+    coded by the predictor and blocks stored uniform; solid groups) for any lanes per batch,
+    and each decodes the other's archive."""
     clips = _clips(64, 4, (2, 3)) + [np.random.default_rng(9).integers(0, 64, (8, *FS))]
     segs = [(f"s{k}.npy", npyio.from_array(c.astype(np.int16))) for k, c in enumerate(clips)]
     originals = [npyio.npy_bytes(n) for _, n in segs]
@@ -146,11 +146,12 @@ def test_triton_archives_identical_to_codec(solid):
     cpu_arc = b"".join(codec.compress_segments(segs, opts))
     codings = [b.coding for b in container.read_archive(cpu_arc)[1]]
     assert set(codings) == {container.CODED, container.UNIFORM}
-    assert b"".join(gb.compress_segments(segs, opts, device=DEV)) == cpu_arc
-    dev_opts = codec.Options(predictor="prevframe", vocab=64, device=DEV, solid=solid)
-    assert b"".join(codec.compress_segments(segs, dev_opts)) == cpu_arc
-    assert [d for _, d in gb.decompress_archive(cpu_arc, device=DEV)] == originals
-    assert [d for _, d in codec.decompress_archive(cpu_arc, device=DEV)] == originals
+    for lanes in (None, 1, 2):
+        dev_opts = codec.Options(predictor="prevframe", vocab=64, device=DEV, solid=solid,
+                                 lanes=lanes)
+        assert b"".join(codec.compress_segments(segs, dev_opts)) == cpu_arc
+        assert [d for _, d in codec.decompress_archive(cpu_arc, device=DEV,
+                                                       lanes=lanes)] == originals
 
 
 def _cm(vocab, fs, seed=None):

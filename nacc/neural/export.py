@@ -1,18 +1,11 @@
-"""Export a trained (QAT) torch model to the integer model of ``nacc.neural.intref``, and
-save / load model folders.
+"""Export a trained (QAT) torch model to the integer model of ``nacc.neural.intref``.
 
-A model folder holds ``config.json`` (architecture, sizes, vocabulary, frame shape,
-quantization settings, the weights file name and its sha256) and
-``weights-<sha256[:16]>.npz``: plain integer arrays, loaded with ``allow_pickle=False``.
-Loading refuses a folder whose weights do not hash to the recorded digest.
+Model folders are written and read by ``nacc.neural.modelfile`` (numpy only; its
+``save_model`` / ``load_model`` are re-exported here for the training code).
 """
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,15 +14,7 @@ import torch.nn.functional as F
 from nacc.neural.config import COPY_BIAS_MAX, HEAD_NEIGHBOURS, N_MATCH, ModelConfig
 from nacc.neural.intref import IntModel
 from nacc.neural.model import LSTM_GATE_SCALE, NeuralModel
-
-try:
-    from nacc.errors import NaccError as _Base
-except ImportError:  # pragma: no cover
-    _Base = ValueError
-
-
-class ModelError(_Base):
-    """A model folder is missing, inconsistent, or its weights do not match their hash."""
+from nacc.neural.modelfile import ModelError, load_model, save_model  # noqa: F401
 
 
 def quant_multiplier(f: float) -> tuple[int, int]:
@@ -199,58 +184,3 @@ def export(model: NeuralModel) -> IntModel:
         a["head.cb"] = np.clip(np.rint(_np(hd.cb) * 2.0**cfg.logit_frac),
                                -COPY_BIAS_MAX, COPY_BIAS_MAX).astype(np.int32)
     return IntModel(cfg, a)
-
-
-# ----------------------------------------------------------------------------- folders
-def weights_bytes(m: IntModel) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, **{k: m.a[k] for k in sorted(m.a)})
-    return buf.getvalue()
-
-
-def save_model(m: IntModel, folder, extra: dict | None = None) -> str:
-    """Write config.json and weights-<hash>.npz into folder; returns the sha256 hex."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    data = weights_bytes(m)
-    digest = hashlib.sha256(data).hexdigest()
-    name = f"weights-{digest[:16]}.npz"
-    for old in folder.glob("weights-*.npz"):
-        if old.name != name:
-            old.unlink()
-    (folder / name).write_bytes(data)
-    info = {"weights": name, "sha256": digest, "format": "nacc-int-v1"}
-    if extra:
-        info.update(extra)
-    m.cfg.save(folder / "config.json", info)
-    return digest
-
-
-def load_model(folder) -> tuple[IntModel, bytes]:
-    """(IntModel, sha256 digest) from a model folder; ModelError when anything is off."""
-    folder = Path(folder)
-    cfg_path = folder / "config.json"
-    if not cfg_path.is_file():
-        raise ModelError(f"{folder}: no config.json (not a model folder)")
-    try:
-        info = json.loads(cfg_path.read_text())
-        cfg = ModelConfig.from_json(info)
-        name, want = info["weights"], info["sha256"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise ModelError(f"{cfg_path}: bad config ({e})") from None
-    wpath = folder / name
-    if not wpath.is_file():
-        raise ModelError(f"{folder}: weights file {name} missing")
-    data = wpath.read_bytes()
-    digest = hashlib.sha256(data)
-    if digest.hexdigest() != want or not name.startswith(f"weights-{want[:16]}"):
-        raise ModelError(f"{wpath}: sha256 {digest.hexdigest()[:16]}... does not match the "
-                         f"recorded {want[:16]}... (weights changed or corrupt)")
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except Exception as e:  # noqa: BLE001
-        raise ModelError(f"{wpath}: unreadable weights ({e})") from None
-    if cfg.copy_bias and "head.cb" not in arrays:
-        raise ModelError(f"{wpath}: config has copy_bias but the weights lack head.cb")
-    return IntModel(cfg, arrays), digest.digest()

@@ -11,6 +11,12 @@ same tables, and the tests hold every predictor to that:
 * ``intervals(tokens)``: encode fast path, ``(start, freq)`` of each actual token.
 * ``decode(words, n_frames)``: decode fast path, rANS words in, tokens out.
 
+Two lane methods run the fast paths for several token videos (*lanes*) of the predictor's
+shape at once, with results identical to running them one by one:
+``intervals_lanes(videos)`` and ``decode_lanes(jobs)``.  The defaults here loop; a backend
+with batched kernels steps the lanes together.  ``lane_batch`` says how many lanes the
+predictor wants per call (the archive pipeline, ``nacc.codec``, cuts batches to it).
+
 The coder lays a table out in symbol order unless the predictor declares a permutation
 ``order`` (symbol s at position ``order[s]``), so that a predictor built on a code tree can
 find a symbol's interval from the nodes on its path alone.
@@ -23,7 +29,7 @@ here derive them from ``tables``/``stepper``.  A predictor registers under a sta
 from __future__ import annotations
 
 import abc
-from typing import ClassVar, Iterator
+from typing import ClassVar, Iterator, Sequence
 
 import numpy as np
 
@@ -127,6 +133,8 @@ class Predictor(abc.ABC):
     # order[s], i.e. start(s) = sum of f(s') over order[s'] < order[s].  Tables stay indexed
     # by symbol.
     order = None
+    # lanes the predictor wants per intervals_lanes / decode_lanes call (1: no batching)
+    lane_batch: int = 1
 
     def __init__(self, vocab: int, frame_shape: tuple[int, int]):
         if not 2 <= int(vocab) <= MAX_VOCAB:
@@ -199,6 +207,18 @@ class Predictor(abc.ABC):
             stepper.push(s)
             out[i] = s
         return out.reshape(n_frames, h, w)
+
+    # -- lanes (several segments at once; defaults loop over the fast paths) -------------
+    def intervals_lanes(self, videos: Sequence[np.ndarray]
+                        ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``intervals`` of each token video (T_b, H, W) of ``videos``, in order."""
+        for video in videos:
+            yield self.intervals(video)
+
+    def decode_lanes(self, jobs: Sequence[tuple[np.ndarray, int]]) -> Iterator[np.ndarray]:
+        """``decode(words, n_frames)`` of each ``(words, n_frames)`` job, in order."""
+        for words, n_frames in jobs:
+            yield self.decode(words, n_frames)
 
 
 def check_table(table: np.ndarray, vocab: int, precision: int) -> None:

@@ -1,12 +1,16 @@
 """``transformer`` and ``lstm``: trained neural predictors with integer inference.
 
 The predictor's parameter ``model`` is the path of a model folder (``config.json`` +
-``weights-<sha256[:16]>.npz``, see ``nacc.neural.export``); ``model_hash()`` is the sha256
-of the weights file, and loading refuses a folder whose weights do not match it.  Tables
-follow the integer spec of ``nacc.neural.intref``; the numba kernels
-(``nacc.kernels.cpu.neural``) compute them: ``intervals`` runs the frame-level pass once per
-frame and the head for all tokens of the frame in parallel, ``decode`` runs the frame-level
-pass once per frame and the head + rANS per token in one fused loop.
+``weights-<sha256[:16]>.npz``, see ``nacc.neural.modelfile``); ``model_hash()`` is the
+sha256 of the weights file, and loading refuses a folder whose weights do not match it or
+do not fit the config.  Tables follow the integer spec of ``nacc.neural.intref``.  Coding
+needs numpy and numba only (no torch):
+
+* ``tables``, ``intervals``, ``decode`` and the lane methods run the batched kernels of
+  ``nacc.kernels.cpu.neural_lanes`` (many segments in lockstep; one segment is a batch of
+  one lane);
+* ``stepper`` (decode order, one token at a time) runs the per-token kernels of
+  ``nacc.kernels.cpu.neural``: the frame-level pass at each frame start, the head per token.
 """
 from __future__ import annotations
 
@@ -15,24 +19,27 @@ from typing import Iterator
 import numpy as np
 
 from nacc.errors import NaccError
-from nacc.kernels.cpu import neural as K
 from nacc.predictors.base import Predictor, Stepper, register
+
+# lanes per batch: enough rows for the head's matrix product to run near full speed
+LANE_BATCH = 64
 
 
 def _load(path):
-    from nacc.neural.export import ModelError, load_model
+    from nacc.neural.modelfile import load_model
 
-    try:
-        return load_model(path)
-    except ModelError as e:
-        raise NaccError(str(e)) from None
+    return load_model(path)
 
 
 class _NeuralStepper(Stepper):
     """Decode order, one token at a time (frame-level pass at each frame start)."""
 
     def __init__(self, pred: "_Neural"):
+        from nacc.kernels.cpu import neural as K
+
+        self.K = K
         self.p = pred
+        self.w = K.pack(pred.im)
         h, w = pred.frame_shape
         self.frames: list[np.ndarray] = []
         self.frame_no = 0  # frames fully decoded
@@ -42,11 +49,13 @@ class _NeuralStepper(Stepper):
         self.feat = np.empty_like(self.hs)
         self.tab = np.empty(pred.vocab, np.int32)
         self.mot = np.zeros(20, np.int64)  # motion counts, carried across frames
-        self.bufs = (np.empty(pred.hw[1].shape[0], np.int64), np.empty(pred.hw[1].shape[1], np.int64),
+        head = self.w[2]
+        self.bufs = (np.empty(head[1].shape[0], np.int64), np.empty(head[1].shape[1], np.int64),
                      np.empty(pred.vocab, np.int64))
 
     def table(self) -> np.ndarray:
-        p = self.p
+        p, K = self.p, self.K
+        tw, lw, hw, sw = self.w
         h, w = p.frame_shape
         if self.i == 0:  # frame start: the frame-level pass over the last K frames
             self.t = len(self.frames)  # at most K (older frames are dropped)
@@ -54,10 +63,10 @@ class _NeuralStepper(Stepper):
             if self.t:
                 self.video[:self.t] = np.stack(self.frames)
             K._frame_feats(self.video, self.t, p.arch_id, p.cfg.k_frames, p.cfg.radius,
-                           p.cfg.n_heads, p.cfg.pad, p.tw, p.lw, self.hs, self.cs, self.feat)
+                           p.cfg.n_heads, p.cfg.pad, tw, lw, self.hs, self.cs, self.feat)
             K.motion_start(self.mot, self.frame_no, h * w)
         y, x = divmod(self.i, w)
-        K.head_table(self.video, self.t, y, x, self.feat[self.i], p.hw, p.sw, self.mot,
+        K.head_table(self.video, self.t, y, x, self.feat[self.i], hw, sw, self.mot,
                      p.cfg.motion_clamp, p.cfg.subst, p.cfg.pad, p.precision, *self.bufs,
                      self.tab)
         return self.tab.copy()
@@ -66,7 +75,7 @@ class _NeuralStepper(Stepper):
         h, w = self.p.frame_shape
         y, x = divmod(self.i, w)
         self.video[self.t, y, x] = symbol
-        K.motion_push(self.video, self.t, self.i, self.mot)
+        self.K.motion_push(self.video, self.t, self.i, self.mot)
         self.i += 1
         if self.i == h * w:
             self.frame_no += 1
@@ -77,6 +86,7 @@ class _NeuralStepper(Stepper):
 
 class _Neural(Predictor):
     arch: str
+    lane_batch = LANE_BATCH
 
     def __init__(self, vocab, frame_shape, model: str):
         super().__init__(vocab, frame_shape)
@@ -93,7 +103,17 @@ class _Neural(Predictor):
         self.precision = cfg.precision
         self.arch_id = 0 if cfg.arch == "transformer" else 1
         self.d = cfg.d_model
-        self.tw, self.lw, self.hw, self.sw = K.pack(self.im)
+        self._lanes = None
+        if self._shape_ok:      # packed now, so that forked workers inherit it
+            from nacc.kernels.cpu.neural_lanes import LaneModel
+
+            self._lanes = LaneModel(self.im)
+
+    @property
+    def lanes(self):
+        """The model packed for the batched kernels."""
+        self._check_shape()
+        return self._lanes
 
     def params(self) -> dict:
         return {"model": self.model_path}
@@ -116,36 +136,23 @@ class _Neural(Predictor):
         return v
 
     def tables(self, tokens) -> Iterator[np.ndarray]:
-        v = self._video(tokens)
-        h, w = self.frame_shape
-        hs = np.zeros((h * w, self.d), np.int64)
-        cs = np.zeros_like(hs)
-        for t in range(len(v)):
-            out = np.empty((h * w, self.vocab), np.int32)
-            K.frame_tables(v, t, self.arch_id, self.cfg.k_frames, self.cfg.radius,
-                           self.cfg.n_heads, self.cfg.pad, self.precision, self.tw, self.lw,
-                           self.hw, self.sw, self.cfg.motion_clamp, self.cfg.subst, hs, cs,
-                           out)
-            yield out
+        yield from self.lanes.tables(self._video(tokens))
 
     def stepper(self) -> Stepper:
         self._check_shape()
         return _NeuralStepper(self)
 
     def intervals(self, tokens):
-        v = self._video(tokens)
-        return K.encode_intervals(v, self.arch_id, self.cfg.k_frames, self.cfg.radius,
-                                  self.cfg.n_heads, self.cfg.pad, self.precision, self.tw,
-                                  self.lw, self.hw, self.sw, self.cfg.motion_clamp,
-                                  self.cfg.subst, self.d)
+        return self.lanes.intervals([self._video(tokens)])[0]
 
     def decode(self, words, n_frames):
-        self._check_shape()
-        h, w = self.frame_shape
-        return K.decode(np.ascontiguousarray(words, np.uint32), int(n_frames), h, w,
-                        self.arch_id, self.cfg.k_frames, self.cfg.radius, self.cfg.n_heads,
-                        self.cfg.pad, self.precision, self.tw, self.lw, self.hw, self.sw,
-                        self.cfg.motion_clamp, self.cfg.subst, self.d)
+        return self.lanes.decode([(words, int(n_frames))])[0]
+
+    def intervals_lanes(self, videos):
+        yield from self.lanes.intervals([self._video(v) for v in videos])
+
+    def decode_lanes(self, jobs):
+        yield from self.lanes.decode([(w, int(n)) for w, n in jobs])
 
 
 @register

@@ -12,16 +12,17 @@
   for tests);
 * ``"cpu"``: ``pred`` unchanged.
 
-The batched API (``encode_many``, ``decode_many``, ``compress_segments``,
-``decompress_archive`` in ``nacc.kernels.triton.batch``) runs many segments per launch;
-that is where the GPU wins.  The bytes never depend on the device or the batch.
+A ``TritonPredictor``'s lane methods (``intervals_lanes``, ``decode_lanes``; the lane
+runner in ``nacc.kernels.triton.batch``) run many segments per launch; that is where the
+GPU wins, and the archive pipeline (``nacc.codec``) hands them batches of lanes.  The bytes
+never depend on the device or the batch.
 
 Kernels exist for ``uniform``, ``prevframe`` and ``cm`` (each following its predictor's
 integer spec; tests compare every path with the CPU under the interpreter).
 
 Layout: ``jit/`` holds the kernel sources (one module per predictor), ``runtime`` loads them
 per backend, ``drivers`` owns device buffers and launches, ``predictor`` wraps a CPU predictor,
-``batch`` schedules many segments, ``aot`` compiles every kernel for a GPU target without a
+``batch`` runs many lanes per launch, ``aot`` compiles every kernel for a GPU target without a
 GPU (a check).
 """
 from __future__ import annotations

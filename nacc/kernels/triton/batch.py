@@ -1,8 +1,9 @@
-"""Many segments at once: the batched API, where the GPU wins.
+"""Many segments at once on the device: the lane runner behind ``TritonPredictor``'s lane
+methods (the archive pipeline, ``nacc.codec``, hands it batches of lanes).
 
 Lanes of one launch share a predictor (same name, parameters, vocabulary and frame shape):
-``encode_many`` / ``decode_many`` take one predictor and its segments, the archive functions
-group segments by vocabulary and frame shape.  Segments are cut into batches of at most
+``encode_many`` / ``decode_many`` take one predictor and its segments.  Segments are cut
+into batches of at most
 ``batch`` lanes that run one after the other.  Encoding is pipelined: while the
 CPU rANS coder (``nacc.coder``, numba, one thread per lane) codes batch k, the kernel of
 batch k + 1 is already running.  Decoding runs the rANS decoder inside the kernel (a decode
@@ -25,9 +26,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from nacc import coder, container, npyio
+from nacc import coder
 from nacc.errors import NaccError
-from nacc.predictors import base as predictors
 
 from .drivers import LaneBatch
 from .runtime import Backend, resolve
@@ -228,62 +228,3 @@ def decode_many(pred, segments: Sequence[tuple[np.ndarray, int]], batch: int | N
     h, w = tp.frame_shape
     flat = decode_tokens_many(tp, [(wd, t * h * w) for wd, t in segments], batch)
     return [f.reshape(t, h, w) for f, (_, t) in zip(flat, segments)]
-
-
-# -- archives (the same bytes as nacc.codec) ---------------------------------------------
-def _group(keys: Sequence) -> dict:
-    groups: dict = {}
-    for k, key in enumerate(keys):
-        groups.setdefault(key, []).append(k)
-    return groups
-
-
-def compress_segments(segments: Sequence[tuple[str, npyio.NpyFile]], opts,
-                      device: str = "auto", batch: int | None = None,
-                      threads: int | None = None) -> Iterator[bytes]:
-    """``nacc.codec.compress_segments`` with the tables of many blocks computed at once on
-    ``device``; yields the identical archive bytes (header, then one piece per block).
-    Falls back to the CPU predictor when ``device`` is "auto" and no GPU kernel applies."""
-    from nacc import codec
-
-    if not segments:
-        raise NaccError("nothing to compress")
-    plan = codec.plan_blocks(segments, opts)
-    yield codec.archive_header(opts, len(segments), len(plan))
-    members = [[segments[k] for k in b] for b in plan]
-    parsed = [codec.block_tokens(m, opts) for m in members]
-    words: list = [None] * len(plan)
-    for fs, idx in _group([fs for _, fs in parsed]).items():
-        bare = predictors.build(opts.predictor_name(), opts.vocab, fs, dict(opts.params))
-        pred = codec.on_device(bare, device)
-        arrays = [parsed[k][0] for k in idx]
-        if hasattr(pred, "driver"):
-            ws = encode_many(pred, arrays, batch, threads=threads)
-        else:
-            ws = [coder.encode_intervals(*pred.intervals(a), pred.precision) for a in arrays]
-        for k, w in zip(idx, ws):
-            words[k] = w
-    for k, (tokens, fs) in enumerate(parsed):
-        yield codec.pack_block(members[k], fs, opts.vocab, tokens, words[k])
-
-
-def decompress_archive(buf: bytes, device: str = "auto", batch: int | None = None,
-                       params_override: dict | None = None) -> Iterator[tuple[str, bytes]]:
-    """``nacc.codec.decompress_archive`` with many blocks decoded at once on ``device``;
-    yields ``(name, npy bytes)`` in archive order, with the same checks."""
-    from nacc import codec
-
-    header, blocks = container.read_archive(buf)
-    tokens: list = [None] * len(blocks)
-    keys = [(b.coding, b.vocab, b.frame_shape) for b in blocks]
-    for _, idx in _group(keys).items():
-        pred = codec.block_predictor(blocks[idx[0]], header, params_override, device)
-        jobs = [(blocks[k].words, blocks[k].n_frames) for k in idx]
-        if hasattr(pred, "driver"):
-            outs = decode_many(pred, jobs, batch)
-        else:
-            outs = [pred.decode(w, t) for w, t in jobs]
-        for k, o in zip(idx, outs):
-            tokens[k] = o
-    for block, tok in zip(blocks, tokens):
-        yield from codec.restore_block(block, tok)

@@ -7,7 +7,10 @@ the CPU predictor writes, and the header never learns the device.  The four cont
 * ``tables``: one launch per frame (TABLES mode), the state kept on the device between frames;
 * ``stepper``: one PEEK launch per ``table()``, one PUSH launch per ``push()``;
 * ``intervals``: one INTERVALS launch for the whole segment, copied back;
-* ``decode``: one DECODE launch (rANS decoding fused in the kernel), tokens copied back.
+* ``decode``: one DECODE launch (rANS decoding fused in the kernel), tokens copied back;
+* ``intervals_lanes`` / ``decode_lanes``: many segments per launch, through the lane
+  runner of ``nacc.kernels.triton.batch`` (batches sized to the free GPU memory, the next
+  batch launched while the previous one is copied back).
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ class TritonPredictor(Predictor):
     """Same contract and identity as ``inner``; tables computed by ``backend``."""
 
     name = "triton"          # replaced per instance by the wrapped predictor's name
+    lane_batch = 1 << 14     # lanes handed over per call; the runner splits by GPU memory
 
     def __init__(self, inner: Predictor, backend: Backend):
         self.inner = inner
@@ -70,10 +74,17 @@ class TritonPredictor(Predictor):
         return intervals_many(self, [tokens])[0]
 
     def decode(self, words: np.ndarray, n_frames: int) -> np.ndarray:
-        from .batch import decode_tokens_many
+        return next(self.decode_lanes([(words, n_frames)]))
 
-        h, w = self.frame_shape
-        return decode_tokens_many(self, [(words, n_frames * h * w)])[0].reshape(n_frames, h, w)
+    def intervals_lanes(self, videos):
+        from .batch import intervals_many
+
+        yield from intervals_many(self, videos)
+
+    def decode_lanes(self, jobs):
+        from .batch import decode_many
+
+        yield from decode_many(self, list(jobs))
 
 
 class _TritonStepper(Stepper):
