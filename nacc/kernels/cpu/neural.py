@@ -426,11 +426,11 @@ def _frame_feats(video, t, arch, k, r, nh, pad, tw, lw, hs, cs, feat):
         lstm_frame(video, t, k, r, pad, lw, hs, cs, feat)
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
-def _frame_tables_par(video, t, feat, hw_, sw, mot, mclamp, subst, pad, precision, vocab, k1,
+@nb.njit(cache=True, nogil=True)
+def _frame_tables_all(video, t, feat, hw_, sw, mot, mclamp, subst, pad, precision, vocab, k1,
                       hidden, out):
     _, h, w = video.shape
-    for p in nb.prange(h * w):
+    for p in range(h * w):
         xin = np.empty(k1, np.int64)
         u = np.empty(hidden, np.int64)
         z = np.empty(vocab, np.int64)
@@ -452,7 +452,7 @@ def frame_tables(video, t, arch, k, r, nh, pad, precision, tw, lw, hw_, sw, mcla
     vocab = out.shape[1]
     k1 = hw_[1].shape[0]
     hidden = hw_[1].shape[1]
-    _frame_tables_par(video, t, feat, hw_, sw, mot, mclamp, subst, pad, precision, vocab, k1,
+    _frame_tables_all(video, t, feat, hw_, sw, mot, mclamp, subst, pad, precision, vocab, k1,
                       hidden, out)
 
 

@@ -263,28 +263,28 @@ def _c8(v):
     return min(max(v, -127), 127)
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
+@nb.njit(cache=True, nogil=True)
 def requant(acc, b, m, s, out):
     """out = clamp8(rq(acc + b)) per row; ``acc`` an exact (float or int) product."""
-    for r in nb.prange(acc.shape[0]):
+    for r in range(acc.shape[0]):
         for n in range(acc.shape[1]):
             out[r, n] = _c8(_rq(np.int64(acc[r, n]) + b[n], m[n], s[n]))
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
+@nb.njit(cache=True, nogil=True)
 def requant_lut(acc, b, m, s, lut, out):
     """out = LUT(clamp8(rq(acc + b)))."""
-    for r in nb.prange(acc.shape[0]):
+    for r in range(acc.shape[0]):
         for n in range(acc.shape[1]):
             out[r, n] = lut[_c8(_rq(np.int64(acc[r, n]) + b[n], m[n], s[n])) + 128]
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
+@nb.njit(cache=True, nogil=True)
 def add_requant(x1, acc, b, m, s, a, out):
     """out = ADD(x1, clamp8(rq(acc + b)); a): a residual sum after a LIN."""
     a1 = np.int64(a[0])
     a2 = np.int64(a[1])
-    for r in nb.prange(x1.shape[0]):
+    for r in range(x1.shape[0]):
         for n in range(x1.shape[1]):
             x2 = _c8(_rq(np.int64(acc[r, n]) + b[n], m[n], s[n]))
             out[r, n] = _c8((x1[r, n] * a1 + x2 * a2 + 32768) >> 16)
@@ -300,11 +300,11 @@ def _isqrt(n):
     return r
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
+@nb.njit(cache=True, nogil=True)
 def layer_norm(x, g, b, out):
     """LN of every row of x (spec primitive LN)."""
     d = x.shape[1]
-    for r in nb.prange(x.shape[0]):
+    for r in range(x.shape[0]):
         sm = np.int64(0)
         for i in range(d):
             sm += x[r, i]
@@ -336,12 +336,12 @@ def gather_context(videos, jobs, k, pad, out):
                 out[j, dt - 1, p] = pad if t - dt < 0 else videos[lane, t - dt, p // w, p % w]
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
+@nb.njit(cache=True, nogil=True)
 def tf_embed(ctx, q_tok, q_pos, m, s, out):
     """Transformer input rows: clamp8(rq(EQ part of frame t-1's token + position part))."""
     n_j, _, hw = ctx.shape
     d = q_tok.shape[1]
-    for r in nb.prange(n_j * hw):
+    for r in range(n_j * hw):
         tok = ctx[r // hw, 0, r % hw]
         p = r % hw
         for i in range(d):
@@ -361,7 +361,7 @@ def _floor_div(num, den, inv):
     return q
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
+@nb.njit(cache=True, nogil=True)
 def tf_softmax_values(scores, ctx, vt, att_m, att_s, bt, by, bx, exp_att, w, r, out):
     """Windowed attention of one layer (spec: transformer, per head) for every query row
     (job j, position p) -> out[j * H*W + p]: ``scores`` (n_jobs, heads, H*W, K*H*W) hold
@@ -373,7 +373,7 @@ def tf_softmax_values(scores, ctx, vt, att_m, att_s, bt, by, bx, exp_att, w, r, 
     dh = out.shape[1] // nh
     n_win = k * (2 * r + 1) * (2 * r + 1)
     n_e = exp_att.shape[0]
-    for row in nb.prange(n_j * hw):
+    for row in range(n_j * hw):
         j = row // hw
         p = row % hw
         y = p // w
@@ -454,7 +454,7 @@ def tf_features(tp: TransformerPack, ctx, w, r, n_heads):
     return f
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
+@nb.njit(cache=True, nogil=True)
 def lstm_cell(ctx, gate_tab, hacc, g_b, g_m, g_s, sig, tanh, w, r, hs, cs):
     """One lstm step for every row (job j = row // (H*W)): gates = window table rows + the
     h product ``hacc`` + bias, then the cell update of the spec; updates hs, cs in place."""
@@ -462,7 +462,7 @@ def lstm_cell(ctx, gate_tab, hacc, g_b, g_m, g_s, sig, tanh, w, r, hs, cs):
     h = hw // w
     d = hs.shape[1]
     pad = gate_tab.shape[1] - 1
-    for row in nb.prange(n_j * hw):
+    for row in range(n_j * hw):
         j = row // hw
         p = row % hw
         y = p // w
@@ -528,12 +528,12 @@ def motion_push(videos, lane, t, p, mot):
     mot[n] += 1
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
+@nb.njit(cache=True, nogil=True)
 def frame_motion(videos, jobs, out):
     """Motion rows (n_jobs, H*W, 20) of every token of each job's frame."""
     _, _, h, w = videos.shape
     hw = h * w
-    for j in nb.prange(jobs.shape[0]):
+    for j in range(jobs.shape[0]):
         lane, t = jobs[j, 0], jobs[j, 1]
         mot = np.zeros(MOTION_ROW, np.int64)
         if t >= 1:
@@ -564,7 +564,7 @@ def _candidates(videos, lane, t, y, x, pad, cand):
                                    x + PREV_OFFSETS[j, 1], pad)
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
+@nb.njit(cache=True, nogil=True)
 def head_hidden(videos, jobs, p0, n_p, fpart, mot, nb_tab, ev_w, m1, s1, act, mclamp, u):
     """Hidden layer u of the head (``LUT(LIN(x_in; head.l1); head.act)``) for positions
     p0..p0+n_p-1 of each job (lane, t): row = job * n_p + (p - p0).  ``fpart`` (n_jobs, H*W,
@@ -574,7 +574,7 @@ def head_hidden(videos, jobs, p0, n_p, fpart, mot, nb_tab, ev_w, m1, s1, act, mc
     n_pv = PREV_OFFSETS.shape[0]
     pad = nb_tab.shape[1] - 1
     hidden = u.shape[1]
-    for row in nb.prange(jobs.shape[0] * n_p):
+    for row in range(jobs.shape[0] * n_p):
         j = row // n_p
         p = p0 + row % n_p
         lane, t = jobs[j, 0], jobs[j, 1]
@@ -706,7 +706,7 @@ def table_from_logits(z, vocab, exp, precision, tab):
     tab[best] += np.int32((np.int64(1) << precision) - sm)
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
+@nb.njit(cache=True, nogil=True)
 def head_intervals(zf, videos, jobs, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, sub_s,
                    cbias, copy_max, exp, precision, pad, base, start, freq):
     """(start, freq) of every token of each job's frame (rows job * H*W + p); job j's
@@ -715,7 +715,7 @@ def head_intervals(zf, videos, jobs, out_b, out_m, out_s, vocab, subst, sub_t, s
     hw = h * w
     n_rows = jobs.shape[0] * hw
     chunk = 32
-    for c in nb.prange((n_rows + chunk - 1) // chunk):
+    for c in range((n_rows + chunk - 1) // chunk):
         cand = np.empty(N_CAND, np.int64)
         z = np.empty(vocab, np.int64)
         acc_sub = np.empty(vocab, np.int64)
@@ -737,12 +737,12 @@ def head_intervals(zf, videos, jobs, out_b, out_m, out_s, vocab, subst, sub_t, s
             freq[base[j] + p] = tab[s]
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
+@nb.njit(cache=True, nogil=True)
 def head_tables(zf, videos, jobs, p0, n_p, out_b, out_m, out_s, vocab, subst, sub_t, sub_m,
                 sub_s, cbias, copy_max, exp, precision, pad, out):
     """Full tables (rows, V) int32 of positions p0..p0+n_p-1 of each job."""
     _, _, h, w = videos.shape
-    for row in nb.prange(jobs.shape[0] * n_p):
+    for row in range(jobs.shape[0] * n_p):
         cand = np.empty(N_CAND, np.int64)
         z = np.empty(vocab, np.int64)
         acc_sub = np.empty(vocab, np.int64)
@@ -756,7 +756,7 @@ def head_tables(zf, videos, jobs, p0, n_p, out_b, out_m, out_s, vocab, subst, su
             out[row, v] = tab[v]
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
+@nb.njit(cache=True, nogil=True)
 def head_decode(zf, videos, jobs, p, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, sub_s,
                 cbias, copy_max, exp, precision, pad, words, woff, wlen, dstate, dpos, mot):
     """Decode token p of each job (lane, t): its table, then one rANS step of the lane's
@@ -767,7 +767,7 @@ def head_decode(zf, videos, jobs, p, out_b, out_m, out_s, vocab, subst, sub_t, s
     shift = CODER_PRECISION - precision
     y = p // w
     x = p % w
-    for j in nb.prange(jobs.shape[0]):
+    for j in range(jobs.shape[0]):
         lane, t = jobs[j, 0], jobs[j, 1]
         cand = np.empty(N_CAND, np.int64)
         z = np.empty(vocab, np.int64)
