@@ -17,7 +17,7 @@ runner in ``nacc.kernels.triton.batch``) run many segments per launch; that is w
 GPU wins, and the archive pipeline (``nacc.codec``) hands them batches of lanes.  The bytes
 never depend on the device or the batch.
 
-Kernels exist for ``uniform``, ``prevframe`` and ``cm`` (each following its predictor's
+Kernels exist for ``uniform``, ``prevframe``, ``cm``, ``transformer`` and ``lstm`` (each following its predictor's
 integer spec; tests compare every path with the CPU under the interpreter).
 
 Layout: ``jit/`` holds the kernel sources (one module per predictor), ``runtime`` loads them
@@ -56,7 +56,7 @@ def accelerate(pred, device: str):
         if backend is None or not has_kernel(pred):
             return pred
         try:
-            return TritonPredictor(pred, backend)
+            return _checked(TritonPredictor(pred, backend))
         except Exception as err:  # noqa: BLE001 (auto never fails: the CPU computes the same)
             import warnings
 
@@ -72,12 +72,21 @@ def accelerate(pred, device: str):
         raise NaccError(f"--device {device}: predictor {pred.name!r} has no GPU kernel "
                         "(use --device cpu or auto)")
     try:
-        return TritonPredictor(pred, backend)
+        return _checked(TritonPredictor(pred, backend))
     except NaccError:
         raise
     except Exception as err:
         raise NaccError(f"--device {device}: the GPU kernel of {pred.name!r} failed to run "
                         f"({type(err).__name__}: {err}); use --device cpu") from err
+
+
+def _checked(tp):
+    """``tp`` after its first-use self-check (``predictor.self_check``: a small clip coded
+    on both sides; NaccError on any difference, kernel compile errors propagate)."""
+    from .predictor import self_check
+
+    self_check(tp.inner, tp.backend)
+    return tp
 
 
 def encode_many(pred, token_arrays, batch=None, device=None, threads=None):

@@ -355,7 +355,9 @@ class CMDriver(Driver):
         self._launch(PUSH, batch, state, i, i + 1)
 
 
-_DRIVERS = {"uniform": UniformDriver, "prevframe": PrevFrameDriver, "cm": CMDriver}
+# the neural driver (``nacc.kernels.triton.neural``) is imported when first needed
+_DRIVERS = {"uniform": UniformDriver, "prevframe": PrevFrameDriver, "cm": CMDriver,
+            "transformer": "neural", "lstm": "neural"}
 
 
 def kernel_names() -> list[str]:
@@ -373,6 +375,8 @@ def has_kernel(pred) -> bool:
 
 def driver_for(pred, backend: Backend) -> Driver:
     cls = _DRIVERS.get(getattr(pred, "name", None))
+    if cls == "neural":
+        from .neural import NeuralDriver as cls
     if cls is None:
         raise NaccError(f"predictor {getattr(pred, 'name', pred)!r} has no GPU kernel "
                         f"(kernels: {', '.join(sorted(_DRIVERS))})")

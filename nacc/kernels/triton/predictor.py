@@ -133,17 +133,30 @@ def self_check(inner: Predictor, backend: Backend) -> None:
            inner.model_hash(), str(backend))
     if key in _CHECKED:
         return
-    small = type(inner)(inner.vocab, CHECK_FRAME, **inner.params())
+    if getattr(inner, "im", None) is not None:      # a neural model: its own frame shape
+        small, shape, n_frames = inner, inner.frame_shape, 2
+    else:
+        small, shape, n_frames = (type(inner)(inner.vocab, CHECK_FRAME, **inner.params()),
+                                  CHECK_FRAME, CHECK_FRAMES)
     rng = np.random.default_rng(12345)
-    tok = rng.integers(0, inner.vocab, (CHECK_FRAMES, *CHECK_FRAME)).astype(np.int32)
-    for t in range(1, CHECK_FRAMES):
-        keep = rng.random(CHECK_FRAME) < 0.5
+    tok = rng.integers(0, inner.vocab, (n_frames, *shape)).astype(np.int32)
+    for t in range(1, n_frames):
+        keep = rng.random(shape) < 0.5
         tok[t][keep] = tok[t - 1][keep]
     ref = small.intervals(tok)
     drv = driver_for(small, backend)
     start, freq = drv.intervals(LaneBatch.for_tokens([tok], backend.device), drv.new_state(1))
     got = (start.cpu().numpy()[:tok.size], freq.cpu().numpy()[:tok.size])
-    if not (np.array_equal(ref[0], got[0]) and np.array_equal(ref[1], got[1])):
+    ok = np.array_equal(ref[0], got[0].view(np.uint32)) and np.array_equal(
+        ref[1], got[1].view(np.uint32))
+    if ok and getattr(inner, "im", None) is not None:    # the decode kernel too
+        from nacc import coder
+
+        lb = LaneBatch.for_words([coder.encode_intervals(*ref, small.precision)], [tok.size],
+                                 backend.device)
+        drv.decode(lb, drv.new_state(1))
+        ok = np.array_equal(lb.token_arrays()[0], tok.ravel())
+    if not ok:
         raise NaccError(f"{backend}: the GPU kernel of predictor {inner.name!r} disagrees with "
                         "its CPU implementation on a test clip (the two no longer follow the "
                         "same spec); use --device cpu")
