@@ -1,4 +1,5 @@
 """Neural predictors: integer export, identical tables on every path, model folders."""
+import dataclasses
 import hashlib
 import json
 import os
@@ -12,8 +13,8 @@ from nacc import synth
 from nacc.errors import NaccError
 from nacc.kernels.cpu import rans
 from nacc.neural import intref
-from nacc.neural.config import ModelConfig, make_config
-from nacc.neural.export import load_model, quant_multiplier, save_model
+from nacc.neural.config import DEFAULT_HEAD, ModelConfig, make_config
+from nacc.neural.export import export, load_model, quant_multiplier, save_model
 from nacc.neural.train import TrainConfig, int_bits, train
 from nacc.predictors.base import check_table, get
 
@@ -37,6 +38,8 @@ VARIANTS = {
     "transformer-untied-copybias": ("transformer", dict(k_frames=2, subst=True,
                                                         subst_tied=False, copy_bias=True)),
     "lstm-copymax": ("lstm", dict(k_frames=1, copy_bias=True, copy_max=True)),
+    "lstm-defaults-head": ("lstm", dict(k_frames=2, motion_clamp=3, subst=True, subst_emb=4,
+                                        copy_bias=True, copy_max=True)),
 }
 
 
@@ -236,8 +239,60 @@ def test_cli_train(tmp_path):
     assert ((cfg["motion_clamp"], cfg["subst"], cfg["subst_tied"], cfg["copy_bias"], cfg["copy_max"])
             == (4, True, False, True, True))
     r = CliRunner().invoke(train_cmd, [str(tmp_path / "d.npy"), "--out", str(tmp_path / "m3"),
-                                       "--untied-subst", "-q"])
+                                       "--untied-subst", "--no-subst", "-q"])
     assert r.exit_code == 2 and "--subst" in r.output
+    # defaults: the arch's preset (every head option on), TrainConfig's own defaults
+    out4 = tmp_path / "m4"
+    r = CliRunner().invoke(train_cmd, [str(tmp_path / "d.npy"), "--arch", "lstm", "--out",
+                                       str(out4), "--steps", "2", "--vocab", str(V), "-q"])
+    assert r.exit_code == 0, r.output
+    info = json.loads((out4 / "config.json").read_text())
+    assert {k: info[k] for k in DEFAULT_HEAD} == DEFAULT_HEAD and info["k_frames"] == 2
+    want = dataclasses.asdict(TrainConfig(steps=2))
+    assert info["train"] == want
+    assert (want["schedule"], want["qat_frac"], want["dropout"], want["patience"],
+            want["eval_every"], TrainConfig().steps) == ("plateau", 1.0, 0.1, 6, 100, 3000)
+    # flag pairs switch each option off
+    out5 = tmp_path / "m5"
+    r = CliRunner().invoke(train_cmd, [str(tmp_path / "d.npy"), "--arch", "lstm", "--out",
+                                       str(out5), "--steps", "2", "--vocab", str(V), "-q",
+                                       "--no-subst", "--no-copy-bias", "--no-copy-max",
+                                       "--motion-clamp", "0", "--schedule", "cosine"])
+    assert r.exit_code == 0, r.output
+    info = json.loads((out5 / "config.json").read_text())
+    assert ((info["subst"], info["copy_bias"], info["copy_max"], info["motion_clamp"],
+             info["train"]["schedule"]) == (False, False, False, 0, "cosine"))
+
+
+def test_subst_embedding_bag_and_low_rank_export():
+    """The head's substitution term (an embedding bag over the table's rows) equals the
+    dense product of the gated one-hot rows with the table; with subst_emb the exported
+    table is the quantized full + low-rank sum, tied symmetric before quantization."""
+    import torch
+    import torch.nn.functional as tF
+
+    from nacc.neural.export import export_linear
+    from nacc.neural.model import NeuralModel, _scales
+
+    cfg = make_config("transformer", V, SHAPE, preset="tiny", subst=True, subst_emb=4)
+    m = NeuralModel(cfg)
+    with torch.no_grad():
+        m.head.sub.weight.normal_()
+    w = m.head.sub.float_weight()
+    lo = m.head.sub.emb_a @ m.head.sub.emb_b.t() + m.head.sub.weight
+    assert torch.allclose(w, 0.5 * (lo + lo.t())) and torch.equal(w, w.t())
+    g = torch.randn(7, 15)
+    cand = torch.randint(0, V + 1, (7, 15))
+    sx = _scales((0.01, V))
+    wt = torch.cat([m.head.sub.effective_weight(sx).t(), torch.zeros(1, V)])
+    bag = tF.embedding_bag(cand, wt, mode="sum", per_sample_weights=g)
+    rows = torch.zeros(7, V + 1).scatter_add(-1, cand, g)[:, :V]
+    assert torch.allclose(bag, m.head.sub(rows, sx), atol=1e-5)
+    m(torch.randint(0, V, (1, 3, *SHAPE)))  # the observers see activations
+    m.set_qat(True)
+    im = export(m)
+    wq, _, _, _ = export_linear(m.head.sub, np.full(V, m.head.fq_g.scale), 2.0**-cfg.logit_frac)
+    assert np.array_equal(im.a["head.sub.w"], wq)
 
 
 SHIPPED = sorted((Path(__file__).resolve().parent.parent / "models").glob("commavq-dev-*"))

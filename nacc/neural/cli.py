@@ -12,10 +12,15 @@ import click
               show_default=True)
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
               help="model folder to write (models/NAME)")
-@click.option("--steps", type=int, default=None, help="optimizer steps [400]")
+@click.option("--steps", type=int, default=None,
+              help="most optimizer steps; early stopping usually ends sooner [3000]")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="clips per step")
 @click.option("--clip-len", type=int, default=8, show_default=True, help="frames per clip")
 @click.option("--lr", type=float, default=3e-3, show_default=True)
+@click.option("--schedule", type=click.Choice(["plateau", "cosine"]), default="plateau",
+              show_default=True,
+              help="plateau: halve the lr after 2 evaluations without a better validation; "
+                   "cosine: decay over --steps")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--val-frac", type=float, default=0.1, show_default=True,
               help="held-out fraction (whole segments, or the last frames of a single one)")
@@ -24,31 +29,44 @@ import click
               help="vocabulary size: token ids are 0..vocab-1")
 @click.option("--preset", type=click.Choice(["transformer", "lstm", "tiny"]), default=None,
               help="model size preset [the arch's own]")
-@click.option("--qat-frac", type=float, default=0.3, show_default=True,
+@click.option("--qat-frac", type=float, default=1.0, show_default=True,
               help="final fraction of the steps trained with fake quantization")
+@click.option("--dropout", type=float, default=0.1, show_default=True,
+              help="dropout on the frame features and the head's hidden layer")
+@click.option("--ema", type=float, default=None,
+              help="keep an exponential moving average of the weights with this decay per "
+                   "step, and validate and export it (0: off) [0]")
 @click.option("--eval-every", type=int, default=100, show_default=True,
               help="steps between validation evaluations")
-@click.option("--motion-clamp", type=click.IntRange(0, 127), default=0, show_default=True,
-              help="head: per-shift motion counts, clamped to this (0: off)")
-@click.option("--subst", is_flag=True,
-              help="head: learned V x V substitution table between similar codes (needs "
-                   "much data; overfits a few hundred frames)")
-@click.option("--untied-subst", is_flag=True,
-              help="with --subst: let a -> b and b -> a differ (more data still)")
-@click.option("--copy-bias", is_flag=True, help="head: learned per-code copy term")
-@click.option("--copy-max", is_flag=True,
-              help="head: a code in several candidate slots gets the largest bonus, not the sum")
-@click.option("--patience", type=int, default=0, show_default=True,
+@click.option("--patience", type=int, default=6, show_default=True,
               help="stop after this many evaluations without a better validation (0: never)")
+@click.option("--motion-clamp", type=click.IntRange(0, 127), default=None,
+              help="head: per-shift motion counts, clamped to this (0: off) [12]")
+@click.option("--subst/--no-subst", default=None,
+              help="head: learned V x V substitution table between similar codes [on]")
+@click.option("--untied-subst/--tied-subst", default=None,
+              help="with --subst: let a -> b and b -> a differ [tied]")
+@click.option("--subst-emb", type=click.IntRange(0, 4096), default=None,
+              help="with --subst: rank of the per-code embedding product trained into the "
+                   "table (0: the full table only) [16]")
+@click.option("--copy-bias/--no-copy-bias", default=None,
+              help="head: learned per-code copy term [on]")
+@click.option("--copy-max/--no-copy-max", default=None,
+              help="head: a code in several candidate slots gets the largest bonus, not the "
+                   "sum [on]")
 @click.option("--resume", is_flag=True, help="continue from OUT/checkpoint.pt")
 @click.option("--skip-bad", is_flag=True, help="skip unreadable/invalid inputs with a warning")
-@click.option("-q", "--quiet", is_flag=True, help="no progress bar")
-def train(data, arch, out, steps, batch_size, clip_len, lr, device, val_frac, seed, vocab,
-          preset, qat_frac, eval_every, motion_clamp, subst, untied_subst, copy_bias, copy_max,
-          patience,
-          resume, skip_bad, quiet):
+@click.option("-q", "--quiet", is_flag=True, help="no progress output")
+def train(data, arch, out, steps, batch_size, clip_len, lr, schedule, device, val_frac, seed,
+          vocab, preset, qat_frac, dropout, ema, eval_every, patience, motion_clamp, subst,
+          untied_subst, subst_emb, copy_bias, copy_max, resume, skip_bad, quiet):
     """Train a causal neural predictor on DATA (.npy, .npz, directories, commaVQ shards)
-    and write an integer model folder, used as `--predictor ARCH --model OUT`."""
+    and write an integer model folder, used as `--predictor ARCH --model OUT`.
+
+    The defaults are meant to be used as they are: the arch's preset with every head option
+    on, and training until the validation stops improving (see `nacc.neural.train`).  In
+    brackets: the default of the arch's preset (the `tiny` preset has the head options off).
+    """
     import torch
 
     from nacc.datasets import Segments
@@ -58,6 +76,11 @@ def train(data, arch, out, steps, batch_size, clip_len, lr, device, val_frac, se
 
     if device == "cuda" and not torch.cuda.is_available():
         raise click.UsageError("--device cuda: no CUDA device available")
+    over = {k: v for k, v in dict(motion_clamp=motion_clamp, subst=subst, subst_emb=subst_emb,
+                                  copy_bias=copy_bias, copy_max=copy_max).items()
+            if v is not None}
+    if untied_subst is not None:
+        over["subst_tied"] = not untied_subst
     segs = Segments(data, vocab=vocab, skip_bad=skip_bad)
     videos = [s.tokens for s in segs]
     if segs.n_bad:
@@ -65,15 +88,16 @@ def train(data, arch, out, steps, batch_size, clip_len, lr, device, val_frac, se
     if not videos:
         raise click.UsageError("no token segments found in DATA")
     v = vocab
-    if untied_subst and not subst:
-        raise click.UsageError("--untied-subst needs --subst")
-    cfg = make_config(arch, v, videos[0].shape[1:], preset, motion_clamp=motion_clamp,
-                      subst=subst, subst_tied=not untied_subst, copy_bias=copy_bias,
-                      copy_max=copy_max)
-    tc = TrainConfig(steps=steps or 400, batch_size=batch_size, clip_len=clip_len, lr=lr,
-                     device=device, val_frac=val_frac, seed=seed,
-                     eval_every=eval_every, ckpt_every=eval_every,
-                     qat_frac=qat_frac, patience=patience)
+    cfg = make_config(arch, v, videos[0].shape[1:], preset, **over)
+    if not cfg.subst and (untied_subst or subst_emb):
+        raise click.UsageError("--untied-subst and --subst-emb need --subst")
+    kw = {} if steps is None else {"steps": steps}
+    if ema is not None:
+        kw["ema"] = ema
+    tc = TrainConfig(batch_size=batch_size, clip_len=clip_len, lr=lr, schedule=schedule,
+                     device=device, val_frac=val_frac, seed=seed, eval_every=eval_every,
+                     ckpt_every=eval_every, qat_frac=qat_frac, dropout=dropout,
+                     patience=patience, **kw)
     n_tok = sum(x.size for x in videos)
     if not quiet:
         click.echo(f"{len(videos)} segment(s), {n_tok} tokens, vocab {v}, frames "

@@ -45,6 +45,8 @@ class ModelConfig:
     motion_clamp: int = 0      # > 0: motion count features for the head, clamped to this
     subst: bool = False        # learned substitution table: gated bonus rows per candidate
     subst_tied: bool = True    # the substitution table is tied symmetric (SUB[a, b] = SUB[b, a])
+    subst_emb: int = 0         # > 0: the table is trained as full + a rank-subst_emb product of
+                               # per-code embeddings (shared across codes); exported as one table
     copy_bias: bool = False    # learned per-code term added with every candidate's copy bonus
     copy_max: bool = False     # a code in several candidate slots gets the largest bonus, not the sum
     # integer export
@@ -96,10 +98,15 @@ class ModelConfig:
         Path(path).write_text(json.dumps(d, indent=2, sort_keys=True) + "\n")
 
 
+# the head options that nacc train turns on by default (a preset may leave them off)
+DEFAULT_HEAD = dict(motion_clamp=12, subst=True, subst_tied=True, subst_emb=16, copy_bias=True,
+                    copy_max=True)
+
 PRESETS = {
     "transformer": dict(k_frames=2, radius=2, d_model=64, emb=32, n_layers=2, n_heads=4,
-                        d_ff=128, head_emb=16, head_hidden=128),
-    "lstm": dict(k_frames=1, radius=1, d_model=96, emb=24, head_emb=16, head_hidden=128),
+                        d_ff=128, head_emb=16, head_hidden=128, **DEFAULT_HEAD),
+    "lstm": dict(k_frames=2, radius=1, d_model=96, emb=24, head_emb=16, head_hidden=128,
+                 **DEFAULT_HEAD),
     "tiny": dict(k_frames=1, radius=1, d_model=16, emb=8, n_layers=1, n_heads=2, d_ff=16,
                  pos_emb=4, head_emb=4, head_hidden=16),
 }

@@ -114,12 +114,28 @@ class QLinear(nn.Module):
         return F.linear(x, self.effective_weight(sx), self.bias)
 
 
-class SymQLinear(QLinear):
-    """Square QLinear whose float weight is tied symmetric, (w + w^T) / 2 (the integer
-    export quantizes per output channel, so it is only nearly symmetric)."""
+class SubTable(QLinear):
+    """The head's V x V substitution table, ``weight[v, c] = SUB[c, v]``.  Its float weight
+    is the full table (tied symmetric: ``(W + W^T) / 2``) plus, with ``rank`` > 0, a product
+    of per-code embeddings ``A B^T`` (tied: its symmetric part), which shares what is
+    learned about one code with the codes near it in the embedding: a small corpus shows
+    few substitutions of each pair.  The exporter quantizes the sum like any QLinear."""
+
+    def __init__(self, vocab: int, tied: bool, rank: int = 0):
+        super().__init__(vocab, vocab, bias=False)
+        self.tied = tied
+        with torch.no_grad():
+            self.weight.zero_()
+        self.rank = rank
+        if rank > 0:
+            self.emb_a = nn.Parameter(torch.randn(vocab, rank) * 0.1)
+            self.emb_b = nn.Parameter(torch.randn(vocab, rank) * 0.1)
 
     def float_weight(self):
-        return 0.5 * (self.weight + self.weight.t())
+        w = self.weight
+        if self.rank > 0:
+            w = w + self.emb_a @ self.emb_b.t()
+        return 0.5 * (w + w.t()) if self.tied else w
 
 
 class QEmbedding(nn.Module):
@@ -221,10 +237,8 @@ class TokenHead(nn.Module):
             self.sg = QLinear(cfg.head_hidden, N_SLOTS)  # substitution gate per slot
             self.fq_g = FQ()
             # weight[v, c] = SUB[c, v]; tied symmetric: c -> v as likely a substitution as v -> c
-            lin = SymQLinear if cfg.subst_tied else QLinear
-            self.sub = lin(cfg.vocab, cfg.vocab, bias=False)
-            with torch.no_grad():
-                self.sub.weight.zero_()
+            self.sub = SubTable(cfg.vocab, cfg.subst_tied, cfg.subst_emb)
+        self.dropout = 0.0  # training only (NeuralModel.set_dropout)
         if cfg.copy_bias:
             # per-code logit term of a copied candidate: a copy's mass should not follow the
             # code's own (prior) logit
@@ -243,6 +257,8 @@ class TokenHead(nn.Module):
                      (1.0, N_MATCH + cfg.n_motion))
         a = self.fq_pre(self.l1(torch.cat(parts, dim=-1), sx))
         a = self.fq_act(F.gelu(a))
+        if self.dropout > 0:
+            a = F.dropout(a, self.dropout, self.training)
         sa = _scales((self.fq_act.scale, a.shape[-1]))
         logits = self.l2(a, sa)
         bonus = self.cp(a, sa)
@@ -250,19 +266,31 @@ class TokenHead(nn.Module):
         prev = [shifted(xq, 1, 1, t_n, h, w, 1, dy, dx) for dy, dx in PREV_CANDIDATES]
         cand = torch.stack(nb + prev, dim=-1)  # pad id V: no bonus (dropped column)
         if cfg.subst:
+            # sum over the slots of gate * SUB[candidate, :], as a weighted embedding bag over
+            # the table's rows (the pad id's row is zero): the same values as the dense
+            # product (one-hot gated rows) x table, without the N x V x V work
             g = self.fq_g(self.sg(a, sa))
-            rows = torch.zeros(*g.shape[:-1], cfg.vocab + 1, device=g.device)
-            rows = rows.scatter_add(-1, cand, g)[..., :cfg.vocab]
-            logits = logits + self.sub(rows, _scales((self.fq_g.scale, cfg.vocab)))
+            wt = self.sub.effective_weight(_scales((self.fq_g.scale, cfg.vocab))).t()
+            wt = torch.cat([wt, wt.new_zeros(1, cfg.vocab)])
+            n_s = cand.shape[-1]
+            sub = F.embedding_bag(cand.reshape(-1, n_s), wt, mode="sum",
+                                  per_sample_weights=g.reshape(-1, n_s))
+            logits = logits + sub.view(*g.shape[:-1], cfg.vocab)
         cb = logits.new_zeros(cfg.vocab + 1)
         if cfg.copy_bias:
             q = step_quant(self.cb, 2.0 ** -cfg.logit_frac) if self.cp.qat else self.cb
             cb = torch.cat([q, q.new_zeros(1)])
         ext = torch.cat([logits, torch.zeros_like(logits[..., :1])], -1)
-        if cfg.copy_max:  # each distinct candidate code once, with its largest bonus
-            best = torch.full_like(ext, -1e9).scatter_reduce(-1, cand, bonus, "amax")
-            hit = torch.zeros_like(ext).scatter(-1, cand, 1.0) > 0
-            ext = ext + torch.where(hit, best + cb, torch.zeros_like(ext))
+        if cfg.copy_max:
+            # each distinct candidate code once, with its largest bonus: per slot the max over
+            # the slots holding the same code, added by the first of them only (slot-sized
+            # work; a scatter-max over the V logits is far slower to differentiate)
+            same = cand[..., :, None] == cand[..., None, :]
+            best = bonus[..., None, :].masked_fill(~same, -1e9).amax(-1)
+            n_s = cand.shape[-1]
+            earlier = torch.ones(n_s, n_s, dtype=torch.bool, device=x.device).tril(-1)
+            first = ~(same & earlier).any(-1)
+            ext = ext.scatter_add(-1, cand, torch.where(first, best + cb[cand], 0.0))
         else:
             ext = ext.scatter_add(-1, cand, bonus + cb[cand])
         return ext[..., :cfg.vocab]
@@ -444,7 +472,13 @@ class NeuralModel(nn.Module):
     def forward(self, x):
         """x: (B, T, H, W) long -> logits (B, T, H, W, V)."""
         f = self.frame(x)
+        if self.head.dropout > 0:
+            f = F.dropout(f, self.head.dropout, self.training)
         return self.head(f, self.frame.out_scale, x)
+
+    def set_dropout(self, p: float):
+        """Dropout (training mode only) on the frame features and the head's hidden layer."""
+        self.head.dropout = float(p)
 
     def set_qat(self, on: bool):
         for m in self.modules():

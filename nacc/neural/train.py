@@ -1,22 +1,26 @@
 """Training: seeded, reproducible on CPU, checkpointed, resumable; QAT then integer export.
 
-Schedule: float training with activation observers for the first ``1 - qat_frac`` of the
-steps, then fake quantization (QAT); observers freeze for the last 10%.  Batches are drawn
-from ``default_rng([seed, step])``, so a resumed run sees the same batches as an
-uninterrupted one.  The weights of the best validation evaluation of the QAT phase (every
-``eval_every`` steps, on held-out frames or segments) are kept; with ``patience`` > 0,
-training stops once that many evaluations in a row have not improved on it (small data
-sets overfit long before the last step).  Instead of a fixed corpus, training can draw
-every step's clips from new videos of a ``stream`` (e.g. synthetic ones, ``nacc.synth``),
-which no model can memorise.  The result is exported to integers
+Defaults (:class:`TrainConfig`) are a recipe for a fixed corpus of a few hundred thousand
+tokens: fake quantization (QAT) for the whole run (``qat_frac`` = 1; a smaller value trains
+in float with activation observers first), dropout, gradient clipping, and a *plateau*
+learning-rate schedule: after a linear warm-up the rate stays constant and is halved
+whenever ``plateau_patience`` validation evaluations in a row (every ``eval_every`` steps,
+on held-out segments or frames) bring no new best; training stops once ``patience``
+evaluations in a row brought none, or after ``steps``.  The weights of the best evaluation
+are kept (optionally those of an exponential moving average, ``ema``).  Observers freeze for
+the last 10% of ``steps``.  Batches are drawn from ``default_rng([seed, step])``, so a
+resumed run sees the same batches as an uninterrupted one.  Instead of a fixed corpus,
+training can draw every step's clips from new videos of a ``stream`` (e.g. synthetic ones,
+``nacc.synth``), which no model can memorise.  The result is exported to integers
 (``nacc.neural.export``) and its validation bits/token are measured with the integer
-reference.
+reference.  Progress is a bar on a terminal and one line per evaluation otherwise.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -30,23 +34,39 @@ from nacc.neural.export import export, save_model
 from nacc.neural.model import NeuralModel
 
 
+SCHEDULES = ("plateau", "cosine")
+
+
 @dataclasses.dataclass
 class TrainConfig:
-    steps: int = 2000
+    steps: int = 3000        # at most; early stopping (patience) usually ends sooner
     batch_size: int = 8      # clips per step
-    clip_len: int = 12       # frames per clip (context frames included)
+    clip_len: int = 8        # frames per clip (context frames included)
     lr: float = 3e-3
     table_lr_mult: float = 1.0  # lr factor of the head's per-code tables (copy term, substitution)
     weight_decay: float = 0.01
-    qat_frac: float = 0.3
+    qat_frac: float = 1.0    # final fraction of the steps with fake quantization
     seed: int = 0
     val_frac: float = 0.1
     device: str = "cpu"
-    eval_every: int = 250
-    ckpt_every: int = 250
+    eval_every: int = 100
+    ckpt_every: int = 100
     burn_in: int = 4         # lstm: frames of state warm-up before the loss counts
     keep_best: bool = True   # export the weights of the best validation evaluation
-    patience: int = 0        # > 0: stop after this many evaluations without a new best
+    patience: int = 6        # > 0: stop after this many evaluations without a new best
+    schedule: str = "plateau"  # plateau: lr times plateau_factor after plateau_patience
+                             # evaluations without a new best; cosine: decay over `steps`
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
+    warmup: int = 100        # steps of linear warm-up (plateau schedule)
+    dropout: float = 0.1     # on the frame features and the head's hidden layer
+    grad_clip: float = 1.0   # max gradient norm (0: off)
+    ema: float = 0.0         # > 0: validate and export an exponential moving average of the
+                             # weights with this decay per step
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r} (known: {', '.join(SCHEDULES)})")
 
 
 def split_corpus(videos, val_frac: float):
@@ -114,7 +134,11 @@ def int_bits(im, videos) -> float:
     return float(np.concatenate(bits).mean()) if bits else float("nan")
 
 
-def _lr(tc: TrainConfig, step: int) -> float:
+def _lr(tc: TrainConfig, step: int, scale: float = 1.0) -> float:
+    """Learning rate of ``step``; ``scale``: the plateau schedule's current factor."""
+    if tc.schedule == "plateau":
+        warm = max(1, min(tc.warmup, tc.steps // 2))
+        return tc.lr * scale * min(1.0, (step + 1) / warm)
     warm = max(1, tc.steps // 20)
     if step < warm:
         return tc.lr * (step + 1) / warm
@@ -129,12 +153,33 @@ def _param_groups(model: NeuralModel, tc: TrainConfig):
     head = model.head
     tables = [head.cb] if model.cfg.copy_bias else []
     if model.cfg.subst:
-        tables.append(head.sub.weight)
+        tables.extend(head.sub.parameters())
     if tc.table_lr_mult == 1.0 or not tables:
         return model.parameters()
     ids = {id(p) for p in tables}
     rest = [p for p in model.parameters() if id(p) not in ids]
     return [{"params": rest}, {"params": tables, "lr_mult": tc.table_lr_mult}]
+
+
+class _EMA:
+    """Exponential moving average of a model's parameters (buffers stay the live ones)."""
+
+    def __init__(self, model, decay: float):
+        self.decay = decay
+        self.params = [p.detach().clone() for p in model.parameters()]
+
+    def update(self, model):
+        with torch.no_grad():
+            torch._foreach_lerp_(self.params, [p.detach() for p in model.parameters()],
+                                 1.0 - self.decay)
+
+    def swap(self, model):
+        """Exchange the model's parameters with the averaged ones (call twice to undo)."""
+        with torch.no_grad():
+            for p, q in zip(model.parameters(), self.params):
+                t = p.detach().clone()
+                p.copy_(q)
+                q.copy_(t)
 
 
 def train(cfg: ModelConfig, videos, tc: TrainConfig, out=None, resume: bool = False,
@@ -150,10 +195,13 @@ def train(cfg: ModelConfig, videos, tc: TrainConfig, out=None, resume: bool = Fa
     torch.manual_seed(tc.seed)
     train_v, val_v = split_corpus(videos, tc.val_frac) if stream is None else (None, list(videos))
     model = NeuralModel(cfg).to(tc.device)
+    model.set_dropout(tc.dropout)
     opt = torch.optim.AdamW(_param_groups(model, tc), lr=tc.lr, weight_decay=tc.weight_decay)
+    ema = _EMA(model, tc.ema) if tc.ema > 0 else None
     step0 = 0
     stats = {"val_bits_float": None}
     best = None
+    lr_scale, since_drop = 1.0, 0  # plateau schedule: current factor, evaluations since
     out = Path(out) if out else None
     ckpt = out / "checkpoint.pt" if out else None
     if resume and ckpt is not None and ckpt.is_file():
@@ -161,12 +209,17 @@ def train(cfg: ModelConfig, videos, tc: TrainConfig, out=None, resume: bool = Fa
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         step0 = int(st["step"])
+        lr_scale, since_drop = float(st.get("lr_scale", 1.0)), int(st.get("since_drop", 0))
+        if ema is not None and "ema" in st:
+            ema.params = [t.to(tc.device) for t in st["ema"]]
         if "best_model" in st:
             best = (float(st["best_val"]), int(st["best_step"]), st["best_model"])
     qat_start = int(tc.steps * (1 - tc.qat_frac))
     n_ctx = context_frames(cfg) if cfg.arch == "transformer" else tc.burn_in
-    bar = tqdm(range(step0, tc.steps), disable=quiet, desc=f"train {cfg.arch}", unit="step",
-               initial=step0, total=tc.steps)
+    # a bar only on a terminal: on a pipe or a log file, one line per evaluation instead
+    tty = sys.stderr.isatty()
+    bar = tqdm(range(step0, tc.steps), disable=quiet or not tty, desc=f"train {cfg.arch}",
+               unit="step", initial=step0, total=tc.steps)
     t0 = time.time()
     n_tok = 0
     for step in bar:
@@ -174,8 +227,9 @@ def train(cfg: ModelConfig, videos, tc: TrainConfig, out=None, resume: bool = Fa
         # observers: one step in 4 (max-abs is not free), frozen for the last 10%
         model.set_observe(step < int(0.9 * tc.steps) and step % 4 == 0)
         for g in opt.param_groups:
-            g["lr"] = _lr(tc, step) * g.get("lr_mult", 1.0)
+            g["lr"] = _lr(tc, step, lr_scale) * g.get("lr_mult", 1.0)
         rng = np.random.default_rng([tc.seed, step])
+        torch.manual_seed(int(rng.integers(2**62)))  # dropout: same masks after a resume
         if stream is None:
             x, m = sample_batch(rng, train_v, tc.batch_size, tc.clip_len, n_ctx)
         else:
@@ -187,25 +241,44 @@ def train(cfg: ModelConfig, videos, tc: TrainConfig, out=None, resume: bool = Fa
         loss = (per * wm).sum() / wm.sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if tc.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
         opt.step()
+        if ema is not None:
+            ema.update(model)
         n_tok += int(m.sum()) * x.shape[2] * x.shape[3]
         post = {"loss_bits": f"{loss.item() / math.log(2):.3f}"}
         last = step + 1 == tc.steps
         stale = False
         if val_v and ((step + 1) % tc.eval_every == 0 or last):
+            if ema is not None:
+                ema.swap(model)
             vb = float_bits(model, val_v)
             post["val_bits"] = f"{vb:.3f}"
             # keep the best validated weights, among those trained with fake quantization
             if step >= qat_start and (best is None or vb < best[0]):
                 best = (vb, step + 1, copy.deepcopy(model.state_dict()))
+                since_drop = 0
+            elif step >= qat_start:
+                since_drop += 1
+                if tc.schedule == "plateau" and since_drop >= tc.plateau_patience:
+                    lr_scale *= tc.plateau_factor
+                    since_drop = 0
+            if ema is not None:
+                ema.swap(model)
             stale = (tc.patience > 0 and best is not None
                      and step + 1 - best[1] >= tc.patience * tc.eval_every)
+            if not quiet and not tty:
+                log(f"step {step + 1}: loss {post['loss_bits']} val {vb:.4f} bits/token, "
+                    f"best {best[0]:.4f} at {best[1]}, lr {_lr(tc, step, lr_scale):.2e}"
+                    if best else f"step {step + 1}: val {vb:.4f} bits/token")
         bar.set_postfix(post)
         if ckpt is not None and ((step + 1) % tc.ckpt_every == 0 or last or stale):
             out.mkdir(parents=True, exist_ok=True)
             st = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1,
-                  "config": cfg.to_json()}
+                  "config": cfg.to_json(), "lr_scale": lr_scale, "since_drop": since_drop}
+            if ema is not None:
+                st["ema"] = ema.params
             if best is not None:
                 st.update(best_val=best[0], best_step=best[1], best_model=best[2])
             torch.save(st, ckpt)
@@ -220,6 +293,9 @@ def train(cfg: ModelConfig, videos, tc: TrainConfig, out=None, resume: bool = Fa
     if best is not None and tc.keep_best:
         model.load_state_dict(best[2])
         stats["best_step"] = best[1]
+    elif ema is not None:
+        ema.swap(model)
+    model.eval()
     if val_v:
         stats["val_bits_float"] = float_bits(model, val_v)
     im = export(model.cpu())
