@@ -1,0 +1,124 @@
+"""`nacc train` with its default flags on fixed corpora of the synthetic family.
+
+    OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 .venv/bin/python bench/bench_train_defaults.py \
+        [--process base v64-wide v2048-still v1024-busy-10x12] [--arch transformer lstm] \
+        [--clips 24] [--frames 100] [--test-frames 300] [--threads 1] [--steps N] [--json F]
+
+For each process (a :class:`nacc.synth.SynthConfig` and a frame shape, below) a fixed
+training corpus of ``--clips`` clips of ``--frames`` frames (seed 1) is generated, and an
+unseen test clip of ``--test-frames`` frames (seed 2).  Each architecture is trained on the
+corpus with ``nacc train``'s defaults, through the same code path as the command (the CLI
+itself, on .npy files), and the integer model codes the test clip: bits/token (the ideal
+code length of the integer tables, which rANS matches to ~0.01%) against the exact limit
+of the process on the same tokens, the float (QAT) model's bits (the export cost), ``cm``
+alone and ``cm --model`` (the model mixed into cm), and the training time.  ``--steps``
+caps the steps for short proxy runs (not the defaults: say so when quoting).  No rate is
+ever measured on a clip a model trained on.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nacc import synth
+
+# name -> (SynthConfig overrides, frame shape (H, W))
+PROCESSES = {
+    "base": (dict(vocab=1024), (8, 16)),
+    "v64-wide": (dict(vocab=64, sub_width=6, sub_tau=2.0, p_sub=0.35), (8, 16)),
+    "v2048-still": (dict(vocab=2048, w_copy=0.88, p_stay=0.95, p_sub=0.15), (8, 16)),
+    "v1024-busy-10x12": (dict(vocab=1024, w_copy=0.65, w_left=0.12, w_up=0.1, p_stay=0.6,
+                              p_scene=0.05), (10, 12)),
+}
+
+
+def predictor_bits(name, vocab, shape, video, **params):
+    from nacc.predictors.base import get
+
+    p = get(name)(vocab, shape, **params)
+    _, freq = p.intervals(video)
+    return float((p.precision - np.log2(freq.astype(np.float64))).mean())
+
+
+def run(process, arch, args, work: Path):
+    import torch
+
+    from click.testing import CliRunner
+
+    from nacc.neural import intref
+    from nacc.neural.cli import train as train_cmd
+    from nacc.neural.export import load_model
+    from nacc.neural.model import NeuralModel
+    from nacc.neural.train import float_bits
+
+    over, hw = PROCESSES[process]
+    cfg_s = synth.SynthConfig(**over)
+    corpus = synth.corpus(args.clips, (args.frames, *hw), 1, cfg_s)
+    test = synth.generate((args.test_frames, *hw), 2, cfg_s)[0]
+    limit = synth.limit_bits_per_token(test, cfg_s)
+    data = work / process / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    for k, v in enumerate(corpus):
+        np.save(data / f"clip{k:03d}.npy", v)
+    out = work / process / arch
+    # (T, H, W) .npy files keep their frame shape
+    cmd = [str(data), "--arch", arch, "--out", str(out), "--vocab", str(cfg_s.vocab), "-q"]
+    if args.steps:
+        cmd += ["--steps", str(args.steps)]
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    r = CliRunner().invoke(train_cmd, cmd, catch_exceptions=False)
+    secs = time.time() - t0
+    if r.exit_code != 0:
+        raise SystemExit(f"nacc train failed: {r.output}")
+    im, _ = load_model(out)
+    ib = float(intref.code_length_bits(im, test).mean())
+    # the float (QAT) model from the checkpoint's best weights: the export cost
+    st = torch.load(out / "checkpoint.pt", weights_only=True)
+    model = NeuralModel(im.cfg)
+    model.load_state_dict(st.get("best_model", st["model"]))
+    model.set_qat(True)
+    fb = float_bits(model, [test])
+    cm = predictor_bits("cm", cfg_s.vocab, hw, test)
+    cmm = predictor_bits("cm", cfg_s.vocab, hw, test, model=str(out))
+    meta = json.loads((out / "config.json").read_text())
+    res = dict(process=process, arch=arch, clips=args.clips, frames=args.frames,
+               limit=limit, bits=ib, over_pct=100 * (ib / limit - 1), float_bits=fb,
+               export_cost_pct=100 * (ib / fb - 1), cm=cm, cm_model=cmm,
+               cm_model_over_pct=100 * (cmm / limit - 1), train_seconds=secs,
+               threads=args.threads, stats=meta.get("stats"))
+    print(f"{process:18s} {arch:11s} {args.clips}x{args.frames}  bits {ib:.4f}  limit "
+          f"{limit:.4f}  {res['over_pct']:+.1f}%  export {res['export_cost_pct']:+.2f}%  "
+          f"cm {cm:.4f}  cm+model {cmm:.4f} ({res['cm_model_over_pct']:+.1f}%)  "
+          f"train {secs:.0f} s on {args.threads} thread(s), best step "
+          f"{(meta.get('stats') or {}).get('best_step')}", flush=True)
+    return res
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--process", nargs="+", default=list(PROCESSES), choices=list(PROCESSES))
+    ap.add_argument("--arch", nargs="+", default=["transformer", "lstm"])
+    ap.add_argument("--clips", type=int, default=24)
+    ap.add_argument("--frames", type=int, default=100)
+    ap.add_argument("--test-frames", type=int, default=300)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=None, help="cap (proxy runs only)")
+    ap.add_argument("--out", default=None, help="keep corpora and models here")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    work = Path(args.out or tempfile.mkdtemp(prefix="nacc-train-defaults-"))
+    rows = [run(p, a, args, work) for p in args.process for a in args.arch]
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
