@@ -41,3 +41,17 @@ def dev_clip() -> np.ndarray:
 def small_clip(dev_clip) -> np.ndarray:
     """Frames 0-9 of the real clip."""
     return np.ascontiguousarray(dev_clip[:10])
+
+
+def repeating_clips(vocab: int, frame_shape, seed: int, lengths) -> list[np.ndarray]:
+    """int32 token videos of the given lengths with different contents; each frame keeps
+    about half the tokens of the previous one, so previous-frame contexts are exercised."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in lengths:
+        v = rng.integers(0, vocab, (t, *frame_shape)).astype(np.int32)
+        for f in range(1, t):
+            keep = rng.random(frame_shape) < 0.5
+            v[f][keep] = v[f - 1][keep]
+        out.append(v)
+    return out

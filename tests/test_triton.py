@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("triton")
 
+from conftest import repeating_clips  # noqa: E402
 from nacc import codec, coder, container, npyio  # noqa: E402
 from nacc.errors import NaccError  # noqa: E402
 from nacc.kernels.triton import accelerate, gpu_available, has_kernel  # noqa: E402
@@ -27,17 +28,8 @@ FS = (2, 4)
 
 
 def _clips(vocab: int, seed: int, lengths=(3, 2, 4)) -> list[np.ndarray]:
-    """Segments with different contents and lengths; frames partly repeat the previous one
-    so that the previous-frame contexts are exercised."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for t in lengths:
-        v = rng.integers(0, vocab, (t, *FS)).astype(np.int32)
-        for f in range(1, t):
-            keep = rng.random(FS) < 0.5
-            v[f][keep] = v[f - 1][keep]
-        out.append(v)
-    return out
+    """Segments with different contents and lengths (see ``conftest.repeating_clips``)."""
+    return repeating_clips(vocab, FS, seed, lengths)
 
 
 def _words(pred, tokens) -> np.ndarray:

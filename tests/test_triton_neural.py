@@ -14,6 +14,7 @@ pytest.importorskip("torch")
 pytest.importorskip("triton")
 sys.path.insert(0, str(Path(__file__).parent))
 
+from conftest import repeating_clips  # noqa: E402
 from neural_models import random_model  # noqa: E402
 
 from nacc import coder  # noqa: E402
@@ -36,15 +37,7 @@ CASES = {
 
 
 def _clips(lengths=(3, 2)):
-    rng = np.random.default_rng(0)
-    out = []
-    for t in lengths:
-        v = rng.integers(0, V, (t, *FS)).astype(np.int32)
-        for f in range(1, t):
-            keep = rng.random(FS) < 0.5
-            v[f][keep] = v[f - 1][keep]
-        out.append(v)
-    return out
+    return repeating_clips(V, FS, 0, lengths)
 
 
 @pytest.fixture(scope="module", params=list(CASES))
