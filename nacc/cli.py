@@ -161,10 +161,49 @@ def _read_input(path: str) -> bytes:
 
 def _segments_of(path: str):
     """``(name, NpyFile)`` pairs of a .npy file, a directory of them, an .npz, a commaVQ
-    webdataset shard (.tar/.tar.gz, streamed), or stdin; see nacc.inputs."""
+    webdataset shard (.tar/.tar.gz, streamed), or stdin, verified whole; see nacc.inputs.
+    NaccError (or OSError from the file system) for anything wrong with it."""
     from nacc import inputs
 
     return inputs.segments_of(path)
+
+
+def _files_read(src: str, segments) -> list[str]:
+    """The files compressing ``src`` read: the file itself, or a directory's .npy files."""
+    if src == "-":
+        return []
+    if Path(src).is_dir():
+        return [os.path.join(src, name) for name, _ in segments]
+    return [src]
+
+
+def _check_not_an_input(dest: str, files: list[str]) -> None:
+    """NaccError if ``dest`` is one of ``files`` however spelled (symlink, hard link,
+    ``./``, absolute path): writing it would replace an input."""
+    if dest == "-" or not os.path.exists(dest):
+        return
+    for f in files:
+        try:
+            same = os.path.samefile(dest, f)
+        except OSError:
+            continue
+        if same:
+            raise NaccError(f"output {dest} is the input {f} (choose another -o)")
+
+
+def _check_archive(dest: str, segments, threads: int, override, device: str) -> None:
+    """Decode the archive written at ``dest``; NaccError unless it gives back exactly the
+    names and bytes of ``segments`` (the check ``--rm`` needs before removing anything)."""
+    from nacc import codec, npyio
+
+    restored = codec.decompress_archive(Path(dest).read_bytes(), threads, override, device)
+    n = 0
+    for (name, npy), (name2, data) in zip(segments, restored):
+        if name != name2 or data != npyio.npy_bytes(npy):
+            raise NaccError(f"{dest} does not decode to segment {name!r}; inputs kept")
+        n += 1
+    if n != len(segments) or next(restored, None) is not None:
+        raise NaccError(f"{dest} does not decode to {len(segments)} segments; inputs kept")
 
 
 def _check_binary_stdout():
@@ -233,7 +272,8 @@ def _n_tokens(segments) -> int:
 @click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write to standard output.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("-k", "--keep", is_flag=True, help="Keep inputs (the default).")
-@click.option("--rm", "remove", is_flag=True, help="Remove inputs after success.")
+@click.option("--rm", "remove", is_flag=True,
+              help="Remove input files once their archive is written and decodes to them.")
 @click.option("-T", "--threads", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Processes over independent blocks; output does not depend on it.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
@@ -246,12 +286,17 @@ def _n_tokens(segments) -> int:
 def compress(inputs, output, to_stdout, force, keep, remove, threads, predictor, vocab,
              frame_shape, model, device, params, verbose, quiet, engine, address, solid):
     """Compress .npy token videos (files, directories, .npz, webdataset shards, or - for
-    stdin)."""
+    stdin).  Each input is read and verified whole before anything is written; with --rm
+    an input file is removed only after its archive was written and decoded back to it
+    (directories are kept)."""
     from nacc import codec
 
     rep = Reporter(verbose, quiet)
     if keep and remove:
         raise click.UsageError("-k and --rm exclude each other")
+    if remove and (to_stdout or output == "-" or (inputs == ("-",) and output is None)):
+        raise click.UsageError("--rm needs an output file: an archive on stdout cannot be "
+                               "read back to check it")
     if engine == "ray" or address is not None:
         from nacc import distributed
 
@@ -268,14 +313,17 @@ def compress(inputs, output, to_stdout, force, keep, remove, threads, predictor,
         try:
             if dest != "-" and Path(dest).exists() and not force:
                 raise NaccError(f"{dest} already exists (use -f to overwrite)")
-            segments = []
+            segments, read = [], []
             for src in srcs:
                 where = src
-                segments += _segments_of(src)
+                segs = _segments_of(src)
+                segments += segs
+                read += _files_read(src, segs)
             where = srcs[0] if len(srcs) == 1 else dest
             names = [n for n, _ in segments]
             if len(set(names)) != len(names):
                 raise NaccError("two inputs share a segment name; compress them separately")
+            _check_not_an_input(dest, read)
             t0 = time.perf_counter()
             chunks = codec.compress_segments(segments, opts, threads)
             n_blocks = len(codec.plan_blocks(segments, opts))
@@ -283,6 +331,12 @@ def compress(inputs, output, to_stdout, force, keep, remove, threads, predictor,
             rep.info(f"{where}: {_rate_line(_n_tokens(segments), n)}, {n} bytes -> {dest}"
                      + (f" in {time.perf_counter() - t0:.2f} s" if rep.level >= 1 else ""))
             if remove:
+                try:
+                    _check_archive(dest, segments, threads, {"model": model} if model else None,
+                                   device)
+                except NaccError:
+                    Path(dest).unlink(missing_ok=True)
+                    raise
                 for src in srcs:
                     if src != "-" and Path(src).is_file():
                         Path(src).unlink()

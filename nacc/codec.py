@@ -98,6 +98,9 @@ def frame_shape_of(shape: tuple[int, ...], requested: tuple[int, int] | None) ->
         fs = (shape[1], shape[2])
     elif len(shape) == 2:
         fs = requested or (COMMAVQ_FRAME if shape[1] == 128 else (1, shape[1]))
+        if fs[0] * fs[1] != shape[1]:
+            raise NaccError(f"--frame-shape {fs[0]}x{fs[1]} ({fs[0] * fs[1]} tokens) does not "
+                            f"fit frames of {shape[1]} tokens (shape {shape})")
     else:
         raise NaccError(f"array has {len(shape)} dimensions; a token video is (T, H, W) or (T, N)")
     if requested is not None and requested[0] * requested[1] == fs[0] * fs[1]:

@@ -8,7 +8,9 @@ Accepted inputs (``iter_segments(paths)`` takes any mix):
 * ``X.npz``: one segment per array, named ``X.npz:KEY``, in the archive's order.
 * commaVQ webdataset shards ``X.tar`` / ``X.tar.gz``: members ``KEY.token.npy`` and
   ``KEY.json``; the segment is named by the json's ``file_name`` (``KEY`` when absent).
-  Shards are streamed with :mod:`tarfile` (``r|*``), never written to disk.
+  Shards are streamed, never written to disk, and verified whole (gzip checksums, tar
+  structure, every key with both members) before any segment is yielded; see
+  :mod:`nacc.inputs`.
 
 Every segment is checked: integer dtype, 3 dims, values in ``0..vocab-1`` (when ``vocab``
 is given, else ``>= 0``), and one frame shape across the whole corpus (the first segment's,
@@ -19,9 +21,7 @@ counted in :attr:`Segments.n_bad`.
 from __future__ import annotations
 
 import io
-import json
 import os
-import tarfile
 import warnings
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
@@ -111,40 +111,26 @@ def _raw_file(path: Path) -> Iterator[tuple[str, np.ndarray]]:
 
 
 def _raw_shard(path: Path) -> Iterator[tuple[str, np.ndarray]]:
-    """Stream a webdataset shard: pairs ``KEY.token.npy`` with ``KEY.json``."""
-    tokens: dict[str, np.ndarray] = {}
-    names: dict[str, str] = {}
-    order: list[str] = []
-    n_members = 0
+    """A webdataset shard's ``KEY.token.npy`` arrays, named by their ``KEY.json``
+    ``file_name`` (or ``KEY``); read and verified whole first by :func:`nacc.inputs.read_shard`
+    (gzip checksums, tar structure, no lost member)."""
+    from nacc import inputs, npyio
+
     try:
-        with tarfile.open(path, mode="r|*") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                n_members += 1
-                base = member.name
-                key, _, ext = base.partition(".")
-                where = f"{path}[{member.name}]"
-                f = tar.extractfile(member)
-                data = f.read() if f is not None else b""
-                if ext == "token.npy":
-                    tokens[key] = _load_npy_bytes(data, where)
-                    order.append(key)
-                elif ext == "json":
-                    try:
-                        meta = json.loads(data)
-                    except ValueError as e:
-                        raise DatasetError(f"{where}: bad json ({e})") from None
-                    if isinstance(meta, dict) and "file_name" in meta:
-                        names[key] = str(meta["file_name"])
-    except DatasetError:
-        raise
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise DatasetError(f"{path}: corrupt or truncated tar ({e})") from None
-    if not order:
-        raise DatasetError(f"{path}: shard holds no KEY.token.npy members ({n_members} files)")
-    for key in order:
-        yield names.get(key, key), tokens[key]
+        items = inputs.read_shard(path)
+    except _Base as e:
+        raise DatasetError(f"{path}: {e}") from None
+    except inputs.INPUT_ERRORS as e:
+        raise DatasetError(f"{path}: corrupt shard ({type(e).__name__}: {e})") from None
+    except OSError as e:
+        raise DatasetError(f"{path}: {e.strerror or e}") from None
+    for item in items:
+        where = f"{path}[{item.member}]"
+        try:
+            arr = np.array(npyio.parse_npy(item.data, where).array)
+        except _Base as e:
+            raise DatasetError(str(e)) from None
+        yield item.file_name or item.key, arr
 
 
 class Segments:

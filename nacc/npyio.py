@@ -1,10 +1,14 @@
 """Reading and byte-exact rewriting of ``.npy`` token files.
 
-``read_npy`` splits a file into its prefix (magic, version and header: everything before
+``parse_npy`` splits a file into its prefix (magic, version and header: everything before
 the data), the array, and the raw data bytes.  ``npy_bytes`` rebuilds the identical file.
 A prefix equal to ``canonical_prefix(dtype, shape, fortran)`` (the header nacc's format
 spec writes, which is what ``np.save`` writes for version 1.0) is stored as one flag
 instead of its ~128 bytes.
+
+Headers are untrusted: ``check_descr_shape`` admits only the integer dtypes of
+``TOKEN_DESCRS`` and shapes of non-negative Python ints whose product cannot wrap, and the
+data length must match before any array is made.
 """
 from __future__ import annotations
 
@@ -55,39 +59,106 @@ def canonical_prefix(descr: str, fortran: bool, shape: tuple[int, ...]) -> bytes
     return MAGIC + b"\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1")
 
 
-def parse_npy(raw: bytes, where: str) -> NpyFile:
-    """Split the bytes of an ``.npy`` file; NaccError naming ``where`` if it is not one."""
-    if not raw.startswith(MAGIC) or len(raw) < 10:
-        raise NaccError(f"{where}: not a .npy file (bad magic)")
+# The dtypes a token file may have: integers of 1, 2, 4 or 8 bytes, spelled as np.save writes
+# them ('|' for one byte, an explicit '<' or '>' byte order otherwise).  Native-order
+# spellings ('=i2', 'i2') are refused so that the bytes mean the same on every machine.
+TOKEN_DESCRS = frozenset(["|i1", "|u1"] + [f"{o}{k}{n}" for o in "<>" for k in "iu"
+                                           for n in (2, 4, 8)])
+MAX_NDIM = 32                      # numpy's own limit (NPY_MAXDIMS of numpy 1.x)
+MAX_ITEMS = 1 << 62                # no array this large can exist; keeps byte counts in int64
+
+
+def _prefixed(where: str, msg: str) -> str:
+    return f"{where}: {msg}" if where else msg
+
+
+def _short(x) -> str:
+    """``repr(x)``, cut to 60 characters (hostile headers can hold 64 KiB)."""
+    r = repr(x)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def _dtype_or_none(descr) -> np.dtype | None:
+    try:
+        return np.dtype(descr)
+    except Exception:  # noqa: BLE001 - any spelling numpy rejects
+        return None
+
+
+def check_descr_shape(descr, shape, where: str = "") -> tuple[np.dtype, int]:
+    """``(dtype, number of items)`` of a header's ``descr`` and ``shape``, or NaccError
+    (prefixed ``where: `` when ``where`` is given) unless ``descr`` is one of
+    ``TOKEN_DESCRS`` (int8/uint8 as ``|i1``/``|u1``; int16, uint16, int32, uint32, int64,
+    uint64 as ``<`` or ``>`` ``i2 u2 i4 u4 i8 u8``) and ``shape`` is a tuple of at most
+    ``MAX_NDIM`` Python ints (not bools), each >= 0, whose product is at most ``MAX_ITEMS``.
+    The product is computed with Python integers, so it cannot wrap.  Used by the ``.npy``
+    parser here and by the archive parser, so both accept the same dtypes and shapes."""
+    if not (isinstance(descr, str) and descr in TOKEN_DESCRS):
+        dtype = _dtype_or_none(descr)
+        if not isinstance(descr, str) and dtype is not None and dtype.names:
+            msg = "structured arrays are not token videos"
+        elif dtype is not None and dtype.hasobject:
+            msg = "object arrays are not token videos"
+        elif dtype is not None and dtype.kind not in "iu":
+            msg = f"dtype {dtype} is not an integer type; token ids are integers"
+        else:
+            msg = (f"dtype {_short(descr)} is not a supported token dtype (one of "
+                   + " ".join(sorted(TOKEN_DESCRS)) + ")")
+        raise NaccError(_prefixed(where, msg))
+    if not isinstance(shape, tuple) or len(shape) > MAX_NDIM:
+        raise NaccError(_prefixed(where, f"bad shape {_short(shape)} (want a tuple of at most "
+                                         f"{MAX_NDIM} sizes)"))
+    n = 1
+    for d in shape:
+        if type(d) is not int or d < 0:
+            raise NaccError(_prefixed(where, f"bad shape {_short(shape)} (sizes are integers "
+                                             ">= 0)"))
+        n *= d
+        if n > MAX_ITEMS:
+            raise NaccError(_prefixed(where, f"shape {_short(shape)} has more than 2^62 items"))
+    return np.dtype(descr), n
+
+
+def parse_npy(raw: bytes, where: str = "") -> NpyFile:
+    """Split the bytes of an ``.npy`` file; NaccError (prefixed ``where: `` when given)
+    unless it is one: magic, version 1, 2 or 3, a header that is a Python-literal dict with
+    exactly the keys descr, fortran_order (a bool) and shape, a token dtype and shape
+    (``check_descr_shape``), and exactly as many data bytes as they say.  Nothing is
+    allocated from the header's numbers."""
+    if len(raw) < 10 or not raw.startswith(MAGIC):
+        raise NaccError(_prefixed(where, "not a .npy file (bad magic)"))
     major = raw[6]
+    if raw[7] != 0:
+        raise NaccError(_prefixed(where, f"unsupported .npy version {major}.{raw[7]}"))
     if major == 1:
         (hlen,) = struct.unpack("<H", raw[8:10])
         start = 10
     elif major in (2, 3):
         if len(raw) < 12:
-            raise NaccError(f"{where}: truncated .npy header")
+            raise NaccError(_prefixed(where, "truncated .npy header"))
         (hlen,) = struct.unpack("<I", raw[8:12])
         start = 12
     else:
-        raise NaccError(f"{where}: unsupported .npy version {major}")
+        raise NaccError(_prefixed(where, f"unsupported .npy version {major}"))
     if hlen > MAX_HEADER or start + hlen > len(raw):
-        raise NaccError(f"{where}: truncated or oversized .npy header")
-    text = raw[start:start + hlen].decode("utf8" if major == 3 else "latin1")
+        raise NaccError(_prefixed(where, "truncated or oversized .npy header"))
     try:
+        text = raw[start:start + hlen].decode("utf8" if major == 3 else "latin1")
         d = ast.literal_eval(text)
-        descr, fortran, shape = d["descr"], bool(d["fortran_order"]), tuple(d["shape"])
-        dtype = np.dtype(descr)
-    except Exception as e:  # noqa: BLE001 - any parse failure is the same user error
-        raise NaccError(f"{where}: unreadable .npy header ({e})") from None
-    if not isinstance(descr, str):
-        raise NaccError(f"{where}: structured arrays are not token videos")
-    if dtype.hasobject:
-        raise NaccError(f"{where}: object arrays are not token videos")
-    data = raw[start + hlen:]
-    want = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(data) != want:
-        raise NaccError(f"{where}: .npy data is {len(data)} bytes, header says {want}")
-    return NpyFile(raw[:start + hlen], descr, fortran, shape, data)
+    except Exception as e:  # noqa: BLE001 - any parse failure (incl. RecursionError) is the same
+        raise NaccError(_prefixed(where, f"unreadable .npy header ({type(e).__name__})")) \
+            from None
+    if not isinstance(d, dict) or set(d) != {"descr", "fortran_order", "shape"}:
+        raise NaccError(_prefixed(where, "unreadable .npy header (want a dict of descr, "
+                                         "fortran_order and shape)"))
+    descr, fortran, shape = d["descr"], d["fortran_order"], d["shape"]
+    if not isinstance(fortran, bool):
+        raise NaccError(_prefixed(where, f"bad fortran_order {_short(fortran)} in .npy header"))
+    dtype, n = check_descr_shape(descr, shape, where)
+    have, want = len(raw) - start - hlen, n * dtype.itemsize
+    if have != want:
+        raise NaccError(_prefixed(where, f".npy data is {have} bytes, header says {want}"))
+    return NpyFile(bytes(raw[:start + hlen]), descr, fortran, shape, bytes(raw[start + hlen:]))
 
 
 def from_array(arr: np.ndarray) -> NpyFile:
@@ -97,8 +168,7 @@ def from_array(arr: np.ndarray) -> NpyFile:
         raise NaccError("object arrays are not token videos")
     fortran = bool(arr.flags.f_contiguous and not arr.flags.c_contiguous)
     descr = np.lib.format.dtype_to_descr(arr.dtype)
-    if not isinstance(descr, str):
-        raise NaccError("structured arrays are not token videos")
+    check_descr_shape(descr, tuple(int(d) for d in arr.shape))
     data = arr.tobytes(order="F" if fortran else "C")
     return NpyFile(canonical_prefix(descr, fortran, arr.shape), descr, fortran,
                    tuple(arr.shape), data)
