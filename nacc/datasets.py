@@ -124,13 +124,15 @@ def _raw_shard(path: Path) -> Iterator[tuple[str, np.ndarray]]:
         raise DatasetError(f"{path}: corrupt shard ({type(e).__name__}: {e})") from None
     except OSError as e:
         raise DatasetError(f"{path}: {e.strerror or e}") from None
-    for item in items:
-        where = f"{path}[{item.member}]"
+    out = []
+    for k, item in enumerate(items):   # all parsed first: a bad member rejects the shard
         try:
-            arr = np.array(npyio.parse_npy(item.data, where).array)
+            arr = np.array(npyio.parse_npy(item.data, f"{path}[{item.member}]").array)
         except _Base as e:
             raise DatasetError(str(e)) from None
-        yield item.file_name or item.key, arr
+        items[k] = None                # its bytes are no longer needed
+        out.append((item.file_name or item.key, arr))
+    yield from out
 
 
 class Segments:

@@ -7,8 +7,9 @@ import tarfile
 
 import numpy as np
 import pytest
-
 from conftest import cli_in_process
+
+from nacc.errors import NaccError
 
 NAMES = [f"b0c9d2329ad1606b_2018-08-02--08-34-47_{i}.npy" for i in range(3)]
 
@@ -133,3 +134,218 @@ def test_directory_segment_of_wrong_shape(tmp_path, dev_clip):
 def test_bad_npz(tmp_path):
     (tmp_path / "x.npz").write_bytes(b"PK\x03\x04 not really")
     _fails(cli("compress", "x.npz", cwd=tmp_path), "nacc: x.npz: not a readable .npz")
+
+
+# -- integrity: what a shard may and may not be ------------------------------------------------
+def _tar_bytes(members, fmt=tarfile.USTAR_FORMAT) -> bytes:
+    b = io.BytesIO()
+    with tarfile.open(fileobj=b, mode="w", format=fmt) as t:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return b.getvalue()
+
+
+def _names_and_bytes(path):
+    from nacc import inputs
+
+    return [(n, s.prefix + s.data) for n, s in inputs.segments_of(str(path))]
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+@pytest.mark.parametrize("pack", ["tar", "gz", "gz-two-streams", "bz2", "xz"])
+def test_shard_formats_are_read_exactly(tmp_path, dev_clip, fmt, pack):
+    import bz2
+    import gzip
+    import lzma
+
+    deep = "d" * 120 + "/" + "k" * 120                 # a long name: GNU or pax extension
+    members = shard_members(dev_clip, n=2, frames=4)
+    if fmt != tarfile.USTAR_FORMAT:
+        members.append((f"{deep}.json", json.dumps({"file_name": "long.npy"}).encode()))
+        members.append((f"{deep}.token.npy", npy_bytes(dev_clip[50:53])))
+    raw = _tar_bytes(members, fmt)
+    data = {"tar": lambda: raw, "gz": lambda: gzip.compress(raw),
+            "gz-two-streams": lambda: gzip.compress(raw[:3000]) + gzip.compress(raw[3000:]),
+            "bz2": lambda: bz2.compress(raw), "xz": lambda: lzma.compress(raw)}[pack]()
+    p = tmp_path / "s.tar"
+    p.write_bytes(data)
+    got = _names_and_bytes(p)
+    want = [(NAMES[0], npy_bytes(dev_clip[:4])), (NAMES[1], npy_bytes(dev_clip[4:8]))]
+    if fmt != tarfile.USTAR_FORMAT:
+        want.append(("long.npy", npy_bytes(dev_clip[50:53])))
+    assert got == want
+
+
+@pytest.mark.parametrize("cut", ["header", "data", "marker", "gzip-trailer"])
+def test_truncated_shard_at_each_place_is_refused(tmp_path, dev_clip, cut):
+    import gzip
+
+    members = shard_members(dev_clip, n=3, frames=4)
+    raw = _tar_bytes(members)
+    offsets = []
+    with tarfile.open(fileobj=io.BytesIO(raw)) as t:
+        offsets = [(m.offset, m.offset_data, m.size) for m in t]
+    end = offsets[-1][1] + offsets[-1][2] + (-offsets[-1][2] % 512)
+    at = {"header": offsets[4][0] + 100, "data": offsets[3][1] + 300, "marker": end + 512,
+          "gzip-trailer": None}[cut]
+    if at is None:
+        data = gzip.compress(raw)[:-4]                 # the length field of the trailer
+    else:
+        data = gzip.compress(raw[:at])                 # a whole gzip stream of a cut tar
+    (tmp_path / "c.tar.gz").write_bytes(data)
+    r = cli("compress", "c.tar.gz", cwd=tmp_path)
+    msg = {"header": f"truncated shard (it ends inside a tar header at tar byte {at})",
+           "data": f"truncated shard (it ends inside member 000001.token.npy at tar byte {at})",
+           "marker": f"truncated shard (it ends inside the end-of-archive marker at tar byte "
+                     f"{end + 512})",
+           "gzip-trailer": "truncated shard (the gzip data ends early)"}[cut]
+    assert r.exit_code == 1 and r.output == f"nacc: c.tar.gz: {msg}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.tar.gz"]
+
+
+def test_shard_cut_at_a_member_boundary_is_refused_not_shortened(tmp_path, dev_clip):
+    raw = _tar_bytes(shard_members(dev_clip, n=3, frames=4))
+    with tarfile.open(fileobj=io.BytesIO(raw)) as t:
+        fourth = [m.offset for m in t][4]
+    (tmp_path / "c.tar").write_bytes(raw[:fourth])
+    r = cli("compress", "--rm", "c.tar", cwd=tmp_path)
+    assert r.exit_code == 1
+    assert r.output == f"nacc: c.tar: truncated shard (it ends inside a tar header at tar byte " \
+                       f"{fourth})\n"
+    assert (tmp_path / "c.tar").read_bytes() == raw[:fourth]
+
+
+def test_shard_members_must_pair_when_there_are_jsons(tmp_path, dev_clip):
+    from nacc import inputs
+
+    members = shard_members(dev_clip, n=2, frames=4)
+    (tmp_path / "a.tar").write_bytes(_tar_bytes([m for m in members if m[0] != "000001.json"]))
+    with pytest.raises(NaccError) as e:
+        inputs.segments_of(str(tmp_path / "a.tar"))
+    assert str(e.value) == ("member 000001.token.npy has no 000001.json beside it "
+                            "(a damaged shard?)")
+    twice = members + [("000001.json", b"{}")]
+    (tmp_path / "b.tar").write_bytes(_tar_bytes(twice))
+    with pytest.raises(NaccError) as e:
+        inputs.segments_of(str(tmp_path / "b.tar"))
+    assert str(e.value) == "member 000001.json: key '000001' appears twice"
+    no_json = [m for m in members if m[0].endswith(".npy")]
+    (tmp_path / "c.tar").write_bytes(_tar_bytes(no_json))
+    assert [n for n, _ in _names_and_bytes(tmp_path / "c.tar")] == ["000000.npy", "000001.npy"]
+
+
+@pytest.mark.parametrize("file_name,msg", [
+    ("a\nb.npy", "member k.token.npy: unsafe segment name 'a\\nb.npy'"),
+    ("a\x1b[31m.npy", "member k.token.npy: unsafe segment name 'a\\x1b[31m.npy'"),
+    ("/etc/x.npy", "member k.token.npy: unsafe segment name '/etc/x.npy'"),
+    ("x" * 256 + ".npy", "member k.token.npy: unsafe segment name '" + "x" * 77 + "'..."),
+    (".", "member k.token.npy: unsafe segment name '.'"),
+])
+def test_shard_names_that_cannot_be_file_names_are_refused(tmp_path, dev_clip, file_name, msg):
+    from nacc import inputs
+
+    members = [("k.json", json.dumps({"file_name": file_name}).encode()),
+               ("k.token.npy", npy_bytes(dev_clip[:2]))]
+    (tmp_path / "u.tar").write_bytes(_tar_bytes(members))
+    with pytest.raises(NaccError) as e:
+        inputs.segments_of(str(tmp_path / "u.tar"))
+    assert str(e.value) == msg
+
+
+def test_damaged_shard_is_refused_by_datasets(tmp_path):
+    from test_hostile_inputs import CORPUS
+
+    from nacc.datasets import DatasetError, iter_segments
+
+    with pytest.raises(DatasetError) as e:
+        list(iter_segments([CORPUS / "crc.tar.gz"]))
+    assert str(e.value) == (f"{CORPUS / 'crc.tar.gz'}: damaged gzip data (Error -3 while "
+                            "decompressing data: incorrect data check)")
+    with pytest.raises(DatasetError) as e:
+        list(iter_segments([CORPUS / "lost-json.tar.gz"]))
+    assert str(e.value) == (f"{CORPUS / 'lost-json.tar.gz'}: member 000001.token.npy has no "
+                            "000001.json beside it (a damaged shard?)")
+
+
+# -- compress: frame shapes, output == input, --rm -------------------------------------------
+def test_frame_shape_that_does_not_fit_is_a_clean_error(tmp_path, dev_clip):
+    np.save(tmp_path / "w.npy", dev_clip[:10].reshape(10, 128)[:, :120])
+    r = cli("compress", "--frame-shape", "7x15", "w.npy", cwd=tmp_path)
+    assert r.exit_code == 1
+    assert r.output == ("nacc: w.npy: --frame-shape 7x15 (105 tokens) does not fit frames of "
+                        "120 tokens (shape (10, 120))\n")
+    r = cli("verify", "--frame-shape", "7x15", "w.npy", cwd=tmp_path)
+    assert r.exit_code == 1 and "does not fit frames of 120 tokens" in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.npy"]
+
+
+def test_junk_and_stdin_are_named_once(tmp_path):
+    from click.testing import CliRunner
+
+    from nacc.cli import main
+
+    (tmp_path / "junk.npy").write_bytes(b"junk")
+    r = cli("compress", "junk.npy", cwd=tmp_path)
+    assert r.exit_code == 1 and r.output == "nacc: junk.npy: not a .npy file (bad magic)\n"
+    r = CliRunner().invoke(main, ["compress", "-o", str(tmp_path / "o.nacc"), "-"], input=b"junk")
+    assert r.exit_code == 1 and r.output == "nacc: -: not a .npy file (bad magic)\n"
+    assert not (tmp_path / "o.nacc").exists()
+
+
+@pytest.mark.parametrize("spelling", ["same", "dot", "absolute", "symlink", "hardlink", "dir"])
+def test_output_that_is_an_input_is_refused(tmp_path, small_clip, spelling):
+    import os
+
+    np.save(tmp_path / "f.npy", small_clip)
+    before = (tmp_path / "f.npy").read_bytes()
+    src, out = "f.npy", {"same": "f.npy", "dot": "./f.npy", "absolute": str(tmp_path / "f.npy"),
+                         "symlink": "l.npy", "hardlink": "h.npy", "dir": "d/a.npy"}[spelling]
+    if spelling == "symlink":
+        os.symlink("f.npy", tmp_path / "l.npy")
+    if spelling == "hardlink":
+        os.link(tmp_path / "f.npy", tmp_path / "h.npy")
+    if spelling == "dir":
+        (tmp_path / "d").mkdir()
+        os.replace(tmp_path / "f.npy", tmp_path / "d" / "a.npy")
+        src = "d"
+    listing = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    r = cli("compress", "-f", "--predictor", "prevframe", src, "-o", out, cwd=tmp_path)
+    assert r.exit_code == 1
+    shown = "d/a.npy" if spelling == "dir" else "f.npy"
+    assert r.output == f"nacc: {src}: output {out} is the input {shown} (choose another -o)\n"
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == listing
+    assert (tmp_path / shown).read_bytes() == before
+
+
+def test_rm_removes_a_shard_only_after_its_archive_decodes(tmp_path, shard):
+    r = cli("compress", "-q", "--rm", "--predictor", "prevframe", shard.name, cwd=tmp_path)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data-0000.tar.gz.nacc"]
+
+
+def test_rm_keeps_inputs_when_the_archive_does_not_decode_to_them(tmp_path, shard, monkeypatch):
+    from nacc import codec
+
+    real = codec.decompress_archive
+
+    def corrupt(buf, *args, **kwargs):
+        for k, (name, data) in enumerate(real(buf, *args, **kwargs)):
+            yield name, data if k != 1 else data[:-1] + bytes([data[-1] ^ 1])
+
+    monkeypatch.setattr(codec, "decompress_archive", corrupt)
+    before = shard.read_bytes()
+    r = cli("compress", "-q", "--rm", "--predictor", "prevframe", shard.name, cwd=tmp_path)
+    assert r.exit_code == 1
+    assert r.output == (f"nacc: {shard.name}: {shard.name}.nacc does not decode to segment "
+                        f"'{NAMES[1]}'; inputs kept\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [shard.name]
+    assert shard.read_bytes() == before
+
+
+def test_rm_to_stdout_is_a_usage_error(tmp_path, small_clip):
+    np.save(tmp_path / "f.npy", small_clip)
+    r = cli("compress", "--rm", "-c", "f.npy", cwd=tmp_path)
+    assert r.exit_code == 2 and "--rm needs an output file" in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.npy"]
