@@ -173,7 +173,9 @@ def pack_block(members: Sequence[tuple[str, npyio.NpyFile]], frame_shape: tuple[
         canonical = npy.prefix == npyio.canonical_prefix(npy.descr, npy.fortran, npy.shape)
         segs.append(container.Segment(name, npy.descr, npy.fortran, npy.shape, frame_shape,
                                       vocab, npy.crc, None if canonical else npy.prefix))
-    return container.pack_block(container.Block(coding, tuple(segs), words))
+    block = container.Block(coding, tuple(segs), words)
+    container.check_block(block)        # nothing is written that would not read back
+    return container.pack_block(block)
 
 
 def archive_header(opts: Options, n_segments: int, n_blocks: int) -> bytes:
@@ -191,7 +193,16 @@ def archive_predictor(header: container.Header, vocab: int, frame_shape: tuple[i
     precision."""
     params = dict(header.params)
     params.update(params_override or {})
-    pred = on_device(predictors.build(header.predictor, vocab, frame_shape, params), device)
+    try:
+        pred = on_device(predictors.build(header.predictor, vocab, frame_shape, params),
+                         device)
+    except NaccError as e:
+        recorded = header.params.get("model")
+        if recorded is None or "model" in (params_override or {}):
+            raise
+        raise NaccError(f"{e} (the archive names the model folder {recorded!r} as given "
+                        "when it was compressed; pass --model FOLDER to use it from "
+                        "elsewhere)") from None
     if pred.model_hash() != header.model_hash:
         raise NaccError(f"archive was written with predictor {header.predictor!r} model "
                         f"{header.model_hash.hex()[:16] or '(none)'}, but the model given has "
@@ -319,6 +330,7 @@ def compress_segments(segments: Sequence[tuple[str, npyio.NpyFile]], opts: Optio
     """Archive bytes in pieces (header first, then one piece per block)."""
     if not segments:
         raise NaccError("nothing to compress")
+    container.check_names([name for name, _ in segments])
     plan = plan_blocks(segments, opts)
     yield archive_header(opts, len(segments), len(plan))
     shapes = [frame_shape_of(segments[b[0]][1].shape, opts.frame_shape) for b in plan]
