@@ -320,8 +320,25 @@ def _decode_batch(run: _Run, batch: list[int]) -> list[tuple[str, bytes]]:
     pred = run.cache.get(run.keys[batch[0]])
     blocks = [run.lanes[i] for i in batch]
     out = []
-    for block, tok in zip(blocks, pred.decode_lanes([(b.words, b.n_frames) for b in blocks])):
+    for block, tok in zip(blocks, _decode_lanes(pred, blocks)):
         out += restore_block(block, tok)
+    return out
+
+
+def _decode_lanes(pred: predictors.Predictor, blocks: list) -> list[np.ndarray]:
+    """The tokens of each block.  A block of no words decodes without the predictor: rANS
+    state 0 (nacc.kernels.cpu.rans) selects the symbol laid out first (start 0: symbol 0,
+    or the s with ``order[s] == 0``) and stays 0, token after token."""
+    coded = [k for k, b in enumerate(blocks) if len(b.words)]
+    out: list = [None] * len(blocks)
+    if coded:
+        jobs = [(blocks[k].words, blocks[k].n_frames) for k in coded]
+        for k, tok in zip(coded, pred.decode_lanes(jobs)):
+            out[k] = tok
+    z = 0 if pred.order is None else int(np.argmin(pred.order))
+    for k, b in enumerate(blocks):
+        if out[k] is None:
+            out[k] = np.full((b.n_frames, *b.frame_shape), z, np.int32)
     return out
 
 
@@ -339,8 +356,12 @@ def compress_segments(segments: Sequence[tuple[str, npyio.NpyFile]], opts: Optio
     run = _Run([[segments[k] for k in b] for b in plan], shapes, cache, opts,
                threads if gpu else 1)
     batches = _batches(shapes, lambda fs: _lane_size(cache.get(fs), opts.lanes), threads)
+    budget = container.TailBudget()
+    sizes = iter([len(b) for b in plan])
     for packed in _map(_encode_batch, run, batches, 1 if gpu else threads):
-        yield from packed
+        for block in packed:
+            budget.add(block, next(sizes))      # what read_archive checks
+            yield block
 
 
 def decompress_archive(buf: bytes, threads: int = 1, params_override: dict | None = None,

@@ -41,7 +41,7 @@ byte change is detected.  Header values are bounded before anything is allocated
 * predictor names outside ``[a-z][a-z0-9_]*`` and parameters that are not a flat JSON
   object of strings, booleans, null and 64-bit integers (no recursion, no huge numbers);
 * a block claiming more tokens than its payload can hold (``max_block_tokens``: the
-  payload floor).  The writer refuses the same members and blocks (``check_block``,
+  payload floor), or blocks whose free tails add up to more than ``FREE_TAIL``.  The writer refuses the same members and blocks (``check_block``,
   ``check_names``), so that everything written reads back.
 
 A new layout bumps ``VERSION``; old versions keep decoding.
@@ -79,8 +79,10 @@ PREDICTOR_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
 # table: k = 2**24 - ceil(2**24 / V)).  Along the encoder (the video read backwards):
 #   * *tail* tokens, met while the state is < 2**24, may cost nothing (a token laid out at
 #     start 0 leaves a small state unchanged; a video of only that token codes to no words),
-#     so no floor holds for them: a block may have at most FREE_TAIL tokens beyond the bound
-#     below, and the writer refuses (exit 1, nothing written) a block that would need more;
+#     so no floor holds for them: the blocks of an archive that have words may have at most
+#     FREE_TAIL tokens in all beyond the bound below (a block of no words is all tail, at
+#     most FREE_TAIL tokens, and decodes without the predictor), and the writer refuses
+#     (exit 1, nothing written) an archive that would need more;
 #   * *mid* tokens (2**24 <= state < 2**32, no word emitted) multiply the state by at least
 #     1 + k / 2**25, so there are at most 2**28 // k + 1 of them;
 #   * *steady* tokens (state >= 2**32) multiply X = state * 2**(32 e) + (the e emitted words)
@@ -290,21 +292,33 @@ def _check_params(params, body: "_Reader") -> dict:
     return params
 
 
-def max_block_tokens(n_words: int, vocab: int, coding: int) -> int:
-    """The most tokens a block of ``n_words`` rANS words can hold (the payload floor in
-    the comment at ``FREE_TAIL``): ``FREE_TAIL`` free tail tokens plus the mid and steady
-    bounds for the least gap ``k`` of a table of ``vocab`` entries (``coding`` UNIFORM:
-    the uniform table's)."""
+def floor_tokens(n_words: int, vocab: int, coding: int) -> int:
+    """The most tokens ``n_words`` rANS words can code outside a free tail (the mid and
+    steady bounds of the comment at ``FREE_TAIL``), for the least gap ``k`` of a table of
+    ``vocab`` entries (``coding`` UNIFORM: the uniform table's)."""
+    if n_words == 0:
+        return 0
     if coding == UNIFORM:
         k = (1 << 24) - -(-(1 << 24) // vocab)
     else:
         k = vocab - 1
     k = max(1, k)
-    if n_words == 0:
-        return FREE_TAIL
     mid = (1 << 28) // k + 1
     steady = -(-(32 * n_words - 32) * (1 << 40) // (k * 255 * 255))
-    return FREE_TAIL + mid + steady
+    return mid + steady
+
+
+def free_tokens(block: "Block") -> int:
+    """Tokens of ``block`` beyond ``floor_tokens`` of its payload: the least length of its
+    free tail.  A block of no words is all tail (it decodes without the predictor, see
+    ``nacc.codec``); the others share an archive's ``FREE_TAIL``."""
+    return max(0, block.n_tokens - floor_tokens(len(block.words), block.vocab, block.coding))
+
+
+def max_block_tokens(n_words: int, vocab: int, coding: int) -> int:
+    """The most tokens a block of ``n_words`` words may claim: ``floor_tokens`` plus
+    ``FREE_TAIL``."""
+    return floor_tokens(n_words, vocab, coding) + FREE_TAIL
 
 
 def check_block(block: "Block") -> None:
@@ -314,11 +328,30 @@ def check_block(block: "Block") -> None:
         why = segment_problem(s)
         if why is not None:
             raise NaccError(why)
-    n, w = block.n_tokens, len(block.words)
-    if n > max_block_tokens(w, block.vocab, block.coding):
-        raise NaccError(f"{n} tokens coded in {w} words: the video ends in a run of more "
-                        f"than {FREE_TAIL} tokens the coder stores for free, which archives "
-                        "refuse as hostile; compress it in shorter segments")
+    if free_tokens(block) > FREE_TAIL:
+        raise NaccError(_tail_message(block.n_tokens, len(block.words)))
+
+
+def _tail_message(n: int, w: int) -> str:
+    return (f"{n} tokens coded in {w} words: the video ends in a run of more than "
+            f"{FREE_TAIL} tokens that the coder stores for free, which archives refuse as "
+            "hostile; compress it in shorter segments")
+
+
+class TailBudget:
+    """The writer's side of ``read_archive``'s check that the blocks with words have at
+    most ``FREE_TAIL`` free tokens in all: ``add`` each packed block as it is written."""
+
+    def __init__(self):
+        self.used = 0
+
+    def add(self, packed: bytes, n_members: int) -> None:
+        header = Header("", {}, b"", MAX_PRECISION, n_members, 1)
+        block, _ = read_block(packed, 0, header)
+        if len(block.words):
+            self.used += free_tokens(block)
+        if self.used > FREE_TAIL:
+            raise NaccError(_tail_message(block.n_tokens, len(block.words)))
 
 
 def read_header(buf: bytes | memoryview) -> tuple[Header, int]:
@@ -490,6 +523,10 @@ def read_archive(buf: bytes) -> tuple[Header, list[Block]]:
                 raise NaccError(f"damaged archive: {why}")
         blocks.append(block)
         left -= len(block.segments)
+    tail = sum(free_tokens(b) for b in blocks if len(b.words))
+    if tail > FREE_TAIL:
+        raise NaccError(f"damaged archive: its blocks claim {tail} tokens more than their "
+                        f"payloads can code (at most {FREE_TAIL} in all)")
     if left:
         raise NaccError(f"damaged archive: blocks hold {header.n_segments - left} segments, "
                         f"the header says {header.n_segments}")
