@@ -14,9 +14,11 @@ runtime error, 2 usage.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -58,6 +60,16 @@ class _Group(click.Group):
         return cmd
 
 
+def printable(text: str) -> str:
+    """``text`` with every unprintable character (terminal escapes, control and format
+    characters) written as a Python escape, so that names from an archive cannot drive the
+    terminal."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class Reporter:
     """Messages on stderr at the chosen verbosity; counts failures for the exit code."""
 
@@ -71,7 +83,15 @@ class Reporter:
 
     def error(self, where: str, msg: str) -> None:
         self.failed += 1
-        click.echo(f"nacc: {where}: {msg}", err=True)
+        click.echo(f"nacc: {printable(where)}: {printable(msg)}", err=True)
+
+    def unexpected(self, where: str, e: Exception) -> None:
+        """An exception no check turned into a NaccError (a damaged or hostile input the
+        parser let through): reported like one, exit 1, never a traceback."""
+        if isinstance(e, MemoryError):
+            self.error(where, "out of memory")
+        else:
+            self.error(where, f"unreadable input ({type(e).__name__}: {e})")
 
     def exit(self) -> None:
         sys.exit(1 if self.failed else 0)
@@ -217,9 +237,44 @@ def _umask() -> int:
     return mask
 
 
+@contextlib.contextmanager
+def signals_raise():
+    """While active, SIGTERM and SIGHUP raise ``SystemExit(128 + signal)`` in this process
+    (SIGINT raises KeyboardInterrupt already), so that the ``finally`` blocks that remove
+    temporary files run when the process is killed.  A forked child that inherits the
+    handler dies of the signal as by default.  No-op outside the main thread."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pid = os.getpid()
+
+    def handler(signum, frame):
+        if os.getpid() != pid:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise SystemExit(128 + signum)
+
+    old = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            old[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
 def write_atomic(dest: str, chunks, force: bool) -> int:
-    """Write ``chunks`` to ``dest`` via a temporary file and a rename; ``-`` is stdout.
-    Returns bytes written.  Nothing is left behind on failure."""
+    """Write ``chunks`` to ``dest`` via a temporary file beside it and a rename; ``-`` is
+    stdout.  Returns bytes written.  The temporary file is created when the first chunk is
+    ready and removed on any failure, Ctrl-C, SIGTERM or SIGHUP: nothing is left behind
+    (only SIGKILL can leave it)."""
     if dest == "-":
         _check_binary_stdout()
         n = 0
@@ -231,19 +286,26 @@ def write_atomic(dest: str, chunks, force: bool) -> int:
     target = Path(dest)
     if target.exists() and not force:
         raise NaccError(f"{dest} already exists (use -f to overwrite)")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                               dir=target.parent if str(target.parent) else ".")
-    n = 0
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for c in chunks:
-                f.write(c)
-                n += len(c)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with signals_raise():
+        it = iter(chunks)
+        first = next(it, b"")
+        tmp = None
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
+                                       dir=target.parent if str(target.parent) else ".")
+            n = 0
+            with os.fdopen(fd, "wb") as f:
+                f.write(first)
+                n += len(first)
+                for c in it:
+                    f.write(c)
+                    n += len(c)
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, target)
+            tmp = None
+        finally:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
     return n
 
 
@@ -367,10 +429,152 @@ def _archive_output(src: str, output: str | None, n_segments: int) -> tuple[str,
 
 
 def _safe_member(root: Path, name: str) -> Path:
-    p = Path(name)
-    if p.is_absolute() or ".." in p.parts or not p.parts:
-        raise NaccError(f"unsafe segment name {name!r} in archive")
-    return root / p
+    """``root / name`` for a member name the container accepted (checked again here)."""
+    from nacc import container
+
+    why = container.check_name(name)
+    if why is not None:
+        raise NaccError(f"unsafe segment name {name!r} in archive: {why}")
+    return root / name
+
+
+def _is_dir_nofollow(p: Path) -> bool:
+    import stat
+
+    return stat.S_ISDIR(os.lstat(p).st_mode)
+
+
+def _check_folder_target(root: Path, names: list[str], force: bool) -> None:
+    """Refuse, before decoding, what writing ``names`` under ``root`` would do wrong:
+    overwrite a file without ``force``, replace a folder, or follow a symlink (or pass a
+    file) below ``root`` out of it.  ``root`` itself may be a symlink the user named."""
+    if not root.exists():
+        if os.path.lexists(root):
+            raise NaccError(f"{root} is a broken symlink")
+        return
+    if not root.is_dir():
+        raise NaccError(f"{root} exists and is not a folder")
+    for name in names:
+        parts = name.split("/")
+        p = root
+        for part in parts[:-1]:
+            p = p / part
+            if not os.path.lexists(p):
+                break
+            if not _is_dir_nofollow(p):
+                raise NaccError(f"{p} is a symlink or a file; refusing to write through it")
+        else:
+            t = root / name
+            if os.path.lexists(t):
+                if not os.path.islink(t) and t.is_dir():
+                    raise NaccError(f"{t} is a folder")
+                if not force:
+                    raise NaccError(f"{t} already exists (use -f to overwrite)")
+
+
+def _merge_into(root: Path, tmp: Path, names: list[str], undo: list) -> None:
+    """Move the files ``names`` from ``tmp`` into the existing folder ``root``, opening
+    every folder below ``root`` without following symlinks; ``undo`` collects the paths
+    created (folders and new files), in order."""
+    flags = os.O_RDONLY | os.O_DIRECTORY
+    root_fd = os.open(root, flags)
+    try:
+        for name in names:
+            parts = name.split("/")
+            fds = [root_fd]
+            try:
+                for i, part in enumerate(parts[:-1]):
+                    try:
+                        os.mkdir(part, 0o777, dir_fd=fds[-1])
+                        undo.append(root.joinpath(*parts[:i + 1]))
+                    except FileExistsError:
+                        pass
+                    try:
+                        fds.append(os.open(part, flags | os.O_NOFOLLOW, dir_fd=fds[-1]))
+                    except OSError:
+                        raise NaccError(f"{root / name}: a symlink or file on its path; "
+                                        "refusing to write through it") from None
+                try:
+                    os.lstat(parts[-1], dir_fd=fds[-1])
+                    existed = True
+                except FileNotFoundError:
+                    existed = False
+                os.replace(tmp / name, parts[-1], dst_dir_fd=fds[-1])
+                if not existed:
+                    undo.append(root / name)
+            finally:
+                for fd in fds[1:]:
+                    os.close(fd)
+    finally:
+        os.close(root_fd)
+
+
+def _roll_back(undo: list) -> None:
+    """Remove what ``_merge_into`` created, newest first."""
+    for p in reversed(undo):
+        try:
+            if _is_dir_nofollow(p):
+                p.rmdir()
+            else:
+                p.unlink()
+        except OSError:
+            pass
+    undo.clear()
+
+
+def write_folder(root: Path, names: list[str], items, force: bool) -> int:
+    """Write the ``(name, bytes)`` ``items`` (in the order of ``names``) as files under
+    ``root``, all or nothing: each is written as it comes (memory does not grow with their
+    number) into a temporary folder beside ``root``, which is renamed to ``root`` at the
+    end, or, when ``root`` exists, whose files are then moved into it.  On any failure,
+    Ctrl-C, SIGTERM or SIGHUP, everything written is removed.  Returns the file count."""
+    _check_folder_target(root, names, force)
+    made_parents = []
+    parent = root.parent
+    while not parent.exists():
+        made_parents.append(parent)
+        parent = parent.parent
+    undo: list = []
+    tmp = None
+    with signals_raise():
+        try:
+            for p in reversed(made_parents):
+                p.mkdir()
+            tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp",
+                                        dir=root.parent))
+            n = 0
+            mode = 0o666 & ~_umask()
+            for (name, data), want in zip(items, names):
+                if name != want:
+                    raise NaccError(f"segment {name!r} decoded out of order")
+                path = _safe_member(tmp, name)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "xb") as f:
+                    f.write(data)
+                os.chmod(path, mode)
+                n += 1
+            if n != len(names):
+                raise NaccError(f"{n} of {len(names)} segments decoded")
+            if not os.path.lexists(root):
+                os.chmod(tmp, 0o777 & ~_umask())
+                os.rename(tmp, root)
+                tmp = None
+            else:
+                _merge_into(root, tmp, names, undo)
+                undo.clear()
+            made_parents = []
+        except BaseException:
+            _roll_back(undo)
+            raise
+        finally:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            for p in made_parents:
+                try:
+                    p.rmdir()
+                except OSError:
+                    pass
+    return n
 
 
 @main.command()
@@ -406,7 +610,7 @@ def decompress(inputs, output, to_stdout, force, keep, remove, threads, model, d
     for src in inputs:
         try:
             buf = _read_input(src)
-            header, _ = container.read_header(buf)
+            header, blocks = container.read_archive(buf)    # every check before any work
             dest, folder = _archive_output(src, output, header.n_segments)
             dest = "-" if to_stdout else dest
             t0 = time.perf_counter()
@@ -418,16 +622,11 @@ def decompress(inputs, output, to_stdout, force, keep, remove, threads, model, d
                 (name, data), = codec.decompress_archive(buf, threads, override, device)
                 write_atomic(dest, [data], force)
             else:
-                root = Path(dest)
-                items = list(_progress(codec.decompress_archive(buf, threads, override, device),
-                                       header.n_segments, rep, "decompress"))
-                targets = [_safe_member(root, n) for n, _ in items]
-                clash = [str(t) for t in targets if t.exists()]
-                if clash and not force:
-                    raise NaccError(f"{clash[0]} already exists (use -f to overwrite)")
-                for t, (_, data) in zip(targets, items):
-                    t.parent.mkdir(parents=True, exist_ok=True)
-                    write_atomic(str(t), [data], force)
+                names = [seg.name for seg in container.segments_of(blocks)]
+                del blocks
+                items = _progress(codec.decompress_archive(buf, threads, override, device),
+                                  header.n_segments, rep, "decompress")
+                write_folder(Path(dest), names, items, force)
             rep.info(f"{src}: {header.n_segments} segment(s) -> {dest}"
                      + (f" in {time.perf_counter() - t0:.2f} s" if rep.level >= 1 else ""),
                      level=1)
@@ -437,6 +636,8 @@ def decompress(inputs, output, to_stdout, force, keep, remove, threads, model, d
             rep.error(src, str(e))
         except OSError as e:
             rep.error(src, e.strerror or str(e))
+        except Exception as e:  # noqa: BLE001 (one error path for any damaged archive)
+            rep.unexpected(src, e)
     rep.exit()
 
 
@@ -461,6 +662,8 @@ def test_cmd(inputs, threads, model, device, verbose, quiet):
             rep.error(src, str(e))
         except OSError as e:
             rep.error(src, e.strerror or str(e))
+        except Exception as e:  # noqa: BLE001 (one error path for any damaged archive)
+            rep.unexpected(src, e)
     rep.exit()
 
 
@@ -518,25 +721,28 @@ def info(inputs, list_predictors, verbose, quiet):
             buf = _read_input(src)
             header, blocks = container.read_archive(buf)
             n_tok = sum(b.n_tokens for b in blocks)
-            click.echo(f"{src}: nacc format {buf[4]}, predictor {header.predictor} "
-                       f"{header.params}, model {header.model_hash.hex()[:16] or '-'}, "
-                       f"P={header.precision}, {header.n_segments} segment(s) in "
-                       f"{len(blocks)} block(s), {len(buf)} bytes, {_rate_line(n_tok, len(buf))}")
+            rate = _rate_line(n_tok, len(buf)) if n_tok else "no tokens"
+            lines = [f"{src}: nacc format {buf[4]}, predictor {header.predictor} "
+                     f"{header.params}, model {header.model_hash.hex()[:16] or '-'}, "
+                     f"P={header.precision}, {header.n_segments} segment(s) in "
+                     f"{len(blocks)} block(s), {len(buf)} bytes, {rate}"]
             for b in blocks:
                 coding = ", stored uniform" if b.coding == container.UNIFORM else ""
                 first = b.segments[0]
                 what = (f"{first.name}: {first.descr} {first.shape}" if len(b.segments) == 1
                         else f"solid group of {len(b.segments)} segments")
-                click.echo(f"  {what}, frame {b.frame_shape[0]}x{b.frame_shape[1]}, vocab "
-                           f"{b.vocab}{coding}, {4 * len(b.words)} payload bytes, "
-                           f"{8 * 4 * len(b.words) / b.n_tokens:.4f} bits/token")
+                lines.append(f"  {what}, frame {b.frame_shape[0]}x{b.frame_shape[1]}, vocab "
+                             f"{b.vocab}{coding}, {4 * len(b.words)} payload bytes, "
+                             f"{8 * 4 * len(b.words) / b.n_tokens:.4f} bits/token")
                 if len(b.segments) > 1:
-                    for s in b.segments:
-                        click.echo(f"    {s.name}: {s.descr} {s.shape}")
+                    lines += [f"    {s.name}: {s.descr} {s.shape}" for s in b.segments]
+            click.echo("\n".join(printable(line) for line in lines))
         except NaccError as e:
             rep.error(src, str(e))
         except OSError as e:
             rep.error(src, e.strerror or str(e))
+        except Exception as e:  # noqa: BLE001 (one error path for any damaged archive)
+            rep.unexpected(src, e)
     if not inputs and not list_predictors:
         raise click.UsageError("give archives, or --predictors")
     rep.exit()

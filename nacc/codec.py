@@ -176,7 +176,9 @@ def pack_block(members: Sequence[tuple[str, npyio.NpyFile]], frame_shape: tuple[
         canonical = npy.prefix == npyio.canonical_prefix(npy.descr, npy.fortran, npy.shape)
         segs.append(container.Segment(name, npy.descr, npy.fortran, npy.shape, frame_shape,
                                       vocab, npy.crc, None if canonical else npy.prefix))
-    return container.pack_block(container.Block(coding, tuple(segs), words))
+    block = container.Block(coding, tuple(segs), words)
+    container.check_block(block)        # nothing is written that would not read back
+    return container.pack_block(block)
 
 
 def archive_header(opts: Options, n_segments: int, n_blocks: int) -> bytes:
@@ -194,7 +196,16 @@ def archive_predictor(header: container.Header, vocab: int, frame_shape: tuple[i
     precision."""
     params = dict(header.params)
     params.update(params_override or {})
-    pred = on_device(predictors.build(header.predictor, vocab, frame_shape, params), device)
+    try:
+        pred = on_device(predictors.build(header.predictor, vocab, frame_shape, params),
+                         device)
+    except NaccError as e:
+        recorded = header.params.get("model")
+        if recorded is None or "model" in (params_override or {}):
+            raise
+        raise NaccError(f"{e} (the archive names the model folder {recorded!r} as given "
+                        "when it was compressed; pass --model FOLDER to use it from "
+                        "elsewhere)") from None
     if pred.model_hash() != header.model_hash:
         raise NaccError(f"archive was written with predictor {header.predictor!r} model "
                         f"{header.model_hash.hex()[:16] or '(none)'}, but the model given has "
@@ -312,8 +323,25 @@ def _decode_batch(run: _Run, batch: list[int]) -> list[tuple[str, bytes]]:
     pred = run.cache.get(run.keys[batch[0]])
     blocks = [run.lanes[i] for i in batch]
     out = []
-    for block, tok in zip(blocks, pred.decode_lanes([(b.words, b.n_frames) for b in blocks])):
+    for block, tok in zip(blocks, _decode_lanes(pred, blocks)):
         out += restore_block(block, tok)
+    return out
+
+
+def _decode_lanes(pred: predictors.Predictor, blocks: list) -> list[np.ndarray]:
+    """The tokens of each block.  A block of no words decodes without the predictor: rANS
+    state 0 (nacc.kernels.cpu.rans) selects the symbol laid out first (start 0: symbol 0,
+    or the s with ``order[s] == 0``) and stays 0, token after token."""
+    coded = [k for k, b in enumerate(blocks) if len(b.words)]
+    out: list = [None] * len(blocks)
+    if coded:
+        jobs = [(blocks[k].words, blocks[k].n_frames) for k in coded]
+        for k, tok in zip(coded, pred.decode_lanes(jobs)):
+            out[k] = tok
+    z = 0 if pred.order is None else int(np.argmin(pred.order))
+    for k, b in enumerate(blocks):
+        if out[k] is None:
+            out[k] = np.full((b.n_frames, *b.frame_shape), z, np.int32)
     return out
 
 
@@ -322,6 +350,7 @@ def compress_segments(segments: Sequence[tuple[str, npyio.NpyFile]], opts: Optio
     """Archive bytes in pieces (header first, then one piece per block)."""
     if not segments:
         raise NaccError("nothing to compress")
+    container.check_names([name for name, _ in segments])
     plan = plan_blocks(segments, opts)
     yield archive_header(opts, len(segments), len(plan))
     shapes = [frame_shape_of(segments[b[0]][1].shape, opts.frame_shape) for b in plan]
@@ -330,8 +359,12 @@ def compress_segments(segments: Sequence[tuple[str, npyio.NpyFile]], opts: Optio
     run = _Run([[segments[k] for k in b] for b in plan], shapes, cache, opts,
                threads if gpu else 1)
     batches = _batches(shapes, lambda fs: _lane_size(cache.get(fs), opts.lanes), threads)
+    budget = container.TailBudget()
+    sizes = iter([len(b) for b in plan])
     for packed in _map(_encode_batch, run, batches, 1 if gpu else threads):
-        yield from packed
+        for block in packed:
+            budget.add(block, next(sizes))      # what read_archive checks
+            yield block
 
 
 def decompress_archive(buf: bytes, threads: int = 1, params_override: dict | None = None,

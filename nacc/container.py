@@ -30,11 +30,27 @@ n_words``.
 
 Every byte of the archive is covered by a CRC or checked against a bound, so any single
 byte change is detected.  Header values are bounded before anything is allocated
-(``MAX_*`` below).  A new layout bumps ``VERSION``; old versions keep decoding.
+(``MAX_*`` below), and parsing refuses, before any decoding:
+
+* member names that are not a safe relative path (``check_name``: empty, absolute, ``.``
+  or ``..`` parts, empty parts, backslashes, NUL or other control or unprintable
+  characters), names used twice, and a name that is also another member's folder;
+* a dtype outside the integer whitelist ``DTYPES``; a shape that is not (T, H, W) or
+  (T, H*W) of the block's frames, or of no tokens (products in Python integers: no
+  overflow);
+* predictor names outside ``[a-z][a-z0-9_]*`` and parameters that are not a flat JSON
+  object of strings, booleans, null and 64-bit integers (no recursion, no huge numbers);
+* a block claiming more tokens than its payload can hold (``max_block_tokens``: the
+  payload floor), or blocks whose free tails add up to more than ``FREE_TAIL``.  The writer refuses the same members and blocks (``check_block``,
+  ``check_names``), so that everything written reads back.
+
+A new layout bumps ``VERSION``; old versions keep decoding.
 """
 from __future__ import annotations
 
 import json
+import math
+import re
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -53,6 +69,28 @@ MAX_STRING = 1 << 16
 MAX_NDIM = 8
 MAX_VOCAB = 65536
 MAX_PRECISION = 24
+MAX_PARAMS = 64                # keys in the predictor parameters
+# integer dtypes a token video may be stored as (the .npy descr strings numpy writes)
+DTYPES = frozenset(["|i1", "|u1"] + [e + k + n for e in "<>" for k in "iu" for n in "1248"])
+PREDICTOR_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
+# The payload floor (``max_block_tokens``).  rANS (nacc.kernels.cpu.rans) codes a token of
+# frequency f (of 2**24) by state -> (state // f) * 2**24 + state % f + start, from state 0
+# backwards.  Write k = 2**24 - f; every table entry is >= 1, so k >= V - 1 (the uniform
+# table: k = 2**24 - ceil(2**24 / V)).  Along the encoder (the video read backwards):
+#   * *tail* tokens, met while the state is < 2**24, may cost nothing (a token laid out at
+#     start 0 leaves a small state unchanged; a video of only that token codes to no words),
+#     so no floor holds for them: the blocks of an archive that have words may have at most
+#     FREE_TAIL tokens in all beyond the bound below (a block of no words is all tail, at
+#     most FREE_TAIL tokens, and decodes without the predictor), and the writer refuses
+#     (exit 1, nothing written) an archive that would need more;
+#   * *mid* tokens (2**24 <= state < 2**32, no word emitted) multiply the state by at least
+#     1 + k / 2**25, so there are at most 2**28 // k + 1 of them;
+#   * *steady* tokens (state >= 2**32) multiply X = state * 2**(32 e) + (the e emitted words)
+#     by at least 1 + h, h = k * 255**2 / 2**40 (state // f >= (state / f)(1 - 2**-8) and
+#     the emitted words are below X / 2**8); X starts >= 2**32 and ends < 2**(32 W), and
+#     log2(1 + h) >= h, so there are fewer than (32 W - 32) / h of them.
+# With W = 0 words the state never left 0: only tail tokens.  All integer arithmetic.
+FREE_TAIL = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -83,7 +121,7 @@ class Segment:
 
     @property
     def n_tokens(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)
 
     @property
     def n_frames(self) -> int:
@@ -225,6 +263,97 @@ def pack_block(b: Block) -> bytes:
 
 
 # -- reading -----------------------------------------------------------------------------
+def check_name(name: str) -> str | None:
+    """Why ``name`` is not a safe relative output path (None when it is): it must be
+    non-empty, relative, of printable characters without backslashes, and split by ``/``
+    into non-empty parts other than ``.`` and ``..``."""
+    if not name:
+        return "empty name"
+    bad = next((c for c in name if not c.isprintable() or c == "\\"), None)
+    if bad is not None:
+        return f"character {bad!r} in name"
+    if name.startswith("/"):
+        return "absolute name"
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        return "empty, '.' or '..' part in name"
+    return None
+
+
+def _check_params(params, body: "_Reader") -> dict:
+    if not isinstance(params, dict) or len(params) > MAX_PARAMS:
+        raise body.fail("predictor params are not a JSON object of at most "
+                        f"{MAX_PARAMS} keys")
+    for key, val in params.items():
+        ok = (val is None or isinstance(val, (str, bool))
+              or (isinstance(val, int) and -(1 << 63) <= val < (1 << 63)))
+        if not ok:
+            raise body.fail(f"predictor param {key!r} is not a string, boolean, null or "
+                            "64-bit integer")
+    return params
+
+
+def floor_tokens(n_words: int, vocab: int, coding: int) -> int:
+    """The most tokens ``n_words`` rANS words can code outside a free tail (the mid and
+    steady bounds of the comment at ``FREE_TAIL``), for the least gap ``k`` of a table of
+    ``vocab`` entries (``coding`` UNIFORM: the uniform table's)."""
+    if n_words == 0:
+        return 0
+    if coding == UNIFORM:
+        k = (1 << 24) - -(-(1 << 24) // vocab)
+    else:
+        k = vocab - 1
+    k = max(1, k)
+    mid = (1 << 28) // k + 1
+    steady = -(-(32 * n_words - 32) * (1 << 40) // (k * 255 * 255))
+    return mid + steady
+
+
+def free_tokens(block: "Block") -> int:
+    """Tokens of ``block`` beyond ``floor_tokens`` of its payload: the least length of its
+    free tail.  A block of no words is all tail (it decodes without the predictor, see
+    ``nacc.codec``); the others share an archive's ``FREE_TAIL``."""
+    return max(0, block.n_tokens - floor_tokens(len(block.words), block.vocab, block.coding))
+
+
+def max_block_tokens(n_words: int, vocab: int, coding: int) -> int:
+    """The most tokens a block of ``n_words`` words may claim: ``floor_tokens`` plus
+    ``FREE_TAIL``."""
+    return floor_tokens(n_words, vocab, coding) + FREE_TAIL
+
+
+def check_block(block: "Block") -> None:
+    """NaccError unless ``read_block`` would accept ``block``: its members and the payload
+    floor (the writer calls it, so that nothing is written that would not read back)."""
+    for s in block.segments:
+        why = segment_problem(s)
+        if why is not None:
+            raise NaccError(why)
+    if free_tokens(block) > FREE_TAIL:
+        raise NaccError(_tail_message(block.n_tokens, len(block.words)))
+
+
+def _tail_message(n: int, w: int) -> str:
+    return (f"{n} tokens coded in {w} words: the video ends in a run of more than "
+            f"{FREE_TAIL} tokens that the coder stores for free, which archives refuse as "
+            "hostile; compress it in shorter segments")
+
+
+class TailBudget:
+    """The writer's side of ``read_archive``'s check that the blocks with words have at
+    most ``FREE_TAIL`` free tokens in all: ``add`` each packed block as it is written."""
+
+    def __init__(self):
+        self.used = 0
+
+    def add(self, packed: bytes, n_members: int) -> None:
+        header = Header("", {}, b"", MAX_PRECISION, n_members, 1)
+        block, _ = read_block(packed, 0, header)
+        if len(block.words):
+            self.used += free_tokens(block)
+        if self.used > FREE_TAIL:
+            raise NaccError(_tail_message(block.n_tokens, len(block.words)))
+
+
 def read_header(buf: bytes | memoryview) -> tuple[Header, int]:
     """Parse the archive header; returns it and the offset of the first block."""
     r = _Reader(buf, "header")
@@ -237,10 +366,13 @@ def read_header(buf: bytes | memoryview) -> tuple[Header, int]:
                         f"{', '.join(map(str, READS))})")
     body = _Reader(_unframe(r, 1 << 20, "header"), "header")
     name = body.string("predictor name")
+    if not PREDICTOR_NAME.match(name):
+        raise body.fail(f"predictor name {name!r} is not a registry name")
     try:
         params = json.loads(body.string("predictor params"))
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):   # JSONDecodeError, too many digits, nesting
         raise body.fail("predictor params are not JSON") from None
+    params = _check_params(params, body)
     model_hash = body.take(body.varint(64, "model hash length"))
     precision = body.u8()
     if not 1 <= precision <= MAX_PRECISION:
@@ -270,13 +402,38 @@ def _read_prefix(b: _Reader) -> bytes | None:
     return None
 
 
-def _check_member(b: _Reader, s: Segment) -> None:
+def segment_problem(s: Segment) -> str | None:
+    """Why the member ``s`` cannot be in an archive (None when it can): its name, dtype and
+    shape (see the module docstring); Python integers, no overflow."""
+    why = check_name(s.name)
+    if why is not None:
+        return f"unsafe segment name {s.name!r}: {why}"
+    if s.descr not in DTYPES:
+        return f"segment {s.name!r}: dtype {s.descr!r} is not an integer dtype"
     fh, fw = s.frame_shape
-    n_tokens = int(np.prod(s.shape, dtype=np.int64)) if s.shape else 1
-    if n_tokens > MAX_TOKENS or fh * fw == 0 or n_tokens % (fh * fw):
-        raise b.fail(f"inconsistent shape {s.shape} / frame {fh}x{fw}")
     if s.vocab < 2:
-        raise b.fail(f"vocab {s.vocab} < 2")
+        return f"vocab {s.vocab} < 2"
+    frame = (fh, fw) if len(s.shape) == 3 else (fh * fw,)
+    if not (len(s.shape) in (2, 3) and tuple(s.shape[1:]) == frame and s.shape[0] >= 1
+            and fh >= 1 and fw >= 1):
+        return f"segment {s.name!r}: shape {s.shape} is not a video of {fh}x{fw} frames"
+    if math.prod(s.shape) > MAX_TOKENS:
+        return (f"segment {s.name!r}: {math.prod(s.shape)} tokens exceed the limit "
+                f"{MAX_TOKENS}")
+    return None
+
+
+def _check_member(b: _Reader, s: Segment) -> None:
+    why = segment_problem(s)
+    if why is not None:
+        raise b.fail(why)
+
+
+def _check_floor(b: _Reader, n_tokens: int, n_words: int, vocab: int, coding: int) -> None:
+    cap = max_block_tokens(n_words, vocab, coding)
+    if n_tokens > cap:
+        raise b.fail(f"{n_tokens} tokens claimed, but {n_words} payload words hold at most "
+                     f"{cap}")
 
 
 def _read_payload(r: _Reader, n_words: int, what: str) -> np.ndarray:
@@ -305,6 +462,7 @@ def _read_block_v1(buf: bytes | memoryview, offset: int) -> tuple[Block, int]:
     n_words = b.varint(seg.n_tokens + 2, "payload words")
     if not b.done():
         raise b.fail("trailing bytes")
+    _check_floor(b, seg.n_tokens, n_words, vocab, CODED)
     words = _read_payload(r, n_words, f"segment {name!r}")
     return Block(CODED, (seg,), words), r.pos
 
@@ -345,6 +503,7 @@ def read_block(buf: bytes | memoryview, offset: int, header: Header,
     n_words = b.varint(n_tokens + 2, "payload words")
     if not b.done():
         raise b.fail("trailing bytes")
+    _check_floor(b, n_tokens, n_words, vocab, coding)
     words = _read_payload(r, n_words, f"block of {members[0].name!r}")
     return Block(coding, tuple(members), words), r.pos
 
@@ -353,17 +512,55 @@ def read_archive(buf: bytes) -> tuple[Header, list[Block]]:
     """Parse a whole archive; every checksum and bound is checked."""
     header, pos = read_header(buf)
     blocks, left = [], header.n_segments
+    names: set[str] = set()
+    folders: set[str] = set()
     for k in range(header.blocks):
         # every later block needs a member of its own
         block, pos = read_block(buf, pos, header, max(0, left - (header.blocks - 1 - k)))
+        for s in block.segments:
+            why = _clash(s.name, names, folders)
+            if why is not None:
+                raise NaccError(f"damaged archive: {why}")
         blocks.append(block)
         left -= len(block.segments)
+    tail = sum(free_tokens(b) for b in blocks if len(b.words))
+    if tail > FREE_TAIL:
+        raise NaccError(f"damaged archive: its blocks claim {tail} tokens more than their "
+                        f"payloads can code (at most {FREE_TAIL} in all)")
     if left:
         raise NaccError(f"damaged archive: blocks hold {header.n_segments - left} segments, "
                         f"the header says {header.n_segments}")
     if pos != len(buf):
         raise NaccError(f"damaged archive: {len(buf) - pos} trailing bytes")
     return header, blocks
+
+
+def check_names(names) -> None:
+    """NaccError unless ``names`` are safe, distinct, and none is another's folder (what
+    ``read_archive`` checks; the writer calls it before writing anything)."""
+    seen: set[str] = set()
+    folders: set[str] = set()
+    for name in names:
+        why = check_name(name)
+        if why is not None:
+            raise NaccError(f"unsafe segment name {name!r}: {why}")
+        why = _clash(name, seen, folders)
+        if why is not None:
+            raise NaccError(why)
+
+
+def _clash(name: str, names: set, folders: set) -> str | None:
+    """Why ``name`` clashes (it repeats a member, or is a member's folder or lies in a
+    member); else None, and it is added to ``names`` and its folders to ``folders``."""
+    parts = name.split("/")
+    above = ["/".join(parts[:i]) for i in range(1, len(parts))]
+    if name in names:
+        return f"segment name {name!r} used twice"
+    if name in folders or any(a in names for a in above):
+        return f"segment name {name!r} is both a file and a folder"
+    names.add(name)
+    folders.update(above)
+    return None
 
 
 def segments_of(blocks: list[Block]) -> list[Segment]:

@@ -173,7 +173,7 @@ def load_model(folder) -> tuple[IntModel, bytes]:
     """(IntModel, sha256 digest) from a model folder; ModelError when anything is off."""
     folder = Path(folder)
     cfg_path = folder / "config.json"
-    if not cfg_path.is_file():
+    if "\x00" in str(folder) or not cfg_path.is_file():
         raise ModelError(f"{folder}: no config.json (not a model folder)")
     try:
         info = json.loads(cfg_path.read_text())
@@ -184,7 +184,7 @@ def load_model(folder) -> tuple[IntModel, bytes]:
         name, want = info["weights"], info["sha256"]
         if not isinstance(name, str) or not isinstance(want, str) or "/" in name:
             raise ValueError("weights and sha256 must be a file name and a hex digest")
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         raise ModelError(f"{cfg_path}: bad config ({e})") from None
     check_config(cfg, str(cfg_path))
     wpath = folder / name

@@ -157,6 +157,7 @@ ALL_CTX = (1 << K0.NCTX) - 1
 ALL_CAND = (1 << K0.NCAND) - 1
 ALL_COPY = (1 << K0.NCC) - 1
 PRIORS_FILE = "priors.json"
+NEURAL_ARCHS = ("transformer", "lstm")   # what a ``model`` folder may hold
 
 
 def _jit():
@@ -194,11 +195,22 @@ def load_prior(name: str, vocab: int):
     order, no warm state and b"" for "none"."""
     if name == "none":
         return np.arange(vocab, dtype=np.int64), None, b""
+    path = os.path.join(PRIOR_DIR, PRIORS_FILE)
     try:
-        with open(os.path.join(PRIOR_DIR, PRIORS_FILE)) as f:
+        with open(path) as f:
             cfg = json.load(f)
     except OSError as e:
         raise NaccError(f"cm priors missing: {e}") from None
+    except (ValueError, RecursionError) as e:
+        raise NaccError(f"{path}: not JSON ({e})") from None
+    try:
+        return _load_entry(cfg, name, vocab)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OSError) as e:
+        raise NaccError(f"{path}: malformed entry for prior {name!r} ({type(e).__name__}: "
+                        f"{e})") from None
+
+
+def _load_entry(cfg, name: str, vocab: int):
     entry = cfg["priors"].get(name)
     if entry is None:
         raise NaccError(f"cm prior {name!r} not found (have {', '.join(sorted(cfg['priors']))})")
@@ -234,8 +246,11 @@ def _neural(vocab: int, frame_shape: tuple[int, int], model: str):
     try:
         with open(os.path.join(model, "config.json")) as f:
             arch = json.load(f)["arch"]
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
         raise NaccError(f"{model}: not a model folder ({e})") from None
+    if arch not in NEURAL_ARCHS:       # "cm" here would recurse without end
+        raise NaccError(f"{model}: config arch {arch!r} is not a neural model "
+                        f"({', '.join(NEURAL_ARCHS)})")
     return get(arch)(vocab, frame_shape, model=model)
 
 
