@@ -233,7 +233,8 @@ def _venv(path, dists):
     subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
     lib = next(path.glob("lib/python*/site-packages"))
     _link_dists(dists, path / "deps")
-    (lib / "deps.pth").write_text(str(path / "deps") + "\n")
+    # a site dir, so that the .pth files among them run (setuptools' distutils shim)
+    (lib / "deps.pth").write_text(f"import site; site.addsitedir({str(path / 'deps')!r})\n")
     return path / "bin" / "python"
 
 
@@ -242,13 +243,17 @@ def test_pip_installed_submission_passes_the_protocol(real, tmp_path):
     """The whole flow from a plain (non-editable) pip install: `nacc submission` with the
     default cm prior (in share/nacc/models there), then bench/evaluate_submission.sh with a
     fresh venv holding only numpy and numba (decompress.py's requirements)."""
-    deps = ["numpy", "numba", "llvmlite", "constriction", "click", "zstandard", "tqdm",
-            "setuptools"]
+    deps = ["numpy", "numba", "llvmlite", "constriction", "click", "zstandard", "tqdm"]
     py = _venv(tmp_path / "inst", deps)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "NACC_MODELS",
                                                             "NUMBA_CACHE_DIR")}
+    # a wheel built here (offline), then a plain pip install of it in the fresh venv
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-index",
+                    "--no-build-isolation", "-w", str(tmp_path / "whl"), str(ROOT)],
+                   check=True, env=env, cwd=tmp_path)
+    wheel, = (tmp_path / "whl").glob("nacc-*.whl")
     subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index",
-                    "--no-build-isolation", str(ROOT)], check=True, env=env, cwd=tmp_path)
+                    str(wheel)], check=True, env=env, cwd=tmp_path)
     nacc_bin = tmp_path / "inst" / "bin" / "nacc"
     where = subprocess.run([str(py), "-c", "import nacc.models as m; print(m.models_dir())"],
                            capture_output=True, text=True, env=env, cwd=tmp_path, check=True)
