@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv clean
+.PHONY: demo test fuzz venv clean
 
 venv: $(STAMP)
 
@@ -34,6 +34,16 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# the fuzz suite (tests/fuzz.py): every family for a fixed budget with a fixed seed; it fails
+# on any traceback, hang, wrong exit code, partial output or round-trip mismatch, and prints
+# its figures (failing cases are saved under $(FUZZ_SAVE))
+FUZZ_BUDGET ?= 240
+FUZZ_SEED ?= 1
+FUZZ_SAVE ?= $${TMPDIR:-/tmp}/nacc-fuzz-failures
+fuzz: $(STAMP)
+	OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 $(PY) tests/fuzz.py --budget $(FUZZ_BUDGET) \
+		--seed $(FUZZ_SEED) --save $(FUZZ_SAVE)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

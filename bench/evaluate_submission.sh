@@ -10,7 +10,7 @@
 # 2. creates a fresh virtual environment (python3 -m venv; decompress.py pip-installs what
 #    it needs from PyPI) -- or uses $EVAL_PYTHON instead, to skip that (the tests do);
 # 3. runs decompress.py with OUTPUT_DIR set to the unzipped folder (as the official
-#    compression/evaluate.sh does);
+#    compression/evaluate.sh does), from the work folder, without PYTHONPATH or NACC_*;
 # 4. compares every original with its output, byte for byte (dtype, shape and header
 #    included), and prints  Compression rate: X  = total tokens * 10 / 8 / zip size.
 # Exit 0 when every file matches; 1 otherwise, with `nacc: FILE: message` on stderr.
@@ -62,7 +62,10 @@ else
 fi
 
 t0=$(date +%s)
-(cd "$work" && env -u PYTHONPATH OUTPUT_DIR="$unpacked" "$py" "$unpacked/decompress.py")
+# nothing of this machine's nacc may help: no PYTHONPATH, no NACC_* settings (a
+# $NACC_MODELS would hide a zip that lacks its models)
+(cd "$work" && env -u PYTHONPATH -u NACC_MODELS -u NACC_CACHE -u NACC_AOT \
+    OUTPUT_DIR="$unpacked" "$py" "$unpacked/decompress.py")
 echo "evaluate: decompress.py took $(( $(date +%s) - t0 )) s" >&2
 
 "$py" - "$unpacked" "$zip" "${originals[@]}" <<'EOF'

@@ -8,13 +8,22 @@ The zip holds, and its size counts, everything the decompressor needs beyond PyP
     submission.nacc     one nacc archive of all segments (stored, not deflated)
     nacc_src/nacc/...   the nacc modules that decoding imports (docstrings/comments stripped
                         unless --no-minify)
-    nacc_src/models/... model files that decoding reads (e.g. the cm prior)
+    nacc_src/models/... shipped model files that decoding reads (e.g. the cm prior), from
+                        wherever nacc.models finds them (a checkout's models/, or
+                        <prefix>/share/nacc/models of a pip install)
+    nacc_src/model/...  the --model folder, if any
 
 Which modules and files go in is measured, not listed: a child process decodes the first
 segment with an audit hook on ``open`` and reports the nacc modules it imported, the files
 it read, and the third-party distributions it used; those become ``decompress.py``'s pip
 requirements (nacc's own version specifiers where it declares one, else the exact version
 installed here).
+
+Before the zip is written it is tested with nothing but itself (``self_test``): unzipped
+into an empty folder, its ``decompress.py`` runs under ``python -I`` in a clean
+environment, must restore the first segment byte for byte, and must not open any file of
+the installed nacc package or its models folder (so a zip that lacks, say, the cm prior
+fails here, not at the evaluator).
 
 Segment names are those of the inputs (a webdataset shard's json ``file_name``, a
 directory's relative paths, a file's name), so ``OUTPUT_DIR/name`` is where the official
@@ -43,6 +52,7 @@ from nacc.errors import NaccError
 ARCHIVE = "submission.nacc"
 SCRIPT = "decompress.py"
 SRC = "nacc_src"
+MODELS = "models"                 # nacc_src/models: the shipped models decoding reads
 RESERVED = {ARCHIVE, SCRIPT, SRC}
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _SKIP_PARTS = {"__pycache__", ".venv", "tests", ".git"}
@@ -69,9 +79,32 @@ from nacc.predictors import base
 header, blocks = container.read_archive(open(archive, "rb").read())
 codec.decode_block(blocks[0], header)
 mods = {n: getattr(m, "__file__", None) for n, m in list(sys.modules.items())}
+models = sys.modules.get("nacc.models")
 sys.stdout.write(json.dumps({"opened": sorted(opened), "modules": mods,
-                             "predictor_module": base.get(header.predictor).__module__}))
+                             "predictor_module": base.get(header.predictor).__module__,
+                             "models_dir": str(models.models_dir()) if models else None}))
 """
+
+
+# run in a child process (python -I, clean environment, cwd a temp dir): the zip's
+# decompress.py as __main__, recording every file it opens
+_SELFTEST = r"""
+import json, os, runpy, sys
+opened = set()
+def _hook(event, args):
+    if event == "open" and args and isinstance(args[0], (str, bytes)):
+        opened.add(os.path.abspath(os.fsdecode(args[0])))
+script, report = sys.argv[1], sys.argv[2]
+sys.argv = [script]
+sys.addaudithook(_hook)
+try:
+    runpy.run_path(script, run_name="__main__")
+finally:
+    with open(report, "w") as f:
+        json.dump(sorted(opened), f)
+"""
+SELFTEST_SEGMENTS = 1
+SELFTEST_TIMEOUT_S = 1800
 
 
 @dataclass
@@ -165,6 +198,10 @@ def trace_minimal(archive_bytes: bytes, root: Path, predictor: str) -> dict:
     return full
 
 
+def _under(p: Path, folder: Path | None) -> bool:
+    return folder is not None and (p == folder or folder in p.parents)
+
+
 def _skipped(p: Path) -> bool:
     return (bool(_SKIP_PARTS & set(p.parts)) or p.suffix in _SKIP_SUFFIXES
             or any(part.endswith(_SKIP_DIR_SUFFIXES) for part in p.parts))
@@ -187,19 +224,27 @@ def plan(archive_bytes: bytes, do_minify: bool = True) -> Plan:
             src = p.read_text()
             out.files[f"{SRC}/{rel.as_posix()}"] = (minify(src, str(p)) if do_minify
                                                     else src).encode()
-    # data files read while decoding: models and priors
+    # data files read while decoding: a --model folder, and the shipped models (the cm
+    # prior) wherever nacc.models found them: the checkout's models/, or
+    # <prefix>/share/nacc/models of a pip install, or $NACC_MODELS; in the zip they are
+    # nacc_src/models/, which decompress.py makes nacc use.  Only paths below those roots
+    # are tested for skipped parts (an install inside a .venv is normal).
     model = header_params.get("model")
     model_path = Path(model).resolve() if isinstance(model, str) and model else None
+    zoo = Path(used["models_dir"]).resolve() if used.get("models_dir") else None
+    package = root / "nacc"
     for f in used["opened"]:
-        p = Path(f)
-        if not p.is_file() or _skipped(p) or p.suffix == ".py":
+        p = Path(f).resolve()
+        if not p.is_file() or p.suffix == ".py":
             continue
-        if model_path is not None and (p == model_path or model_path in p.parents):
+        if _under(p, model_path):
             base = model_path if model_path.is_dir() else model_path.parent
             out.files[f"{SRC}/model/{p.relative_to(base).as_posix()}"] = p.read_bytes()
             out.path_params["model"] = f"{SRC}/model" + ("" if model_path.is_dir()
                                                          else f"/{model_path.name}")
-        elif root in p.parents and not _skipped(p.relative_to(root)):
+        elif _under(p, zoo) and p != zoo and not _skipped(p.relative_to(zoo)):
+            out.files[f"{SRC}/{MODELS}/{p.relative_to(zoo).as_posix()}"] = p.read_bytes()
+        elif _under(p, package) and not _skipped(p.relative_to(root)):
             out.files[f"{SRC}/{p.relative_to(root).as_posix()}"] = p.read_bytes()
     # third-party distributions: those nacc declares (their own dependencies follow from
     # pip); without nacc's metadata, every imported distribution at its installed version
@@ -249,6 +294,60 @@ def build_zip(archive_bytes: bytes, p: Plan) -> bytes:
     return buf.getvalue()
 
 
+def self_test(data: bytes, expected: list[tuple[str, bytes]],
+              sample: int = SELFTEST_SEGMENTS) -> float:
+    """Unzip ``data`` into an empty temporary folder and run its ``decompress.py`` there
+    with nothing else: ``python -I`` (no PYTHONPATH, no user site), a clean environment
+    (PATH, a fresh HOME, OUTPUT_DIR, NACC_AOT=0: the JIT kernels from the zip's source),
+    cwd the temporary folder, writing only the first ``sample`` segments.  NaccError unless
+    it exits 0, writes exactly ``expected``'s first ``sample`` (name, .npy bytes), and
+    opened no file of this installation's nacc package or models folder.  Returns the
+    seconds it took."""
+    import time
+
+    from nacc.models import models_dir
+
+    own = [package_root() / "nacc", models_dir().resolve()]
+    with tempfile.TemporaryDirectory(prefix="nacc-selftest-") as tmp:
+        d = Path(tmp).resolve()
+        sub, out, home = d / "submission", d / "out", d / "home"
+        sub.mkdir()
+        home.mkdir()
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            z.extractall(sub)
+        report = d / "opened.json"
+        env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(home),
+               "LANG": "C.UTF-8", "OUTPUT_DIR": str(out), "NACC_AOT": "0",
+               "NACC_SUBMISSION_SAMPLE": str(sample)}
+        t0 = time.perf_counter()
+        try:
+            r = subprocess.run([sys.executable, "-I", "-c", _SELFTEST, str(sub / SCRIPT),
+                                str(report)], cwd=d, env=env, capture_output=True,
+                               timeout=SELFTEST_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise NaccError(f"self-test: decompress.py from the zip alone ran past "
+                            f"{SELFTEST_TIMEOUT_S} s") from None
+        dt = time.perf_counter() - t0
+        if r.returncode != 0:
+            tail = r.stderr.decode(errors="replace").strip().splitlines()[-3:]
+            raise NaccError("self-test: decompress.py from the zip alone failed (exit "
+                            f"{r.returncode}): {' / '.join(tail)}")
+        for name, raw in expected[:sample]:
+            got = out / name
+            if not got.is_file():
+                raise NaccError(f"self-test: decompress.py from the zip alone did not write "
+                                f"{name}")
+            if got.read_bytes() != raw:
+                raise NaccError(f"self-test: decompress.py from the zip alone wrote {name} "
+                                "differently from the original")
+        for f in json.loads(report.read_text()):
+            p = Path(f)
+            if not _under(p, d) and any(_under(p, o) for o in own):
+                raise NaccError(f"self-test: decompress.py read {p} from this installation, "
+                                "not from the zip (the zip is incomplete)")
+    return dt
+
+
 def check_names(names: list[str]) -> None:
     seen: set[str] = set()
     for n in names:
@@ -277,7 +376,7 @@ def check_names(names: list[str]) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
 def submission(inputs, output, force, predictor, model, vocab, device, threads, minify, quiet):
     """Write a commaVQ challenge zip: compressed segments + decompress.py + nacc source."""
-    from nacc import codec, inputs as ninputs
+    from nacc import codec, inputs as ninputs, npyio
     from nacc.cli import write_atomic
 
     where = output
@@ -294,6 +393,10 @@ def submission(inputs, output, force, predictor, model, vocab, device, threads, 
         opts = codec.Options(predictor or "", params, vocab, None, device)
         archive = b"".join(codec.compress_segments(segments, opts, threads))
         data = build_zip(archive, plan(archive, minify))
+        if not quiet:
+            click.echo(f"{output}: self-test: decoding {SELFTEST_SEGMENTS} segment(s) with "
+                       "the zip alone in a clean environment (compiles its kernels)", err=True)
+        t_test = self_test(data, [(name, npyio.npy_bytes(npy)) for name, npy in segments])
         n = write_atomic(output, [data], force)
     except NaccError as e:
         click.echo(f"nacc: {where}: {e}", err=True)
@@ -305,4 +408,6 @@ def submission(inputs, output, force, predictor, model, vocab, device, threads, 
         n_tok = sum(int(npy.array.size) for _, npy in segments)
         click.echo(f"{output}: {len(segments)} segment(s), {n_tok} tokens, {n} bytes "
                    f"(archive {len(archive)}, decompress.py + nacc source + models "
-                   f"{n - len(archive)}), rate {n_tok * 10 / 8 / n:.4f}", err=True)
+                   f"{n - len(archive)}), rate {n_tok * 10 / 8 / n:.4f}; self-test passed "
+                   f"({SELFTEST_SEGMENTS} segment(s) from the zip alone in {t_test:.1f} s)",
+                   err=True)

@@ -3,7 +3,9 @@
 
 Writes every original segment to $OUTPUT_DIR under its dataset name, byte for byte (the
 original .npy files).  Installs its dependencies from PyPI when they are missing; the nacc
-source and any models it needs are in this zip (nacc_src/).  Made by `nacc submission`."""
+source and any models it needs are in this zip (nacc_src/; the shipped models in
+nacc_src/models, used whatever $NACC_MODELS says).  NACC_SUBMISSION_SAMPLE=N writes only
+the first N segments (the self-test of `nacc submission`).  Made by `nacc submission`."""
 import importlib
 import os
 import subprocess
@@ -56,6 +58,8 @@ def main():
     if not archive.is_file() or not (HERE / "nacc_src" / "nacc").is_dir():
         fail(HERE, "not a nacc submission (archive or nacc_src/ missing)")
     ensure_requirements()
+    if (HERE / "nacc_src" / "models").is_dir():
+        os.environ["NACC_MODELS"] = str(HERE / "nacc_src" / "models")
     sys.path.insert(0, str(HERE / "nacc_src"))
     from nacc import codec, container
     from nacc.errors import NaccError
@@ -67,12 +71,15 @@ def main():
     try:
         buf = archive.read_bytes()
         header, _ = container.read_header(buf)
-        threads = max(1, min(os.cpu_count() or 1, header.n_segments))
+        sample = int(os.environ.get("NACC_SUBMISSION_SAMPLE") or 0)
+        threads = 1 if sample else max(1, min(os.cpu_count() or 1, header.n_segments))
         for name, data in codec.decompress_archive(buf, threads, override):
             if Path(name).is_absolute() or ".." in Path(name).parts:
                 fail(archive.name, f"unsafe segment name {name!r}")
             write_file(root / name, data)
             n += 1
+            if n == sample:
+                break
     except NaccError as e:
         fail(archive.name, str(e))
     print(f"decompress.py: {n} segment(s) -> {root} in {time.perf_counter() - t0:.1f} s",

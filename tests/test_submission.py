@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tarfile
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from click.testing import CliRunner
 
 from conftest import ROOT
 from nacc.cli import main
+from nacc.errors import NaccError
 
 SCRIPT = ROOT / "bench" / "evaluate_submission.sh"
 NAMES = [f"b0c9d2329ad1606b_2018-08-02--08-34-47_{i}.npy" for i in (4, 5, 6)]
@@ -137,3 +139,137 @@ def test_minify_keeps_code(tmp_path):
     small = minify(src, "container.py")
     assert len(small) < 0.8 * len(src) and '"""' not in small
     compile(small, "container.py", "exec")
+
+
+# -- the zip is complete wherever nacc is installed ----------------------------------------
+def test_models_outside_the_package_are_packed(tmp_path, dev_clip, monkeypatch):
+    """A pip install keeps the cm prior in <prefix>/share/nacc/models, outside the package
+    (here: $NACC_MODELS below a .venv folder, as in a typical install); the zip must still
+    carry it as nacc_src/models, and decompress.py must point nacc there."""
+    import shutil
+
+    from nacc import submission
+
+    zoo = tmp_path / ".venv" / "share" / "nacc" / "models"
+    shutil.copytree(ROOT / "models" / "cm-prior", zoo / "cm-prior")
+    monkeypatch.setenv("NACC_MODELS", str(zoo))
+    import nacc
+
+    archive = nacc.compress(dev_clip[:2], predictor="cm")
+    p = submission.plan(archive)
+    prior = json.loads((ROOT / "models" / "cm-prior" / "priors.json").read_text())
+    assert f"{submission.SRC}/models/cm-prior/priors.json" in p.files
+    assert p.files[f"{submission.SRC}/models/cm-prior/priors.json"] == \
+        (zoo / "cm-prior" / "priors.json").read_bytes()
+    shipped = sorted(n for n in p.files if n.startswith(f"{submission.SRC}/models/"))
+    assert len(shipped) >= 2 and prior                       # json + the default prior's files
+    assert not any(str(zoo) in n or ".venv" in n for n in p.files)
+    script = submission.decompress_script(p)
+    assert 'os.environ["NACC_MODELS"] = str(HERE / "nacc_src" / "models")' in script
+
+
+def _fake_zip(script: str) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("decompress.py", script)
+    return buf.getvalue()
+
+
+WRITE = ("import os, pathlib\nout = pathlib.Path(os.environ['OUTPUT_DIR'])\n"
+         "out.mkdir(parents=True, exist_ok=True)\n")
+
+
+def test_self_test_refuses_an_incomplete_zip():
+    """The self-test fails a zip that reads this installation, writes wrong bytes or
+    nothing, or exits non-zero; and passes one that restores the sample from itself."""
+    from nacc import submission
+
+    want = [("a.npy", b"\x93NUMPYdata"), ("b.npy", b"other")]
+    ok = WRITE + "(out / 'a.npy').write_bytes(b'\\x93NUMPYdata')\n"
+    assert submission.self_test(_fake_zip(ok), want) >= 0
+    reads = ok + f"open({str(submission.package_root() / 'nacc' / 'errors.py')!r}).read()\n"
+    with pytest.raises(NaccError, match=r"self-test: decompress.py read .*nacc/errors.py from "
+                                        r"this installation, not from the zip"):
+        submission.self_test(_fake_zip(reads), want)
+    with pytest.raises(NaccError, match="wrote a.npy differently from the original"):
+        submission.self_test(_fake_zip(WRITE + "(out / 'a.npy').write_bytes(b'x')\n"), want)
+    with pytest.raises(NaccError, match="did not write a.npy"):
+        submission.self_test(_fake_zip(WRITE), want)
+    with pytest.raises(NaccError, match=r"failed \(exit 1\): .*ModuleNotFoundError: No module "
+                                        r"named 'nacc_missing'"):
+        submission.self_test(_fake_zip("import nacc_missing\n"), want)
+    # a clean environment: no PYTHONPATH, -I, a fresh HOME, cwd outside the zip
+    env = ("import os, sys, pathlib\nassert 'PYTHONPATH' not in os.environ\n"
+           "assert sys.flags.isolated and os.environ['NACC_AOT'] == '0'\n"
+           "assert pathlib.Path.cwd() != pathlib.Path(__file__).parent\n"
+           "assert os.environ['NACC_SUBMISSION_SAMPLE'] == '1'\n")
+    assert submission.self_test(_fake_zip(env + ok.split("\n", 1)[1].replace(
+        "out =", "import pathlib\nout =")), want) >= 0
+
+
+def test_self_test_output_is_reported(zip_path, real):
+    r = CliRunner().invoke(main, ["submission", str(real / "data-0000.tar.gz"), "-o",
+                                  str(zip_path), "-f", "--predictor", "prevframe"])
+    assert r.exit_code == 0, r.output
+    assert "self-test: decoding 1 segment(s) with the zip alone in a clean environment" in r.output
+    assert "self-test passed (1 segment(s) from the zip alone in " in r.output
+
+
+def _link_dists(dists, into):
+    """A folder of symlinks to the top-level files of installed distributions (a venv that
+    holds only them, without network)."""
+    import importlib.metadata as md
+
+    into.mkdir(parents=True, exist_ok=True)
+    for d in dists:
+        dist = md.distribution(d)
+        for top in {f.parts[0] for f in dist.files or [] if f.parts[0] not in ("..", "bin")}:
+            src = Path(dist.locate_file(top))
+            if src.exists() and not (into / top).exists():
+                (into / top).symlink_to(src)
+
+
+def _venv(path, dists):
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+    lib = next(path.glob("lib/python*/site-packages"))
+    _link_dists(dists, path / "deps")
+    # a site dir, so that the .pth files among them run (setuptools' distutils shim)
+    (lib / "deps.pth").write_text(f"import site; site.addsitedir({str(path / 'deps')!r})\n")
+    return path / "bin" / "python"
+
+
+@pytest.mark.slow
+def test_pip_installed_submission_passes_the_protocol(real, tmp_path):
+    """The whole flow from a plain (non-editable) pip install: `nacc submission` with the
+    default cm prior (in share/nacc/models there), then bench/evaluate_submission.sh with a
+    fresh venv holding only numpy and numba (decompress.py's requirements)."""
+    deps = ["numpy", "numba", "llvmlite", "constriction", "click", "zstandard", "tqdm"]
+    py = _venv(tmp_path / "inst", deps)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "NACC_MODELS",
+                                                            "NUMBA_CACHE_DIR")}
+    # a wheel built here (offline), then a plain pip install of it in the fresh venv
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-index",
+                    "--no-build-isolation", "-w", str(tmp_path / "whl"), str(ROOT)],
+                   check=True, env=env, cwd=tmp_path)
+    wheel, = (tmp_path / "whl").glob("nacc-*.whl")
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                    str(wheel)], check=True, env=env, cwd=tmp_path)
+    nacc_bin = tmp_path / "inst" / "bin" / "nacc"
+    where = subprocess.run([str(py), "-c", "import nacc.models as m; print(m.models_dir())"],
+                           capture_output=True, text=True, env=env, cwd=tmp_path, check=True)
+    assert where.stdout.strip() == str(tmp_path / "inst" / "share" / "nacc" / "models")
+    out = tmp_path / "sub.zip"
+    r = subprocess.run([str(nacc_bin), "submission", str(real / "data-0000.tar.gz"), "-o",
+                        str(out)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "self-test passed" in r.stderr
+    names = zipfile.ZipFile(out).namelist()
+    assert "nacc_src/models/cm-prior/priors.json" in names
+    ev_py = _venv(tmp_path / "eval", ["numpy", "numba", "llvmlite"])
+    ev_env = dict(env, EVAL_PYTHON=str(ev_py), TMPDIR=str(tmp_path))
+    r = subprocess.run(["bash", str(SCRIPT), str(out), str(real / "originals")],
+                       capture_output=True, text=True, env=ev_env)
+    assert r.returncode == 0, r.stderr
+    assert "3 file(s) byte-identical" in r.stderr
+    rate = float(r.stdout.split("Compression rate:")[1])
+    assert rate == pytest.approx(3 * 200 * 128 * 10 / 8 / out.stat().st_size, abs=1e-3)

@@ -6,6 +6,21 @@ import sys
 import click
 
 
+TORCH_HINT = ("pip install 'nacc[neural]'; on a machine without a GPU the CPU build is much "
+              "smaller: pip install torch --index-url https://download.pytorch.org/whl/cpu")
+
+
+def need_torch(where: str):
+    """The torch module; without it ``nacc: WHERE: needs torch (pip install ...)`` on
+    stderr and exit 1 (coding with a trained model needs no torch, training does)."""
+    try:
+        import torch
+    except ImportError:
+        click.echo(f"nacc: {where}: needs torch ({TORCH_HINT})", err=True)
+        sys.exit(1)
+    return torch
+
+
 @click.command("train")
 @click.argument("data", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--arch", type=click.Choice(["transformer", "lstm"]), default="transformer",
@@ -67,7 +82,7 @@ def train(data, arch, out, steps, batch_size, clip_len, lr, schedule, device, va
     on, and training until the validation stops improving (see `nacc.neural.train`).  In
     brackets: the default of the arch's preset (the `tiny` preset has the head options off).
     """
-    import torch
+    torch = need_torch("train")
 
     from nacc.datasets import Segments
     from nacc.neural.config import make_config

@@ -181,6 +181,9 @@ def kernels():
                 _error = f"an earlier build failed (log: {folder}.failed)"
                 return None
             os.makedirs(os.path.dirname(folder), exist_ok=True)  # no cache folder: no build
+            from nacc.kernels.cpu import compile_notice
+
+            compile_notice.show()
             ok, log = _build_in_child(folder)
             if not ok:
                 _error = f"build failed (log: {folder}.failed)"

@@ -27,6 +27,9 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from nacc.kernels.cpu import compile_notice
+
+compile_notice.install()    # every JIT kernel module imports this one
 WORD_MASK = np.uint64(0xFFFFFFFF)
 
 
