@@ -69,8 +69,9 @@ def regenerating_golden() -> bool:
 
 
 def _missing(path: Path) -> NoReturn:
+    test_file = os.environ.get("PYTEST_CURRENT_TEST", "").split("::")[0]
     pytest.fail(f"golden file {path} is missing; regenerate on purpose: "
-                f"{REGEN_GOLDEN}=1 pytest {os.environ.get('PYTEST_CURRENT_TEST', '').split('::')[0]}")
+                f"{REGEN_GOLDEN}=1 pytest {test_file}")
 
 
 def golden_bytes(path: Path, fresh: bytes) -> bytes:

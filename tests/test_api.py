@@ -41,9 +41,10 @@ def test_import_is_cheap():
 
 
 def test_api_matches_cli(tmp_path, dev_clip):
+    from click.testing import CliRunner
+
     import nacc
     from nacc.cli import main
-    from click.testing import CliRunner
 
     clip = np.ascontiguousarray(dev_clip[:12])
     np.save(tmp_path / "clip.npy", clip)

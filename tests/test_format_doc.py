@@ -13,7 +13,6 @@ import json
 import re
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -265,7 +264,7 @@ def test_constants_table_matches_the_code():
 
 def test_documented_versions_are_the_versions_read():
     versions = []
-    for name, rows in structures().items():
+    for rows in structures().values():
         versions += [int(code(r["value"])) for r in rows if r["field"] == "version"]
     assert sorted(versions) == list(container.READS)
     assert max(versions) == container.VERSION
