@@ -1,6 +1,8 @@
-# Two entry points on a fresh machine: `make demo` and `make test`. Both create .venv and
-# install the pinned dependencies first. torch is pinned to the CPU build found on this
-# project's machines (an unpinned torch pulls a multi-GB CUDA build).
+# Entry points on a fresh machine: `make demo`, `make check` (ruff, mypy and the fast tests,
+# under 2 minutes; `make -k check` runs all three even when one fails) and `make test`
+# (every test). Each creates .venv and installs the pinned dependencies first. torch is
+# pinned to the CPU build found on this project's machines (an unpinned torch pulls a
+# multi-GB CUDA build).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -44,6 +46,18 @@ FUZZ_SAVE ?= $${TMPDIR:-/tmp}/nacc-fuzz-failures
 fuzz: $(STAMP)
 	OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 $(PY) tests/fuzz.py --budget $(FUZZ_BUDGET) \
 		--seed $(FUZZ_SEED) --save $(FUZZ_SAVE)
+
+.PHONY: check lint types test-fast
+check: lint types test-fast
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+types: $(STAMP)
+	$(VENV)/bin/mypy
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,9 +1,12 @@
-"""Shared fixtures: the real dev clip shipped in the repo, and small clips cut from it."""
+"""Shared fixtures: the real dev clip shipped in the repo, small clips cut from it, and the
+one switch that regenerates golden files (``golden_bytes`` / ``golden_json``)."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEV_CLIP = ROOT / "tests" / "data" / "commavq_dev.npy"
 DEV_CLIP_SHA256 = "a17646d962d3a94587da9d4a427c2ddfb9fc53d93ccf71cea7c3d17cbfaf9431"
 NACC = [sys.executable, "-m", "nacc.cli"]
+REGEN_GOLDEN = "NACC_REGEN_GOLDEN"     # set to exactly "1" to rewrite golden files on purpose
 
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".venv" / "numba-cache"))
 
@@ -55,3 +59,76 @@ def repeating_clips(vocab: int, frame_shape, seed: int, lengths) -> list[np.ndar
             v[f][keep] = v[f - 1][keep]
         out.append(v)
     return out
+
+
+# -- golden files ---------------------------------------------------------------------------
+def regenerating_golden() -> bool:
+    """True only when ``NACC_REGEN_GOLDEN`` is exactly "1" (any other value, "0" included,
+    checks the committed files)."""
+    return os.environ.get(REGEN_GOLDEN) == "1"
+
+
+def _missing(path: Path) -> NoReturn:
+    test_file = os.environ.get("PYTEST_CURRENT_TEST", "").split("::")[0]
+    pytest.fail(f"golden file {path} is missing; regenerate on purpose: "
+                f"{REGEN_GOLDEN}=1 pytest {test_file}")
+
+
+def golden_bytes(path: Path, fresh: bytes) -> bytes:
+    """The committed golden file ``path``; when regenerating, ``fresh`` is written there
+    first.  A missing file fails the test: goldens are never created silently."""
+    if regenerating_golden():
+        path.write_bytes(fresh)
+    if not path.is_file():
+        _missing(path)
+    return path.read_bytes()
+
+
+def golden_json(path: Path, key: str, value, indent: int = 1):
+    """The entry ``key`` of the golden JSON object in ``path`` (None when it has none); when
+    regenerating, ``value`` is stored under ``key`` first (the other entries are kept).  A
+    missing file fails the test."""
+    stored = json.loads(path.read_text()) if path.is_file() else None
+    if regenerating_golden():
+        stored = dict(stored or {}, **{key: value})
+        path.write_text(json.dumps(stored, indent=indent, sort_keys=True) + "\n")
+    if stored is None:
+        _missing(path)
+    return stored.get(key)
+
+
+# -- test tiers -----------------------------------------------------------------------------
+# ``make check`` runs ``-m "not slow"``; ``make test`` runs everything.  Tests in files this
+# list covers are marked slow here (their files belong to other work); elsewhere a slow test
+# carries ``@pytest.mark.slow`` itself.  An entry is a test file or a node id prefix, chosen
+# from measured durations (``pytest --durations=0`` per file, numba cache warm).
+SLOW_TESTS = (
+    "tests/test_triton.py",              # Triton interpreter: 89 s warm
+    "tests/test_triton_neural.py",       # Triton interpreter: 157 s
+    "tests/test_ray.py",                 # starts a Ray cluster: 23 s
+    "tests/test_aot.py",                 # builds the AOT module: 21 s warm, 128 s cold
+    "tests/test_submission.py::test_evaluate_flow_on_real_segments",   # 23 s
+    "tests/test_lanes.py::test_neural_archive_without_torch",          # subprocess: 4.3 s
+)
+
+
+def _listed(nodeid: str, entry: str) -> bool:
+    if entry.endswith(".py"):
+        return nodeid.startswith(entry + "::")
+    return nodeid == entry or nodeid.startswith(entry + "[")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the SLOW_TESTS items slow; an entry that matches no test of a collected file is
+    an error (a renamed test must not move to the fast tier unnoticed)."""
+    files = {item.nodeid.split("::")[0] for item in items}
+    used = set()
+    for item in items:
+        for entry in SLOW_TESTS:
+            if _listed(item.nodeid, entry):
+                item.add_marker(pytest.mark.slow)
+                used.add(entry)
+    stale = [e for e in SLOW_TESTS if e.split("::")[0] in files and e not in used]
+    if stale:
+        raise pytest.UsageError("tests/conftest.py SLOW_TESTS lists tests that do not exist: "
+                                + ", ".join(stale))

@@ -14,28 +14,22 @@ from conftest import ROOT
 FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 
-def api_examples() -> tuple[str, list[str]]:
-    """The fenced ```python blocks of README.md's "Python API" section, or (until the lead
-    copies them there) of nacc/api.py's docstring section of the same name."""
-    readme = ROOT / "README.md"
-    if readme.exists():
-        text = readme.read_text()
-        m = re.search(r"^(#+) Python API\s*$(.*?)(?=^\1 |\Z)", text, re.S | re.M)
-        if m and FENCE.search(m.group(2)):
-            return "README.md", FENCE.findall(m.group(2))
-    import nacc.api
-
-    section = nacc.api.__doc__.split("## Python API", 1)[1]
-    return "nacc/api.py", FENCE.findall(section)
+def api_examples() -> list[str]:
+    """The fenced ```python blocks of README.md's "Python API" section (the test fails when
+    the section or its examples disappear)."""
+    text = (ROOT / "README.md").read_text()
+    m = re.search(r"^(#+) Python API\s*$(.*?)(?=^\1 |\Z)", text, re.S | re.M)
+    assert m, "README.md has no Python API section"
+    return FENCE.findall(m.group(2))
 
 
 def test_readme_examples_run(monkeypatch):
-    where, blocks = api_examples()
-    assert len(blocks) >= 3, where
+    blocks = api_examples()
+    assert len(blocks) == 4, "README.md's Python API section should hold 4 python examples"
     monkeypatch.chdir(ROOT)          # the examples use repo-relative paths
     namespace: dict = {"__name__": "__readme__"}
     for i, block in enumerate(blocks):
-        exec(compile(block, f"{where} python block {i + 1}", "exec"), namespace)
+        exec(compile(block, f"README.md python block {i + 1}", "exec"), namespace)
 
 
 def test_import_is_cheap():
@@ -47,9 +41,10 @@ def test_import_is_cheap():
 
 
 def test_api_matches_cli(tmp_path, dev_clip):
+    from click.testing import CliRunner
+
     import nacc
     from nacc.cli import main
-    from click.testing import CliRunner
 
     clip = np.ascontiguousarray(dev_clip[:12])
     np.save(tmp_path / "clip.npy", clip)

@@ -131,7 +131,8 @@ def test_cli_solid_group(tmp_path, dev_clip):
     assert r.exit_code == 0, r.output
     info = cli_in_process(["info", "clips.nacc"], tmp_path)
     assert "4 segment(s) in 2 block(s)" in info.output
-    assert "solid group of 3 segments" in info.output and "    c2.npy: <i2 (20, 8, 16)" in info.output
+    assert "solid group of 3 segments" in info.output
+    assert "    c2.npy: <i2 (20, 8, 16)" in info.output
     r = cli_in_process(["decompress", "-q", "clips.nacc", "-o", "out"], tmp_path)
     assert r.exit_code == 0, r.output
     for i in range(4):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import golden_bytes, golden_json
 from nacc import coder
 from nacc.predictors import base, get
 from nacc.predictors import cm as cm_mod
@@ -204,12 +204,6 @@ def test_unknown_prior_is_an_error():
         get("cm")(512, (8, 16), prior=TREE)
 
 
-def _golden() -> dict:
-    if not GOLDEN.exists():
-        return {}
-    return json.loads(GOLDEN.read_text())
-
-
 def test_golden_words(dev_clip):
     """sha256 of the words of frames 0-19: any change of the arithmetic shows here.
     Regenerate on purpose only: NACC_REGEN_GOLDEN=1 pytest tests/test_cm.py"""
@@ -222,10 +216,8 @@ def test_golden_words(dev_clip):
     k = cm_mod.K
     got["tables"] = hashlib.sha256(k.SQUASH.tobytes() + k.STRETCH.tobytes()
                                    + k.RATES.tobytes()).hexdigest()
-    if os.environ.get("NACC_REGEN_GOLDEN") == "1":
-        GOLDEN.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
-    assert GOLDEN.exists(), "golden file missing: NACC_REGEN_GOLDEN=1 pytest tests/test_cm.py"
-    assert got == _golden()
+    fresh = json.dumps(got, indent=1, sort_keys=True) + "\n"
+    assert got == json.loads(golden_bytes(GOLDEN, fresh.encode()))
 
 
 # -- a neural predictor's table as the external input (parameter model) -----------------------
@@ -249,11 +241,8 @@ def test_neural_input_four_paths_and_golden(prior, dev_clip):
     # the external input changes the tables (the final mixer is live)
     assert not np.array_equal(pred.intervals(tokens)[1], plain.intervals(tokens)[1])
     digest = hashlib.sha256(words.astype("<u4").tobytes()).hexdigest()
-    golden = json.loads(GOLDEN_NEURAL.read_text()) if GOLDEN_NEURAL.exists() else {}
-    if os.environ.get("NACC_REGEN_GOLDEN") == "1":
-        golden[prior] = digest
-        GOLDEN_NEURAL.write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
-    assert golden.get(prior) == digest, "golden words changed (NACC_REGEN_GOLDEN=1 on purpose)"
+    assert golden_json(GOLDEN_NEURAL, prior, digest) == digest, \
+        "golden words changed (NACC_REGEN_GOLDEN=1 on purpose)"
 
 
 def test_neural_input_archive_round_trip_and_wrong_model(dev_clip, tmp_path):

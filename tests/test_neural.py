@@ -2,13 +2,13 @@
 import dataclasses
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numba
 import numpy as np
 import pytest
 
+from conftest import golden_json
 from nacc import synth
 from nacc.errors import NaccError
 from nacc.kernels.cpu import rans
@@ -311,9 +311,6 @@ def test_shipped_models_golden(folder, dev_clip):
     words = rans.encode(start, freq, pred.precision)
     assert np.array_equal(pred.decode(words, len(v)), v)
     digest = hashlib.sha256(words.tobytes()).hexdigest()
-    golden = json.loads(GOLDEN.read_text()) if GOLDEN.is_file() else {}
     key = f"{folder.name}:{info['sha256'][:16]}:frames300-302"
-    if os.environ.get("NACC_REGEN_GOLDEN"):
-        golden[key] = digest
-        GOLDEN.write_text(json.dumps(golden, indent=2, sort_keys=True) + "\n")
-    assert golden.get(key) == digest, f"golden words for {key} missing or changed"
+    assert golden_json(GOLDEN, key, digest, indent=2) == digest, \
+        f"golden words for {key} missing or changed"

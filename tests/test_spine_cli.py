@@ -36,6 +36,7 @@ def clip_file(tmp_path, dev_clip):
     return p
 
 
+@pytest.mark.slow     # subprocess CLI runs: > 3 s
 def test_compress_decompress_like_zstd(tmp_path, clip_file):
     before = digest(clip_file)
     r = run("compress", "-q", "--predictor", "prevframe", clip_file.name, cwd=tmp_path)
@@ -59,6 +60,7 @@ def test_compress_decompress_like_zstd(tmp_path, clip_file):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.npy", "clip.npy.nacc", "orig.npy"]
 
 
+@pytest.mark.slow     # subprocess CLI runs: > 3 s
 def test_stdin_stdout_and_test_info(tmp_path, clip_file):
     raw = clip_file.read_bytes()
     r = run("compress", "--predictor", "prevframe", "-", cwd=tmp_path, stdin=raw)
@@ -107,6 +109,7 @@ def test_usage_errors_exit_2(tmp_path):
     assert run("nonsense", cwd=tmp_path).returncode == 2
 
 
+@pytest.mark.slow     # subprocess CLI runs: > 3 s
 def test_decompress_needs_known_suffix(tmp_path, clip_file):
     run("compress", "-q", "--predictor", "prevframe", "-o", "out.bin", clip_file.name,
         cwd=tmp_path)
@@ -116,6 +119,7 @@ def test_decompress_needs_known_suffix(tmp_path, clip_file):
     assert r.returncode == 0 and (tmp_path / "back.npy").read_bytes() == clip_file.read_bytes()
 
 
+@pytest.mark.slow     # subprocess CLI runs: > 3 s
 def test_directory_and_many_inputs_make_one_archive(tmp_path, dev_clip):
     d = tmp_path / "segs"
     (d / "sub").mkdir(parents=True)
@@ -162,6 +166,7 @@ def test_failed_write_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow     # subprocess CLI runs: > 3 s
 def test_npz_archive_decompresses_into_a_folder_of_its_stem(tmp_path, dev_clip):
     np.savez(tmp_path / "pair.npz", first=dev_clip[:3], second=dev_clip[3:5])
     r = run("compress", "-q", "--predictor", "prevframe", "pair.npz", cwd=tmp_path)

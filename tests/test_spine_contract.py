@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from nacc import coder
+from nacc.errors import NaccError
 from nacc.predictors import available, base, get
 
 MODEL_FREE = [n for n in available() if n not in ("transformer", "lstm")]
@@ -60,8 +61,8 @@ def test_rebuilt_from_params_is_identical(name, small_clip):
 
 
 def test_registry_names_are_stable():
-    assert {"uniform", "prevframe"} <= set(available())
-    with pytest.raises(Exception, match="unknown predictor 'nope'"):
+    assert available() == ["cm", "lstm", "prevframe", "transformer", "uniform"]
+    with pytest.raises(NaccError, match="unknown predictor 'nope'"):
         get("nope")
 
 

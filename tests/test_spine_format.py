@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import io
-import os
 import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import golden_bytes, regenerating_golden
 from nacc import codec, container, npyio
 from nacc.errors import NaccError
 
@@ -198,15 +197,13 @@ def golden_cases(dev_clip):
         "prevframe-dev12-solid2": (parts, codec.Options("prevframe", solid=2)),
         "prevframe-v37-noise-stored": ([("noise.npy", npyio.from_array(noise))],
                                        codec.Options("prevframe", (), 37)),
+        "cm-dev12": (one, codec.Options("cm", (("prior", "commavq-v2"),))),
+        "cm-dev12-solid3": (parts, codec.Options("cm", (("prior", "commavq-v2"),), solid=3)),
+        "cm-v3-dev12": (one, codec.Options("cm", (("prior", "commavq-v3"),))),
+        "cm-v4-dev12": (one, codec.Options("cm")),
     }
-    from nacc.predictors import available
-
-    if "cm" in available():
-        v2 = (("prior", "commavq-v2"),)
-        cases["cm-dev12"] = (one, codec.Options("cm", v2))
-        cases["cm-dev12-solid3"] = (parts, codec.Options("cm", v2, solid=3))
-        cases["cm-v3-dev12"] = (one, codec.Options("cm", (("prior", "commavq-v3"),)))
-        cases["cm-v4-dev12"] = (one, codec.Options("cm"))
+    assert sorted(cases) == sorted(p.stem for p in GOLDEN.glob("*.nacc")), \
+        "every golden archive has a case, and every case a golden archive"
     return cases
 
 
@@ -214,14 +211,13 @@ def test_golden_archives_keep_decoding(dev_clip):
     """Committed archives decode to the same bytes, and today's encoder writes the same
     archive. Regenerate on purpose only: NACC_REGEN_GOLDEN=1 pytest tests/test_spine_format.py
     (a format change bumps container.VERSION and keeps the old goldens in golden/vN/)."""
-    regen = os.environ.get("NACC_REGEN_GOLDEN") == "1"
     for name, (segments, opts) in golden_cases(dev_clip).items():
         path = GOLDEN / f"{name}.nacc"
         fresh = b"".join(codec.compress_segments(segments, opts))
-        if regen and not path.exists():
-            path.write_bytes(fresh)
-        assert path.exists(), f"missing golden archive {path}; regenerate on purpose"
-        stored = path.read_bytes()
+        if regenerating_golden() and path.is_file() and path.read_bytes()[4] != fresh[4]:
+            pytest.fail(f"{path} is version {path.read_bytes()[4]}: move it to "
+                        f"golden/v{path.read_bytes()[4]}/ before regenerating")
+        stored = golden_bytes(path, fresh)
         assert stored[4] == container.VERSION
         assert list(codec.decompress_archive(stored)) == \
             [(n, npyio.npy_bytes(s)) for n, s in segments], name
@@ -262,4 +258,25 @@ def test_crc_covers_payload(small_clip):
     archive[-5] ^= 1  # last payload byte
     with pytest.raises(NaccError, match="payload checksum"):
         list(codec.decompress_archive(bytes(archive)))
-    assert zlib.crc32(b"") == 0
+
+
+def test_golden_regeneration_switch(tmp_path, monkeypatch):
+    """Only NACC_REGEN_GOLDEN=1 rewrites goldens; a missing golden fails otherwise."""
+    from conftest import golden_json, regenerating_golden
+
+    path, entries = tmp_path / "g.bin", tmp_path / "g.json"
+    for value in ("0", "", "true", "yes", "2"):
+        monkeypatch.setenv("NACC_REGEN_GOLDEN", value)
+        assert not regenerating_golden()
+        with pytest.raises(pytest.fail.Exception, match="g.bin is missing"):
+            golden_bytes(path, b"new")
+        with pytest.raises(pytest.fail.Exception, match="g.json is missing"):
+            golden_json(entries, "k", 1)
+        assert not path.exists() and not entries.exists()
+    monkeypatch.setenv("NACC_REGEN_GOLDEN", "1")
+    assert golden_bytes(path, b"new") == b"new" and path.read_bytes() == b"new"
+    assert golden_json(entries, "b", 2) == 2 and golden_json(entries, "a", [1]) == [1]
+    assert entries.read_text() == '{\n "a": [\n  1\n ],\n "b": 2\n}\n'
+    monkeypatch.delenv("NACC_REGEN_GOLDEN")
+    assert golden_bytes(path, b"other") == b"new"
+    assert golden_json(entries, "b", 3) == 2 and golden_json(entries, "c", 3) is None

@@ -16,11 +16,11 @@ for _name in _BUILTIN_LAZY:
     _base.declare_lazy(f"nacc.predictors.{_name}")
 
 for _optional in ("neural",):
-    # modules written by later issues; absent ones simply do not register
+    # a module left out of an install simply registers nothing
     _base.declare_lazy(f"nacc.predictors.{_optional}")
 
 
 def __getattr__(name: str):
-    if name in _BUILTIN_LAZY:  # ``nacc.predictors.uniform`` works as before
+    if name in _BUILTIN_LAZY:  # ``nacc.predictors.uniform`` imports the module on access
         return _importlib.import_module(f"nacc.predictors.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

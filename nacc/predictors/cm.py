@@ -169,7 +169,7 @@ def _jit():
 
 
 def __getattr__(name: str):
-    if name == "K":  # the kernel module, as before (imported on first use)
+    if name == "K":  # the numba kernel module, imported on first use
         return _jit()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
