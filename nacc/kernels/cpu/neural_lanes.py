@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
-from nacc.kernels.cpu import rans
+from nacc.kernels.cpu import int8gemm, rans
 from nacc.neural.config import HEAD_NEIGHBOURS, MATCH_NEIGHBOURS, PREV_CANDIDATES
 
 I64 = np.int64
@@ -54,10 +54,13 @@ ENCODE_ROWS = 512
 
 # ----------------------------------------------------------------------------- packing
 class Gemm:
-    """``x @ W`` for integer ``x`` with ``|x| <= x_max``, exact through a float product.
+    """``x @ W`` for integer ``x`` with ``|x| <= x_max``, exact through a float product or,
+    where the host has AVX-512 VNNI and ``x``, ``W`` fit int8, an int8 product.
 
     ``w`` is an integer (K, N) array; the float type is float32 when every partial sum is
-    bounded below 2**24, else float64 (bound below 2**53; larger is refused)."""
+    bounded below 2**24, else float64 (bound below 2**53; larger is refused).  ``int8`` is
+    the ``nacc.kernels.cpu.int8gemm.Packed`` weights, or None (float product only).  Both
+    give the integer product; ``__call__`` uses the int8 one when there is one."""
 
     def __init__(self, w: np.ndarray, x_max: int):
         w = np.asarray(w, I64)
@@ -69,10 +72,21 @@ class Gemm:
         else:
             raise ValueError(f"product bound {self.bound} too large for an exact float GEMM")
         self.w = np.ascontiguousarray(w, self.dtype)
+        self.int8 = None
+        if (int8gemm.AVAILABLE and x_max <= 127 and w.size
+                and -128 <= w.min() and w.max() <= 127
+                and 255 * int(np.abs(w).sum(axis=0).max()) < 2**31):
+            self.int8 = int8gemm.Packed(w)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def float_product(self, x: np.ndarray) -> np.ndarray:
         """Float result (integer-valued, exact); ``x`` integer or already of ``dtype``."""
         return np.asarray(x, self.dtype) @ self.w
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """The exact product, int32 (int8 path) or integer-valued float."""
+        if self.int8 is not None:
+            return self.int8(x)
+        return self.float_product(x)
 
 
 def _lin_arrays(a: dict, name: str, layer: int | None = None):
@@ -565,15 +579,17 @@ def _candidates(videos, lane, t, y, x, pad, cand):
 
 
 @nb.njit(cache=True, nogil=True)
-def head_hidden(videos, jobs, p0, n_p, fpart, mot, nb_tab, ev_w, m1, s1, act, mclamp, u):
-    """Hidden layer u of the head (``LUT(LIN(x_in; head.l1); head.act)``) for positions
-    p0..p0+n_p-1 of each job (lane, t): row = job * n_p + (p - p0).  ``fpart`` (n_jobs, H*W,
-    hidden) holds the F part plus the bias; ``mot`` (n_jobs, n_p, 20) the motion rows."""
+def head_hidden(videos, jobs, p0, n_p, fpart, mot, nb_tab, ev_w, m1, s1, act, mclamp, u_off,
+                u):
+    """Hidden layer u of the head (``LUT(LIN(x_in; head.l1); head.act)``) plus ``u_off`` for
+    positions p0..p0+n_p-1 of each job (lane, t): row = job * n_p + (p - p0), columns
+    0..hidden-1 of ``u``.  ``fpart`` (n_jobs, H*W, hidden) holds the F part plus the bias;
+    ``mot`` (n_jobs, n_p, 20) the motion rows."""
     _, _, h, w = videos.shape
     n_nb = NB_OFFSETS.shape[0]
     n_pv = PREV_OFFSETS.shape[0]
     pad = nb_tab.shape[1] - 1
-    hidden = u.shape[1]
+    hidden = m1.shape[0]
     for row in range(jobs.shape[0] * n_p):
         j = row // n_p
         p = p0 + row % n_p
@@ -617,7 +633,7 @@ def head_hidden(videos, jobs, p0, n_p, fpart, mot, nb_tab, ev_w, m1, s1, act, mc
                             acc[n] += np.int32(v) * ev_w[col, n]
                     col += 1
         for n in range(hidden):
-            u[row, n] = act[_c8(_rq(np.int64(acc[n]), m1[n], s1[n])) + 128]
+            u[row, n] = act[_c8(_rq(np.int64(acc[n]), m1[n], s1[n])) + 128] + u_off
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -876,10 +892,17 @@ class LaneModel:
 
     def _hidden(self, videos, jobs, p0, n_p, fpart, mot):
         hd = self.head
-        u = np.empty((len(jobs) * n_p, hd.b1.shape[0]), hd.out.dtype)
+        g = hd.out
+        rows = len(jobs) * n_p
+        if g.int8 is not None:
+            u = g.int8.input(rows)
+            head_hidden(videos, jobs, p0, n_p, fpart, mot, hd.nb_tab, hd.ev_w, hd.m1, hd.s1,
+                        hd.act, hd.mclamp, 128, u)
+            return g.int8.matmul(u)
+        u = np.empty((rows, hd.b1.shape[0]), g.dtype)
         head_hidden(videos, jobs, p0, n_p, fpart, mot, hd.nb_tab, hd.ev_w, hd.m1, hd.s1,
-                    hd.act, hd.mclamp, u)
-        return hd.out(u)
+                    hd.act, hd.mclamp, 0, u)
+        return g.float_product(u)
 
     def _head_args(self):
         hd = self.head
