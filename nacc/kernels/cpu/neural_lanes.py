@@ -159,6 +159,8 @@ class TransformerPack:
 class LSTMPack:
     gate_tab: np.ndarray    # int32 (n_window, V+1, 4D): EC window part of ls.gates
     h: Gemm                 # (D, 4D): h part of ls.gates
+    emb: np.ndarray         # int64 (V+1, E): the EC embedding
+    gates: Gemm | None      # (n_window * E + D, 4D): all of ls.gates (int8 path), or None
     g_b: np.ndarray
     g_m: np.ndarray
     g_s: np.ndarray
@@ -260,8 +262,10 @@ def pack_lstm(m) -> LSTMPack:
     emb = np.asarray(a["ls.emb"], I64)
     n_win = cfg.n_window
     tab = np.stack([_token_table(emb, w[:, j * e:(j + 1) * e]) for j in range(n_win)])
+    gates = Gemm(w.T, max(127, _lut_max(emb)))
     return LSTMPack(gate_tab=np.ascontiguousarray(tab, np.int32),
-                    h=Gemm(w[:, n_win * e:].T, 127),
+                    h=Gemm(w[:, n_win * e:].T, 127), emb=emb,
+                    gates=gates if gates.int8 is not None else None,
                     g_b=b, g_m=mm, g_s=ss, sig=np.asarray(a["ls.sig"], I64),
                     tanh=np.asarray(a["ls.tanh"], I64))
 
@@ -501,6 +505,56 @@ def lstm_cell(ctx, gate_tab, hacc, g_b, g_m, g_s, sig, tanh, w, r, hs, cs):
             fg = sig[_c8(_rq(np.int64(acc[d + i]), g_m[d + i], g_s[d + i])) + 128]
             gg = tanh[_c8(_rq(np.int64(acc[2 * d + i]), g_m[2 * d + i], g_s[2 * d + i])) + 128]
             og = sig[_c8(_rq(np.int64(acc[3 * d + i]), g_m[3 * d + i], g_s[3 * d + i])) + 128]
+            c = ((fg * cs[row, i] + 64) >> 7) + ((ig * gg + 8) >> 4)
+            c = min(max(c, -32768), 32767)
+            cs[row, i] = c
+            tc = min(max((c + 32) >> 6, -128), 127)
+            hs[row, i] = _c8((og * tanh[tc + 128] + 64) >> 7)
+
+
+@nb.njit(cache=True, nogil=True)
+def lstm_inputs(ctx, emb, hs, w, r, xu):
+    """xu[row] = the whole input of ls.gates plus 128 (uint8): the EC embeddings of the
+    row's window in frame order (pad id outside the frame), then ``hs[row]``."""
+    n_j, k, hw = ctx.shape
+    h = hw // w
+    e = emb.shape[1]
+    d = hs.shape[1]
+    pad = emb.shape[0] - 1
+    for row in range(n_j * hw):
+        j = row // hw
+        p = row % hw
+        y = p // w
+        x = p % w
+        col = 0
+        for dt in range(k):
+            for dy in range(-r, r + 1):
+                for dx in range(-r, r + 1):
+                    yy = y + dy
+                    xx = x + dx
+                    tok = pad
+                    if 0 <= yy < h and 0 <= xx < w:
+                        tok = ctx[j, dt, yy * w + xx]
+                    for i in range(e):
+                        xu[row, col + i] = emb[tok, i] + 128
+                    col += e
+        for i in range(d):
+            xu[row, col + i] = hs[row, i] + 128
+
+
+@nb.njit(cache=True, nogil=True)
+def lstm_update(acc, g_b, g_m, g_s, sig, tanh, hs, cs):
+    """The cell update of the spec from the gate accumulators ``acc`` (without bias)."""
+    d = hs.shape[1]
+    for row in range(hs.shape[0]):
+        for i in range(d):
+            ig = sig[_c8(_rq(np.int64(acc[row, i]) + g_b[i], g_m[i], g_s[i])) + 128]
+            fg = sig[_c8(_rq(np.int64(acc[row, d + i]) + g_b[d + i], g_m[d + i],
+                             g_s[d + i])) + 128]
+            gg = tanh[_c8(_rq(np.int64(acc[row, 2 * d + i]) + g_b[2 * d + i], g_m[2 * d + i],
+                              g_s[2 * d + i])) + 128]
+            og = sig[_c8(_rq(np.int64(acc[row, 3 * d + i]) + g_b[3 * d + i], g_m[3 * d + i],
+                             g_s[3 * d + i])) + 128]
             c = ((fg * cs[row, i] + 64) >> 7) + ((ig * gg + 8) >> 4)
             c = min(max(c, -32768), 32767)
             cs[row, i] = c
@@ -854,8 +908,14 @@ class LaneModel:
         """One lstm step for jobs of one frame index; hs/cs (n_jobs * H*W, D) in place."""
         ctx = self._context(videos, jobs)
         lp = self.ls
-        lstm_cell(ctx, lp.gate_tab, lp.h(hs), lp.g_b, lp.g_m, lp.g_s, lp.sig, lp.tanh,
-                  self.frame_shape[1], self.cfg.radius, hs, cs)
+        if lp.gates is not None:        # one int8 product over the whole gate input
+            xu = lp.gates.int8.input(len(hs))
+            lstm_inputs(ctx, lp.emb, hs, self.frame_shape[1], self.cfg.radius, xu)
+            lstm_update(lp.gates.int8.matmul(xu), lp.g_b, lp.g_m, lp.g_s, lp.sig, lp.tanh,
+                        hs, cs)
+        else:                           # window tables + a float product of h
+            lstm_cell(ctx, lp.gate_tab, lp.h(hs), lp.g_b, lp.g_m, lp.g_s, lp.sig, lp.tanh,
+                      self.frame_shape[1], self.cfg.radius, hs, cs)
         return self._fpart(hs, len(jobs))
 
     def _frame_steps(self, videos, lengths):
