@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
-from nacc.kernels.cpu import rans
+from nacc.kernels.cpu import int8gemm, rans
 from nacc.neural.config import HEAD_NEIGHBOURS, MATCH_NEIGHBOURS, PREV_CANDIDATES
 
 I64 = np.int64
@@ -54,10 +54,13 @@ ENCODE_ROWS = 512
 
 # ----------------------------------------------------------------------------- packing
 class Gemm:
-    """``x @ W`` for integer ``x`` with ``|x| <= x_max``, exact through a float product.
+    """``x @ W`` for integer ``x`` with ``|x| <= x_max``, exact through a float product or,
+    where the host has AVX-512 VNNI and ``x``, ``W`` fit int8, an int8 product.
 
     ``w`` is an integer (K, N) array; the float type is float32 when every partial sum is
-    bounded below 2**24, else float64 (bound below 2**53; larger is refused)."""
+    bounded below 2**24, else float64 (bound below 2**53; larger is refused).  ``int8`` is
+    the ``nacc.kernels.cpu.int8gemm.Packed`` weights, or None (float product only).  Both
+    give the integer product; ``__call__`` uses the int8 one when there is one."""
 
     def __init__(self, w: np.ndarray, x_max: int):
         w = np.asarray(w, I64)
@@ -69,10 +72,21 @@ class Gemm:
         else:
             raise ValueError(f"product bound {self.bound} too large for an exact float GEMM")
         self.w = np.ascontiguousarray(w, self.dtype)
+        self.int8 = None
+        if (int8gemm.AVAILABLE and x_max <= 127 and w.size
+                and -128 <= w.min() and w.max() <= 127
+                and 255 * int(np.abs(w).sum(axis=0).max()) < 2**31):
+            self.int8 = int8gemm.Packed(w)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def float_product(self, x: np.ndarray) -> np.ndarray:
         """Float result (integer-valued, exact); ``x`` integer or already of ``dtype``."""
         return np.asarray(x, self.dtype) @ self.w
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """The exact product, int32 (int8 path) or integer-valued float."""
+        if self.int8 is not None:
+            return self.int8(x)
+        return self.float_product(x)
 
 
 def _lin_arrays(a: dict, name: str, layer: int | None = None):
@@ -145,6 +159,8 @@ class TransformerPack:
 class LSTMPack:
     gate_tab: np.ndarray    # int32 (n_window, V+1, 4D): EC window part of ls.gates
     h: Gemm                 # (D, 4D): h part of ls.gates
+    emb: np.ndarray         # int64 (V+1, E): the EC embedding
+    gates: Gemm | None      # (n_window * E + D, 4D): all of ls.gates (int8 path), or None
     g_b: np.ndarray
     g_m: np.ndarray
     g_s: np.ndarray
@@ -246,8 +262,10 @@ def pack_lstm(m) -> LSTMPack:
     emb = np.asarray(a["ls.emb"], I64)
     n_win = cfg.n_window
     tab = np.stack([_token_table(emb, w[:, j * e:(j + 1) * e]) for j in range(n_win)])
+    gates = Gemm(w.T, max(127, _lut_max(emb)))
     return LSTMPack(gate_tab=np.ascontiguousarray(tab, np.int32),
-                    h=Gemm(w[:, n_win * e:].T, 127),
+                    h=Gemm(w[:, n_win * e:].T, 127), emb=emb,
+                    gates=gates if gates.int8 is not None else None,
                     g_b=b, g_m=mm, g_s=ss, sig=np.asarray(a["ls.sig"], I64),
                     tanh=np.asarray(a["ls.tanh"], I64))
 
@@ -494,6 +512,56 @@ def lstm_cell(ctx, gate_tab, hacc, g_b, g_m, g_s, sig, tanh, w, r, hs, cs):
             hs[row, i] = _c8((og * tanh[tc + 128] + 64) >> 7)
 
 
+@nb.njit(cache=True, nogil=True)
+def lstm_inputs(ctx, emb, hs, w, r, xu):
+    """xu[row] = the whole input of ls.gates plus 128 (uint8): the EC embeddings of the
+    row's window in frame order (pad id outside the frame), then ``hs[row]``."""
+    n_j, k, hw = ctx.shape
+    h = hw // w
+    e = emb.shape[1]
+    d = hs.shape[1]
+    pad = emb.shape[0] - 1
+    for row in range(n_j * hw):
+        j = row // hw
+        p = row % hw
+        y = p // w
+        x = p % w
+        col = 0
+        for dt in range(k):
+            for dy in range(-r, r + 1):
+                for dx in range(-r, r + 1):
+                    yy = y + dy
+                    xx = x + dx
+                    tok = pad
+                    if 0 <= yy < h and 0 <= xx < w:
+                        tok = ctx[j, dt, yy * w + xx]
+                    for i in range(e):
+                        xu[row, col + i] = emb[tok, i] + 128
+                    col += e
+        for i in range(d):
+            xu[row, col + i] = hs[row, i] + 128
+
+
+@nb.njit(cache=True, nogil=True)
+def lstm_update(acc, g_b, g_m, g_s, sig, tanh, hs, cs):
+    """The cell update of the spec from the gate accumulators ``acc`` (without bias)."""
+    d = hs.shape[1]
+    for row in range(hs.shape[0]):
+        for i in range(d):
+            ig = sig[_c8(_rq(np.int64(acc[row, i]) + g_b[i], g_m[i], g_s[i])) + 128]
+            fg = sig[_c8(_rq(np.int64(acc[row, d + i]) + g_b[d + i], g_m[d + i],
+                             g_s[d + i])) + 128]
+            gg = tanh[_c8(_rq(np.int64(acc[row, 2 * d + i]) + g_b[2 * d + i], g_m[2 * d + i],
+                              g_s[2 * d + i])) + 128]
+            og = sig[_c8(_rq(np.int64(acc[row, 3 * d + i]) + g_b[3 * d + i], g_m[3 * d + i],
+                             g_s[3 * d + i])) + 128]
+            c = ((fg * cs[row, i] + 64) >> 7) + ((ig * gg + 8) >> 4)
+            c = min(max(c, -32768), 32767)
+            cs[row, i] = c
+            tc = min(max((c + 32) >> 6, -128), 127)
+            hs[row, i] = _c8((og * tanh[tc + 128] + 64) >> 7)
+
+
 # ----------------------------------------------------------------------------- head
 @nb.njit(cache=True, nogil=True)
 def _hit(videos, lane, t, p, k, w, h):
@@ -565,15 +633,17 @@ def _candidates(videos, lane, t, y, x, pad, cand):
 
 
 @nb.njit(cache=True, nogil=True)
-def head_hidden(videos, jobs, p0, n_p, fpart, mot, nb_tab, ev_w, m1, s1, act, mclamp, u):
-    """Hidden layer u of the head (``LUT(LIN(x_in; head.l1); head.act)``) for positions
-    p0..p0+n_p-1 of each job (lane, t): row = job * n_p + (p - p0).  ``fpart`` (n_jobs, H*W,
-    hidden) holds the F part plus the bias; ``mot`` (n_jobs, n_p, 20) the motion rows."""
+def head_hidden(videos, jobs, p0, n_p, fpart, mot, nb_tab, ev_w, m1, s1, act, mclamp, u_off,
+                u):
+    """Hidden layer u of the head (``LUT(LIN(x_in; head.l1); head.act)``) plus ``u_off`` for
+    positions p0..p0+n_p-1 of each job (lane, t): row = job * n_p + (p - p0), columns
+    0..hidden-1 of ``u``.  ``fpart`` (n_jobs, H*W, hidden) holds the F part plus the bias;
+    ``mot`` (n_jobs, n_p, 20) the motion rows."""
     _, _, h, w = videos.shape
     n_nb = NB_OFFSETS.shape[0]
     n_pv = PREV_OFFSETS.shape[0]
     pad = nb_tab.shape[1] - 1
-    hidden = u.shape[1]
+    hidden = m1.shape[0]
     for row in range(jobs.shape[0] * n_p):
         j = row // n_p
         p = p0 + row % n_p
@@ -617,7 +687,7 @@ def head_hidden(videos, jobs, p0, n_p, fpart, mot, nb_tab, ev_w, m1, s1, act, mc
                             acc[n] += np.int32(v) * ev_w[col, n]
                     col += 1
         for n in range(hidden):
-            u[row, n] = act[_c8(_rq(np.int64(acc[n]), m1[n], s1[n])) + 128]
+            u[row, n] = act[_c8(_rq(np.int64(acc[n]), m1[n], s1[n])) + 128] + u_off
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -838,8 +908,14 @@ class LaneModel:
         """One lstm step for jobs of one frame index; hs/cs (n_jobs * H*W, D) in place."""
         ctx = self._context(videos, jobs)
         lp = self.ls
-        lstm_cell(ctx, lp.gate_tab, lp.h(hs), lp.g_b, lp.g_m, lp.g_s, lp.sig, lp.tanh,
-                  self.frame_shape[1], self.cfg.radius, hs, cs)
+        if lp.gates is not None:        # one int8 product over the whole gate input
+            xu = lp.gates.int8.input(len(hs))
+            lstm_inputs(ctx, lp.emb, hs, self.frame_shape[1], self.cfg.radius, xu)
+            lstm_update(lp.gates.int8.matmul(xu), lp.g_b, lp.g_m, lp.g_s, lp.sig, lp.tanh,
+                        hs, cs)
+        else:                           # window tables + a float product of h
+            lstm_cell(ctx, lp.gate_tab, lp.h(hs), lp.g_b, lp.g_m, lp.g_s, lp.sig, lp.tanh,
+                      self.frame_shape[1], self.cfg.radius, hs, cs)
         return self._fpart(hs, len(jobs))
 
     def _frame_steps(self, videos, lengths):
@@ -876,10 +952,17 @@ class LaneModel:
 
     def _hidden(self, videos, jobs, p0, n_p, fpart, mot):
         hd = self.head
-        u = np.empty((len(jobs) * n_p, hd.b1.shape[0]), hd.out.dtype)
+        g = hd.out
+        rows = len(jobs) * n_p
+        if g.int8 is not None:
+            u = g.int8.input(rows)
+            head_hidden(videos, jobs, p0, n_p, fpart, mot, hd.nb_tab, hd.ev_w, hd.m1, hd.s1,
+                        hd.act, hd.mclamp, 128, u)
+            return g.int8.matmul(u)
+        u = np.empty((rows, hd.b1.shape[0]), g.dtype)
         head_hidden(videos, jobs, p0, n_p, fpart, mot, hd.nb_tab, hd.ev_w, hd.m1, hd.s1,
-                    hd.act, hd.mclamp, u)
-        return hd.out(u)
+                    hd.act, hd.mclamp, 0, u)
+        return g.float_product(u)
 
     def _head_args(self):
         hd = self.head
