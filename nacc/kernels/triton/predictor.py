@@ -122,16 +122,13 @@ class _TritonStepper(Stepper):
 _CHECKED: set = set()
 CHECK_FRAME = (2, 8)
 CHECK_FRAMES = 3
-CHECK_FRAME_INTERPRET = (1, 4)     # the interpreter runs ~3 s per cm token: a smaller clip
-CHECK_FRAMES_INTERPRET = 2
 
 
 def self_check(inner: Predictor, backend: Backend) -> None:
     """Guard against a kernel that no longer follows its predictor (a spec changed on one
     side only): the first time a (predictor, parameters, vocabulary, model) runs on a GPU,
     code a small seeded clip (3 frames of 2x8, half of each frame copied from the previous
-    one; 2 frames of 1x4 under the interpreter) on both sides and raise NaccError if any
-    interval differs.  A few milliseconds on a GPU."""
+    one) on both sides and raise NaccError if any interval differs.  A few milliseconds."""
     key = (type(inner), json.dumps(inner.params(), sort_keys=True), inner.vocab,
            inner.model_hash(), str(backend))
     if key in _CHECKED:
@@ -139,9 +136,8 @@ def self_check(inner: Predictor, backend: Backend) -> None:
     if getattr(inner, "im", None) is not None:      # a neural model: its own frame shape
         small, shape, n_frames = inner, inner.frame_shape, 2
     else:
-        shape, n_frames = ((CHECK_FRAME_INTERPRET, CHECK_FRAMES_INTERPRET)
-                           if backend.flavor == "interpret" else (CHECK_FRAME, CHECK_FRAMES))
-        small = type(inner)(inner.vocab, shape, **inner.params())
+        small, shape, n_frames = (type(inner)(inner.vocab, CHECK_FRAME, **inner.params()),
+                                  CHECK_FRAME, CHECK_FRAMES)
     rng = np.random.default_rng(12345)
     tok = rng.integers(0, inner.vocab, (n_frames, *shape)).astype(np.int32)
     for t in range(1, n_frames):
