@@ -11,9 +11,18 @@ _API = ("compress", "decompress", "compress_segments", "compress_to", "open", "A
 __all__ = list(_API)
 
 if TYPE_CHECKING:  # for type checkers and IDEs only
-    from nacc.api import (Archive, ArchiveInfo, compress, compress_segments,  # noqa: F401
-                          compress_to, decompress, info, open, read_segments,
-                          available_predictors)
+    from nacc.api import (  # noqa: F401
+        Archive,
+        ArchiveInfo,
+        available_predictors,
+        compress,
+        compress_segments,
+        compress_to,
+        decompress,
+        info,
+        open,  # noqa: A004  (nacc.open is public API, as gzip.open)
+        read_segments,
+    )
 
 
 def __getattr__(name: str):

@@ -57,20 +57,21 @@ for name, array in nacc.read_segments("tests/data/commavq_dev.npy"):
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Iterable, Iterator, Mapping, Union
+from typing import IO, TYPE_CHECKING, TypeAlias
 
 if TYPE_CHECKING:  # imported for annotations only; the real imports are in the functions
     import numpy as np
 
-    from nacc import container, npyio
+    from nacc import npyio
 
 __all__ = ["compress", "decompress", "compress_segments", "compress_to", "open", "Archive",
            "ArchiveInfo", "info", "read_segments", "available_predictors"]
 
-Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, IO[bytes]]
-SegmentsLike = Union[Mapping[str, "np.ndarray"], Iterable[tuple[str, "np.ndarray"]]]
+Source: TypeAlias = "str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]"
+SegmentsLike: TypeAlias = "Mapping[str, np.ndarray] | Iterable[tuple[str, np.ndarray]]"
 
 
 def _options(predictor: str | None, vocab: int, frame_shape: tuple[int, int] | None,
@@ -82,7 +83,7 @@ def _options(predictor: str | None, vocab: int, frame_shape: tuple[int, int] | N
                    device, int(solid))
 
 
-def _npy_segments(segments: SegmentsLike) -> list[tuple[str, "npyio.NpyFile"]]:
+def _npy_segments(segments: SegmentsLike) -> list[tuple[str, npyio.NpyFile]]:
     from nacc import inputs, npyio
 
     items = segments.items() if isinstance(segments, Mapping) else segments
@@ -95,7 +96,7 @@ def _npy_segments(segments: SegmentsLike) -> list[tuple[str, "npyio.NpyFile"]]:
     return out
 
 
-def compress(tokens: "np.ndarray", *, predictor: str | None = None, vocab: int = 1024,
+def compress(tokens: np.ndarray, *, predictor: str | None = None, vocab: int = 1024,
              frame_shape: tuple[int, int] | None = None, device: str = "cpu",
              name: str = "tokens.npy", **params) -> bytes:
     """One integer token array (T, H, W) or (T, N) to the bytes of a ``.nacc`` archive.
@@ -120,7 +121,7 @@ def compress_segments(segments: SegmentsLike, *, predictor: str | None = None,
     return b"".join(codec.compress_segments(_npy_segments(segments), opts, threads))
 
 
-def compress_to(path: str | os.PathLike, segments: SegmentsLike | "np.ndarray", *,
+def compress_to(path: str | os.PathLike, segments: SegmentsLike | np.ndarray, *,
                 overwrite: bool = False, **kwargs) -> int:
     """Write an archive file (atomically; refuses to overwrite unless ``overwrite``).
     ``segments`` is one array or named arrays; returns the archive size in bytes."""
@@ -135,7 +136,7 @@ def compress_to(path: str | os.PathLike, segments: SegmentsLike | "np.ndarray", 
     return write_atomic(os.fspath(path), [data], overwrite)
 
 
-def decompress(data: Source, *, device: str = "cpu", **params_override) -> "np.ndarray":
+def decompress(data: Source, *, device: str = "cpu", **params_override) -> np.ndarray:
     """The array of a one-segment archive (bytes, path or file object), with its original
     dtype and shape."""
     with open(data, device=device, **params_override) as archive:
@@ -210,7 +211,7 @@ class Archive:
         self.info = info(self._buf)
 
     # context manager for symmetry with files; nothing to release
-    def __enter__(self) -> "Archive":
+    def __enter__(self) -> Archive:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -250,12 +251,12 @@ class Archive:
                                                             self._override, self.device)))
         return self._decoded[1][name]
 
-    def __getitem__(self, name: str) -> "np.ndarray":
+    def __getitem__(self, name: str) -> np.ndarray:
         from nacc import npyio
 
         return npyio.parse_npy(self.read_bytes(name), name).array.copy()
 
-    def __iter__(self) -> Iterator[tuple[str, "np.ndarray"]]:
+    def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
         for name in self.names:
             yield name, self[name]
 
@@ -269,7 +270,7 @@ def open(data: Source, *, device: str = "cpu", **params_override) -> Archive:  #
     return Archive(data, device=device, **params_override)
 
 
-def read_segments(path: str | os.PathLike) -> list[tuple[str, "np.ndarray"]]:
+def read_segments(path: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
     """``(name, array)`` of every segment of an input the CLI reads (``.npy``, directory,
     ``.npz``, webdataset shard), arrays exactly as stored."""
     from nacc import inputs

@@ -34,9 +34,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import click
 import numpy as np
@@ -151,7 +151,7 @@ class Row:
     decode_vs_nacc: float = 0.0
     bits_per_frame: list[float] = field(default_factory=list, repr=False)
 
-    def finish(self, ref: "Row") -> None:
+    def finish(self, ref: Row) -> None:
         self.rate = self.tokens * 10 / 8 / self.bytes
         self.bits_per_token = 8 * self.bytes / self.tokens
         self.encode_vs_nacc = self.encode_s / max(ref.encode_s, 1e-9)
@@ -224,16 +224,18 @@ def _timed(fn, *args):
     return out, time.perf_counter() - t0
 
 
-def _nacc_row(pred_name, inputs, opts, threads, device, progress, want_bits):
-    from nacc import codec as ncodec, npyio
+def _nacc_row(pred_name, inputs, opts, threads, device, progress,
+              want_bits) -> tuple[Row, list[np.ndarray]]:
+    from nacc import codec as ncodec
+    from nacc import npyio
 
     row = Row(f"nacc-{pred_name}", f"nacc {pred_name}", 0, 0, 0.0, 0.0)
     per_token: list[np.ndarray] = []
     for src, segments in inputs:
-        archive, t_enc = _timed(lambda: b"".join(ncodec.compress_segments(segments, opts,
-                                                                         threads)))
-        restored, t_dec = _timed(lambda: list(ncodec.decompress_archive(archive, threads,
-                                                                        device=device)))
+        archive, t_enc = _timed(lambda s=segments: b"".join(ncodec.compress_segments(s, opts,
+                                                                                threads)))
+        restored, t_dec = _timed(lambda a=archive: list(ncodec.decompress_archive(a, threads,
+                                                                               device=device)))
         for (name, npy), (name2, data) in zip(segments, restored):
             if name != name2 or data != npyio.npy_bytes(npy):
                 raise NaccError(f"nacc {pred_name}: round trip mismatch in {src}: {name}")
@@ -269,7 +271,8 @@ def _codec_row(c: Codec, streams, progress):
 
 def _warm_up(opts, device, segments) -> None:
     """Compile the numba kernels (a 2-frame archive) so that no timing includes the JIT."""
-    from nacc import codec as ncodec, npyio
+    from nacc import codec as ncodec
+    from nacc import npyio
 
     name, npy = segments[0]
     small = npyio.from_array(np.ascontiguousarray(npy.array[:2]))
@@ -283,7 +286,8 @@ def run_bench(paths: list[str], against: list[str], predictors: list[str], vocab
     """Measure every codec on ``paths``; NaccError (prefixed with the input) on bad input."""
     from tqdm import tqdm
 
-    from nacc import codec as ncodec, inputs as ninputs
+    from nacc import codec as ncodec
+    from nacc import inputs as ninputs
 
     codecs = [codec(k) for k in against]
     inputs = []

@@ -29,8 +29,8 @@ from __future__ import annotations
 import os
 import sys
 import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -311,10 +311,12 @@ class _Run:
 def _encode_batch(run: _Run, batch: list[int]) -> list[bytes]:
     """Packed blocks of the lanes ``batch`` (one predictor key)."""
     pred = run.cache.get(run.keys[batch[0]])
+    opts = run.opts
+    assert opts is not None             # a compress run
     members = [run.lanes[i] for i in batch]
-    parsed = [block_tokens(m, run.opts) for m in members]
+    parsed = [block_tokens(m, opts) for m in members]
     words = _code_lanes(pred, [t for t, _ in parsed], run.coder_threads)
-    return [pack_block(m, fs, run.opts.vocab, t, w)
+    return [pack_block(m, fs, opts.vocab, t, w)
             for m, (t, fs), w in zip(members, parsed, words)]
 
 
@@ -444,7 +446,7 @@ def _map(fn: Callable, run: _Run, batches: Sequence[list[int]], threads: int) ->
             yield fn(run, batch)
         return
     import collections
-    import concurrent.futures as cf     # here: a one-process run need not import them
+    import concurrent.futures as cf  # here: a one-process run need not import them
     import multiprocessing
 
     workers = min(threads, len(batches))

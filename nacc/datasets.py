@@ -23,22 +23,20 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
-try:
-    from nacc.errors import NaccError as _Base
-except ImportError:  # pragma: no cover
-    _Base = ValueError
+from nacc.errors import NaccError
 
 __all__ = ["DatasetError", "Segment", "Segments", "iter_segments", "load_tokens", "list_files"]
 
 _SUFFIXES = (".npy", ".npz", ".tar", ".tar.gz", ".tgz")
 
 
-class DatasetError(_Base):
+class DatasetError(NaccError):
     """A corpus file is unreadable or its tokens break the rules above."""
 
 
@@ -118,19 +116,20 @@ def _raw_shard(path: Path) -> Iterator[tuple[str, np.ndarray]]:
 
     try:
         items = inputs.read_shard(path)
-    except _Base as e:
+    except NaccError as e:
         raise DatasetError(f"{path}: {e}") from None
     except inputs.INPUT_ERRORS as e:
         raise DatasetError(f"{path}: corrupt shard ({type(e).__name__}: {e})") from None
     except OSError as e:
         raise DatasetError(f"{path}: {e.strerror or e}") from None
     out = []
-    for k, item in enumerate(items):   # all parsed first: a bad member rejects the shard
+    items.reverse()
+    while items:                       # all parsed first: a bad member rejects the shard
+        item = items.pop()             # its bytes are freed once parsed
         try:
             arr = np.array(npyio.parse_npy(item.data, f"{path}[{item.member}]").array)
-        except _Base as e:
+        except NaccError as e:
             raise DatasetError(str(e)) from None
-        items[k] = None                # its bytes are no longer needed
         out.append((item.file_name or item.key, arr))
     yield from out
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from typing import Any
 
 import click
 
@@ -62,7 +63,7 @@ def connect(address: str | None):
     except ImportError:
         raise click.ClickException("--engine ray needs Ray: pip install 'nacc[ray]'") from None
     if not ray.is_initialized():
-        kwargs = dict(logging_level="ERROR", log_to_driver=False)
+        kwargs: dict[str, Any] = dict(logging_level="ERROR", log_to_driver=False)
         if address:
             ray.init(address=address, **kwargs)
         else:
@@ -73,7 +74,7 @@ def connect(address: str | None):
 def jobs_of(ctx: click.Context) -> list[list[str]]:
     """One argv per task: the subcommand, its options, then -o/inputs."""
     p = ctx.params
-    base = [ctx.command.name, *_argv_of(ctx)]
+    base = [str(ctx.command.name), *_argv_of(ctx)]
     if p.get("to_stdout") or "-" in p["inputs"] or p.get("output") == "-":
         raise click.UsageError("--engine ray writes files; stdin/stdout (-, -c) are local only")
     if p.get("output") is not None:

@@ -188,7 +188,8 @@ def _code_lengths(video, trans, ring, pos, prior, sub_d, sub_p, p_sub, w_copy, w
                     if post[m] == 0.0:
                         pm[m] = 0.0
                         continue
-                    sc, sl, su, wc, wl, wu, wn = _components(video, t, y, x, m, w_copy, w_left, w_up)
+                    sc, sl, su, wc, wl, wu, wn = _components(video, t, y, x, m, w_copy, w_left,
+                                                             w_up)
                     p = wn * prior[s]
                     if sc >= 0:
                         p += wc * _sub_prob(sc, s, pos, sub_d, sub_p, p_sub, v)

@@ -31,7 +31,8 @@ frame ``t`` at offsets ``(0,-1), (-1,-1), (-1,0), (-1,1), (0,-2), (-2,0)`` (the 
 off the frame) and ``match`` 18 values 0/1 (motion evidence): for the left then the upper
 neighbour ``(ny, nx)`` and each shift ``(dy, dx)`` of the 3x3 window (row-major), 1 when the
 neighbour is in the frame and equals the token of frame ``t-1`` at
-``(y + ny + dy, x + nx + dx)`` (0 off the frame or before frame 0); ``u = LUT(LIN(x_in; head.l1); head.act)``;
+``(y + ny + dy, x + nx + dx)`` (0 off the frame or before frame 0);
+``u = LUT(LIN(x_in; head.l1); head.act)``;
 ``z[v] = clamp(rq(a[v], M[v], S[v]), -2**24, 2**24)`` with ``a`` the accumulator of
 ``LIN(u; head.l2)``; copy bonus: ``c[j]`` likewise from ``LIN(u; head.cp)`` for 15 candidate
 slots, the 6 neighbours above then the 3x3 window of frame ``t-1`` around ``(y, x)``
@@ -197,7 +198,8 @@ def prev_candidates(video, cfg: ModelConfig):
     t_n, h, w = video.shape
     p = np.full((t_n + 1, h + 2, w + 2), cfg.pad, I64)
     p[1:, 1:h + 1, 1:w + 1] = video
-    return np.stack([p[:t_n, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in PREV_CANDIDATES], -1)
+    return np.stack([p[:t_n, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+                     for dy, dx in PREV_CANDIDATES], -1)
 
 
 def match_features(video, cfg: ModelConfig):
@@ -321,7 +323,8 @@ def transformer_features(m: IntModel, video):
             z = wgt.sum(-1, keepdims=True)
             o[:, :, sl] = clamp8((2 * num + z) // (2 * z))
         s = add(s, lin(o, m.lin("tf.o", l)), a["tf.add1"][l])
-        u = lin(layer_norm(s, a["tf.ln2.g"][l], a["tf.ln2.b"][l]), m.lin("tf.f1", l), a["tf.act"][l])
+        u = lin(layer_norm(s, a["tf.ln2.g"][l], a["tf.ln2.b"][l]), m.lin("tf.f1", l),
+                a["tf.act"][l])
         s = add(s, lin(u, m.lin("tf.f2", l)), a["tf.add2"][l])
     return layer_norm(s, a["tf.lnf.g"], a["tf.lnf.b"])
 

@@ -32,7 +32,7 @@ class ModelError(NaccError):
 
 def weights_bytes(m: IntModel) -> bytes:
     buf = io.BytesIO()
-    np.savez(buf, **{k: m.a[k] for k in sorted(m.a)})
+    np.savez(buf, allow_pickle=False, **{k: m.a[k] for k in sorted(m.a)})
     return buf.getvalue()
 
 
@@ -178,9 +178,10 @@ def load_model(folder) -> tuple[IntModel, bytes]:
     try:
         info = json.loads(cfg_path.read_text())
         cfg = ModelConfig.from_json(info)
-        cfg.frame_shape = tuple(int(x) for x in cfg.frame_shape)
-        if len(cfg.frame_shape) != 2:
-            raise ValueError(f"frame_shape {cfg.frame_shape} is not (H, W)")
+        fs = tuple(int(x) for x in cfg.frame_shape)
+        if len(fs) != 2:
+            raise ValueError(f"frame_shape {fs} is not (H, W)")
+        cfg.frame_shape = (fs[0], fs[1])
         name, want = info["weights"], info["sha256"]
         if not isinstance(name, str) or not isinstance(want, str) or "/" in name:
             raise ValueError("weights and sha256 must be a file name and a hex digest")

@@ -7,9 +7,9 @@ imported on first need: when a name not registered yet is asked for, or all are 
 """
 import importlib as _importlib
 
-from nacc.predictors.base import Predictor, Stepper, available, get, register  # noqa: F401
 from nacc.predictors import base as _base
-from nacc.predictors import cm  # noqa: F401,E402
+from nacc.predictors import cm  # noqa: F401
+from nacc.predictors.base import Predictor, Stepper, available, get, register  # noqa: F401
 
 _BUILTIN_LAZY = ("uniform", "prevframe")
 for _name in _BUILTIN_LAZY:

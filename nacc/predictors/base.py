@@ -29,7 +29,8 @@ here derive them from ``tables``/``stepper``.  A predictor registers under a sta
 from __future__ import annotations
 
 import abc
-from typing import ClassVar, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import ClassVar
 
 import numpy as np
 
@@ -38,7 +39,7 @@ from nacc.errors import NaccError
 MAX_PRECISION = 24
 MAX_VOCAB = 65536
 
-_REGISTRY: dict[str, type["Predictor"]] = {}
+_REGISTRY: dict[str, type[Predictor]] = {}
 # predictor modules that ``nacc.predictors`` declares without importing them: imported when a
 # name not registered yet is asked for, or when every name is listed, so that using the
 # default predictor does not import the others (nor what they import, e.g. numba)
@@ -64,7 +65,7 @@ def _load_lazy(only: str | None = None) -> None:
         _LAZY_MODULES.remove(module)
 
 
-def register(cls: type["Predictor"]) -> type["Predictor"]:
+def register(cls: type[Predictor]) -> type[Predictor]:
     """Class decorator: make ``cls`` available under ``cls.name``."""
     name = cls.name
     if name in _REGISTRY and _REGISTRY[name] is not cls:
@@ -81,9 +82,9 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get(name: str) -> type["Predictor"]:
+def get(name: str) -> type[Predictor]:
     """The predictor class registered as ``name``; NaccError if unknown."""
-    from nacc import predictors  # noqa: F401,F811
+    from nacc import predictors  # noqa: F401
 
     if name not in _REGISTRY:
         _load_lazy(f"nacc.predictors.{name}")   # a module named like the predictor first
@@ -95,7 +96,7 @@ def get(name: str) -> type["Predictor"]:
     return _REGISTRY[name]
 
 
-def build(name: str, vocab: int, frame_shape: tuple[int, int], params: dict) -> "Predictor":
+def build(name: str, vocab: int, frame_shape: tuple[int, int], params: dict) -> Predictor:
     """The predictor ``name`` built with ``params``; NaccError naming a missing or unknown
     parameter (checked against the constructor before it runs)."""
     import inspect

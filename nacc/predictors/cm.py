@@ -131,15 +131,19 @@ import hashlib
 import io
 import json
 import os
-from typing import Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from nacc.errors import NaccError
-from nacc.models import shipped
 from nacc.kernels.cpu import aot
 from nacc.kernels.cpu import cmstate as K0
-from nacc.predictors.base import Predictor, Stepper, register
+from nacc.models import shipped
+from nacc.predictors.base import Predictor, Stepper, build, register
+
+if TYPE_CHECKING:  # the neural predictors are an optional module
+    from nacc.predictors.neural import _Neural
 
 PRECISION = 24
 PRIOR_DIR = str(shipped("cm-prior"))
@@ -239,10 +243,8 @@ def default_prior(vocab: int) -> str:
     return "commavq-v4" if vocab == 1024 else "none"
 
 
-def _neural(vocab: int, frame_shape: tuple[int, int], model: str):
+def _neural(vocab: int, frame_shape: tuple[int, int], model: str) -> _Neural:
     """The neural predictor of the model folder ``model`` (architecture from its config)."""
-    from nacc.predictors.base import get
-
     try:
         with open(os.path.join(model, "config.json")) as f:
             arch = json.load(f)["arch"]
@@ -251,7 +253,7 @@ def _neural(vocab: int, frame_shape: tuple[int, int], model: str):
     if arch not in NEURAL_ARCHS:       # "cm" here would recurse without end
         raise NaccError(f"{model}: config arch {arch!r} is not a neural model "
                         f"({', '.join(NEURAL_ARCHS)})")
-    return get(arch)(vocab, frame_shape, model=model)
+    return cast("_Neural", build(arch, vocab, frame_shape, {"model": model}))
 
 
 def make_cfg(vocab: int, frame_shape: tuple[int, int], ctx_mask: int = ALL_CTX,
@@ -279,15 +281,16 @@ def make_cfg(vocab: int, frame_shape: tuple[int, int], ctx_mask: int = ALL_CTX,
 class _CmNeuralStepper(Stepper):
     """Decode order with the neural table as the external input."""
 
-    def __init__(self, pred: "CM"):
+    def __init__(self, pred: CM):
         self._p = pred
         self._k = K = _jit()
         self._state = K.new_state(pred.cfg, pred.warm)
         self._w2 = K.new_ext_weights(pred.cfg)
+        assert pred.nn is not None      # this stepper is the one of a cm with a model
         self._nn = pred.nn.stepper()
         self._hist = np.zeros(1024, np.int32)
         self._i = 0
-        self._row = None
+        self._row: np.ndarray | None = None
 
     def table(self) -> np.ndarray:
         self._row = self._p.ext_rows(self._nn.table())
@@ -312,7 +315,7 @@ class _CmNeuralStepper(Stepper):
 
 
 class _CmStepper(Stepper):
-    def __init__(self, pred: "CM"):
+    def __init__(self, pred: CM):
         self._p = pred
         self._k = K = _jit()
         self._state = K.new_state(pred.cfg, pred.warm)
@@ -365,6 +368,7 @@ class CM(Predictor):
 
     def ext_rows(self, tables: np.ndarray) -> np.ndarray:
         """Neural tables (int32 [..., V], total 2**P') as external tables (total 2**24)."""
+        assert self.nn is not None
         return np.ascontiguousarray(tables, np.int32) << (PRECISION - self.nn.precision)
 
     def _flat(self, tokens: np.ndarray) -> np.ndarray:
@@ -423,6 +427,7 @@ class CM(Predictor):
         K = _jit()
         state = K.new_state(self.cfg, self.warm)
         w2 = K.new_ext_weights(self.cfg)
+        assert self.nn is not None
         nn = self.nn.stepper()
         out = np.zeros(n, np.int32)
         dec = K.ext_dec_init(words)

@@ -15,7 +15,7 @@ Spec (all integers; P = 24, V = vocabulary, ``C = min(V, max(1, 2**22 // V))`` c
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from numba import njit
@@ -136,7 +136,7 @@ class _State:
 
 
 class _PrevFrameStepper(Stepper):
-    def __init__(self, pred: "PrevFrame"):
+    def __init__(self, pred: PrevFrame):
         self._p = pred
         self._st = _State(pred.vocab, pred.n_ctx)
         self._history: list[int] = []

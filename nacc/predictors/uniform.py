@@ -5,7 +5,7 @@ Spec (P = 24): ``base = 2**24 // V``, ``r = 2**24 - base * V``; symbol ``s`` has
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from numba import njit

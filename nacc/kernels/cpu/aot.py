@@ -100,6 +100,8 @@ def _ext_path(folder: str) -> str:
 def _import(path: str):
     loader = importlib.machinery.ExtensionFileLoader(MODULE, path)
     spec = importlib.util.spec_from_file_location(MODULE, path, loader=loader)
+    if spec is None:
+        raise ImportError(f"{path}: not an extension module")
     mod = importlib.util.module_from_spec(spec)
     loader.exec_module(mod)
     return mod
@@ -189,7 +191,7 @@ def kernels():
                 _error = f"build failed (log: {folder}.failed)"
                 return None
         _loaded = Kernels(_import(path))
-    except Exception as e:  # any problem: fall back to the JIT kernels
+    except Exception as e:  # noqa: BLE001  (any problem: fall back to the JIT kernels)
         _error = f"{type(e).__name__}: {e}"
         _loaded = None
     return _loaded
@@ -271,7 +273,7 @@ def build(folder: str | None = None, verbose: bool = True) -> str:
             super().__init__(*args, **kwargs)
             self.release_gil = True
 
-    pycc_compiler.Flags = _NoGilFlags
+    pycc_compiler.Flags = _NoGilFlags  # type: ignore[misc]  # pycc has no option for it
 
     folder = folder or build_dir()
     parent = os.path.dirname(folder)
@@ -328,7 +330,7 @@ def main(argv=None) -> int:
         return 0
     try:
         build(a.dir, verbose=not a.quiet)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001  (reported, exit 1: the build is optional)
         print(f"nacc: AOT build failed: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     return 0

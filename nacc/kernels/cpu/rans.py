@@ -15,7 +15,7 @@ Spec (every quantity an unsigned integer; ``P`` is the coder precision, 24 in na
 * Decoding reads the words from the back: ``state`` is the last two words (high word last),
   or the single word, or 0.  Then per symbol, front to back::
 
-      q = state & (2**P - 1)            # the quantile; the symbol is the s with start <= q < start + freq
+      q = state & (2**P - 1)      # the quantile: the symbol is the s with start <= q < start + freq
       state = (state >> P) * freq + q - start
       if state < 2**32 and words remain:  state = (state << 32) | next word from the back
 
