@@ -121,7 +121,7 @@ def codecs(prior: str):
     def zstd_enc(raw, npys, out):
         return [(["zstd", "--ultra", "-22", "-q", "-c"] + raw, out, None)]
 
-    def zpaq_enc(raw, npys, out):  # noqa: ARG001
+    def zpaq_enc(raw, npys, out):
         return [(["rm", "-f", out], None, None), (["zpaq", "a", out] + raw + ["-m5"], None, None)]
 
     def nacc_enc(raw, npys, out):
@@ -190,10 +190,10 @@ def bench(clip: np.ndarray, runs: int, copies: int, prior: str, work: str) -> No
                 arc += ".bin"
             else:
                 arc += ".nacc"
-            t_enc, rss_e = timed(lambda: enc(raws, npys, arc), runs)
+            t_enc, rss_e = timed(lambda e=enc, r=raws, n=npys, a=arc: e(r, n, a), runs)
             size = os.path.getsize(arc)
             outdir = tempfile.mkdtemp(dir=work)
-            t_dec, rss_d = timed(lambda: dec(arc, outdir), runs)
+            t_dec, rss_d = timed(lambda d=dec, a=arc, o=outdir: d(a, o), runs)
             if name.startswith("nacc"):
                 verify(outdir, npys, name)
             results[(name, label)] = (size, t_enc, t_dec, max(rss_e, rss_d), ntot)
@@ -227,9 +227,12 @@ def ablation(clip: np.ndarray) -> None:
     _, warm_all, _ = C.load_prior("commavq-v3", 1024)
     # tree contexts: 0 order-0, 1 a, 2 pos, 3 a2, 4 a3, 5 leaf(a)>>3, 6 leaf(a)>>5
     steps = [
-        ("order-0 counters + mixer", dict(ctx_mask=0b1, cand_mask=0, copy=0, apm_weight=0), ident, None),
-        ("+ prev-frame contexts a,a2,a3", dict(ctx_mask=0b11011, cand_mask=0, copy=0, apm_weight=0), ident, None),
-        ("+ position context", dict(ctx_mask=0b11111, cand_mask=0, copy=0, apm_weight=0), ident, None),
+        ("order-0 counters + mixer",
+         dict(ctx_mask=0b1, cand_mask=0, copy=0, apm_weight=0), ident, None),
+        ("+ prev-frame contexts a,a2,a3",
+         dict(ctx_mask=0b11011, cand_mask=0, copy=0, apm_weight=0), ident, None),
+        ("+ position context",
+         dict(ctx_mask=0b11111, cand_mask=0, copy=0, apm_weight=0), ident, None),
         ("+ match models (a,l,u,b)", dict(ctx_mask=0b11111, copy=0, apm_weight=0), ident, None),
         ("+ copy node", dict(ctx_mask=0b11111, apm_weight=0), ident, None),
         ("+ APM/SSE", dict(ctx_mask=0b11111), ident, None),
@@ -277,6 +280,7 @@ def headroom(clip: np.ndarray, first: int = 450, recent: int = 16) -> None:
     sys.path.insert(0, os.path.join(ROOT, "models", "cm-prior"))
     sys.path.insert(0, ROOT)
     import fit_prior as F
+
     from nacc.kernels.cpu import cm as K
     from nacc.predictors import cm as C
     from nacc.predictors import get

@@ -57,7 +57,8 @@ def predictor_bits(name, vocab, shape, videos, **params):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--vocab", type=int, default=256)
     ap.add_argument("--height", type=int, default=8)
     ap.add_argument("--width", type=int, default=16)

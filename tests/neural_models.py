@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from nacc.neural.config import N_MATCH, N_SLOTS, HEAD_NEIGHBOURS, make_config
+from nacc.neural.config import HEAD_NEIGHBOURS, N_MATCH, N_SLOTS, make_config
 from nacc.neural.intref import IntModel
 from nacc.neural.modelfile import expected_shapes
 

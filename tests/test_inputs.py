@@ -7,8 +7,8 @@ import tarfile
 
 import numpy as np
 import pytest
-from conftest import cli_in_process
 
+from conftest import cli_in_process
 from nacc.errors import NaccError
 
 NAMES = [f"b0c9d2329ad1606b_2018-08-02--08-34-47_{i}.npy" for i in range(3)]

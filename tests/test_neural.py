@@ -236,8 +236,8 @@ def test_cli_train(tmp_path):
                                        "--copy-bias", "--copy-max"])
     assert r.exit_code == 0, r.output
     cfg = json.loads((out2 / "config.json").read_text())
-    assert ((cfg["motion_clamp"], cfg["subst"], cfg["subst_tied"], cfg["copy_bias"], cfg["copy_max"])
-            == (4, True, False, True, True))
+    assert ((cfg["motion_clamp"], cfg["subst"], cfg["subst_tied"], cfg["copy_bias"],
+             cfg["copy_max"]) == (4, True, False, True, True))
     r = CliRunner().invoke(train_cmd, [str(tmp_path / "d.npy"), "--out", str(tmp_path / "m3"),
                                        "--untied-subst", "--no-subst", "-q"])
     assert r.exit_code == 2 and "--subst" in r.output
