@@ -20,7 +20,7 @@ import numpy as np
 
 from nacc.kernels.cpu import aot
 
-CODER_PRECISION = 24
+CODER_PRECISION = 24    # the one definition: every table is coded at 2**24 (see the module doc)
 
 
 def _rans():

@@ -145,7 +145,7 @@ from nacc.predictors.base import Predictor, Stepper, build, register
 if TYPE_CHECKING:  # the neural predictors are an optional module
     from nacc.predictors.neural import _Neural
 
-PRECISION = 24
+PRECISION = K0.PREC
 PRIOR_DIR = str(shipped("cm-prior"))
 
 # fixed hyper-parameters (chosen on frames 0-299 of the dev clip: code 0-299, measure 150-299)

@@ -21,9 +21,9 @@ import numpy as np
 from numba import njit
 
 from nacc.kernels.cpu import rans
-from nacc.predictors.base import Predictor, Stepper, register
+from nacc.predictors.base import MAX_PRECISION, Predictor, Stepper, register
 
-PRECISION = 24
+PRECISION = MAX_PRECISION   # the coder's full precision, 24
 COND_LIMIT = 4096
 ORDER0_LIMIT = 65536
 

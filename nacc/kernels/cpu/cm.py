@@ -44,10 +44,23 @@ from nacc.kernels.cpu.cmstate import (  # noqa: F401  (numba-free part, re-expor
     C_V,
     C_W,
     C_WINIT,
+    CI_AI,
+    CI_N,
+    CI_PM,
+    CI_SEL,
+    CI_SLOT,
     GROUP,
     H1,
     H2,
     H3,
+    I_AI,
+    I_BIT,
+    I_LOCAL,
+    I_N,
+    I_ONM,
+    I_PM,
+    I_SEL,
+    I_SEL2,
     M32,
     NCAND,
     NCAPM,
@@ -67,6 +80,16 @@ from nacc.kernels.cpu.cmstate import (  # noqa: F401  (numba-free part, re-expor
     SQUASH,
     STRETCH,
     TABLES,
+    X_CACTX,
+    X_CAND,
+    X_CL,
+    X_COPY,
+    X_CSEL,
+    X_CU,
+    X_N,
+    X_RC,
+    X_SCTX,
+    X_TREE,
     apm_init,
     rate_table,
     squash_table,
@@ -163,7 +186,7 @@ def _ctx_hash(kind, value):
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _setup(hist, i, cfg, perm, ctx):
-    """Context of token i into ctx (int64[24]); layout in the spec (section "Context")."""
+    """Context of token i into ctx (int64[X_N], layout X_*; the spec's section "Context")."""
     H = cfg[C_H]
     W = cfg[C_W]
     hw = H * W
@@ -213,27 +236,28 @@ def _setup(hist, i, cfg, perm, ctx):
     rc = 0 if nc <= 2 else (1 if nc <= 6 else (2 if nc <= 11 else 3))
     la = perm[a] if a >= 0 else -1
     # tree context hashes
-    ctx[0] = _ctx_hash(0, 0)
-    ctx[1] = _ctx_hash(1, a)
-    ctx[2] = _ctx_hash(2, pos)
-    ctx[3] = _ctx_hash(3, a2)
-    ctx[4] = _ctx_hash(4, a3)
-    ctx[5] = _ctx_hash(5, la >> 3)
-    ctx[6] = _ctx_hash(6, la >> 5)
+    ctx[X_TREE + 0] = _ctx_hash(0, 0)
+    ctx[X_TREE + 1] = _ctx_hash(1, a)
+    ctx[X_TREE + 2] = _ctx_hash(2, pos)
+    ctx[X_TREE + 3] = _ctx_hash(3, a2)
+    ctx[X_TREE + 4] = _ctx_hash(4, a3)
+    ctx[X_TREE + 5] = _ctx_hash(5, la >> 3)
+    ctx[X_TREE + 6] = _ctx_hash(6, la >> 5)
     # match candidates (leaf indices)
-    ctx[8] = la
-    ctx[9] = perm[l] if l >= 0 else -1
-    ctx[10] = perm[u] if u >= 0 else -1
-    ctx[11] = perm[b] if b >= 0 else -1
-    ctx[12] = (cl + 2 * cu + 4 * aa) * 4 + rc
-    ctx[13] = cl
-    ctx[14] = cu
-    ctx[15] = rc
+    ctx[X_CAND + 0] = la
+    ctx[X_CAND + 1] = perm[l] if l >= 0 else -1
+    ctx[X_CAND + 2] = perm[u] if u >= 0 else -1
+    ctx[X_CAND + 3] = perm[b] if b >= 0 else -1
+    ctx[X_SCTX] = (cl + 2 * cu + 4 * aa) * 4 + rc
+    ctx[X_CL] = cl
+    ctx[X_CU] = cu
+    ctx[X_RC] = rc
     # copy node
-    ctx[16] = ((rq * 2 + cl) * 2 + cu) * 4 + rc
-    ctx[17] = rq * 8 + cl * 4 + cu * 2 + aa
-    ctx[20] = _hmix((11 * H2) & M32, ((((cl * 2 + cu) * 2 + cul) * 2 + cur) * 2 + aa) * 4 + rc)
-    ctx[21] = _hmix((12 * H2) & M32, pos + 1)
+    ctx[X_CSEL] = ((rq * 2 + cl) * 2 + cu) * 4 + rc
+    ctx[X_CACTX] = rq * 8 + cl * 4 + cu * 2 + aa
+    ctx[X_COPY + 0] = _hmix((11 * H2) & M32,
+                            ((((cl * 2 + cu) * 2 + cul) * 2 + cur) * 2 + aa) * 4 + rc)
+    ctx[X_COPY + 1] = _hmix((12 * H2) & M32, pos + 1)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -289,23 +313,23 @@ def _copy_p(cfg, S, TB, ctx, mask, xc, cinfo):
     st = TB[1]
     ccmask = cfg[C_CCMASK]
     for k in range(NCC):
-        j = ((ctx[20 + k] * H3) & M32 & mask) * BUCKET
-        cinfo[4 + k] = j
+        j = ((ctx[X_COPY + k] * H3) & M32 & mask) * BUCKET
+        cinfo[CI_SLOT + k] = j
         if (ccmask >> k) & 1:
             e = np.int64(ht[j]) ^ SIGN
             xc[k] = st[e >> 20]
         else:
             xc[k] = 0
     xc[NCC] = 256
-    sel = ctx[16]
+    sel = ctx[X_CSEL]
     dot = np.int64(0)
     for k in range(NCIN):
         dot += np.int64(cw[sel, k]) * xc[k]
     pm = _squash(dot >> 16, TB[0])
-    pa, ai = _apm_p(capm, ctx[17], pm, st)
-    cinfo[0] = sel
-    cinfo[1] = ai
-    cinfo[2] = pm
+    pa, ai = _apm_p(capm, ctx[X_CACTX], pm, st)
+    cinfo[CI_SEL] = sel
+    cinfo[CI_AI] = ai
+    cinfo[CI_PM] = pm
     return _final_p(pm, pa, cfg[C_APMW])
 
 
@@ -318,14 +342,14 @@ def _copy_update(y, cfg, S, TB, xc, cinfo):
     ccmask = cfg[C_CCMASK]
     for k in range(NCC):
         if (ccmask >> k) & 1:
-            j = cinfo[4 + k]
+            j = cinfo[CI_SLOT + k]
             e = np.int64(ht[j]) ^ SIGN
             ht[j] = _ctr_update(e, y, cfg[C_LIMIT], rates) ^ SIGN
-    sel = cinfo[0]
-    err = ((y << 12) - cinfo[2]) * cfg[C_LR]
+    sel = cinfo[CI_SEL]
+    err = ((y << 12) - cinfo[CI_PM]) * cfg[C_LR]
     for k in range(NCIN):
         cw[sel, k] = _clampw(np.int64(cw[sel, k]) + ((xc[k] * err) >> 14))
-    ai = cinfo[1]
+    ai = cinfo[CI_AI]
     v = np.int64(capm[ai])
     capm[ai] = v + (((y << 16) - v) >> cfg[C_APMR])
 
@@ -381,9 +405,9 @@ def _node_p(d, prefix, cfg, S, TB, bkt, ctx, xin, info):
             xin[k] = 0
     on = 0
     onm = 0
-    sctx = ctx[12]
+    sctx = ctx[X_SCTX]
     for m in range(NCAND):
-        cj = ctx[8 + m]
+        cj = ctx[X_CAND + m]
         xin[NCTX + m] = 0
         if cj >= 0 and ((candmask >> m) & 1) and (cj >> (B - d)) == prefix:
             onm |= 1 << m
@@ -396,19 +420,19 @@ def _node_p(d, prefix, cfg, S, TB, bkt, ctx, xin, info):
             else:
                 xin[NCTX + m] = -s
     xin[NCTX + NCAND] = 256
-    sel = (((d * 8 + on) * 2 + ctx[13]) * 2 + ctx[14]) * 4 + ctx[15]
+    sel = (((d * 8 + on) * 2 + ctx[X_CL]) * 2 + ctx[X_CU]) * 4 + ctx[X_RC]
     sel2 = B * NSEL1 + (d * 6 + _nb_a(na)) * 4 + _nb_p(npos)
     dot = np.int64(0)
     for k in range(NIN):
         dot += (np.int64(w[sel, k]) + np.int64(w[sel2, k])) * xin[k]
     pm = _squash(dot >> 16, TB[0])
     pa, ai = _apm_p(apm, d * 8 + on, pm, st)
-    info[0] = sel
-    info[1] = sel2
-    info[2] = ai
-    info[3] = pm
-    info[4] = local
-    info[5] = onm
+    info[I_SEL] = sel
+    info[I_SEL2] = sel2
+    info[I_AI] = ai
+    info[I_PM] = pm
+    info[I_LOCAL] = local
+    info[I_ONM] = onm
     return _final_p(pm, pa, cfg[C_APMW])
 
 
@@ -422,29 +446,29 @@ def _node_update(d, y, cfg, S, TB, bkt, ctx, xin, info):
     B = cfg[C_B]
     limit = cfg[C_LIMIT]
     ctxmask = cfg[C_CTXMASK]
-    local = info[4]
+    local = info[I_LOCAL]
     for k in range(NCTX):
         if (ctxmask >> k) & 1:
             j = bkt[k] + local
             e = np.int64(ht[j]) ^ SIGN
             ht[j] = _ctr_update(e, y, limit, rates) ^ SIGN
-    onm = info[5]
-    sctx = ctx[12]
+    onm = info[I_ONM]
+    sctx = ctx[X_SCTX]
     for m in range(NCAND):
         if (onm >> m) & 1:
-            cj = ctx[8 + m]
+            cj = ctx[X_CAND + m]
             hit = 1 if ((cj >> (B - 1 - d)) & 1) == y else 0
             j = (m * NSMALL + sctx) * B + d
             e = np.int64(mc[j]) ^ SIGN
             mc[j] = _ctr_update(e, hit, cfg[C_MLIMIT], rates) ^ SIGN
-    sel = info[0]
-    sel2 = info[1]
-    err = ((y << 12) - info[3]) * cfg[C_LR]
+    sel = info[I_SEL]
+    sel2 = info[I_SEL2]
+    err = ((y << 12) - info[I_PM]) * cfg[C_LR]
     for k in range(NIN):
         dw = (xin[k] * err) >> 14
         w[sel, k] = _clampw(np.int64(w[sel, k]) + dw)
         w[sel2, k] = _clampw(np.int64(w[sel2, k]) + dw)
-    ai = info[2]
+    ai = info[I_AI]
     v = np.int64(apm[ai])
     apm[ai] = v + (((y << 16) - v) >> cfg[C_APMR])
 
@@ -600,7 +624,7 @@ def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, W, E):
     mask = (np.int64(1) << (cfg[C_HTB] - 5)) - 1
     has_ext = E[0].shape[0] > 0
     _setup(hist, i, cfg, perm, ctx)
-    ax = ctx[8] if cfg[C_COPY] else -1
+    ax = ctx[X_CAND] if cfg[C_COPY] else -1
     if has_ext:
         _ext_cum(E[0], perm, B, E[2])
     cmass = np.int64(0)
@@ -615,7 +639,7 @@ def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, W, E):
     for d in range(B):
         if d % GROUP == 0:
             for k in range(NCTX):
-                bkt[k] = _bucket(ctx[k], d // GROUP, prefix, mask)
+                bkt[k] = _bucket(ctx[X_TREE + k], d // GROUP, prefix, mask)
         size = np.int64(1) << (B - 1 - d)
         lo = prefix * 2 * size
         p = _node_p(d, prefix, cfg, S, TB, bkt, ctx, xs[d], infos[d])
@@ -640,7 +664,7 @@ def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, W, E):
             M = right
         else:
             M = left
-        infos[d, 6] = y
+        infos[d, I_BIT] = y
         prefix = prefix * 2 + y
     if ax >= 0:
         _copy_update(1 if prefix == ax else 0, cfg, S, TB, xc, cinfo)
@@ -651,17 +675,18 @@ def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, W, E):
         for d in range(B):
             if d % GROUP == 0:
                 for k in range(NCTX):
-                    bkt[k] = _bucket(ctx[k], d // GROUP, prefix >> (B - d), mask)
-            _node_update(d, infos[d, 6], cfg, S, TB, bkt, ctx, xs[d], infos[d])
+                    bkt[k] = _bucket(ctx[X_TREE + k], d // GROUP, prefix >> (B - d),
+                                     mask)
+            _node_update(d, infos[d, I_BIT], cfg, S, TB, bkt, ctx, xs[d], infos[d])
             if has_ext:
-                _ext_update(d, infos[d, 6], cfg, E)
+                _ext_update(d, infos[d, I_BIT], cfg, E)
     return prefix, start, M
 
 
 @nb.njit(cache=True, nogil=True)
 def _work(B):
-    return (np.zeros(24, np.int64), np.zeros(NCTX, np.int64), np.zeros((B, NIN), np.int64),
-            np.zeros((B, 8), np.int64), np.zeros(NCIN, np.int64), np.zeros(4 + NCC, np.int64))
+    return (np.zeros(X_N, np.int64), np.zeros(NCTX, np.int64), np.zeros((B, NIN), np.int64),
+            np.zeros((B, I_N), np.int64), np.zeros(NCIN, np.int64), np.zeros(CI_N, np.int64))
 
 
 @nb.njit(cache=True, nogil=True)
@@ -703,7 +728,7 @@ def _full_table(i, cfg, hist, perm, S, TB, W, masses, out, E):
     mask = (np.int64(1) << (cfg[C_HTB] - 5)) - 1
     has_ext = E[0].shape[0] > 0
     _setup(hist, i, cfg, perm, ctx)
-    ax = ctx[8] if cfg[C_COPY] else -1
+    ax = ctx[X_CAND] if cfg[C_COPY] else -1
     if has_ext:
         _ext_cum(E[0], perm, B, E[2])
     total = np.int64(ONE)
@@ -730,7 +755,7 @@ def _full_table(i, cfg, hist, perm, S, TB, W, masses, out, E):
                 continue
             gp = prefix >> (d - g * GROUP)
             for k in range(NCTX):
-                bkt[k] = _bucket(ctx[k], g, gp, mask)
+                bkt[k] = _bucket(ctx[X_TREE + k], g, gp, mask)
             p = _node_p(d, prefix, cfg, S, TB, bkt, ctx, xs[0], infos[0])
             if has_ext:
                 pn = _ext_node_p(lo, size, ax, E[2])

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-PREC = 24                   # table total 2**24
+from nacc.coder import CODER_PRECISION
+
+PREC = CODER_PRECISION      # table total 2**24, the coder's full precision
 ONE = 1 << PREC
 M32 = 0xFFFFFFFF
 SIGN = 0x80000000           # counters are stored XOR 2**31 (so zeroed memory means p = 1/2)
@@ -31,6 +33,28 @@ H3 = 0x1B873593
 # cfg layout (int64 array)
 (C_V, C_B, C_H, C_W, C_HTB, C_LIMIT, C_LR, C_WINIT, C_APMR, C_MLIMIT, C_CTXMASK,
  C_CANDMASK, C_APMW, C_COPY, C_CCMASK, C_NCFG) = range(16)
+
+# ctx layout: the context of token i (int64[X_N]; names as in the spec's "Context" section),
+# filled by the kernels' ``_setup`` and read by every node; the Triton kernel keeps the same
+# slots in its scratch
+X_TREE = 0                  # X_TREE + k: c_k, hash of tree context k (k < NCTX)
+X_CAND = 8                  # X_CAND + m: cand[m], leaf of match candidate m (m < NCAND)
+X_SCTX = 12                 # sctx, small context of the match counters
+X_CL = 13                   # cl
+X_CU = 14                   # cu
+X_RC = 15                   # rc
+X_CSEL = 16                 # csel, the copy weight set
+X_CACTX = 17                # cactx, the copy APM context
+X_COPY = 20                 # X_COPY + k: q_k, hash of copy context k (k < NCC)
+X_N = 24
+# info layout: what the prediction of the node at depth d leaves for its update
+# (int64[I_N] per depth); I_BIT is the coded bit
+I_SEL, I_SEL2, I_AI, I_PM, I_LOCAL, I_ONM, I_BIT = range(7)
+I_N = 8
+# cinfo layout: the same for the copy node; CI_SLOT + k: counter slot of copy context k
+CI_SEL, CI_AI, CI_PM = range(3)
+CI_SLOT = 4
+CI_N = CI_SLOT + NCC
 
 _SQ = np.array([1, 2, 3, 6, 10, 16, 27, 45, 73, 120, 194, 310, 488, 747, 1101, 1546, 2047,
                 2549, 2994, 3348, 3607, 3785, 3901, 3975, 4022, 4050, 4068, 4079, 4085, 4089,

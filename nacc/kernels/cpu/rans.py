@@ -27,6 +27,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from nacc.coder import CODER_PRECISION
 from nacc.kernels.cpu import compile_notice
 
 compile_notice.install()    # every JIT kernel module imports this one
@@ -158,18 +159,20 @@ def intervals_from_tables(tables, symbols, start, freq, offset):
 
 @nb.njit(cache=True, nogil=True)
 def decode_step(state_pos, words, table, shift):
-    """Decode one symbol under an int32 (V,) table of total ``2**(24 - shift)``; the decoder
-    state ``(state, pos)`` lives in the uint64[2] ``state_pos`` (``nacc.coder.StepDecoder``)."""
+    """Decode one symbol under an int32 (V,) table of total ``2**(CODER_PRECISION - shift)``;
+    the decoder state ``(state, pos)`` lives in the uint64[2] ``state_pos``
+    (``nacc.coder.StepDecoder``)."""
     state = state_pos[0]
     pos = np.int64(state_pos[1])
-    q = dec_quantile(state, 24) >> shift
+    q = dec_quantile(state, CODER_PRECISION) >> shift
     acc = np.int64(0)
     s = 0
     v = table.shape[0]
     while s < v - 1 and acc + table[s] <= q:
         acc += table[s]
         s += 1
-    state, pos = dec_advance(state, pos, words, acc << shift, np.int64(table[s]) << shift, 24)
+    state, pos = dec_advance(state, pos, words, acc << shift, np.int64(table[s]) << shift,
+                             CODER_PRECISION)
     state_pos[0] = state
     state_pos[1] = np.uint64(pos)
     return s
