@@ -74,15 +74,6 @@ Source: TypeAlias = "str | os.PathLike[str] | bytes | bytearray | memoryview | I
 SegmentsLike: TypeAlias = "Mapping[str, np.ndarray] | Iterable[tuple[str, np.ndarray]]"
 
 
-def _options(predictor: str | None, vocab: int, frame_shape: tuple[int, int] | None,
-             device: str, params: dict, solid: int = 1):
-    from nacc.codec import Options
-
-    return Options(predictor or "", tuple(sorted(params.items())), int(vocab),
-                   None if frame_shape is None else (int(frame_shape[0]), int(frame_shape[1])),
-                   device, int(solid))
-
-
 def _npy_segments(segments: SegmentsLike) -> list[tuple[str, npyio.NpyFile]]:
     from nacc import inputs, npyio
 
@@ -117,7 +108,7 @@ def compress_segments(segments: SegmentsLike, *, predictor: str | None = None,
     consecutive segments as one solid group (better rates; a group decodes as a whole)."""
     from nacc import codec
 
-    opts = _options(predictor, vocab, frame_shape, device, params, solid)
+    opts = codec.Options.of(predictor, params, vocab, frame_shape, device, solid)
     return b"".join(codec.compress_segments(_npy_segments(segments), opts, threads))
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import sys
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,6 +64,17 @@ class Options:
     device: str = "cpu"                 # where tables are computed; never changes the bytes
     solid: int = 1                      # segments per solid group (1: each one independent)
     lanes: int | None = None            # lanes per batch (None: the predictor's choice)
+
+    @classmethod
+    def of(cls, predictor: str | None, params: Mapping | Iterable[tuple[str, object]] = (),
+           vocab: int = DEFAULT_VOCAB, frame_shape: tuple[int, int] | None = None,
+           device: str = "cpu", solid: int = 1) -> Options:
+        """The options of one API call or command line: ``predictor`` None or "" for the
+        default, ``params`` a mapping or ``(key, value)`` pairs (stored sorted, so equal
+        choices give equal options)."""
+        return cls(predictor or "", tuple(sorted(dict(params).items())), int(vocab),
+                   None if frame_shape is None else (int(frame_shape[0]), int(frame_shape[1])),
+                   device, int(solid))
 
     def predictor_name(self) -> str:
         return self.predictor or default_predictor()
@@ -465,26 +476,3 @@ def _map(fn: Callable, run: _Run, batches: Sequence[list[int]], threads: int) ->
         finally:
             for f in pending:
                 f.cancel()
-
-
-# -- Python API helpers ------------------------------------------------------------------
-def compress_array(tokens: np.ndarray, predictor: str = "", vocab: int = DEFAULT_VOCAB,
-                   frame_shape: tuple[int, int] | None = None, name: str = "tokens.npy",
-                   **params) -> bytes:
-    """Compress one integer array to archive bytes (Python API)."""
-    opts = Options(predictor, tuple(sorted(params.items())), vocab, frame_shape)
-    return b"".join(compress_segments([(name, npyio.from_array(tokens))], opts))
-
-
-def decompress_array(buf: bytes, **params_override) -> np.ndarray:
-    """The array of a one-segment archive (Python API)."""
-    items = list(decompress_archive(buf, params_override=params_override or None))
-    if len(items) != 1:
-        raise NaccError(f"archive holds {len(items)} segments; use decompress_archive")
-    return npyio.parse_npy(items[0][1], items[0][0]).array
-
-
-def iter_arrays(buf: bytes) -> Iterable[tuple[str, np.ndarray]]:
-    """``(name, array)`` of every segment of an archive."""
-    for name, data in decompress_archive(buf):
-        yield name, npyio.parse_npy(data, name).array

@@ -117,11 +117,11 @@ def test_predictor_paths_use_aot_and_match_jit(aot_cache, clip, monkeypatch):
 
 _CHILD = """
 import sys, numpy as np
-from nacc import codec
+import nacc
 from nacc.kernels.cpu import aot
 a = np.load(sys.argv[1])[:40]
-buf = codec.compress_array(a)
-assert (codec.decompress_array(buf) == a).all()
+buf = nacc.compress(a)
+assert (nacc.decompress(buf) == a).all()
 print(aot.status().split(':')[0], 'numba' in sys.modules)
 """
 

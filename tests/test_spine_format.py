@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import golden_bytes, regenerating_golden
-from nacc import codec, container, npyio
+from nacc import api, codec, container, npyio
 from nacc.errors import NaccError
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -105,7 +105,7 @@ def test_segments_decode_independently(dev_clip):
 ])
 def test_bad_arrays_are_refused(arr, msg):
     with pytest.raises(NaccError, match=msg):
-        codec.compress_array(arr, predictor="uniform")
+        api.compress(arr, predictor="uniform")
 
 
 def test_object_and_non_npy_inputs_are_refused():
@@ -120,7 +120,7 @@ def test_object_and_non_npy_inputs_are_refused():
 
 
 def _small_archive(small_clip) -> bytes:
-    return codec.compress_array(small_clip[:2, :2, :4], predictor="prevframe", name="a.npy")
+    return api.compress(small_clip[:2, :2, :4], predictor="prevframe", name="a.npy")
 
 
 def test_every_single_byte_change_is_detected(small_clip):
