@@ -21,7 +21,8 @@ from nacc.kernels.triton import accelerate, gpu_available, has_kernel  # noqa: E
 from nacc.kernels.triton import batch as gb  # noqa: E402
 from nacc.predictors import base as predictors  # noqa: E402
 from nacc.predictors.base import Predictor, check_table  # noqa: E402
-from nacc.predictors.prevframe import PrevFrame, _run_tables  # noqa: E402
+from nacc.kernels.cpu.prevframe import run_tables as _run_tables  # noqa: E402
+from nacc.predictors.prevframe import PrevFrame  # noqa: E402
 
 DEV = "interpret"
 FS = (2, 4)

@@ -8,9 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-from numba import njit
 
-from nacc.kernels.cpu import rans
 from nacc.predictors.base import Predictor, Stepper, register
 
 
@@ -53,27 +51,9 @@ class Uniform(Predictor):
         return start, freq
 
     def decode(self, words: np.ndarray, n_frames: int) -> np.ndarray:
+        from nacc.kernels.cpu import uniform as K
+
         h, w = self.frame_shape
-        out = _decode_uniform(np.ascontiguousarray(words, np.uint32), n_frames * h * w,
-                              self.vocab, self.precision)
+        out = K.decode(np.ascontiguousarray(words, np.uint32), n_frames * h * w, self.vocab,
+                       self.precision)
         return out.reshape(n_frames, h, w)
-
-
-@njit(cache=True, nogil=True)
-def _decode_uniform(words, n, vocab, precision):
-    base = (1 << precision) // vocab
-    r = (1 << precision) - base * vocab
-    split = r * (base + 1)
-    out = np.empty(n, np.int32)
-    state, pos = rans.dec_init(words)
-    for i in range(n):
-        q = rans.dec_quantile(state, precision)
-        if q < split:
-            s = q // (base + 1)
-        else:
-            s = r + (q - split) // base
-        out[i] = s
-        start = s * base + min(s, r)
-        freq = base + 1 if s < r else base
-        state, pos = rans.dec_advance(state, pos, words, start, freq, precision)
-    return out
