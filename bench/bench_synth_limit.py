@@ -1,4 +1,4 @@
-"""Neural predictors against the exact limit of a synthetic process (``nacc.synth``).
+"""Neural predictors against the exact limit of a synthetic process (``nacc.neural.synth``).
 
     python bench/bench_synth_limit.py [--arch transformer lstm] [--steps 2000] \
         [--vocab 256] [--frames 100] [--no-fresh] [--train-videos 24] [--motion-clamp 12] \
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nacc import synth
+from nacc.neural import synth
 from nacc.neural import intref
 from nacc.neural.config import make_config
 from nacc.neural.train import TrainConfig, float_bits, train

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nacc import synth
+from nacc.neural import synth
 
 # name -> (SynthConfig overrides, frame shape (H, W))
 PROCESSES = {

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nacc import codec, npyio, synth
+from nacc import codec, npyio
+from nacc.neural import synth
 from nacc.errors import NaccError
 from nacc.kernels.cpu import neural_lanes as L, rans
 from nacc.neural import intref

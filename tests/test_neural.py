@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import golden_json
-from nacc import synth
+from nacc.neural import synth
 from nacc.errors import NaccError
 from nacc.kernels.cpu import rans
 from nacc.neural import intref

@@ -1,7 +1,7 @@
-"""nacc.synth: seeded generation and the exact limit."""
+"""nacc.neural.synth: seeded generation and the exact limit."""
 import numpy as np
 
-from nacc import synth
+from nacc.neural import synth
 
 
 def test_seeded_any_shape():

@@ -9,6 +9,8 @@ Modules, in pipeline order:
   ``weights-<sha256[:16]>.npz``) with hash checking.
 * ``intref``  -- the integer inference spec (module docstring) and its numpy reference.
 * ``cli``     -- the ``nacc train`` command.
+* ``datasets`` -- training corpora: ``(name, tokens)`` segments from files and shards.
+* ``synth``   -- synthetic token videos with a known law and their exact code length.
 
 The numba kernels of the same spec live in ``nacc.kernels.cpu.neural``; the predictors
 ``transformer`` and ``lstm`` in ``nacc.predictors.neural``.

@@ -84,7 +84,7 @@ def train(data, arch, out, steps, batch_size, clip_len, lr, schedule, device, va
     """
     torch = need_torch("train")
 
-    from nacc.datasets import Segments
+    from nacc.neural.datasets import Segments
     from nacc.neural.config import make_config
     from nacc.neural.train import TrainConfig
     from nacc.neural.train import train as run
