@@ -37,8 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nacc.neural import synth
-from nacc.neural import intref
+from nacc.neural import intref, synth
 from nacc.neural.config import make_config
 from nacc.neural.train import TrainConfig, float_bits, train
 

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import golden_json
-from nacc.neural import synth
 from nacc.errors import NaccError
 from nacc.kernels.cpu import rans
-from nacc.neural import intref
+from nacc.neural import intref, synth
 from nacc.neural.config import DEFAULT_HEAD, ModelConfig, make_config
 from nacc.neural.export import export, load_model, quant_multiplier, save_model
 from nacc.neural.train import TrainConfig, int_bits, train
