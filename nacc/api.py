@@ -118,7 +118,7 @@ def compress_to(path: str | os.PathLike, segments: SegmentsLike | np.ndarray, *,
     ``segments`` is one array or named arrays; returns the archive size in bytes."""
     import numpy as np
 
-    from nacc.cli import write_atomic
+    from nacc.fileio import write_atomic
 
     if isinstance(segments, np.ndarray):
         name = Path(path).name.removesuffix(".nacc") or "tokens"

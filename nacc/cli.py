@@ -33,7 +33,7 @@ SUFFIX = ".nacc"
 # subcommands defined by other modules, imported only when called
 LAZY_COMMANDS = {
     "train": "nacc.neural.cli:train",
-    "bench": "nacc.bench:bench",
+    "bench": "nacc.compare:bench",
     "submission": "nacc.submission:submission",
 }
 

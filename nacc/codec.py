@@ -102,6 +102,20 @@ def on_gpu(pred: predictors.Predictor) -> bool:
 
 
 # -- segments and blocks -----------------------------------------------------------------
+def parse_frame_shape(text: str | None) -> tuple[int, int] | None:
+    """``"HxW"`` (e.g. ``8x16``, any case) as ``(H, W)``, both >= 1; None for None;
+    ValueError naming the text otherwise."""
+    if text is None:
+        return None
+    try:
+        h, w = (int(x) for x in text.lower().split("x"))
+        if h < 1 or w < 1:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{text!r} is not HxW, e.g. 8x16") from None
+    return (h, w)
+
+
 def frame_shape_of(shape: tuple[int, ...], requested: tuple[int, int] | None) -> tuple[int, int]:
     """Frame shape for an array shape: (T, H, W) gives HxW; (T, N) gives ``requested``, or
     8x16 when N == 128, else 1xN."""

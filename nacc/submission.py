@@ -377,7 +377,7 @@ def check_names(names: list[str]) -> None:
 def submission(inputs, output, force, predictor, model, vocab, device, threads, minify, quiet):
     """Write a commaVQ challenge zip: compressed segments + decompress.py + nacc source."""
     from nacc import codec, inputs as ninputs, npyio
-    from nacc.cli import write_atomic
+    from nacc.fileio import write_atomic
 
     where = output
     try:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from nacc import bench
+from nacc import compare
 from nacc.cli import main
 
 
@@ -56,7 +56,7 @@ def test_missing_codec_is_skipped_with_a_line(monkeypatch, clip):
         return real_import(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", no_brotli)
-    monkeypatch.setattr(bench.shutil, "which", lambda prog: None)
+    monkeypatch.setattr(compare.shutil, "which", lambda prog: None)
     r = CliRunner().invoke(main, ["bench", str(clip), "--predictor", "uniform", "-q",
                                   "--against", "brotli,zpaq,xz"])
     assert r.exit_code == 0, r.output
@@ -75,7 +75,7 @@ def test_plot(tmp_path, clip):
 
 
 def test_code_lengths_match_archive(clip):
-    rep = bench.run_bench([str(clip)], [], ["prevframe"], want_bits=True)
+    rep = compare.run_bench([str(clip)], [], ["prevframe"], want_bits=True)
     row = rep.rows[0]
     ideal = sum(row.bits_per_frame) / 8
     assert len(row.bits_per_frame) == 40 and np.asarray(rep.heatmap).shape == (8, 16)
@@ -88,3 +88,24 @@ def test_bench_errors(tmp_path, clip):
     (tmp_path / "bad.npy").write_bytes(b"nope")
     r = CliRunner().invoke(main, ["bench", str(tmp_path / "bad.npy"), "-q"])
     assert r.exit_code == 1 and f"nacc: {tmp_path / 'bad.npy'}: " in r.output
+
+
+def test_bench_frame_shape_option(clip):
+    r = CliRunner().invoke(main, ["bench", str(clip), "--frame-shape", "8x", "--against",
+                                  "none", "-q"])
+    assert r.exit_code == 2
+    assert "Invalid value for '--frame-shape': '8x' is not HxW, e.g. 8x16" in r.output
+    r = CliRunner().invoke(main, ["bench", str(clip), "--frame-shape", "0x16", "--against",
+                                  "none", "-q"])
+    assert r.exit_code == 2 and "'0x16' is not HxW" in r.output
+
+
+def test_parse_frame_shape():
+    from nacc.codec import parse_frame_shape
+
+    assert parse_frame_shape("8x16") == (8, 16)
+    assert parse_frame_shape("2X3") == (2, 3)
+    assert parse_frame_shape(None) is None
+    for bad in ("8", "8x16x1", "ax2", "-1x4", ""):
+        with pytest.raises(ValueError, match=f"^{bad!r} is not HxW, e.g. 8x16$"):
+            parse_frame_shape(bad)

@@ -146,23 +146,23 @@ def test_rm_removes_input_only_after_success(tmp_path, clip_file):
 
 
 def test_refuses_binary_to_a_terminal(monkeypatch):
-    from nacc import cli
+    from nacc import fileio
     from nacc.errors import NaccError
 
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     with pytest.raises(NaccError, match="terminal"):
-        cli.write_atomic("-", [b"x"], force=False)
+        fileio.write_atomic("-", [b"x"], force=False)
 
 
 def test_failed_write_leaves_nothing(tmp_path):
-    from nacc import cli
+    from nacc import fileio
 
     def chunks():
         yield b"abc"
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
-        cli.write_atomic(str(tmp_path / "out.nacc"), chunks(), force=False)
+        fileio.write_atomic(str(tmp_path / "out.nacc"), chunks(), force=False)
     assert list(tmp_path.iterdir()) == []
 
 

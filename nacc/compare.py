@@ -401,9 +401,18 @@ def plot(report: Report, path: str) -> None:
 
 # -- command ----------------------------------------------------------------------------
 def _write_text(path: str, text: str) -> None:
-    from nacc.cli import write_atomic
+    from nacc.fileio import write_atomic
 
     write_atomic(path, [text.encode()], True)
+
+
+def _frame_shape(ctx, param, value):
+    from nacc.codec import parse_frame_shape
+
+    try:
+        return parse_frame_shape(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
 
 
 @click.command()
@@ -414,7 +423,7 @@ def _write_text(path: str, text: str) -> None:
               help="nacc predictor(s), comma separated; the first is the time reference "
                    "[default predictor].")
 @click.option("--vocab", type=click.IntRange(2, 65536), default=1024, show_default=True)
-@click.option("--frame-shape", default=None, metavar="HxW",
+@click.option("--frame-shape", "fs", callback=_frame_shape, default=None, metavar="HxW",
               help="Frame shape for (T, N) arrays [8x16 when N=128].")
 @click.option("-T", "--threads", type=click.IntRange(1, 256), default=1, show_default=True,
               help="nacc processes over segments.")
@@ -425,12 +434,9 @@ def _write_text(path: str, text: str) -> None:
 @click.option("--plot", "plot_out", default=None, metavar="F.png",
               help="Bits per frame and per token position (needs matplotlib).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def bench(inputs, against, predictor, vocab, frame_shape, threads, device, json_out, markdown,
+def bench(inputs, against, predictor, vocab, fs, threads, device, json_out, markdown,
           plot_out, quiet):
     """Compare nacc with xz, lzma, zstd, brotli, bz2 and zpaq on the same inputs."""
-    from nacc.cli import _frame_shape
-
-    fs = _frame_shape(None, None, frame_shape)
     keys = [] if against.strip() == "none" else [k.strip() for k in against.split(",")
                                                   if k.strip()]
     preds = [p.strip() for p in predictor.split(",")] if predictor else [""]
