@@ -182,8 +182,8 @@ def block_tokens(members: Sequence[tuple[str, npyio.NpyFile]], opts: Options):
     return np.concatenate([t for t, _ in parsed]), parsed[0][1]
 
 
-def pack_block(members: Sequence[tuple[str, npyio.NpyFile]], frame_shape: tuple[int, int],
-               vocab: int, tokens: np.ndarray, words: np.ndarray) -> bytes:
+def pack_members(members: Sequence[tuple[str, npyio.NpyFile]], frame_shape: tuple[int, int],
+                 vocab: int, tokens: np.ndarray, words: np.ndarray) -> bytes:
     """The packed block of ``members`` (frames ``tokens``) coded by the archive's predictor
     as ``words``; or stored with the uniform table when that is smaller, so no block costs
     more than the uniform code of its tokens (integer decision, the same on every path)."""
@@ -341,7 +341,7 @@ def _encode_batch(run: _Run, batch: list[int]) -> list[bytes]:
     members = [run.lanes[i] for i in batch]
     parsed = [block_tokens(m, opts) for m in members]
     words = _code_lanes(pred, [t for t, _ in parsed], run.coder_threads)
-    return [pack_block(m, fs, opts.vocab, t, w)
+    return [pack_members(m, fs, opts.vocab, t, w)
             for m, (t, fs), w in zip(members, parsed, words)]
 
 

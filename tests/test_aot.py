@@ -194,7 +194,7 @@ def test_checked_entry_points(ext, clip):
             calls.append(name)
             return getattr(ext, name)
 
-    k = aot.Kernels(Recorder())
+    k = aot.CompiledKernels(Recorder())
     pred = cm_mod.CM(1024, (8, 16))
     flat = clip[:20].ravel()
     st = cmstate.new_state(pred.cfg, pred.warm, k.cm_apply_counters)

@@ -516,7 +516,7 @@ def test_worst_case_floor_rule_as_documented():
     for n_words, coding in [(13, container.CODED), (17, container.CODED),
                             (18, container.UNIFORM)]:
         words = np.arange(n_words, dtype=np.uint32)
-        packed = codec.pack_block([("z.npy", npy)], (1, 100), 37, tokens, words)
+        packed = codec.pack_members([("z.npy", npy)], (1, 100), 37, tokens, words)
         rec, _ = DocParser(packed).parse("block", 0)
         assert rec["block_header"]["coding"] == coding, n_words
         assert rec["payload"] == (uniform if coding else words.tolist())

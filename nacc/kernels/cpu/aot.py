@@ -38,7 +38,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ("aot.py", "rans.py", "cm.py", "cmstate.py", "../../coder.py")
 BUILD_TIMEOUT_S = 900
 
-_loaded = None          # the Kernels once loaded
+_loaded = None          # the CompiledKernels once loaded
 _tried = False          # load attempted in this process (success or not)
 _error = ""             # why the extension is not in use (for ``status``)
 
@@ -124,7 +124,7 @@ def _state_ok(S, TB) -> bool:
             and isinstance(TB, tuple) and len(TB) == 3 and all(_arr(t, "int32", 1) for t in TB))
 
 
-class Kernels:
+class CompiledKernels:
     """The extension's entry points, each behind a check of its arguments: pycc's wrappers do
     not check dtypes or layouts (a mismatch would crash), so arguments that do not have the
     compiled types go to the numba JIT kernel instead (same results, see the module doc)."""
@@ -168,8 +168,8 @@ class Kernels:
 
 
 def kernels():
-    """The compiled kernels (a ``Kernels``), or None (disabled, or no build possible): the
-    caller then runs the numba JIT kernels, which give identical results."""
+    """The compiled kernels (a ``CompiledKernels``), or None (disabled, or no build
+    possible): the caller then runs the numba JIT kernels, which give identical results."""
     global _loaded, _tried, _error
     if not enabled():
         return None
@@ -191,7 +191,7 @@ def kernels():
             if not ok:
                 _error = f"build failed (log: {folder}.failed)"
                 return None
-        _loaded = Kernels(_import(path))
+        _loaded = CompiledKernels(_import(path))
     except Exception as e:  # noqa: BLE001  (any problem: fall back to the JIT kernels)
         _error = f"{type(e).__name__}: {e}"
         _loaded = None
