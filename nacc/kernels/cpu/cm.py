@@ -609,6 +609,28 @@ def _ext_copy_p(ax, cum):
     return pn
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _token_setup(i, cfg, hist, perm, S, TB, W, E):
+    """What every path does first for token i: its context into ``W``, the external cum
+    when ``E`` holds a table, and the copy node's prediction.  Returns ``(ax, cmass, mask)``:
+    the copy leaf (-1 without a copy node), its mass (0 without) and the hash mask."""
+    ctx, xc, cinfo = W[0], W[4], W[5]
+    B = cfg[C_B]
+    mask = (np.int64(1) << (cfg[C_HTB] - 5)) - 1
+    has_ext = E[0].shape[0] > 0
+    _setup(hist, i, cfg, perm, ctx)
+    ax = ctx[X_CAND] if cfg[C_COPY] else -1
+    if has_ext:
+        _ext_cum(E[0], perm, B, E[2])
+    cmass = np.int64(0)
+    if ax >= 0:
+        pc = _copy_p(cfg, S, TB, ctx, mask, xc, cinfo)
+        if has_ext:
+            pc = _ext_mix(pc, _ext_copy_p(ax, E[2]), B, TB, E)
+        cmass = _copy_mass(pc, cfg[C_V])
+    return ax, cmass, mask
+
+
 @nb.njit(cache=True, nogil=True)
 def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, W, E):
     """Code token i.  mode 0: its leaf is sym_leaf (encode); mode 1: found from the rANS
@@ -621,18 +643,8 @@ def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, W, E):
     ctx, bkt, xs, infos, xc, cinfo = W
     B = cfg[C_B]
     V = cfg[C_V]
-    mask = (np.int64(1) << (cfg[C_HTB] - 5)) - 1
     has_ext = E[0].shape[0] > 0
-    _setup(hist, i, cfg, perm, ctx)
-    ax = ctx[X_CAND] if cfg[C_COPY] else -1
-    if has_ext:
-        _ext_cum(E[0], perm, B, E[2])
-    cmass = np.int64(0)
-    if ax >= 0:
-        pc = _copy_p(cfg, S, TB, ctx, mask, xc, cinfo)
-        if has_ext:
-            pc = _ext_mix(pc, _ext_copy_p(ax, E[2]), B, TB, E)
-        cmass = _copy_mass(pc, V)
+    ax, cmass, mask = _token_setup(i, cfg, hist, perm, S, TB, W, E)
     start = np.int64(0)
     M = np.int64(ONE)
     prefix = 0
@@ -725,21 +737,9 @@ def _full_table(i, cfg, hist, perm, S, TB, W, masses, out, E):
     ctx, bkt, xs, infos, xc, cinfo = W
     B = cfg[C_B]
     V = cfg[C_V]
-    mask = (np.int64(1) << (cfg[C_HTB] - 5)) - 1
     has_ext = E[0].shape[0] > 0
-    _setup(hist, i, cfg, perm, ctx)
-    ax = ctx[X_CAND] if cfg[C_COPY] else -1
-    if has_ext:
-        _ext_cum(E[0], perm, B, E[2])
-    total = np.int64(ONE)
-    cmass = np.int64(0)
-    if ax >= 0:
-        pc = _copy_p(cfg, S, TB, ctx, mask, xc, cinfo)
-        if has_ext:
-            pc = _ext_mix(pc, _ext_copy_p(ax, E[2]), B, TB, E)
-        cmass = _copy_mass(pc, V)
-        total = ONE - cmass
-    masses[1] = total
+    ax, cmass, mask = _token_setup(i, cfg, hist, perm, S, TB, W, E)
+    masses[1] = ONE - cmass
     for d in range(B):
         g = d // GROUP
         size = np.int64(1) << (B - 1 - d)

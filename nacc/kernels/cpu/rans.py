@@ -100,15 +100,23 @@ def dec_advance(state, pos, words, start, freq, precision):
 def dec_table(state, pos, words, table, precision):
     """Decode one symbol whose table ``table`` (V frequencies in symbol order, total
     ``2**precision``) is known: returns ``(symbol, state, pos)``."""
-    q = dec_quantile(state, precision)
+    s, acc = table_symbol(table, dec_quantile(state, precision))
+    state, pos = dec_advance(state, pos, words, acc, table[s], precision)
+    return s, state, pos
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def table_symbol(table, q):
+    """``(s, start)``: the symbol whose interval of ``table`` (frequencies in symbol order)
+    holds the quantile ``q``, and where that interval starts (the last symbol when ``q`` is
+    past every interval)."""
     acc = np.int64(0)
     s = 0
     v = table.shape[0]
     while s < v - 1 and acc + table[s] <= q:
         acc += table[s]
         s += 1
-    state, pos = dec_advance(state, pos, words, acc, table[s], precision)
-    return s, state, pos
+    return s, acc
 
 
 @nb.njit(cache=True, nogil=True)
@@ -164,13 +172,7 @@ def decode_step(state_pos, words, table, shift):
     (``nacc.coder.StepDecoder``)."""
     state = state_pos[0]
     pos = np.int64(state_pos[1])
-    q = dec_quantile(state, CODER_PRECISION) >> shift
-    acc = np.int64(0)
-    s = 0
-    v = table.shape[0]
-    while s < v - 1 and acc + table[s] <= q:
-        acc += table[s]
-        s += 1
+    s, acc = table_symbol(table, dec_quantile(state, CODER_PRECISION) >> shift)
     state, pos = dec_advance(state, pos, words, acc << shift, np.int64(table[s]) << shift,
                              CODER_PRECISION)
     state_pos[0] = state
