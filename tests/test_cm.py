@@ -258,3 +258,13 @@ def test_neural_input_archive_round_trip_and_wrong_model(dev_clip, tmp_path):
         list(codec.decompress_archive(archive, params_override={"model": str(other)}))
     with pytest.raises(NaccError, match="not a model folder"):
         get("cm")(1024, (8, 16), model=str(tmp_path))
+
+
+def test_count_classes_are_the_spec_tables():
+    """A(n) and Q(n) of the spec's node prediction for every count a counter can hold."""
+    from nacc.kernels.cpu import cm as K
+
+    a = [K._nb_a(np.int64(n)) for n in range(1024)]
+    q = [K._nb_p(np.int64(n)) for n in range(1024)]
+    assert a[:10] == [0, 1, 2, 3, 3, 4, 4, 4, 4, 5] and set(a[9:]) == {5}
+    assert q[:17] == [0, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3] and set(q[16:]) == {3}

@@ -356,24 +356,14 @@ def _copy_update(y, cfg, S, TB, xc, cinfo):
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _nb_a(n):
-    if n <= 2:
-        return n
-    if n <= 4:
-        return 3
-    if n <= 8:
-        return 4
-    return 5
+    """A(n) of the spec (n >= 0): n for n <= 2, 3 for n <= 4, 4 for n <= 8, else 5."""
+    return np.int64(min(n, 2) + (n > 2) + (n > 4) + (n > 8))
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _nb_p(n):
-    if n == 0:
-        return 0
-    if n <= 3:
-        return 1
-    if n <= 15:
-        return 2
-    return 3
+    """Q(n) of the spec (n >= 0): 0 if n == 0, 1 if n <= 3, 2 if n <= 15, else 3."""
+    return np.int64((n > 0) + (n > 3) + (n > 15))
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
