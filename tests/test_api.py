@@ -14,22 +14,41 @@ from conftest import ROOT
 FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 
+def _section(text: str, title: str) -> str:
+    """The body of the markdown section ``title`` (any level) up to the next of its level."""
+    m = re.search(rf"^(#+) {title}\s*$(.*?)(?=^\1 |\Z)", text, re.S | re.M)
+    assert m, f"no {title!r} section"
+    return m.group(2)
+
+
 def api_examples() -> list[str]:
     """The fenced ```python blocks of README.md's "Python API" section (the test fails when
     the section or its examples disappear)."""
-    text = (ROOT / "README.md").read_text()
-    m = re.search(r"^(#+) Python API\s*$(.*?)(?=^\1 |\Z)", text, re.S | re.M)
-    assert m, "README.md has no Python API section"
-    return FENCE.findall(m.group(2))
+    return FENCE.findall(_section((ROOT / "README.md").read_text(), "Python API"))
 
 
 def test_readme_examples_run(monkeypatch):
+    section = _section((ROOT / "README.md").read_text(), "Python API")
     blocks = api_examples()
-    assert len(blocks) == 4, "README.md's Python API section should hold 4 python examples"
+    # every fence of the section is a ```python block, and each is one of ``blocks``
+    fences = re.findall(r"^```(.*)$", section, re.M)
+    assert len(fences) % 2 == 0 and fences[1::2] == [""] * (len(fences) // 2), fences
+    assert blocks and fences[0::2] == ["python"] * len(blocks), fences
+    # the API's module docstring shows the same section, to the letter
+    import nacc
+    from nacc import api
+
+    assert _section(api.__doc__ or "", "Python API").strip() == section.strip()
+    # the examples use only public names of nacc
+    used = set(re.findall(r"\bnacc\.(\w+)", "\n".join(blocks)))
+    assert used and used <= set(nacc.__all__), used - set(nacc.__all__)
     monkeypatch.chdir(ROOT)          # the examples use repo-relative paths
     namespace: dict = {"__name__": "__readme__"}
+    ran = 0
     for i, block in enumerate(blocks):
         exec(compile(block, f"README.md python block {i + 1}", "exec"), namespace)
+        ran += 1
+    assert ran == len(fences) // 2
 
 
 def test_import_is_cheap():
