@@ -11,7 +11,7 @@ _API = ("compress", "decompress", "compress_segments", "compress_to", "open", "A
 __all__ = list(_API)
 
 if TYPE_CHECKING:  # for type checkers and IDEs only
-    from nacc.api import (  # noqa: F401
+    from nacc.api import (  # noqa: F401  (names for type checkers; loaded lazily)
         Archive,
         ArchiveInfo,
         available_predictors,

@@ -256,7 +256,7 @@ class Archive:
                 f"rate {self.rate:.3f}>")
 
 
-def open(data: Source, *, device: str = "cpu", **params_override) -> Archive:  # noqa: A001
+def open(data: Source, *, device: str = "cpu", **params_override) -> Archive:  # noqa: A001  (nacc.open, as gzip.open)
     """Open an archive from a path, bytes or a binary file object."""
     return Archive(data, device=device, **params_override)
 

@@ -89,7 +89,7 @@ def _raw_file(path: Path) -> Iterator[tuple[str, np.ndarray]]:
     if name.endswith(".npy"):
         try:
             arr = np.load(path, allow_pickle=False)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001  (numpy raises several types)
             raise DatasetError(f"{path}: not a readable .npy ({e})") from None
         yield str(path), arr
     elif name.endswith(".npz"):
@@ -102,7 +102,7 @@ def _raw_file(path: Path) -> Iterator[tuple[str, np.ndarray]]:
                     yield f"{path}:{k}", z[k]
         except DatasetError:
             raise
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001  (numpy and zipfile raise several types)
             raise DatasetError(f"{path}: not a readable .npz ({e})") from None
     else:
         yield from _raw_shard(path)

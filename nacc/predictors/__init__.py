@@ -8,8 +8,14 @@ imported on first need: when a name not registered yet is asked for, or all are 
 import importlib as _importlib
 
 from nacc.predictors import base as _base
-from nacc.predictors import cm  # noqa: F401
-from nacc.predictors.base import Predictor, Stepper, available, get, register  # noqa: F401
+from nacc.predictors import cm  # noqa: F401  (the default predictor registers)
+from nacc.predictors.base import (  # noqa: F401  (the package's interface)
+    Predictor,
+    Stepper,
+    available,
+    get,
+    register,
+)
 
 _BUILTIN_LAZY = ("uniform", "prevframe")
 for _name in _BUILTIN_LAZY:

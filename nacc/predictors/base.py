@@ -85,7 +85,7 @@ def available() -> list[str]:
 
 def get(name: str) -> type[Predictor]:
     """The predictor class registered as ``name``; NaccError if unknown."""
-    from nacc import predictors  # noqa: F401
+    from nacc import predictors  # noqa: F401  (as in available())
 
     if name not in _REGISTRY:
         _load_lazy(f"nacc.predictors.{name}")   # a module named like the predictor first
