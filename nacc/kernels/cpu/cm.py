@@ -4,7 +4,9 @@ The arithmetic is specified in the docstring of ``nacc/predictors/cm.py``; this 
 implements it.  Every quantity is an int64 holding a value in the range stated there (no
 wrap-around is relied on; hashes are masked to 32 bits after every step).  The model state is
 a tuple of numpy arrays ``S = (ht, w, apm, mc, cw, capm)`` (see ``new_state``) and the fixed
-tables ``TB = (squash, stretch, rates)``; the paths of the predictor share them:
+tables ``TB = (squash, stretch, rates)``; the scratch of one token is the tuple
+``WK = (ctx, bkt, xs, infos, xc, cinfo)`` (``_work``; ``W`` is the frame width, as in the
+spec); the paths of the predictor share them:
 
 * ``enc_pass``   -- encode: tokens in, (start, freq) of every token out (one fused loop).
 * ``dec_pass``   -- decode: rANS words in, tokens out (fused: predict, decode, update).
@@ -600,11 +602,11 @@ def _ext_copy_p(ax, cum):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _token_setup(i, cfg, hist, perm, S, TB, W, E):
-    """What every path does first for token i: its context into ``W``, the external cum
+def _token_setup(i, cfg, hist, perm, S, TB, WK, E):
+    """What every path does first for token i: its context into ``WK``, the external cum
     when ``E`` holds a table, and the copy node's prediction.  Returns ``(ax, cmass, mask)``:
     the copy leaf (-1 without a copy node), its mass (0 without) and the hash mask."""
-    ctx, xc, cinfo = W[0], W[4], W[5]
+    ctx, xc, cinfo = WK[0], WK[4], WK[5]
     B = cfg[C_B]
     mask = (np.int64(1) << (cfg[C_HTB] - 5)) - 1
     has_ext = E[0].shape[0] > 0
@@ -622,7 +624,7 @@ def _token_setup(i, cfg, hist, perm, S, TB, W, E):
 
 
 @nb.njit(cache=True, nogil=True)
-def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, W, E):
+def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, WK, E):
     """Code token i.  mode 0: its leaf is sym_leaf (encode); mode 1: found from the rANS
     quantile q (decode).  Updates the state.  Returns (leaf, start, freq).
 
@@ -630,11 +632,11 @@ def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, W, E):
     the copy leaf ax lies below it, so only the nodes on the coded path are predicted.
     ``E``: the external table with the final mixer's state and scratch, or none
     (``_no_ext``)."""
-    ctx, bkt, xs, infos, xc, cinfo = W
+    ctx, bkt, xs, infos, xc, cinfo = WK
     B = cfg[C_B]
     V = cfg[C_V]
     has_ext = E[0].shape[0] > 0
-    ax, cmass, mask = _token_setup(i, cfg, hist, perm, S, TB, W, E)
+    ax, cmass, mask = _token_setup(i, cfg, hist, perm, S, TB, WK, E)
     start = np.int64(0)
     M = np.int64(ONE)
     prefix = 0
@@ -687,6 +689,8 @@ def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, W, E):
 
 @nb.njit(cache=True, nogil=True)
 def _work(B):
+    """Scratch WK of a token: ctx[X_N], bkt[NCTX], xs[B, NIN], infos[B, I_N], xc[NCIN],
+    cinfo[CI_N]."""
     return (np.zeros(X_N, np.int64), np.zeros(NCTX, np.int64), np.zeros((B, NIN), np.int64),
             np.zeros((B, I_N), np.int64), np.zeros(NCIN, np.int64), np.zeros(CI_N, np.int64))
 
@@ -697,10 +701,10 @@ def enc_pass(tokens, cfg, perm, S, TB):
     n = tokens.shape[0]
     start = np.empty(n, np.uint32)
     freq = np.empty(n, np.uint32)
-    W = _work(cfg[C_B])
+    WK = _work(cfg[C_B])
     E = _no_ext(cfg[C_B])
     for i in range(n):
-        _, s0, f0 = _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, W, E)
+        _, s0, f0 = _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, WK, E)
         start[i] = s0
         freq[i] = f0
     return start, freq
@@ -710,25 +714,25 @@ def enc_pass(tokens, cfg, perm, S, TB):
 def dec_pass(words, n, cfg, perm, inv, S, TB):
     """Decode n tokens from rANS words (fused predict / decode / update)."""
     out = np.zeros(n, np.int32)
-    W = _work(cfg[C_B])
+    WK = _work(cfg[C_B])
     E = _no_ext(cfg[C_B])
     state, pos = rans.dec_init(words)
     for i in range(n):
         q = rans.dec_quantile(state, PREC)
-        leaf, s0, f0 = _code_token(i, 0, q, 1, cfg, out, perm, S, TB, W, E)
+        leaf, s0, f0 = _code_token(i, 0, q, 1, cfg, out, perm, S, TB, WK, E)
         out[i] = inv[leaf]
         state, pos = rans.dec_advance(state, pos, words, s0, f0, PREC)
     return out
 
 
 @nb.njit(cache=True, nogil=True)
-def _full_table(i, cfg, hist, perm, S, TB, W, masses, out, E):
+def _full_table(i, cfg, hist, perm, S, TB, WK, masses, out, E):
     """Full table of token i (the state is not changed)."""
-    ctx, bkt, xs, infos, xc, cinfo = W
+    ctx, bkt, xs, infos, xc, cinfo = WK
     B = cfg[C_B]
     V = cfg[C_V]
     has_ext = E[0].shape[0] > 0
-    ax, cmass, mask = _token_setup(i, cfg, hist, perm, S, TB, W, E)
+    ax, cmass, mask = _token_setup(i, cfg, hist, perm, S, TB, WK, E)
     masses[1] = ONE - cmass
     for d in range(B):
         g = d // GROUP
@@ -765,21 +769,21 @@ def _full_table(i, cfg, hist, perm, S, TB, W, masses, out, E):
 def table_pass(tokens, i0, i1, cfg, perm, S, TB, out):
     """Tables of tokens i0..i1-1 into out[(i1-i0), V], updating the state with them."""
     B = cfg[C_B]
-    W = _work(B)
+    WK = _work(B)
     E = _no_ext(B)
     masses = np.zeros(2 << B, np.int64)
     for i in range(i0, i1):
-        _full_table(i, cfg, tokens, perm, S, TB, W, masses, out[i - i0], E)
-        _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, W, E)
+        _full_table(i, cfg, tokens, perm, S, TB, WK, masses, out[i - i0], E)
+        _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, WK, E)
 
 
 @nb.njit(cache=True, nogil=True)
 def step_table(hist, i, cfg, perm, S, TB, out):
     """Full table of token i (hist holds the tokens before i); the state is not changed."""
     B = cfg[C_B]
-    W = _work(B)
+    WK = _work(B)
     masses = np.zeros(2 << B, np.int64)
-    _full_table(i, cfg, hist, perm, S, TB, W, masses, out, _no_ext(B))
+    _full_table(i, cfg, hist, perm, S, TB, WK, masses, out, _no_ext(B))
 
 
 @nb.njit(cache=True, nogil=True)
@@ -796,11 +800,11 @@ def ext_pass(tokens, i0, i1, cfg, perm, S, TB, ext, w2, start, freq):
     """(start, freq) of tokens i0..i1-1 into start/freq[i0:i1]; ext[(i1-i0), V] holds their
     external tables.  Updates S and w2."""
     B = cfg[C_B]
-    W = _work(B)
+    WK = _work(B)
     cum, x2 = _ext_work(B)
     for i in range(i0, i1):
         E = (ext[i - i0], w2, cum, x2)
-        _, s0, f0 = _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, W, E)
+        _, s0, f0 = _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, WK, E)
         start[i] = s0
         freq[i] = f0
 
@@ -810,13 +814,13 @@ def ext_tables(tokens, i0, i1, cfg, perm, S, TB, ext, w2, out):
     """Tables of tokens i0..i1-1 into out[(i1-i0), V] (external tables ext[(i1-i0), V]),
     updating S and w2 with them."""
     B = cfg[C_B]
-    W = _work(B)
+    WK = _work(B)
     cum, x2 = _ext_work(B)
     masses = np.zeros(2 << B, np.int64)
     for i in range(i0, i1):
         E = (ext[i - i0], w2, cum, x2)
-        _full_table(i, cfg, tokens, perm, S, TB, W, masses, out[i - i0], E)
-        _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, W, E)
+        _full_table(i, cfg, tokens, perm, S, TB, WK, masses, out[i - i0], E)
+        _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, WK, E)
 
 
 @nb.njit(cache=True, nogil=True)
