@@ -13,7 +13,7 @@ def _vid(seed, t=3, h=2, w=4, v=16):
     return np.random.default_rng(seed).integers(0, v, (t, h, w)).astype(np.int16)
 
 
-def _shard(path, items, gz=False, corrupt_key=None):
+def _shard(path, items, gz=False, corrupt_key=None, meta=True):
     with tarfile.open(path, "w:gz" if gz else "w") as tar:
         for key, arr, fname in items:
             buf = io.BytesIO()
@@ -21,8 +21,10 @@ def _shard(path, items, gz=False, corrupt_key=None):
             data = buf.getvalue()
             if key == corrupt_key:
                 data = data[:20]
-            for name, payload in ((f"{key}.token.npy", data),
-                                  (f"{key}.json", json.dumps({"file_name": fname}).encode())):
+            members = [(f"{key}.token.npy", data)]
+            if meta:
+                members.append((f"{key}.json", json.dumps({"file_name": fname}).encode()))
+            for name, payload in members:
                 info = tarfile.TarInfo(name)
                 info.size = len(payload)
                 tar.addfile(info, io.BytesIO(payload))
@@ -48,6 +50,17 @@ def test_shards(tmp_path, gz):
     segs = list(iter_segments([p], vocab=16))
     assert [s.name for s in segs] == ["seg_a", "seg_b"]
     assert np.array_equal(segs[1].tokens, _vid(2))
+
+
+@pytest.mark.parametrize("meta", [True, False])
+def test_shard_segments_are_named_as_the_cli_names_them(tmp_path, meta):
+    from nacc import inputs
+
+    p = tmp_path / "s.tar"
+    _shard(p, [("k0", _vid(1), "seg_a.npy"), ("k1", _vid(2), "seg_b.npy")], meta=meta)
+    names = [s.name for s in iter_segments([p], vocab=16)]
+    assert names == (["seg_a.npy", "seg_b.npy"] if meta else ["k0.npy", "k1.npy"])
+    assert names == [n for n, _ in inputs.segments_of(str(p))]
 
 
 def test_errors_and_skip_bad(tmp_path):

@@ -7,7 +7,8 @@ Accepted inputs (``iter_segments(paths)`` takes any mix):
   recursively, in sorted path order.
 * ``X.npz``: one segment per array, named ``X.npz:KEY``, in the archive's order.
 * commaVQ webdataset shards ``X.tar`` / ``X.tar.gz``: members ``KEY.token.npy`` and
-  ``KEY.json``; the segment is named by the json's ``file_name`` (``KEY`` when absent).
+  ``KEY.json``; the segment is named by the json's ``file_name`` (``KEY.npy`` when absent, as
+  ``nacc compress`` names it).
   Shards are streamed, never written to disk, and verified whole (gzip checksums, tar
   structure, every key with both members) before any segment is yielded; see
   :mod:`nacc.inputs`.
@@ -110,8 +111,8 @@ def _raw_file(path: Path) -> Iterator[tuple[str, np.ndarray]]:
 
 def _raw_shard(path: Path) -> Iterator[tuple[str, np.ndarray]]:
     """A webdataset shard's ``KEY.token.npy`` arrays, named by their ``KEY.json``
-    ``file_name`` (or ``KEY``); read and verified whole first by :func:`nacc.inputs.read_shard`
-    (gzip checksums, tar structure, no lost member)."""
+    ``file_name`` (or ``KEY.npy``, as the CLI names them); read and verified whole first by
+    :func:`nacc.inputs.read_shard` (gzip checksums, tar structure, no lost member)."""
     from nacc import inputs, npyio
 
     try:
@@ -130,7 +131,7 @@ def _raw_shard(path: Path) -> Iterator[tuple[str, np.ndarray]]:
             arr = np.array(npyio.parse_npy(item.data, f"{path}[{item.member}]").array)
         except NaccError as e:
             raise DatasetError(str(e)) from None
-        out.append((item.file_name or item.key, arr))
+        out.append((item.file_name or f"{item.key}.npy", arr))   # as nacc.inputs.shard
     yield from out
 
 
