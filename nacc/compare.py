@@ -41,6 +41,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from nacc.container import MAX_VOCAB
 from nacc.errors import NaccError
 
 DEFAULT_AGAINST = "xz,lzma,zstd,brotli,bz2,zpaq"
@@ -422,7 +423,7 @@ def _frame_shape(ctx, param, value):
 @click.option("--predictor", default="", metavar="LIST",
               help="nacc predictor(s), comma separated; the first is the time reference "
                    "[default predictor].")
-@click.option("--vocab", type=click.IntRange(2, 65536), default=1024, show_default=True)
+@click.option("--vocab", type=click.IntRange(2, MAX_VOCAB), default=1024, show_default=True)
 @click.option("--frame-shape", "fs", callback=_frame_shape, default=None, metavar="HxW",
               help="Frame shape for (T, N) arrays [8x16 when N=128].")
 @click.option("-T", "--threads", type=click.IntRange(1, 256), default=1, show_default=True,

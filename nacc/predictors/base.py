@@ -35,10 +35,10 @@ from typing import ClassVar
 import numpy as np
 
 from nacc.coder import CODER_PRECISION
+from nacc.container import MAX_VOCAB
 from nacc.errors import NaccError
 
 MAX_PRECISION = CODER_PRECISION     # a table of total 2**P is coded after << (24 - P)
-MAX_VOCAB = 65536
 
 _REGISTRY: dict[str, type[Predictor]] = {}
 # predictor modules that ``nacc.predictors`` declares without importing them: imported when a
