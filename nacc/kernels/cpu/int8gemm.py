@@ -121,7 +121,9 @@ _tile_one = _tile(1, 1)
 
 
 @nb.njit(cache=True, nogil=True)
-def _matmul(xu, wp, k4, n16, corr, out):
+def matmul_into(xu, wp, k4, n16, corr, out):
+    """``out`` (rows, 16 * n16) int32 = x @ W from the offset input ``xu`` and the packed
+    weights ``Packed.wp`` (with its ``k4``, ``n16``, ``corr``); callable from numba code."""
     m = xu.shape[0]
     xs = xu.shape[1]
     os_ = out.shape[1]
@@ -176,7 +178,7 @@ class Packed:
         if out is None:
             out = np.empty((xu.shape[0], self.n16 * 16), np.int32)
         if xu.shape[0]:
-            _matmul(xu, self.wp, self.k4, self.n16, self.corr, out)
+            matmul_into(xu, self.wp, self.k4, self.n16, self.corr, out)
         return out
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

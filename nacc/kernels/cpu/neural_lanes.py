@@ -157,7 +157,7 @@ class TransformerPack:
 
 @dataclass
 class LSTMPack:
-    gate_tab: np.ndarray    # int32 (n_window, V+1, 4D): EC window part of ls.gates
+    w_win: np.ndarray       # int64 (4D, n_window * E): the EC window part of ls.gates
     h: Gemm                 # (D, 4D): h part of ls.gates
     emb: np.ndarray         # int64 (V+1, E): the EC embedding
     gates: Gemm | None      # (n_window * E + D, 4D): all of ls.gates (int8 path), or None
@@ -166,6 +166,19 @@ class LSTMPack:
     g_s: np.ndarray
     sig: np.ndarray
     tanh: np.ndarray
+    _gate_tab: np.ndarray | None = None
+
+    @property
+    def gate_tab(self) -> np.ndarray:
+        """int32 (n_window, V+1, 4D): the window part of ls.gates for every token per
+        window slot (built on first use: the int8 path does not need it)."""
+        if self._gate_tab is None:
+            e = self.emb.shape[1]
+            n_win = self.w_win.shape[1] // e
+            self._gate_tab = np.ascontiguousarray(np.stack(
+                [_token_table(self.emb, self.w_win[:, j * e:(j + 1) * e])
+                 for j in range(n_win)]), np.int32)
+        return self._gate_tab
 
 
 def _token_table(emb: np.ndarray, w_part: np.ndarray) -> np.ndarray:
@@ -261,10 +274,8 @@ def pack_lstm(m) -> LSTMPack:
     w, b, mm, ss = _lin_arrays(a, "ls.gates")
     emb = np.asarray(a["ls.emb"], I64)
     n_win = cfg.n_window
-    tab = np.stack([_token_table(emb, w[:, j * e:(j + 1) * e]) for j in range(n_win)])
     gates = Gemm(w.T, max(127, _lut_max(emb)))
-    return LSTMPack(gate_tab=np.ascontiguousarray(tab, np.int32),
-                    h=Gemm(w[:, n_win * e:].T, 127), emb=emb,
+    return LSTMPack(w_win=w[:, :n_win * e], h=Gemm(w[:, n_win * e:].T, 127), emb=emb,
                     gates=gates if gates.int8 is not None else None,
                     g_b=b, g_m=mm, g_s=ss, sig=np.asarray(a["ls.sig"], I64),
                     tanh=np.asarray(a["ls.tanh"], I64))
@@ -294,7 +305,7 @@ def requant_lut(acc, b, m, s, lut, out):
     """out = LUT(clamp8(rq(acc + b)))."""
     for r in range(acc.shape[0]):
         for n in range(acc.shape[1]):
-            out[r, n] = lut[_c8(_rq(np.int64(acc[r, n]) + b[n], m[n], s[n])) + 128]
+            out[r, n] = _lut8(lut, _c8(_rq(np.int64(acc[r, n]) + b[n], m[n], s[n])))
 
 
 @nb.njit(cache=True, nogil=True)
@@ -390,7 +401,10 @@ def tf_softmax_values(scores, ctx, vt, att_m, att_s, bt, by, bx, exp_att, w, r, 
     h = hw // w
     dh = out.shape[1] // nh
     n_win = k * (2 * r + 1) * (2 * r + 1)
-    n_e = exp_att.shape[0]
+    n_e1 = np.uint64(exp_att.shape[0] - 1)
+    sc = np.empty(n_win, np.int64)
+    tk = np.empty(n_win, np.int64)
+    num = np.empty(dh, vt.dtype)
     for row in range(n_j * hw):
         j = row // hw
         p = row % hw
@@ -398,9 +412,6 @@ def tf_softmax_values(scores, ctx, vt, att_m, att_s, bt, by, bx, exp_att, w, r, 
         x = p % w
         y0, y1 = max(0, y - r), min(h, y + r + 1)
         x0, x1 = max(0, x - r), min(w, x + r + 1)
-        sc = np.empty(n_win, np.int64)
-        tk = np.empty(n_win, np.int64)
-        num = np.empty(dh, vt.dtype)
         for hd in range(nh):
             nj = 0
             smax = np.int64(-(1 << 62))
@@ -419,7 +430,7 @@ def tf_softmax_values(scores, ctx, vt, att_m, att_s, bt, by, bx, exp_att, w, r, 
             for i in range(dh):
                 num[i] = 0
             for jj in range(nj):
-                e = exp_att[min(smax - sc[jj], n_e - 1)]
+                e = exp_att[min(np.uint64(smax - sc[jj]), n_e1)]
                 z += e
                 e_v = vt.dtype.type(e)
                 vrow = vt[tk[jj], hd * dh:(hd + 1) * dh]
@@ -472,6 +483,26 @@ def tf_features(tp: TransformerPack, ctx, w, r, n_heads):
     return f
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _lut8(lut, v):
+    """``lut[v + 128]`` for ``-128 <= v <= 127`` (an unsigned index: no wraparound test)."""
+    return lut[np.uint64(v + 128)]
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _cell(a_i, a_f, a_g, a_o, i, d, g_m, g_s, sig, tanh, c_prev):
+    """The lstm cell update of the spec for unit ``i`` from its four gate accumulators
+    (bias included): ``(c, h)``."""
+    ig = _lut8(sig, _c8(_rq(a_i, g_m[i], g_s[i])))
+    fg = _lut8(sig, _c8(_rq(a_f, g_m[d + i], g_s[d + i])))
+    gg = _lut8(tanh, _c8(_rq(a_g, g_m[2 * d + i], g_s[2 * d + i])))
+    og = _lut8(sig, _c8(_rq(a_o, g_m[3 * d + i], g_s[3 * d + i])))
+    c = ((fg * c_prev + 64) >> 7) + ((ig * gg + 8) >> 4)
+    c = min(max(c, -32768), 32767)
+    tc = min(max((c + 32) >> 6, -128), 127)
+    return c, _c8((og * _lut8(tanh, tc) + 64) >> 7)
+
+
 @nb.njit(cache=True, nogil=True)
 def lstm_cell(ctx, gate_tab, hacc, g_b, g_m, g_s, sig, tanh, w, r, hs, cs):
     """One lstm step for every row (job j = row // (H*W)): gates = window table rows + the
@@ -501,15 +532,10 @@ def lstm_cell(ctx, gate_tab, hacc, g_b, g_m, g_s, sig, tanh, w, r, hs, cs):
                         acc[n] += gate_tab[slot, tok, n]
                     slot += 1
         for i in range(d):
-            ig = sig[_c8(_rq(np.int64(acc[i]), g_m[i], g_s[i])) + 128]
-            fg = sig[_c8(_rq(np.int64(acc[d + i]), g_m[d + i], g_s[d + i])) + 128]
-            gg = tanh[_c8(_rq(np.int64(acc[2 * d + i]), g_m[2 * d + i], g_s[2 * d + i])) + 128]
-            og = sig[_c8(_rq(np.int64(acc[3 * d + i]), g_m[3 * d + i], g_s[3 * d + i])) + 128]
-            c = ((fg * cs[row, i] + 64) >> 7) + ((ig * gg + 8) >> 4)
-            c = min(max(c, -32768), 32767)
+            c, hv = _cell(np.int64(acc[i]), np.int64(acc[d + i]), np.int64(acc[2 * d + i]),
+                          np.int64(acc[3 * d + i]), i, d, g_m, g_s, sig, tanh, cs[row, i])
             cs[row, i] = c
-            tc = min(max((c + 32) >> 6, -128), 127)
-            hs[row, i] = _c8((og * tanh[tc + 128] + 64) >> 7)
+            hs[row, i] = hv
 
 
 @nb.njit(cache=True, nogil=True)
@@ -548,18 +574,12 @@ def lstm_update(acc, g_b, g_m, g_s, sig, tanh, hs, cs):
     d = hs.shape[1]
     for row in range(hs.shape[0]):
         for i in range(d):
-            ig = sig[_c8(_rq(np.int64(acc[row, i]) + g_b[i], g_m[i], g_s[i])) + 128]
-            fg = sig[_c8(_rq(np.int64(acc[row, d + i]) + g_b[d + i], g_m[d + i],
-                             g_s[d + i])) + 128]
-            gg = tanh[_c8(_rq(np.int64(acc[row, 2 * d + i]) + g_b[2 * d + i], g_m[2 * d + i],
-                              g_s[2 * d + i])) + 128]
-            og = sig[_c8(_rq(np.int64(acc[row, 3 * d + i]) + g_b[3 * d + i], g_m[3 * d + i],
-                             g_s[3 * d + i])) + 128]
-            c = ((fg * cs[row, i] + 64) >> 7) + ((ig * gg + 8) >> 4)
-            c = min(max(c, -32768), 32767)
+            c, hv = _cell(np.int64(acc[row, i]) + g_b[i], np.int64(acc[row, d + i]) + g_b[d + i],
+                          np.int64(acc[row, 2 * d + i]) + g_b[2 * d + i],
+                          np.int64(acc[row, 3 * d + i]) + g_b[3 * d + i], i, d, g_m, g_s, sig,
+                          tanh, cs[row, i])
             cs[row, i] = c
-            tc = min(max((c + 32) >> 6, -128), 127)
-            hs[row, i] = _c8((og * tanh[tc + 128] + 64) >> 7)
+            hs[row, i] = hv
 
 
 # ----------------------------------------------------------------------------- head
@@ -687,7 +707,7 @@ def head_hidden(videos, jobs, p0, n_p, fpart, mot, nb_tab, ev_w, m1, s1, act, mc
                             acc[n] += np.int32(v) * ev_w[col, n]
                     col += 1
         for n in range(hidden):
-            u[row, n] = act[_c8(_rq(np.int64(acc[n]), m1[n], s1[n])) + 128] + u_off
+            u[row, n] = _lut8(act, _c8(_rq(np.int64(acc[n]), m1[n], s1[n]))) + u_off
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -736,40 +756,46 @@ def _head_table(zf, row, cand, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, 
                 if cand[k] == sj:
                     best = max(best, _logit(zf, row, vocab + k, out_b, out_m, out_s))
             z[sj] += best + cbias[sj]
-    table_from_logits(z, vocab, exp, precision, tab)
+    table_from_logits(z, vocab, exp, precision, acc_sub, tab)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def table_from_logits(z, vocab, exp, precision, tab):
+def table_from_logits(z, vocab, exp, precision, e, tab):
     """TABLE(z) of the spec: ``e[v] = EXP[min(max(z) - z[v], LEN - 1)]``,
     ``f[v] = 1 + e[v] * (2**P - V) // sum(e)``, the remainder to the first maximum.  The
     floor division runs in float64 on exact integers (``e * room < 2**41``, quotient <
     2**24): the float quotient is off by at most one and the exact float remainder
-    ``num - q * tot`` (an integer below 2**51) corrects it.  ``z`` is overwritten."""
+    ``num - q * tot`` (an integer below 2**51) corrects it.  ``e`` is int64 scratch of
+    ``vocab`` entries.  Written as separate passes so that all but the table lookup
+    vectorize (the lookup index is unsigned: no negative-index wraparound)."""
     zmax = z[0]
     for v in range(vocab):
         zmax = max(zmax, z[v])
-    best = 0
+    best = 0                # the first maximum: find its block of 16, then the entry
+    while best + 16 <= vocab:
+        hit = False
+        for i in range(16):
+            hit |= z[best + i] == zmax
+        if hit:
+            break
+        best += 16
     while z[best] != zmax:
         best += 1
-    n_e1 = exp.shape[0] - 1
+    n_e1 = np.uint64(exp.shape[0] - 1)
+    for v in range(vocab):
+        e[v] = exp[min(np.uint64(zmax - z[v]), n_e1)]
     tot = np.int64(0)
     for v in range(vocab):
-        e = exp[min(zmax - z[v], n_e1)]
-        z[v] = e
-        tot += e
+        tot += e[v]
     room = np.float64((np.int64(1) << precision) - vocab)
     totf = np.float64(tot)
     inv = 1.0 / totf
     sm = np.int64(0)
     for v in range(vocab):
-        num = np.float64(z[v]) * room
+        num = np.float64(e[v]) * room
         q = np.floor(num * inv)
         r = num - q * totf
-        if r >= totf:
-            q += 1.0
-        if r < 0.0:
-            q -= 1.0
+        q += np.float64(r >= totf) - np.float64(r < 0.0)
         f = np.int32(q) + 1
         tab[v] = f
         sm += f
@@ -837,12 +863,12 @@ def head_decode(zf, videos, jobs, p, out_b, out_m, out_s, vocab, subst, sub_t, s
     shift = CODER_PRECISION - precision
     y = p // w
     x = p % w
+    cand = np.empty(N_CAND, np.int64)
+    z = np.empty(vocab, np.int64)
+    acc_sub = np.empty(vocab, np.int64)
+    tab = np.empty(vocab, np.int32)
     for j in range(jobs.shape[0]):
         lane, t = jobs[j, 0], jobs[j, 1]
-        cand = np.empty(N_CAND, np.int64)
-        z = np.empty(vocab, np.int64)
-        acc_sub = np.empty(vocab, np.int64)
-        tab = np.empty(vocab, np.int32)
         _candidates(videos, lane, t, y, x, pad, cand)
         _head_table(zf, j, cand, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, sub_s,
                     cbias, copy_max, exp, precision, pad, z, acc_sub, tab)
@@ -851,6 +877,14 @@ def head_decode(zf, videos, jobs, p, out_b, out_m, out_s, vocab, subst, sub_t, s
         q = rans.dec_quantile(state, CODER_PRECISION) >> shift
         acc = np.int64(0)
         s = 0
+        while s + 16 <= vocab - 1:      # whole blocks of 16 below q (every entry is >= 1)
+            part = np.int64(0)
+            for i in range(16):
+                part += tab[s + i]
+            if acc + part > q:
+                break
+            acc += part
+            s += 16
         while s < vocab - 1 and acc + tab[s] <= q:
             acc += tab[s]
             s += 1
@@ -860,6 +894,33 @@ def head_decode(zf, videos, jobs, p, out_b, out_m, out_s, vocab, subst, sub_t, s
         dpos[lane] = pos
         videos[lane, t, y, x] = s
         motion_push(videos, lane, t, p, mot[lane])
+
+
+@nb.njit(cache=True, nogil=True)
+def decode_frame_int8(videos, jobs, fpart, mot, nb_tab, ev_w, m1, s1, act, mclamp, wp, k4, n16,
+                      corr, u, zf, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, sub_s,
+                      cbias, copy_max, exp, precision, pad, words, woff, wlen, dstate, dpos):
+    """Decode one frame (index ``jobs[:, 1]``, equal for all jobs) of every job's lane, token
+    by token, in one call: per position the head's hidden rows of all jobs (``u``, uint8
+    (n_jobs, 4 * k4), offset by 128), their int8 product with the packed output weights
+    (``nacc.kernels.cpu.int8gemm``) into ``zf`` and ``head_decode``.  ``mot`` (lanes,
+    MOTION_ROW) carries the lanes' motion rows across frames."""
+    n_j = jobs.shape[0]
+    _, _, h, w = videos.shape
+    hw = h * w
+    for j in range(n_j):
+        motion_start(mot[jobs[j, 0]], jobs[j, 1], hw)
+    cur = np.zeros((n_j, 1, MOTION_ROW), np.int64)
+    for p in range(hw):
+        if mclamp > 0:
+            for j in range(n_j):
+                for c in range(MOTION_ROW):
+                    cur[j, 0, c] = mot[jobs[j, 0], c]
+        head_hidden(videos, jobs, p, 1, fpart, cur, nb_tab, ev_w, m1, s1, act, mclamp, 128, u)
+        int8gemm.matmul_into(u, wp, k4, n16, corr, zf)
+        head_decode(zf, videos, jobs, p, out_b, out_m, out_s, vocab, subst, sub_t, sub_m,
+                    sub_s, cbias, copy_max, exp, precision, pad, words, woff, wlen, dstate,
+                    dpos, mot)
 
 
 # ----------------------------------------------------------------------------- drivers
@@ -1028,7 +1089,16 @@ class LaneModel:
         mot = np.zeros((n_l, MOTION_ROW), I64)
         args = self._head_args()
         no_motion = np.zeros((1, 1, MOTION_ROW), I64)
+        pk = self.head.out.int8
         for jobs, fpart in self._decode_frames(videos, lengths):
+            if pk is not None:          # the whole frame in one call
+                hd = self.head
+                decode_frame_int8(videos, jobs, fpart, mot, hd.nb_tab, hd.ev_w, hd.m1, hd.s1,
+                                  hd.act, hd.mclamp, pk.wp, pk.k4, pk.n16, pk.corr,
+                                  pk.input(len(jobs)),
+                                  np.empty((len(jobs), 16 * pk.n16), np.int32), *args, words,
+                                  woff, wlen, dstate, dpos)
+                continue
             lanes = jobs[:, 0]
             for lane in lanes:
                 motion_start(mot[lane], jobs[0, 1], self.hw)
