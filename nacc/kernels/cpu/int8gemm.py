@@ -182,8 +182,21 @@ class Packed:
         return out
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """int32 (rows, N) ``x @ W`` for integer x in [-128, 127]."""
+        """int32 (rows, N) ``x @ W`` for integer x in [-128, 127] (a view of the padded
+        product when N is not a multiple of 16)."""
+        x = np.asarray(x)
         xu = self.input(len(x))
-        xu[:, :self.k] = np.asarray(x) + 128
+        if x.dtype.kind in "iu" and x.ndim == 2 and x.shape[1] == self.k:
+            _offset(x, xu)
+        else:
+            xu[:, :self.k] = x + 128
         out = self.matmul(xu)
-        return out if out.shape[1] == self.n else np.ascontiguousarray(out[:, :self.n])
+        return out if out.shape[1] == self.n else out[:, :self.n]
+
+
+@nb.njit(cache=True, nogil=True)
+def _offset(x, xu):
+    """xu[:, :K] = x + 128 (x integer in [-128, 127])."""
+    for r in range(x.shape[0]):
+        for k in range(x.shape[1]):
+            xu[r, k] = x[r, k] + 128

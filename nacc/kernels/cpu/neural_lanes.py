@@ -490,13 +490,13 @@ def _lut8(lut, v):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _cell(a_i, a_f, a_g, a_o, i, d, g_m, g_s, sig, tanh, c_prev):
-    """The lstm cell update of the spec for unit ``i`` from its four gate accumulators
-    (bias included): ``(c, h)``."""
-    ig = _lut8(sig, _c8(_rq(a_i, g_m[i], g_s[i])))
-    fg = _lut8(sig, _c8(_rq(a_f, g_m[d + i], g_s[d + i])))
-    gg = _lut8(tanh, _c8(_rq(a_g, g_m[2 * d + i], g_s[2 * d + i])))
-    og = _lut8(sig, _c8(_rq(a_o, g_m[3 * d + i], g_s[3 * d + i])))
+def _cell(qi, qf, qg, qo, sig, tanh, c_prev):
+    """The lstm cell update of the spec for one unit from its four requantized gate
+    pre-activations (int8 range): ``(c, h)``."""
+    ig = _lut8(sig, qi)
+    fg = _lut8(sig, qf)
+    gg = _lut8(tanh, qg)
+    og = _lut8(sig, qo)
     c = ((fg * c_prev + 64) >> 7) + ((ig * gg + 8) >> 4)
     c = min(max(c, -32768), 32767)
     tc = min(max((c + 32) >> 6, -128), 127)
@@ -511,6 +511,7 @@ def lstm_cell(ctx, gate_tab, hacc, g_b, g_m, g_s, sig, tanh, w, r, hs, cs):
     h = hw // w
     d = hs.shape[1]
     pad = gate_tab.shape[1] - 1
+    gq = np.empty(4 * d, np.int64)
     for row in range(n_j * hw):
         j = row // hw
         p = row % hw
@@ -531,9 +532,10 @@ def lstm_cell(ctx, gate_tab, hacc, g_b, g_m, g_s, sig, tanh, w, r, hs, cs):
                     for n in range(4 * d):
                         acc[n] += gate_tab[slot, tok, n]
                     slot += 1
+        for n in range(4 * d):
+            gq[n] = _c8(_rq(np.int64(acc[n]), g_m[n], g_s[n]))
         for i in range(d):
-            c, hv = _cell(np.int64(acc[i]), np.int64(acc[d + i]), np.int64(acc[2 * d + i]),
-                          np.int64(acc[3 * d + i]), i, d, g_m, g_s, sig, tanh, cs[row, i])
+            c, hv = _cell(gq[i], gq[d + i], gq[2 * d + i], gq[3 * d + i], sig, tanh, cs[row, i])
             cs[row, i] = c
             hs[row, i] = hv
 
@@ -572,12 +574,12 @@ def lstm_inputs(ctx, emb, hs, w, r, xu):
 def lstm_update(acc, g_b, g_m, g_s, sig, tanh, hs, cs):
     """The cell update of the spec from the gate accumulators ``acc`` (without bias)."""
     d = hs.shape[1]
+    gq = np.empty(4 * d, np.int64)
     for row in range(hs.shape[0]):
+        for n in range(4 * d):          # requantize all gates (a vector loop), then cells
+            gq[n] = _c8(_rq(np.int64(acc[row, n]) + g_b[n], g_m[n], g_s[n]))
         for i in range(d):
-            c, hv = _cell(np.int64(acc[row, i]) + g_b[i], np.int64(acc[row, d + i]) + g_b[d + i],
-                          np.int64(acc[row, 2 * d + i]) + g_b[2 * d + i],
-                          np.int64(acc[row, 3 * d + i]) + g_b[3 * d + i], i, d, g_m, g_s, sig,
-                          tanh, cs[row, i])
+            c, hv = _cell(gq[i], gq[d + i], gq[2 * d + i], gq[3 * d + i], sig, tanh, cs[row, i])
             cs[row, i] = c
             hs[row, i] = hv
 
@@ -992,6 +994,10 @@ class LaneModel:
             for t in range(t_max):
                 lanes = np.array([b for b, n in enumerate(lengths) if n > t], I64)
                 jobs = np.stack([lanes, np.full_like(lanes, t)], 1)
+                if len(lanes) == len(lengths):      # every lane runs: update in place
+                    yield jobs, self._lstm_fpart(videos, jobs, hs.reshape(-1, d),
+                                                 cs.reshape(-1, d))
+                    continue
                 h_a = hs[lanes].reshape(-1, d)
                 c_a = cs[lanes].reshape(-1, d)
                 fpart = self._lstm_fpart(videos, jobs, h_a, c_a)
