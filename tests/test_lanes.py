@@ -188,14 +188,17 @@ def test_batches_follow_predictor_runs():
 
 @pytest.mark.parametrize("arch", ["transformer", "lstm"])
 def test_float_products_exact_at_bound(arch):
-    """Every float product of the shipped models equals the integer product for the input
-    that reaches its bound (x = sign of each output's weights times the input bound), at
-    the largest K the model uses, and for random inputs."""
+    """Every product of the shipped models equals the integer product for the input that
+    reaches its bound (x = sign of each output's weights times the input bound), at the
+    largest K the model uses, and for random inputs: the float product always, and the
+    int8 VNNI product, which ``__call__`` uses wherever the host has it."""
     im, _ = load_model(ROOT / "models" / f"commavq-dev-{arch}")
     lm = L.LaneModel(im)
     gemms = [lm.head.f, lm.head.out]
     if arch == "lstm":
         gemms.append(lm.ls.h)
+        if lm.ls.gates is not None:
+            gemms.append(lm.ls.gates)
     else:
         for group in (lm.tf.q, lm.tf.o, lm.tf.f1, lm.tf.f2):
             gemms += [g for g, _, _, _ in group]
@@ -207,10 +210,50 @@ def test_float_products_exact_at_bound(arch):
         worst = (np.sign(w).T * x_max).astype(np.int64)            # one row per output
         rand = rng.integers(-x_max, x_max + 1, (64, w.shape[0]))
         for x in (worst, rand):
-            assert np.array_equal(g(x).astype(np.int64), x @ w)
+            ref = x @ w
+            assert np.array_equal(g.float_product(x).astype(np.int64), ref)
+            assert np.array_equal(g(x).astype(np.int64), ref)
+            if g.int8 is not None:
+                assert np.array_equal(g.int8(x).astype(np.int64), ref)
         assert g.dtype == np.float32 and g.bound < 2**24
+        assert (g.int8 is not None) == L.int8gemm.AVAILABLE     # all are int8 x int8
         ks.append(w.shape[0])
-    assert max(ks) == (128 if arch == "transformer" else 128)
+    # the largest K: head.out (hidden 128) for the transformer, ls.gates (3 x 3 window of
+    # 24-wide embeddings plus d_model 96) for the lstm where the int8 path takes it whole
+    want = 128 if arch == "transformer" else (312 if L.int8gemm.AVAILABLE else 128)
+    assert max(ks) == want
+
+
+def _float_only(lm: L.LaneModel) -> L.LaneModel:
+    """The same model with every int8 product switched off (the path of hosts without
+    AVX-512 VNNI): float GEMMs, the lstm window tables, the per-position decode loop."""
+    gemms = [lm.head.f, lm.head.out]
+    if lm.arch == "lstm":
+        gemms.append(lm.ls.h)
+        lm.ls.gates = None
+    else:
+        for group in (lm.tf.q, lm.tf.o, lm.tf.f1, lm.tf.f2):
+            gemms += [g for g, _, _, _ in group]
+    for g in gemms:
+        g.int8 = None
+    return lm
+
+
+def test_float_path_equals_reference(model):
+    """With the int8 products off, the batched kernels still give the reference tables,
+    the same intervals as the default path, and decode lanes of unequal lengths."""
+    videos = _videos(V, (3, 1, 4), seed=8)
+    fast, slow = L.LaneModel(model), _float_only(L.LaneModel(model))
+    assert slow.head.out.int8 is None
+    for v in videos[:2]:
+        assert np.array_equal(slow.tables(v), intref.all_tables(model, v))
+    got, want = slow.intervals(videos), fast.intervals(videos)
+    words = []
+    for (s1, f1), (s2, f2) in zip(got, want):
+        assert np.array_equal(s1, s2) and np.array_equal(f1, f2)
+        words.append(rans.encode(s1, f1, 24))
+    dec = slow.decode([(wd, len(v)) for wd, v in zip(words, videos)])
+    assert all(np.array_equal(d, v) for d, v in zip(dec, videos))
 
 
 def test_gemm_switches_to_float64():
