@@ -400,10 +400,19 @@ def tf_softmax_values(scores, ctx, vt, att_m, att_s, bt, by, bx, exp_att, w, r, 
     k = nk // hw
     h = hw // w
     dh = out.shape[1] // nh
-    n_win = k * (2 * r + 1) * (2 * r + 1)
+    side = 2 * r + 1
+    n_win = k * side * side
     n_e1 = np.uint64(exp_att.shape[0] - 1)
+    bias = np.empty((nh, n_win), np.int64)      # bt + by + bx of each window slot
+    for hd in range(nh):
+        for dt in range(k):
+            for dy in range(side):
+                for dx in range(side):
+                    bias[hd, (dt * side + dy) * side + dx] = bt[hd, dt] + by[hd, dy] + bx[hd, dx]
     sc = np.empty(n_win, np.int64)
     tk = np.empty(n_win, np.int64)
+    col = np.empty(n_win, np.int64)
+    slot = np.empty(n_win, np.int64)
     num = np.empty(dh, vt.dtype)
     for row in range(n_j * hw):
         j = row // hw
@@ -412,20 +421,23 @@ def tf_softmax_values(scores, ctx, vt, att_m, att_s, bt, by, bx, exp_att, w, r, 
         x = p % w
         y0, y1 = max(0, y - r), min(h, y + r + 1)
         x0, x1 = max(0, x - r), min(w, x + r + 1)
+        nj = 0                      # the keys within the radius, shared by the heads
+        for dt in range(k):
+            for yy in range(y0, y1):
+                for xx in range(x0, x1):
+                    c = dt * hw + yy * w + xx
+                    col[nj] = c
+                    tk[nj] = ctx[j, dt, c - dt * hw]
+                    slot[nj] = (dt * side + yy - y + r) * side + xx - x + r
+                    nj += 1
         for hd in range(nh):
-            nj = 0
-            smax = np.int64(-(1 << 62))
             srow = scores[j, hd, p]
-            for dt in range(k):
-                for yy in range(y0, y1):
-                    base = dt * hw + yy * w
-                    b_ty = bt[hd, dt] + by[hd, yy - y + r]
-                    for xx in range(x0, x1):
-                        v = _rq(np.int64(srow[base + xx]), att_m, att_s) + b_ty + bx[hd, xx - x + r]
-                        sc[nj] = v
-                        tk[nj] = ctx[j, dt, yy * w + xx]
-                        smax = max(smax, v)
-                        nj += 1
+            brow = bias[hd]
+            smax = np.int64(-(1 << 62))
+            for jj in range(nj):
+                v = _rq(np.int64(srow[col[jj]]), att_m, att_s) + brow[slot[jj]]
+                sc[jj] = v
+                smax = max(smax, v)
             z = np.int64(0)
             for i in range(dh):
                 num[i] = 0
