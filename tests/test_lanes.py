@@ -18,7 +18,8 @@ import pytest
 
 from nacc import codec, npyio, synth
 from nacc.errors import NaccError
-from nacc.kernels.cpu import neural_lanes as L, rans
+from nacc.kernels.cpu import neural_lanes as L
+from nacc.kernels.cpu import rans
 from nacc.neural import intref
 from nacc.neural.config import make_config
 from nacc.neural.modelfile import ModelError, expected_shapes, load_model, save_model
@@ -317,8 +318,8 @@ def test_neural_archive_without_torch(model_folder, tmp_path):
                        text=True)
     assert r.returncode == 1 and "a transformer model, not lstm" in r.stderr
     r = subprocess.run(run + ["compress", "c.npy", "--predictor", "transformer", "--model",
-                              str(model_folder), "--vocab", str(V)], cwd=tmp_path, env=env, capture_output=True,
-                       text=True)
+                              str(model_folder), "--vocab", str(V)], cwd=tmp_path, env=env,
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     (tmp_path / "c.npy").rename(tmp_path / "orig.npy")
     r = subprocess.run(run + ["decompress", "c.npy.nacc"], cwd=tmp_path, env=env,

@@ -17,7 +17,7 @@ import os
 
 import numba as nb
 import numpy as np
-from llvmlite import ir
+from llvmlite import ir  # type: ignore[import-untyped]  # llvmlite ships no stubs
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -31,13 +31,14 @@ BLOCKS = 2
 def _available() -> bool:
     if os.environ.get("NACC_NO_VNNI"):
         return False
-    if nb.config.CPU_NAME not in (None, "host") or nb.config.CPU_FEATURES:
+    if (getattr(nb.config, "CPU_NAME", None) not in (None, "host")
+            or getattr(nb.config, "CPU_FEATURES", None)):
         return False            # numba compiles for another target than this host
     try:
         from llvmlite import binding as llb
 
         feats = llb.get_host_cpu_features()
-    except Exception:           # pragma: no cover - llvmlite without host feature query
+    except (ImportError, AttributeError, RuntimeError):  # pragma: no cover - no feature query
         return False
     return all(feats.get(f, False) for f in ("avx512f", "avx512bw", "avx512vnni"))
 

@@ -270,7 +270,7 @@ def pack_transformer(m) -> TransformerPack:
 
 def pack_lstm(m) -> LSTMPack:
     cfg, a = m.cfg, m.a
-    e, d = cfg.emb, cfg.d_model
+    e = cfg.emb
     w, b, mm, ss = _lin_arrays(a, "ls.gates")
     emb = np.asarray(a["ls.emb"], I64)
     n_win = cfg.n_window
@@ -454,7 +454,7 @@ def tf_softmax_values(scores, ctx, vt, att_m, att_s, bt, by, bx, exp_att, w, r, 
                 out[row, hd * dh + i] = _c8(_floor_div(2 * np.int64(num[i]) + z, den, inv))
 
 
-def tf_attention(tp: "TransformerPack", layer: int, qv, ctx, w, r, n_heads, out):
+def tf_attention(tp: TransformerPack, layer: int, qv, ctx, w, r, n_heads, out):
     """Attention output o (int64 (rows, D)) of one layer for query rows ``qv``."""
     n_j, k, hw = ctx.shape
     d = qv.shape[1]
