@@ -227,12 +227,14 @@ def test_float_products_exact_at_bound(arch):
 
 def _float_only(lm: L.LaneModel) -> L.LaneModel:
     """The same model with every int8 product switched off (the path of hosts without
-    AVX-512 VNNI): float GEMMs, the lstm window tables, the per-position decode loop."""
+    AVX-512 VNNI): float GEMMs and attention scores, the lstm window tables, the
+    per-position decode loop."""
     gemms = [lm.head.f, lm.head.out]
     if lm.arch == "lstm":
         gemms.append(lm.ls.h)
         lm.ls.gates = None
     else:
+        lm.tf.att_int8 = False
         for group in (lm.tf.q, lm.tf.o, lm.tf.f1, lm.tf.f2):
             gemms += [g for g, _, _, _ in group]
     for g in gemms:
@@ -255,6 +257,34 @@ def test_float_path_equals_reference(model):
         words.append(rans.encode(s1, f1, 24))
     dec = slow.decode([(wd, len(v)) for wd, v in zip(words, videos)])
     assert all(np.array_equal(d, v) for d, v in zip(dec, videos))
+
+
+@pytest.mark.skipif(not L.int8gemm.AVAILABLE, reason="host without AVX-512 VNNI")
+@pytest.mark.parametrize("dh, k, hw", [(16, 2, 128), (6, 1, 12), (5, 3, 7)])
+def test_int8_attention_scores_exact(dh, k, hw):
+    """The int8 score product (keys packed per job and head, K = dh padded to a multiple
+    of 4, N = K*H*W padded to 16) equals the integer products Q_h . Kc_h, extremes
+    included."""
+    rng = np.random.default_rng(dh)
+    nh, n_j, vocab = 3, 2, 11
+    qv = rng.integers(-127, 128, (n_j * hw, nh * dh))
+    qv[0] = 127
+    qv[1] = -127
+    kt = rng.integers(-127, 128, (vocab + 1, nh * dh)).astype(np.int8)
+    kt[0] = 127
+    kt[1] = -127
+    ctx = rng.integers(0, vocab + 1, (n_j, k, hw)).astype(np.int32)
+    ctx[0, 0, :2] = (0, 1)
+    k4, n16 = -(-dh // 4), -(-(k * hw) // 16)
+    out = np.empty((n_j, nh, hw, 16 * n16), np.int32)
+    L.tf_scores_int8(qv, ctx, kt, nh, np.full((n_j, nh, hw, 4 * k4), 77, np.uint8),
+                     np.empty((n_j, nh, n16 * k4 * 64), np.int8),
+                     np.empty((n_j, nh, 16 * n16), np.int32), out)
+    q = qv.reshape(n_j, hw, nh, dh).astype(np.int64)
+    keys = kt.astype(np.int64)[ctx.reshape(n_j, k * hw)].reshape(n_j, k * hw, nh, dh)
+    want = np.einsum("jphi,jchi->jhpc", q, keys)
+    assert np.array_equal(out[..., :k * hw], want)
+    assert (out[..., k * hw:] == 0).all()
 
 
 def test_gemm_switches_to_float64():

@@ -31,6 +31,7 @@ tables of total ``2**P`` shifted left by ``24 - P`` (as ``nacc.coder`` encodes t
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numba as nb
@@ -136,6 +137,7 @@ class TransformerPack:
     ln1b: np.ndarray
     q: list                 # per layer: (Gemm, b, m, s)
     kt_f: np.ndarray        # float32 (L, V+1, D): keys LIN(EC[v]; k), for the score product
+    kt_i: np.ndarray        # the same as int8 (the int8 score product)
     vt_i: np.ndarray        # int32 (or int64) (L, V+1, D): values LIN(EC[v]; v)
     att_m: np.ndarray       # int64 (L,)
     att_s: np.ndarray
@@ -153,6 +155,7 @@ class TransformerPack:
     add2: np.ndarray
     lnfg: np.ndarray
     lnfb: np.ndarray
+    att_int8: bool          # scores through the int8 VNNI product (else a float32 one)
 
 
 @dataclass
@@ -247,13 +250,13 @@ def pack_transformer(m) -> TransformerPack:
     # the attention's value sums: at most n_window keys of weight <= max(exp_att) times 127
     value_bound = cfg.n_window * int(np.abs(np.asarray(a["exp_att"], I64)).max()) * 127
     value_type = np.int32 if value_bound < 2**31 else I64
+    kt = np.stack([_token_lin(emb_c, _lin_arrays(a, "tf.k", l)) for l in range(n_l)])
     return TransformerPack(
         q_tok=_token_table(a["tf.emb_q"], w_in[:, :e]),
         q_pos=np.ascontiguousarray(row[yy] + col[xx] + b_in), in_m=in_m, in_s=in_s,
         ln1g=np.asarray(a["tf.ln1.g"], I64), ln1b=np.asarray(a["tf.ln1.b"], I64),
         q=[_layer_gemm(a, "tf.q", l) for l in range(n_l)],
-        kt_f=np.stack([_token_lin(emb_c, _lin_arrays(a, "tf.k", l))
-                       for l in range(n_l)]).astype(np.float32),
+        kt_f=kt.astype(np.float32), kt_i=kt.astype(np.int8),
         vt_i=np.stack([_token_lin(emb_c, _lin_arrays(a, "tf.v", l))
                        for l in range(n_l)]).astype(value_type),
         att_m=np.asarray(a["tf.att.m"], I64), att_s=np.asarray(a["tf.att.s"], I64),
@@ -265,7 +268,8 @@ def pack_transformer(m) -> TransformerPack:
         f1=[_layer_gemm(a, "tf.f1", l) for l in range(n_l)], act=acts,
         f2=[_layer_gemm(a, "tf.f2", l, _lut_max(acts[l])) for l in range(n_l)],
         add2=np.asarray(a["tf.add2"], I64),
-        lnfg=np.asarray(a["tf.lnf.g"], I64), lnfb=np.asarray(a["tf.lnf.b"], I64))
+        lnfg=np.asarray(a["tf.lnf.g"], I64), lnfb=np.asarray(a["tf.lnf.b"], I64),
+        att_int8=int8gemm.AVAILABLE)
 
 
 def pack_lstm(m) -> LSTMPack:
@@ -395,9 +399,10 @@ def tf_softmax_values(scores, ctx, vt, att_m, att_s, bt, by, bx, exp_att, w, r, 
     """Windowed attention of one layer (spec: transformer, per head) for every query row
     (job j, position p) -> out[j * H*W + p]: ``scores`` (n_jobs, heads, H*W, K*H*W) hold
     the products ``Q_h . Kc_h`` of every query with every key of the job's previous frames
-    ``ctx``; only the keys within the radius are used.  ``vt`` int32 (V+1, D) value rows."""
-    n_j, nh, hw, nk = scores.shape
-    k = nk // hw
+    ``ctx`` (column ``dt * H*W + p``; more columns may follow); only the keys within the
+    radius are used.  ``vt`` int32 (V+1, D) value rows."""
+    n_j, nh, hw, _ = scores.shape
+    k = ctx.shape[1]
     h = hw // w
     dh = out.shape[1] // nh
     side = 2 * r + 1
@@ -454,39 +459,107 @@ def tf_softmax_values(scores, ctx, vt, att_m, att_s, bt, by, bx, exp_att, w, r, 
                 out[row, hd * dh + i] = _c8(_floor_div(2 * np.int64(num[i]) + z, den, inv))
 
 
-def tf_attention(tp: TransformerPack, layer: int, qv, ctx, w, r, n_heads, out):
-    """Attention output o (int64 (rows, D)) of one layer for query rows ``qv``."""
+@nb.njit(cache=True, nogil=True)
+def tf_scores_int8(qv, ctx, kt, nh, xu, wp, corr, out):
+    """``out[j, hd, p, c] = Q_h[j, p] . Kc_h[key c of job j]`` through the int8 VNNI product:
+    per job and head the keys ``kt[ctx[j]]`` (int8 range, (V+1, D)) are packed as the
+    weights of ``int8gemm.matmul_into`` (K = D / heads, N = K*H*W padded to 16) and the
+    queries ``qv`` (int8 range) travel offset by 128 in ``xu`` (n_j, heads, H*W, 4 * k4).
+    ``wp`` (n_j, heads, n16 * k4 * 64) int8 and ``corr`` (n_j, heads, 16 * n16) int32 are
+    scratch; ``out`` (n_j, heads, H*W, 16 * n16) int32."""
+    n_j, k, hw = ctx.shape
+    d = qv.shape[1]
+    dh = d // nh
+    k4 = xu.shape[3] // 4
+    n16 = out.shape[3] // 16
+    nk = k * hw
+    for j in range(n_j):
+        for hd in range(nh):
+            lo = hd * dh
+            for p in range(hw):
+                for i in range(dh):
+                    xu[j, hd, p, i] = qv[j * hw + p, lo + i] + 128
+            w = wp[j, hd]
+            cr = corr[j, hd]
+            w[:] = 0
+            cr[:] = 0
+            for c in range(nk):         # packed as [block][k // 4][16 outputs][4 k]
+                tok = ctx[j, c // hw, c % hw]
+                base = (c // 16) * k4 * 64 + (c % 16) * 4
+                sm = np.int32(0)
+                for kk in range(dh):
+                    v = kt[tok, lo + kk]
+                    w[base + (kk // 4) * 64 + kk % 4] = v
+                    sm += v
+                cr[c] = 128 * sm
+            int8gemm.matmul_into(xu[j, hd], w, k4, n16, cr, out[j, hd])
+
+
+class Scratch:
+    """Work arrays reused from call to call (per thread): a fresh large array costs page
+    faults on first touch, more than the products that fill it."""
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def __call__(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        """An array of that shape and type, contents undefined."""
+        bufs = self._local.__dict__.setdefault("bufs", {})
+        a = bufs.get(name)
+        if a is None or a.shape != shape or a.dtype != dtype:
+            a = bufs[name] = np.empty(shape, dtype)
+        return a
+
+
+def _no_scratch(name: str, shape: tuple, dtype) -> np.ndarray:
+    return np.empty(shape, dtype)
+
+
+def tf_attention(tp: TransformerPack, layer: int, qv, ctx, w, r, n_heads, out,
+                 buf=_no_scratch):
+    """Attention output o (int64 (rows, D)) of one layer for query rows ``qv``; ``buf``
+    gives the work arrays (see ``Scratch``)."""
     n_j, k, hw = ctx.shape
     d = qv.shape[1]
     dh = d // n_heads
-    q = np.asarray(qv, np.float32).reshape(n_j, hw, n_heads, dh).transpose(0, 2, 1, 3)
-    keys = tp.kt_f[layer][ctx.reshape(n_j, k * hw)]                  # (n_j, K*H*W, D)
-    keys = keys.reshape(n_j, k * hw, n_heads, dh).transpose(0, 2, 3, 1)
-    scores = np.matmul(q, keys)      # exact: |Q_h . Kc_h| <= dh * 127 * 127 < 2**24
+    if tp.att_int8:
+        k4 = -(-dh // 4)
+        n16 = -(-(k * hw) // 16)
+        xu = buf("att.xu", (n_j, n_heads, hw, 4 * k4), np.uint8)   # padding: any value
+        wp = buf("att.wp", (n_j, n_heads, n16 * k4 * 64), np.int8)
+        corr = buf("att.corr", (n_j, n_heads, 16 * n16), np.int32)
+        scores = buf("att.scores", (n_j, n_heads, hw, 16 * n16), np.int32)
+        tf_scores_int8(qv, ctx, tp.kt_i[layer], n_heads, xu, wp, corr, scores)
+    else:
+        q = np.asarray(qv, np.float32).reshape(n_j, hw, n_heads, dh).transpose(0, 2, 1, 3)
+        keys = tp.kt_f[layer][ctx.reshape(n_j, k * hw)]              # (n_j, K*H*W, D)
+        keys = keys.reshape(n_j, k * hw, n_heads, dh).transpose(0, 2, 3, 1)
+        scores = buf("att.scores_f", (n_j, n_heads, hw, k * hw), np.float32)
+        np.matmul(q, keys, out=scores)  # exact: |Q_h . Kc_h| <= dh * 127 * 127 < 2**24
     tf_softmax_values(scores, ctx, tp.vt_i[layer], tp.att_m[layer], tp.att_s[layer],
                       tp.bt[layer], tp.by[layer], tp.bx[layer], tp.exp_att, w, r, out)
 
 
-def tf_features(tp: TransformerPack, ctx, w, r, n_heads):
+def tf_features(tp: TransformerPack, ctx, w, r, n_heads, buf=_no_scratch):
     """Frame features F (int64 (n_jobs * H*W, D)) of the transformer for jobs whose
-    previous frames are ``ctx`` (int32 (n_jobs, K, H*W))."""
+    previous frames are ``ctx`` (int32 (n_jobs, K, H*W)); ``buf``: see ``Scratch``."""
     rows = ctx.shape[0] * ctx.shape[2]
     d = tp.q_tok.shape[1]
-    s = np.empty((rows, d), I64)
+    s = buf("tf.s", (rows, d), I64)
     tf_embed(ctx, tp.q_tok, tp.q_pos, tp.in_m, tp.in_s, s)
-    a = np.empty_like(s)
-    o = np.empty_like(s)
+    a = buf("tf.a", (rows, d), I64)
+    o = buf("tf.o", (rows, d), I64)
+    qv = buf("tf.qv", (rows, d), I64)
     for l in range(len(tp.q)):
         layer_norm(s, tp.ln1g[l], tp.ln1b[l], a)
         g, b, mm, ss = tp.q[l]
-        qv = np.empty_like(s)
         requant(g(a), b, mm, ss, qv)
-        tf_attention(tp, l, qv, ctx, w, r, n_heads, o)
+        tf_attention(tp, l, qv, ctx, w, r, n_heads, o, buf)
         g, b, mm, ss = tp.o[l]
         add_requant(s, g(o), b, mm, ss, tp.add1[l], s)
         layer_norm(s, tp.ln2g[l], tp.ln2b[l], a)
         g, b, mm, ss = tp.f1[l]
-        u = np.empty((rows, b.shape[0]), I64)
+        u = buf("tf.u", (rows, b.shape[0]), I64)
         requant_lut(g(a), b, mm, ss, tp.act[l], u)
         g, b, mm, ss = tp.f2[l]
         add_requant(s, g(u), b, mm, ss, tp.add2[l], s)
@@ -953,6 +1026,7 @@ class LaneModel:
         self.hw = self.frame_shape[0] * self.frame_shape[1]
         self.precision = cfg.precision
         self.head = pack_head(m)
+        self.scratch = Scratch()
         self.arch = cfg.arch
         if cfg.arch == "transformer":
             self.tf = pack_transformer(m)
@@ -976,7 +1050,7 @@ class LaneModel:
     def _tf_fpart(self, videos, jobs):
         ctx = self._context(videos, jobs)
         feats = tf_features(self.tf, ctx, self.frame_shape[1], self.cfg.radius,
-                            self.cfg.n_heads)
+                            self.cfg.n_heads, self.scratch)
         return self._fpart(feats, len(jobs))
 
     def _lstm_fpart(self, videos, jobs, hs, cs):
@@ -1033,11 +1107,11 @@ class LaneModel:
         hd = self.head
         g = hd.out
         rows = len(jobs) * n_p
-        if g.int8 is not None:
-            u = g.int8.input(rows)
+        if g.int8 is not None:        # padding columns of u: any value (zero weights)
+            u = self.scratch("head.u", (rows, 4 * g.int8.k4), np.uint8)
             head_hidden(videos, jobs, p0, n_p, fpart, mot, hd.nb_tab, hd.ev_w, hd.m1, hd.s1,
                         hd.act, hd.mclamp, 128, u)
-            return g.int8.matmul(u)
+            return g.int8.matmul(u, self.scratch("head.z", (rows, 16 * g.int8.n16), np.int32))
         u = np.empty((rows, hd.b1.shape[0]), g.dtype)
         head_hidden(videos, jobs, p0, n_p, fpart, mot, hd.nb_tab, hd.ev_w, hd.m1, hd.s1,
                     hd.act, hd.mclamp, 0, u)
