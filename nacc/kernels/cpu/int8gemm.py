@@ -188,7 +188,7 @@ class Packed:
         x = np.asarray(x)
         xu = self.input(len(x))
         if x.dtype.kind in "iu" and x.ndim == 2 and x.shape[1] == self.k:
-            _offset(x, xu)
+            offset_into(x, xu)
         else:
             xu[:, :self.k] = x + 128
         out = self.matmul(xu)
@@ -196,8 +196,9 @@ class Packed:
 
 
 @nb.njit(cache=True, nogil=True)
-def _offset(x, xu):
-    """xu[:, :K] = x + 128 (x integer in [-128, 127])."""
+def offset_into(x, xu):
+    """xu[:, :K] = x + 128 for an integer x (rows, K) in [-128, 127] (columns from K on
+    are left as they are: their weights are zero)."""
     for r in range(x.shape[0]):
         for k in range(x.shape[1]):
             xu[r, k] = x[r, k] + 128

@@ -1044,7 +1044,17 @@ class LaneModel:
     def _fpart(self, feats, n_jobs):
         """F part of head.l1 plus its bias: int64 (n_jobs, H*W, hidden)."""
         hd = self.head
-        f = hd.f(feats).astype(I64) + hd.b1
+        rows = len(feats)
+        pk = hd.f.int8
+        if pk is not None:
+            xu = self.scratch("f.xu", (rows, 4 * pk.k4), np.uint8)
+            int8gemm.offset_into(feats, xu)
+            prod = pk.matmul(xu, self.scratch("f.z", (rows, 16 * pk.n16), np.int32))[:, :pk.n]
+        else:
+            prod = hd.f(feats)
+        # valid until the next call (each frame step's consumer is done with it by then)
+        f = self.scratch("fpart", (rows, hd.b1.shape[0]), I64)
+        np.add(prod, hd.b1, out=f, casting="unsafe")
         return f.reshape(n_jobs, self.hw, -1)
 
     def _tf_fpart(self, videos, jobs):
@@ -1058,10 +1068,11 @@ class LaneModel:
         ctx = self._context(videos, jobs)
         lp = self.ls
         if lp.gates is not None:        # one int8 product over the whole gate input
-            xu = lp.gates.int8.input(len(hs))
+            pk = lp.gates.int8
+            xu = self.scratch("ls.xu", (len(hs), 4 * pk.k4), np.uint8)   # padding: any value
             lstm_inputs(ctx, lp.emb, hs, self.frame_shape[1], self.cfg.radius, xu)
-            lstm_update(lp.gates.int8.matmul(xu), lp.g_b, lp.g_m, lp.g_s, lp.sig, lp.tanh,
-                        hs, cs)
+            acc = pk.matmul(xu, self.scratch("ls.z", (len(hs), 16 * pk.n16), np.int32))
+            lstm_update(acc, lp.g_b, lp.g_m, lp.g_s, lp.sig, lp.tanh, hs, cs)
         else:                           # window tables + a float product of h
             lstm_cell(ctx, lp.gate_tab, lp.h(hs), lp.g_b, lp.g_m, lp.g_s, lp.sig, lp.tanh,
                       self.frame_shape[1], self.cfg.radius, hs, cs)
