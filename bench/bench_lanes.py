@@ -44,6 +44,71 @@ def _args(argv):
     return ap.parse_args(argv)
 
 
+def _bench_model(folder, args, videos, segments):
+    """(name, arch, median seconds per way) of one model folder (see the module docstring)."""
+    import numpy as np
+
+    from nacc import codec, coder, container, npyio
+    from nacc.kernels.cpu import neural as per_token
+    from nacc.neural.modelfile import load_model
+
+    im, _ = load_model(folder)
+    cfg = im.cfg
+    arch_id = 0 if cfg.arch == "transformer" else 1
+    tw, lw, hw, sw = per_token.pack(im)
+    h, w = cfg.frame_shape
+    fixed = (arch_id, cfg.k_frames, cfg.radius, cfg.n_heads, cfg.pad, cfg.precision, tw,
+             lw, hw, sw, cfg.motion_clamp, cfg.subst, cfg.d_model)
+
+    def old_encode():
+        out = []
+        for v in videos:
+            start, freq = per_token.encode_intervals(v.astype(np.int32), *fixed)
+            out.append(coder.encode_intervals(start, freq, cfg.precision))
+        return out
+
+    def old_decode(words):
+        return [per_token.decode(np.asarray(wd, np.uint32), len(v), h, w, *fixed)
+                for wd, v in zip(words, videos)]
+
+    opts = {n: codec.Options(cfg.arch, (("model", folder),), cfg.vocab, (h, w), lanes=n)
+            for n in (1, args.segments)}
+
+    def new_encode(n):
+        return b"".join(codec.compress_segments(segments, opts[n]))
+
+    def new_decode(buf, n):
+        return list(codec.decompress_archive(buf, lanes=n))
+
+    # warm-up (numba compilation, caches) and exactness checks
+    old_words = old_encode()
+    archive = new_encode(args.segments)
+    assert new_encode(1) == archive, "lanes=1 and lanes=N archives differ"
+    _, blocks = container.read_archive(archive)
+    assert [list(b.words) for b in blocks] == [list(x) for x in old_words], \
+        "per-segment and batched rANS words differ"
+    for out, v in zip(old_decode(old_words), videos):
+        assert np.array_equal(out, v)
+    for n in (1, args.segments):
+        restored = new_decode(archive, n)
+        assert [b for _, b in restored] == [npyio.npy_bytes(s) for _, s in segments]
+
+    times = {k: [] for k in ("old_enc", "new1_enc", "newN_enc", "old_dec", "new1_dec",
+                             "newN_dec")}
+    for _ in range(args.repeat):
+        for key, fn in (("old_enc", old_encode),
+                        ("new1_enc", lambda: new_encode(1)),
+                        ("newN_enc", lambda: new_encode(args.segments)),
+                        ("old_dec", lambda: old_decode(old_words)),
+                        ("new1_dec", lambda: new_decode(archive, 1)),
+                        ("newN_dec", lambda: new_decode(archive, args.segments))):
+            t0 = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return Path(folder).name, cfg.arch, med
+
+
 def main(argv=None):
     args = _args(argv)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -52,9 +117,7 @@ def main(argv=None):
     sys.path.insert(0, str(ROOT))
     import numpy as np
 
-    from nacc import codec, coder, container, npyio
-    from nacc.kernels.cpu import neural as per_token
-    from nacc.neural.modelfile import load_model
+    from nacc import npyio
 
     models = args.model or [str(ROOT / "models/commavq-dev-transformer"),
                             str(ROOT / "models/commavq-dev-lstm")]
@@ -67,67 +130,13 @@ def main(argv=None):
     segments = [(f"s{k:02d}.npy", npyio.from_array(v)) for k, v in enumerate(videos)]
     n_tokens = need * clip.shape[1] * clip.shape[2]
     print(f"{args.segments} segments x {args.frames} frames of {args.data} "
-          f"({n_tokens} tokens), {args.threads} thread(s), median of {args.repeat}")
+          f"({n_tokens} tokens), {args.threads} thread(s), median of {args.repeat}; "
+          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
 
-    rows = []
-    for folder in models:
-        im, _ = load_model(folder)
-        cfg = im.cfg
-        arch_id = 0 if cfg.arch == "transformer" else 1
-        tw, lw, hw, sw = per_token.pack(im)
-        h, w = cfg.frame_shape
-        fixed = (arch_id, cfg.k_frames, cfg.radius, cfg.n_heads, cfg.pad, cfg.precision, tw,
-                 lw, hw, sw, cfg.motion_clamp, cfg.subst, cfg.d_model)
-
-        def old_encode():
-            out = []
-            for v in videos:
-                start, freq = per_token.encode_intervals(v.astype(np.int32), *fixed)
-                out.append(coder.encode_intervals(start, freq, cfg.precision))
-            return out
-
-        def old_decode(words):
-            return [per_token.decode(np.asarray(wd, np.uint32), len(v), h, w, *fixed)
-                    for wd, v in zip(words, videos)]
-
-        opts = {n: codec.Options(cfg.arch, (("model", folder),), cfg.vocab, (h, w), lanes=n)
-                for n in (1, args.segments)}
-
-        def new_encode(n):
-            return b"".join(codec.compress_segments(segments, opts[n]))
-
-        def new_decode(buf, n):
-            return list(codec.decompress_archive(buf, lanes=n))
-
-        # warm-up (numba compilation, caches) and exactness checks
-        old_words = old_encode()
-        archive = new_encode(args.segments)
-        assert new_encode(1) == archive, "lanes=1 and lanes=N archives differ"
-        _, blocks = container.read_archive(archive)
-        assert [list(b.words) for b in blocks] == [list(x) for x in old_words], \
-            "per-segment and batched rANS words differ"
-        for out, v in zip(old_decode(old_words), videos):
-            assert np.array_equal(out, v)
-        for n in (1, args.segments):
-            restored = new_decode(archive, n)
-            assert [b for _, b in restored] == [npyio.npy_bytes(s) for _, s in segments]
-
-        times = {k: [] for k in ("old_enc", "new1_enc", "newN_enc", "old_dec", "new1_dec",
-                                 "newN_dec")}
-        for _ in range(args.repeat):
-            for key, fn in (("old_enc", old_encode),
-                            ("new1_enc", lambda: new_encode(1)),
-                            ("newN_enc", lambda: new_encode(args.segments)),
-                            ("old_dec", lambda: old_decode(old_words)),
-                            ("new1_dec", lambda: new_decode(archive, 1)),
-                            ("newN_dec", lambda: new_decode(archive, args.segments))):
-                t0 = time.perf_counter()
-                fn()
-                times[key].append(time.perf_counter() - t0)
-        med = {k: statistics.median(v) for k, v in times.items()}
-        rows.append((Path(folder).name, cfg.arch, med))
+    rows = [_bench_model(folder, args, videos, segments) for folder in models]
 
     n = args.segments
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
     print(f"\n{'model':28s} {'way':12s} {'encode tok/s':>13s} {'decode tok/s':>13s}")
     for name, _, med in rows:
         for way, key in (("per-segment", "old"), ("lanes=1", "new1"), (f"lanes={n}", "newN")):

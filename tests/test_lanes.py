@@ -19,7 +19,8 @@ import pytest
 from nacc import codec, npyio
 from nacc.neural import synth
 from nacc.errors import NaccError
-from nacc.kernels.cpu import neural_lanes as L, rans
+from nacc.kernels.cpu import neural_lanes as L
+from nacc.kernels.cpu import rans
 from nacc.neural import intref
 from nacc.neural.config import make_config
 from nacc.neural.modelfile import ModelError, expected_shapes, load_model, save_model
@@ -189,14 +190,17 @@ def test_batches_follow_predictor_runs():
 
 @pytest.mark.parametrize("arch", ["transformer", "lstm"])
 def test_float_products_exact_at_bound(arch):
-    """Every float product of the shipped models equals the integer product for the input
-    that reaches its bound (x = sign of each output's weights times the input bound), at
-    the largest K the model uses, and for random inputs."""
+    """Every product of the shipped models equals the integer product for the input that
+    reaches its bound (x = sign of each output's weights times the input bound), at the
+    largest K the model uses, and for random inputs: the float product always, and the
+    int8 VNNI product, which ``__call__`` uses wherever the host has it."""
     im, _ = load_model(ROOT / "models" / f"commavq-dev-{arch}")
     lm = L.LaneModel(im)
     gemms = [lm.head.f, lm.head.out]
     if arch == "lstm":
         gemms.append(lm.ls.h)
+        if lm.ls.gates is not None:
+            gemms.append(lm.ls.gates)
     else:
         for group in (lm.tf.q, lm.tf.o, lm.tf.f1, lm.tf.f2):
             gemms += [g for g, _, _, _ in group]
@@ -208,10 +212,80 @@ def test_float_products_exact_at_bound(arch):
         worst = (np.sign(w).T * x_max).astype(np.int64)            # one row per output
         rand = rng.integers(-x_max, x_max + 1, (64, w.shape[0]))
         for x in (worst, rand):
-            assert np.array_equal(g(x).astype(np.int64), x @ w)
+            ref = x @ w
+            assert np.array_equal(g.float_product(x).astype(np.int64), ref)
+            assert np.array_equal(g(x).astype(np.int64), ref)
+            if g.int8 is not None:
+                assert np.array_equal(g.int8(x).astype(np.int64), ref)
         assert g.dtype == np.float32 and g.bound < 2**24
+        assert (g.int8 is not None) == L.int8gemm.AVAILABLE     # all are int8 x int8
         ks.append(w.shape[0])
-    assert max(ks) == (128 if arch == "transformer" else 128)
+    # the largest K: head.out (hidden 128) for the transformer, ls.gates (3 x 3 window of
+    # 24-wide embeddings plus d_model 96) for the lstm where the int8 path takes it whole
+    want = 128 if arch == "transformer" else (312 if L.int8gemm.AVAILABLE else 128)
+    assert max(ks) == want
+
+
+def _float_only(lm: L.LaneModel) -> L.LaneModel:
+    """The same model with every int8 product switched off (the path of hosts without
+    AVX-512 VNNI): float GEMMs and attention scores, the lstm window tables, the
+    per-position decode loop."""
+    gemms = [lm.head.f, lm.head.out]
+    if lm.arch == "lstm":
+        gemms.append(lm.ls.h)
+        lm.ls.gates = None
+    else:
+        lm.tf.att_int8 = False
+        for group in (lm.tf.q, lm.tf.o, lm.tf.f1, lm.tf.f2):
+            gemms += [g for g, _, _, _ in group]
+    for g in gemms:
+        g.int8 = None
+    return lm
+
+
+def test_float_path_equals_reference(model):
+    """With the int8 products off, the batched kernels still give the reference tables,
+    the same intervals as the default path, and decode lanes of unequal lengths."""
+    videos = _videos(V, (3, 1, 4), seed=8)
+    fast, slow = L.LaneModel(model), _float_only(L.LaneModel(model))
+    assert slow.head.out.int8 is None
+    for v in videos[:2]:
+        assert np.array_equal(slow.tables(v), intref.all_tables(model, v))
+    got, want = slow.intervals(videos), fast.intervals(videos)
+    words = []
+    for (s1, f1), (s2, f2) in zip(got, want):
+        assert np.array_equal(s1, s2) and np.array_equal(f1, f2)
+        words.append(rans.encode(s1, f1, 24))
+    dec = slow.decode([(wd, len(v)) for wd, v in zip(words, videos)])
+    assert all(np.array_equal(d, v) for d, v in zip(dec, videos))
+
+
+@pytest.mark.skipif(not L.int8gemm.AVAILABLE, reason="host without AVX-512 VNNI")
+@pytest.mark.parametrize("dh, k, hw", [(16, 2, 128), (6, 1, 12), (5, 3, 7)])
+def test_int8_attention_scores_exact(dh, k, hw):
+    """The int8 score product (keys packed per job and head, K = dh padded to a multiple
+    of 4, N = K*H*W padded to 16) equals the integer products Q_h . Kc_h, extremes
+    included."""
+    rng = np.random.default_rng(dh)
+    nh, n_j, vocab = 3, 2, 11
+    qv = rng.integers(-127, 128, (n_j * hw, nh * dh))
+    qv[0] = 127
+    qv[1] = -127
+    kt = rng.integers(-127, 128, (vocab + 1, nh * dh)).astype(np.int8)
+    kt[0] = 127
+    kt[1] = -127
+    ctx = rng.integers(0, vocab + 1, (n_j, k, hw)).astype(np.int32)
+    ctx[0, 0, :2] = (0, 1)
+    k4, n16 = -(-dh // 4), -(-(k * hw) // 16)
+    out = np.empty((n_j, nh, hw, 16 * n16), np.int32)
+    L.tf_scores_int8(qv, ctx, kt, nh, np.full((n_j, nh, hw, 4 * k4), 77, np.uint8),
+                     np.empty((n_j, nh, n16 * k4 * 64), np.int8),
+                     np.empty((n_j, nh, 16 * n16), np.int32), out)
+    q = qv.reshape(n_j, hw, nh, dh).astype(np.int64)
+    keys = kt.astype(np.int64)[ctx.reshape(n_j, k * hw)].reshape(n_j, k * hw, nh, dh)
+    want = np.einsum("jphi,jchi->jhpc", q, keys)
+    assert np.array_equal(out[..., :k * hw], want)
+    assert (out[..., k * hw:] == 0).all()
 
 
 def test_gemm_switches_to_float64():
@@ -275,8 +349,8 @@ def test_neural_archive_without_torch(model_folder, tmp_path):
                        text=True)
     assert r.returncode == 1 and "a transformer model, not lstm" in r.stderr
     r = subprocess.run(run + ["compress", "c.npy", "--predictor", "transformer", "--model",
-                              str(model_folder), "--vocab", str(V)], cwd=tmp_path, env=env, capture_output=True,
-                       text=True)
+                              str(model_folder), "--vocab", str(V)], cwd=tmp_path, env=env,
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     (tmp_path / "c.npy").rename(tmp_path / "orig.npy")
     r = subprocess.run(run + ["decompress", "c.npy.nacc"], cwd=tmp_path, env=env,

@@ -14,7 +14,7 @@ needs numpy and numba only (no torch):
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -34,7 +34,7 @@ def _load(path):
 class _NeuralStepper(Stepper):
     """Decode order, one token at a time (frame-level pass at each frame start)."""
 
-    def __init__(self, pred: "_Neural"):
+    def __init__(self, pred: _Neural):
         from nacc.kernels.cpu import neural as K
 
         self.K = K

@@ -17,7 +17,7 @@ import os
 
 import numba as nb
 import numpy as np
-from llvmlite import ir
+from llvmlite import ir  # type: ignore[import-untyped]  # llvmlite ships no stubs
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -31,13 +31,14 @@ BLOCKS = 2
 def _available() -> bool:
     if os.environ.get("NACC_NO_VNNI"):
         return False
-    if nb.config.CPU_NAME not in (None, "host") or nb.config.CPU_FEATURES:
+    if (getattr(nb.config, "CPU_NAME", None) not in (None, "host")
+            or getattr(nb.config, "CPU_FEATURES", None)):
         return False            # numba compiles for another target than this host
     try:
         from llvmlite import binding as llb
 
         feats = llb.get_host_cpu_features()
-    except Exception:           # pragma: no cover - llvmlite without host feature query
+    except (ImportError, AttributeError, RuntimeError):  # pragma: no cover - no feature query
         return False
     return all(feats.get(f, False) for f in ("avx512f", "avx512bw", "avx512vnni"))
 
@@ -121,7 +122,9 @@ _tile_one = _tile(1, 1)
 
 
 @nb.njit(cache=True, nogil=True)
-def _matmul(xu, wp, k4, n16, corr, out):
+def matmul_into(xu, wp, k4, n16, corr, out):
+    """``out`` (rows, 16 * n16) int32 = x @ W from the offset input ``xu`` and the packed
+    weights ``Packed.wp`` (with its ``k4``, ``n16``, ``corr``); callable from numba code."""
     m = xu.shape[0]
     xs = xu.shape[1]
     os_ = out.shape[1]
@@ -176,12 +179,26 @@ class Packed:
         if out is None:
             out = np.empty((xu.shape[0], self.n16 * 16), np.int32)
         if xu.shape[0]:
-            _matmul(xu, self.wp, self.k4, self.n16, self.corr, out)
+            matmul_into(xu, self.wp, self.k4, self.n16, self.corr, out)
         return out
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """int32 (rows, N) ``x @ W`` for integer x in [-128, 127]."""
+        """int32 (rows, N) ``x @ W`` for integer x in [-128, 127] (a view of the padded
+        product when N is not a multiple of 16)."""
+        x = np.asarray(x)
         xu = self.input(len(x))
-        xu[:, :self.k] = np.asarray(x) + 128
+        if x.dtype.kind in "iu" and x.ndim == 2 and x.shape[1] == self.k:
+            offset_into(x, xu)
+        else:
+            xu[:, :self.k] = x + 128
         out = self.matmul(xu)
-        return out if out.shape[1] == self.n else np.ascontiguousarray(out[:, :self.n])
+        return out if out.shape[1] == self.n else out[:, :self.n]
+
+
+@nb.njit(cache=True, nogil=True)
+def offset_into(x, xu):
+    """xu[:, :K] = x + 128 for an integer x (rows, K) in [-128, 127] (columns from K on
+    are left as they are: their weights are zero)."""
+    for r in range(x.shape[0]):
+        for k in range(x.shape[1]):
+            xu[r, k] = x[r, k] + 128

@@ -31,6 +31,7 @@ tables of total ``2**P`` shifted left by ``24 - P`` (as ``nacc.coder`` encodes t
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numba as nb
@@ -136,6 +137,7 @@ class TransformerPack:
     ln1b: np.ndarray
     q: list                 # per layer: (Gemm, b, m, s)
     kt_f: np.ndarray        # float32 (L, V+1, D): keys LIN(EC[v]; k), for the score product
+    kt_i: np.ndarray        # the same as int8 (the int8 score product)
     vt_i: np.ndarray        # int32 (or int64) (L, V+1, D): values LIN(EC[v]; v)
     att_m: np.ndarray       # int64 (L,)
     att_s: np.ndarray
@@ -153,11 +155,12 @@ class TransformerPack:
     add2: np.ndarray
     lnfg: np.ndarray
     lnfb: np.ndarray
+    att_int8: bool          # scores through the int8 VNNI product (else a float32 one)
 
 
 @dataclass
 class LSTMPack:
-    gate_tab: np.ndarray    # int32 (n_window, V+1, 4D): EC window part of ls.gates
+    w_win: np.ndarray       # int64 (4D, n_window * E): the EC window part of ls.gates
     h: Gemm                 # (D, 4D): h part of ls.gates
     emb: np.ndarray         # int64 (V+1, E): the EC embedding
     gates: Gemm | None      # (n_window * E + D, 4D): all of ls.gates (int8 path), or None
@@ -166,6 +169,19 @@ class LSTMPack:
     g_s: np.ndarray
     sig: np.ndarray
     tanh: np.ndarray
+    _gate_tab: np.ndarray | None = None
+
+    @property
+    def gate_tab(self) -> np.ndarray:
+        """int32 (n_window, V+1, 4D): the window part of ls.gates for every token per
+        window slot (built on first use: the int8 path does not need it)."""
+        if self._gate_tab is None:
+            e = self.emb.shape[1]
+            n_win = self.w_win.shape[1] // e
+            self._gate_tab = np.ascontiguousarray(np.stack(
+                [_token_table(self.emb, self.w_win[:, j * e:(j + 1) * e])
+                 for j in range(n_win)]), np.int32)
+        return self._gate_tab
 
 
 def _token_table(emb: np.ndarray, w_part: np.ndarray) -> np.ndarray:
@@ -234,13 +250,13 @@ def pack_transformer(m) -> TransformerPack:
     # the attention's value sums: at most n_window keys of weight <= max(exp_att) times 127
     value_bound = cfg.n_window * int(np.abs(np.asarray(a["exp_att"], I64)).max()) * 127
     value_type = np.int32 if value_bound < 2**31 else I64
+    kt = np.stack([_token_lin(emb_c, _lin_arrays(a, "tf.k", l)) for l in range(n_l)])
     return TransformerPack(
         q_tok=_token_table(a["tf.emb_q"], w_in[:, :e]),
         q_pos=np.ascontiguousarray(row[yy] + col[xx] + b_in), in_m=in_m, in_s=in_s,
         ln1g=np.asarray(a["tf.ln1.g"], I64), ln1b=np.asarray(a["tf.ln1.b"], I64),
         q=[_layer_gemm(a, "tf.q", l) for l in range(n_l)],
-        kt_f=np.stack([_token_lin(emb_c, _lin_arrays(a, "tf.k", l))
-                       for l in range(n_l)]).astype(np.float32),
+        kt_f=kt.astype(np.float32), kt_i=kt.astype(np.int8),
         vt_i=np.stack([_token_lin(emb_c, _lin_arrays(a, "tf.v", l))
                        for l in range(n_l)]).astype(value_type),
         att_m=np.asarray(a["tf.att.m"], I64), att_s=np.asarray(a["tf.att.s"], I64),
@@ -252,19 +268,18 @@ def pack_transformer(m) -> TransformerPack:
         f1=[_layer_gemm(a, "tf.f1", l) for l in range(n_l)], act=acts,
         f2=[_layer_gemm(a, "tf.f2", l, _lut_max(acts[l])) for l in range(n_l)],
         add2=np.asarray(a["tf.add2"], I64),
-        lnfg=np.asarray(a["tf.lnf.g"], I64), lnfb=np.asarray(a["tf.lnf.b"], I64))
+        lnfg=np.asarray(a["tf.lnf.g"], I64), lnfb=np.asarray(a["tf.lnf.b"], I64),
+        att_int8=int8gemm.AVAILABLE)
 
 
 def pack_lstm(m) -> LSTMPack:
     cfg, a = m.cfg, m.a
-    e, d = cfg.emb, cfg.d_model
+    e = cfg.emb
     w, b, mm, ss = _lin_arrays(a, "ls.gates")
     emb = np.asarray(a["ls.emb"], I64)
     n_win = cfg.n_window
-    tab = np.stack([_token_table(emb, w[:, j * e:(j + 1) * e]) for j in range(n_win)])
     gates = Gemm(w.T, max(127, _lut_max(emb)))
-    return LSTMPack(gate_tab=np.ascontiguousarray(tab, np.int32),
-                    h=Gemm(w[:, n_win * e:].T, 127), emb=emb,
+    return LSTMPack(w_win=w[:, :n_win * e], h=Gemm(w[:, n_win * e:].T, 127), emb=emb,
                     gates=gates if gates.int8 is not None else None,
                     g_b=b, g_m=mm, g_s=ss, sig=np.asarray(a["ls.sig"], I64),
                     tanh=np.asarray(a["ls.tanh"], I64))
@@ -294,7 +309,7 @@ def requant_lut(acc, b, m, s, lut, out):
     """out = LUT(clamp8(rq(acc + b)))."""
     for r in range(acc.shape[0]):
         for n in range(acc.shape[1]):
-            out[r, n] = lut[_c8(_rq(np.int64(acc[r, n]) + b[n], m[n], s[n])) + 128]
+            out[r, n] = _lut8(lut, _c8(_rq(np.int64(acc[r, n]) + b[n], m[n], s[n])))
 
 
 @nb.njit(cache=True, nogil=True)
@@ -384,13 +399,26 @@ def tf_softmax_values(scores, ctx, vt, att_m, att_s, bt, by, bx, exp_att, w, r, 
     """Windowed attention of one layer (spec: transformer, per head) for every query row
     (job j, position p) -> out[j * H*W + p]: ``scores`` (n_jobs, heads, H*W, K*H*W) hold
     the products ``Q_h . Kc_h`` of every query with every key of the job's previous frames
-    ``ctx``; only the keys within the radius are used.  ``vt`` int32 (V+1, D) value rows."""
-    n_j, nh, hw, nk = scores.shape
-    k = nk // hw
+    ``ctx`` (column ``dt * H*W + p``; more columns may follow); only the keys within the
+    radius are used.  ``vt`` int32 (V+1, D) value rows."""
+    n_j, nh, hw, _ = scores.shape
+    k = ctx.shape[1]
     h = hw // w
     dh = out.shape[1] // nh
-    n_win = k * (2 * r + 1) * (2 * r + 1)
-    n_e = exp_att.shape[0]
+    side = 2 * r + 1
+    n_win = k * side * side
+    n_e1 = np.uint64(exp_att.shape[0] - 1)
+    bias = np.empty((nh, n_win), np.int64)      # bt + by + bx of each window slot
+    for hd in range(nh):
+        for dt in range(k):
+            for dy in range(side):
+                for dx in range(side):
+                    bias[hd, (dt * side + dy) * side + dx] = bt[hd, dt] + by[hd, dy] + bx[hd, dx]
+    sc = np.empty(n_win, np.int64)
+    tk = np.empty(n_win, np.int64)
+    col = np.empty(n_win, np.int64)
+    slot = np.empty(n_win, np.int64)
+    num = np.empty(dh, vt.dtype)
     for row in range(n_j * hw):
         j = row // hw
         p = row % hw
@@ -398,28 +426,28 @@ def tf_softmax_values(scores, ctx, vt, att_m, att_s, bt, by, bx, exp_att, w, r, 
         x = p % w
         y0, y1 = max(0, y - r), min(h, y + r + 1)
         x0, x1 = max(0, x - r), min(w, x + r + 1)
-        sc = np.empty(n_win, np.int64)
-        tk = np.empty(n_win, np.int64)
-        num = np.empty(dh, vt.dtype)
+        nj = 0                      # the keys within the radius, shared by the heads
+        for dt in range(k):
+            for yy in range(y0, y1):
+                for xx in range(x0, x1):
+                    c = dt * hw + yy * w + xx
+                    col[nj] = c
+                    tk[nj] = ctx[j, dt, c - dt * hw]
+                    slot[nj] = (dt * side + yy - y + r) * side + xx - x + r
+                    nj += 1
         for hd in range(nh):
-            nj = 0
-            smax = np.int64(-(1 << 62))
             srow = scores[j, hd, p]
-            for dt in range(k):
-                for yy in range(y0, y1):
-                    base = dt * hw + yy * w
-                    b_ty = bt[hd, dt] + by[hd, yy - y + r]
-                    for xx in range(x0, x1):
-                        v = _rq(np.int64(srow[base + xx]), att_m, att_s) + b_ty + bx[hd, xx - x + r]
-                        sc[nj] = v
-                        tk[nj] = ctx[j, dt, yy * w + xx]
-                        smax = max(smax, v)
-                        nj += 1
+            brow = bias[hd]
+            smax = np.int64(-(1 << 62))
+            for jj in range(nj):
+                v = _rq(np.int64(srow[col[jj]]), att_m, att_s) + brow[slot[jj]]
+                sc[jj] = v
+                smax = max(smax, v)
             z = np.int64(0)
             for i in range(dh):
                 num[i] = 0
             for jj in range(nj):
-                e = exp_att[min(smax - sc[jj], n_e - 1)]
+                e = exp_att[min(np.uint64(smax - sc[jj]), n_e1)]
                 z += e
                 e_v = vt.dtype.type(e)
                 vrow = vt[tk[jj], hd * dh:(hd + 1) * dh]
@@ -431,45 +459,133 @@ def tf_softmax_values(scores, ctx, vt, att_m, att_s, bt, by, bx, exp_att, w, r, 
                 out[row, hd * dh + i] = _c8(_floor_div(2 * np.int64(num[i]) + z, den, inv))
 
 
-def tf_attention(tp: "TransformerPack", layer: int, qv, ctx, w, r, n_heads, out):
-    """Attention output o (int64 (rows, D)) of one layer for query rows ``qv``."""
+@nb.njit(cache=True, nogil=True)
+def tf_scores_int8(qv, ctx, kt, nh, xu, wp, corr, out):
+    """``out[j, hd, p, c] = Q_h[j, p] . Kc_h[key c of job j]`` through the int8 VNNI product:
+    per job and head the keys ``kt[ctx[j]]`` (int8 range, (V+1, D)) are packed as the
+    weights of ``int8gemm.matmul_into`` (K = D / heads, N = K*H*W padded to 16) and the
+    queries ``qv`` (int8 range) travel offset by 128 in ``xu`` (n_j, heads, H*W, 4 * k4).
+    ``wp`` (n_j, heads, n16 * k4 * 64) int8 and ``corr`` (n_j, heads, 16 * n16) int32 are
+    scratch; ``out`` (n_j, heads, H*W, 16 * n16) int32."""
+    n_j, k, hw = ctx.shape
+    d = qv.shape[1]
+    dh = d // nh
+    k4 = xu.shape[3] // 4
+    n16 = out.shape[3] // 16
+    nk = k * hw
+    for j in range(n_j):
+        for hd in range(nh):
+            lo = hd * dh
+            for p in range(hw):
+                for i in range(dh):
+                    xu[j, hd, p, i] = qv[j * hw + p, lo + i] + 128
+            w = wp[j, hd]
+            cr = corr[j, hd]
+            w[:] = 0
+            cr[:] = 0
+            for c in range(nk):         # packed as [block][k // 4][16 outputs][4 k]
+                tok = ctx[j, c // hw, c % hw]
+                base = (c // 16) * k4 * 64 + (c % 16) * 4
+                sm = np.int32(0)
+                for kk in range(dh):
+                    v = kt[tok, lo + kk]
+                    w[base + (kk // 4) * 64 + kk % 4] = v
+                    sm += v
+                cr[c] = 128 * sm
+            int8gemm.matmul_into(xu[j, hd], w, k4, n16, cr, out[j, hd])
+
+
+class Scratch:
+    """Work arrays reused from call to call (per thread): a fresh large array costs page
+    faults on first touch, more than the products that fill it."""
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def __call__(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        """An array of that shape and type, contents undefined."""
+        bufs = self._local.__dict__.setdefault("bufs", {})
+        a = bufs.get(name)
+        if a is None or a.shape != shape or a.dtype != dtype:
+            a = bufs[name] = np.empty(shape, dtype)
+        return a
+
+
+def _no_scratch(name: str, shape: tuple, dtype) -> np.ndarray:
+    return np.empty(shape, dtype)
+
+
+def tf_attention(tp: TransformerPack, layer: int, qv, ctx, w, r, n_heads, out,
+                 buf=_no_scratch):
+    """Attention output o (int64 (rows, D)) of one layer for query rows ``qv``; ``buf``
+    gives the work arrays (see ``Scratch``)."""
     n_j, k, hw = ctx.shape
     d = qv.shape[1]
     dh = d // n_heads
-    q = np.asarray(qv, np.float32).reshape(n_j, hw, n_heads, dh).transpose(0, 2, 1, 3)
-    keys = tp.kt_f[layer][ctx.reshape(n_j, k * hw)]                  # (n_j, K*H*W, D)
-    keys = keys.reshape(n_j, k * hw, n_heads, dh).transpose(0, 2, 3, 1)
-    scores = np.matmul(q, keys)      # exact: |Q_h . Kc_h| <= dh * 127 * 127 < 2**24
+    if tp.att_int8:
+        k4 = -(-dh // 4)
+        n16 = -(-(k * hw) // 16)
+        xu = buf("att.xu", (n_j, n_heads, hw, 4 * k4), np.uint8)   # padding: any value
+        wp = buf("att.wp", (n_j, n_heads, n16 * k4 * 64), np.int8)
+        corr = buf("att.corr", (n_j, n_heads, 16 * n16), np.int32)
+        scores = buf("att.scores", (n_j, n_heads, hw, 16 * n16), np.int32)
+        tf_scores_int8(qv, ctx, tp.kt_i[layer], n_heads, xu, wp, corr, scores)
+    else:
+        q = np.asarray(qv, np.float32).reshape(n_j, hw, n_heads, dh).transpose(0, 2, 1, 3)
+        keys = tp.kt_f[layer][ctx.reshape(n_j, k * hw)]              # (n_j, K*H*W, D)
+        keys = keys.reshape(n_j, k * hw, n_heads, dh).transpose(0, 2, 3, 1)
+        scores = buf("att.scores_f", (n_j, n_heads, hw, k * hw), np.float32)
+        np.matmul(q, keys, out=scores)  # exact: |Q_h . Kc_h| <= dh * 127 * 127 < 2**24
     tf_softmax_values(scores, ctx, tp.vt_i[layer], tp.att_m[layer], tp.att_s[layer],
                       tp.bt[layer], tp.by[layer], tp.bx[layer], tp.exp_att, w, r, out)
 
 
-def tf_features(tp: TransformerPack, ctx, w, r, n_heads):
+def tf_features(tp: TransformerPack, ctx, w, r, n_heads, buf=_no_scratch):
     """Frame features F (int64 (n_jobs * H*W, D)) of the transformer for jobs whose
-    previous frames are ``ctx`` (int32 (n_jobs, K, H*W))."""
+    previous frames are ``ctx`` (int32 (n_jobs, K, H*W)); ``buf``: see ``Scratch``."""
     rows = ctx.shape[0] * ctx.shape[2]
     d = tp.q_tok.shape[1]
-    s = np.empty((rows, d), I64)
+    s = buf("tf.s", (rows, d), I64)
     tf_embed(ctx, tp.q_tok, tp.q_pos, tp.in_m, tp.in_s, s)
-    a = np.empty_like(s)
-    o = np.empty_like(s)
+    a = buf("tf.a", (rows, d), I64)
+    o = buf("tf.o", (rows, d), I64)
+    qv = buf("tf.qv", (rows, d), I64)
     for l in range(len(tp.q)):
         layer_norm(s, tp.ln1g[l], tp.ln1b[l], a)
         g, b, mm, ss = tp.q[l]
-        qv = np.empty_like(s)
         requant(g(a), b, mm, ss, qv)
-        tf_attention(tp, l, qv, ctx, w, r, n_heads, o)
+        tf_attention(tp, l, qv, ctx, w, r, n_heads, o, buf)
         g, b, mm, ss = tp.o[l]
         add_requant(s, g(o), b, mm, ss, tp.add1[l], s)
         layer_norm(s, tp.ln2g[l], tp.ln2b[l], a)
         g, b, mm, ss = tp.f1[l]
-        u = np.empty((rows, b.shape[0]), I64)
+        u = buf("tf.u", (rows, b.shape[0]), I64)
         requant_lut(g(a), b, mm, ss, tp.act[l], u)
         g, b, mm, ss = tp.f2[l]
         add_requant(s, g(u), b, mm, ss, tp.add2[l], s)
     f = np.empty_like(s)
     layer_norm(s, tp.lnfg, tp.lnfb, f)
     return f
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _lut8(lut, v):
+    """``lut[v + 128]`` for ``-128 <= v <= 127`` (an unsigned index: no wraparound test)."""
+    return lut[np.uint64(v + 128)]
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _cell(qi, qf, qg, qo, sig, tanh, c_prev):
+    """The lstm cell update of the spec for one unit from its four requantized gate
+    pre-activations (int8 range): ``(c, h)``."""
+    ig = _lut8(sig, qi)
+    fg = _lut8(sig, qf)
+    gg = _lut8(tanh, qg)
+    og = _lut8(sig, qo)
+    c = ((fg * c_prev + 64) >> 7) + ((ig * gg + 8) >> 4)
+    c = min(max(c, -32768), 32767)
+    tc = min(max((c + 32) >> 6, -128), 127)
+    return c, _c8((og * _lut8(tanh, tc) + 64) >> 7)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -480,6 +596,7 @@ def lstm_cell(ctx, gate_tab, hacc, g_b, g_m, g_s, sig, tanh, w, r, hs, cs):
     h = hw // w
     d = hs.shape[1]
     pad = gate_tab.shape[1] - 1
+    gq = np.empty(4 * d, np.int64)
     for row in range(n_j * hw):
         j = row // hw
         p = row % hw
@@ -500,16 +617,12 @@ def lstm_cell(ctx, gate_tab, hacc, g_b, g_m, g_s, sig, tanh, w, r, hs, cs):
                     for n in range(4 * d):
                         acc[n] += gate_tab[slot, tok, n]
                     slot += 1
+        for n in range(4 * d):
+            gq[n] = _c8(_rq(np.int64(acc[n]), g_m[n], g_s[n]))
         for i in range(d):
-            ig = sig[_c8(_rq(np.int64(acc[i]), g_m[i], g_s[i])) + 128]
-            fg = sig[_c8(_rq(np.int64(acc[d + i]), g_m[d + i], g_s[d + i])) + 128]
-            gg = tanh[_c8(_rq(np.int64(acc[2 * d + i]), g_m[2 * d + i], g_s[2 * d + i])) + 128]
-            og = sig[_c8(_rq(np.int64(acc[3 * d + i]), g_m[3 * d + i], g_s[3 * d + i])) + 128]
-            c = ((fg * cs[row, i] + 64) >> 7) + ((ig * gg + 8) >> 4)
-            c = min(max(c, -32768), 32767)
+            c, hv = _cell(gq[i], gq[d + i], gq[2 * d + i], gq[3 * d + i], sig, tanh, cs[row, i])
             cs[row, i] = c
-            tc = min(max((c + 32) >> 6, -128), 127)
-            hs[row, i] = _c8((og * tanh[tc + 128] + 64) >> 7)
+            hs[row, i] = hv
 
 
 @nb.njit(cache=True, nogil=True)
@@ -546,20 +659,14 @@ def lstm_inputs(ctx, emb, hs, w, r, xu):
 def lstm_update(acc, g_b, g_m, g_s, sig, tanh, hs, cs):
     """The cell update of the spec from the gate accumulators ``acc`` (without bias)."""
     d = hs.shape[1]
+    gq = np.empty(4 * d, np.int64)
     for row in range(hs.shape[0]):
+        for n in range(4 * d):          # requantize all gates (a vector loop), then cells
+            gq[n] = _c8(_rq(np.int64(acc[row, n]) + g_b[n], g_m[n], g_s[n]))
         for i in range(d):
-            ig = sig[_c8(_rq(np.int64(acc[row, i]) + g_b[i], g_m[i], g_s[i])) + 128]
-            fg = sig[_c8(_rq(np.int64(acc[row, d + i]) + g_b[d + i], g_m[d + i],
-                             g_s[d + i])) + 128]
-            gg = tanh[_c8(_rq(np.int64(acc[row, 2 * d + i]) + g_b[2 * d + i], g_m[2 * d + i],
-                              g_s[2 * d + i])) + 128]
-            og = sig[_c8(_rq(np.int64(acc[row, 3 * d + i]) + g_b[3 * d + i], g_m[3 * d + i],
-                             g_s[3 * d + i])) + 128]
-            c = ((fg * cs[row, i] + 64) >> 7) + ((ig * gg + 8) >> 4)
-            c = min(max(c, -32768), 32767)
+            c, hv = _cell(gq[i], gq[d + i], gq[2 * d + i], gq[3 * d + i], sig, tanh, cs[row, i])
             cs[row, i] = c
-            tc = min(max((c + 32) >> 6, -128), 127)
-            hs[row, i] = _c8((og * tanh[tc + 128] + 64) >> 7)
+            hs[row, i] = hv
 
 
 # ----------------------------------------------------------------------------- head
@@ -687,7 +794,7 @@ def head_hidden(videos, jobs, p0, n_p, fpart, mot, nb_tab, ev_w, m1, s1, act, mc
                             acc[n] += np.int32(v) * ev_w[col, n]
                     col += 1
         for n in range(hidden):
-            u[row, n] = act[_c8(_rq(np.int64(acc[n]), m1[n], s1[n])) + 128] + u_off
+            u[row, n] = _lut8(act, _c8(_rq(np.int64(acc[n]), m1[n], s1[n]))) + u_off
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -736,40 +843,46 @@ def _head_table(zf, row, cand, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, 
                 if cand[k] == sj:
                     best = max(best, _logit(zf, row, vocab + k, out_b, out_m, out_s))
             z[sj] += best + cbias[sj]
-    table_from_logits(z, vocab, exp, precision, tab)
+    table_from_logits(z, vocab, exp, precision, acc_sub, tab)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def table_from_logits(z, vocab, exp, precision, tab):
+def table_from_logits(z, vocab, exp, precision, e, tab):
     """TABLE(z) of the spec: ``e[v] = EXP[min(max(z) - z[v], LEN - 1)]``,
     ``f[v] = 1 + e[v] * (2**P - V) // sum(e)``, the remainder to the first maximum.  The
     floor division runs in float64 on exact integers (``e * room < 2**41``, quotient <
     2**24): the float quotient is off by at most one and the exact float remainder
-    ``num - q * tot`` (an integer below 2**51) corrects it.  ``z`` is overwritten."""
+    ``num - q * tot`` (an integer below 2**51) corrects it.  ``e`` is int64 scratch of
+    ``vocab`` entries.  Written as separate passes so that all but the table lookup
+    vectorize (the lookup index is unsigned: no negative-index wraparound)."""
     zmax = z[0]
     for v in range(vocab):
         zmax = max(zmax, z[v])
-    best = 0
+    best = 0                # the first maximum: find its block of 16, then the entry
+    while best + 16 <= vocab:
+        hit = False
+        for i in range(16):
+            hit |= z[best + i] == zmax
+        if hit:
+            break
+        best += 16
     while z[best] != zmax:
         best += 1
-    n_e1 = exp.shape[0] - 1
+    n_e1 = np.uint64(exp.shape[0] - 1)
+    for v in range(vocab):
+        e[v] = exp[min(np.uint64(zmax - z[v]), n_e1)]
     tot = np.int64(0)
     for v in range(vocab):
-        e = exp[min(zmax - z[v], n_e1)]
-        z[v] = e
-        tot += e
+        tot += e[v]
     room = np.float64((np.int64(1) << precision) - vocab)
     totf = np.float64(tot)
     inv = 1.0 / totf
     sm = np.int64(0)
     for v in range(vocab):
-        num = np.float64(z[v]) * room
+        num = np.float64(e[v]) * room
         q = np.floor(num * inv)
         r = num - q * totf
-        if r >= totf:
-            q += 1.0
-        if r < 0.0:
-            q -= 1.0
+        q += np.float64(r >= totf) - np.float64(r < 0.0)
         f = np.int32(q) + 1
         tab[v] = f
         sm += f
@@ -837,12 +950,12 @@ def head_decode(zf, videos, jobs, p, out_b, out_m, out_s, vocab, subst, sub_t, s
     shift = CODER_PRECISION - precision
     y = p // w
     x = p % w
+    cand = np.empty(N_CAND, np.int64)
+    z = np.empty(vocab, np.int64)
+    acc_sub = np.empty(vocab, np.int64)
+    tab = np.empty(vocab, np.int32)
     for j in range(jobs.shape[0]):
         lane, t = jobs[j, 0], jobs[j, 1]
-        cand = np.empty(N_CAND, np.int64)
-        z = np.empty(vocab, np.int64)
-        acc_sub = np.empty(vocab, np.int64)
-        tab = np.empty(vocab, np.int32)
         _candidates(videos, lane, t, y, x, pad, cand)
         _head_table(zf, j, cand, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, sub_s,
                     cbias, copy_max, exp, precision, pad, z, acc_sub, tab)
@@ -851,6 +964,14 @@ def head_decode(zf, videos, jobs, p, out_b, out_m, out_s, vocab, subst, sub_t, s
         q = rans.dec_quantile(state, CODER_PRECISION) >> shift
         acc = np.int64(0)
         s = 0
+        while s + 16 <= vocab - 1:      # whole blocks of 16 below q (every entry is >= 1)
+            part = np.int64(0)
+            for i in range(16):
+                part += tab[s + i]
+            if acc + part > q:
+                break
+            acc += part
+            s += 16
         while s < vocab - 1 and acc + tab[s] <= q:
             acc += tab[s]
             s += 1
@@ -860,6 +981,33 @@ def head_decode(zf, videos, jobs, p, out_b, out_m, out_s, vocab, subst, sub_t, s
         dpos[lane] = pos
         videos[lane, t, y, x] = s
         motion_push(videos, lane, t, p, mot[lane])
+
+
+@nb.njit(cache=True, nogil=True)
+def decode_frame_int8(videos, jobs, fpart, mot, nb_tab, ev_w, m1, s1, act, mclamp, wp, k4, n16,
+                      corr, u, zf, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, sub_s,
+                      cbias, copy_max, exp, precision, pad, words, woff, wlen, dstate, dpos):
+    """Decode one frame (index ``jobs[:, 1]``, equal for all jobs) of every job's lane, token
+    by token, in one call: per position the head's hidden rows of all jobs (``u``, uint8
+    (n_jobs, 4 * k4), offset by 128), their int8 product with the packed output weights
+    (``nacc.kernels.cpu.int8gemm``) into ``zf`` and ``head_decode``.  ``mot`` (lanes,
+    MOTION_ROW) carries the lanes' motion rows across frames."""
+    n_j = jobs.shape[0]
+    _, _, h, w = videos.shape
+    hw = h * w
+    for j in range(n_j):
+        motion_start(mot[jobs[j, 0]], jobs[j, 1], hw)
+    cur = np.zeros((n_j, 1, MOTION_ROW), np.int64)
+    for p in range(hw):
+        if mclamp > 0:
+            for j in range(n_j):
+                for c in range(MOTION_ROW):
+                    cur[j, 0, c] = mot[jobs[j, 0], c]
+        head_hidden(videos, jobs, p, 1, fpart, cur, nb_tab, ev_w, m1, s1, act, mclamp, 128, u)
+        int8gemm.matmul_into(u, wp, k4, n16, corr, zf)
+        head_decode(zf, videos, jobs, p, out_b, out_m, out_s, vocab, subst, sub_t, sub_m,
+                    sub_s, cbias, copy_max, exp, precision, pad, words, woff, wlen, dstate,
+                    dpos, mot)
 
 
 # ----------------------------------------------------------------------------- drivers
@@ -878,6 +1026,7 @@ class LaneModel:
         self.hw = self.frame_shape[0] * self.frame_shape[1]
         self.precision = cfg.precision
         self.head = pack_head(m)
+        self.scratch = Scratch()
         self.arch = cfg.arch
         if cfg.arch == "transformer":
             self.tf = pack_transformer(m)
@@ -895,13 +1044,23 @@ class LaneModel:
     def _fpart(self, feats, n_jobs):
         """F part of head.l1 plus its bias: int64 (n_jobs, H*W, hidden)."""
         hd = self.head
-        f = hd.f(feats).astype(I64) + hd.b1
+        rows = len(feats)
+        pk = hd.f.int8
+        if pk is not None:
+            xu = self.scratch("f.xu", (rows, 4 * pk.k4), np.uint8)
+            int8gemm.offset_into(feats, xu)
+            prod = pk.matmul(xu, self.scratch("f.z", (rows, 16 * pk.n16), np.int32))[:, :pk.n]
+        else:
+            prod = hd.f(feats)
+        # valid until the next call (each frame step's consumer is done with it by then)
+        f = self.scratch("fpart", (rows, hd.b1.shape[0]), I64)
+        np.add(prod, hd.b1, out=f, casting="unsafe")
         return f.reshape(n_jobs, self.hw, -1)
 
     def _tf_fpart(self, videos, jobs):
         ctx = self._context(videos, jobs)
         feats = tf_features(self.tf, ctx, self.frame_shape[1], self.cfg.radius,
-                            self.cfg.n_heads)
+                            self.cfg.n_heads, self.scratch)
         return self._fpart(feats, len(jobs))
 
     def _lstm_fpart(self, videos, jobs, hs, cs):
@@ -909,10 +1068,11 @@ class LaneModel:
         ctx = self._context(videos, jobs)
         lp = self.ls
         if lp.gates is not None:        # one int8 product over the whole gate input
-            xu = lp.gates.int8.input(len(hs))
+            pk = lp.gates.int8
+            xu = self.scratch("ls.xu", (len(hs), 4 * pk.k4), np.uint8)   # padding: any value
             lstm_inputs(ctx, lp.emb, hs, self.frame_shape[1], self.cfg.radius, xu)
-            lstm_update(lp.gates.int8.matmul(xu), lp.g_b, lp.g_m, lp.g_s, lp.sig, lp.tanh,
-                        hs, cs)
+            acc = pk.matmul(xu, self.scratch("ls.z", (len(hs), 16 * pk.n16), np.int32))
+            lstm_update(acc, lp.g_b, lp.g_m, lp.g_s, lp.sig, lp.tanh, hs, cs)
         else:                           # window tables + a float product of h
             lstm_cell(ctx, lp.gate_tab, lp.h(hs), lp.g_b, lp.g_m, lp.g_s, lp.sig, lp.tanh,
                       self.frame_shape[1], self.cfg.radius, hs, cs)
@@ -931,6 +1091,10 @@ class LaneModel:
             for t in range(t_max):
                 lanes = np.array([b for b, n in enumerate(lengths) if n > t], I64)
                 jobs = np.stack([lanes, np.full_like(lanes, t)], 1)
+                if len(lanes) == len(lengths):      # every lane runs: update in place
+                    yield jobs, self._lstm_fpart(videos, jobs, hs.reshape(-1, d),
+                                                 cs.reshape(-1, d))
+                    continue
                 h_a = hs[lanes].reshape(-1, d)
                 c_a = cs[lanes].reshape(-1, d)
                 fpart = self._lstm_fpart(videos, jobs, h_a, c_a)
@@ -954,11 +1118,11 @@ class LaneModel:
         hd = self.head
         g = hd.out
         rows = len(jobs) * n_p
-        if g.int8 is not None:
-            u = g.int8.input(rows)
+        if g.int8 is not None:        # padding columns of u: any value (zero weights)
+            u = self.scratch("head.u", (rows, 4 * g.int8.k4), np.uint8)
             head_hidden(videos, jobs, p0, n_p, fpart, mot, hd.nb_tab, hd.ev_w, hd.m1, hd.s1,
                         hd.act, hd.mclamp, 128, u)
-            return g.int8.matmul(u)
+            return g.int8.matmul(u, self.scratch("head.z", (rows, 16 * g.int8.n16), np.int32))
         u = np.empty((rows, hd.b1.shape[0]), g.dtype)
         head_hidden(videos, jobs, p0, n_p, fpart, mot, hd.nb_tab, hd.ev_w, hd.m1, hd.s1,
                     hd.act, hd.mclamp, 0, u)
@@ -1028,7 +1192,16 @@ class LaneModel:
         mot = np.zeros((n_l, MOTION_ROW), I64)
         args = self._head_args()
         no_motion = np.zeros((1, 1, MOTION_ROW), I64)
+        pk = self.head.out.int8
         for jobs, fpart in self._decode_frames(videos, lengths):
+            if pk is not None:          # the whole frame in one call
+                hd = self.head
+                decode_frame_int8(videos, jobs, fpart, mot, hd.nb_tab, hd.ev_w, hd.m1, hd.s1,
+                                  hd.act, hd.mclamp, pk.wp, pk.k4, pk.n16, pk.corr,
+                                  pk.input(len(jobs)),
+                                  np.empty((len(jobs), 16 * pk.n16), np.int32), *args, words,
+                                  woff, wlen, dstate, dpos)
+                continue
             lanes = jobs[:, 0]
             for lane in lanes:
                 motion_start(mot[lane], jobs[0, 1], self.hw)
