@@ -44,6 +44,9 @@ class TrainConfig:
     clip_len: int = 8        # frames per clip (context frames included)
     lr: float = 3e-3
     table_lr_mult: float = 1.0  # lr factor of the head's per-code tables (copy term, substitution)
+    table_eps: float = 1e-8  # Adam eps of those tables: well above the root mean square of a
+                             # rare entry's gradient it makes their steps proportional to the
+                             # evidence (SGD-like), so a pair seen once moves little
     weight_decay: float = 0.01
     qat_frac: float = 1.0    # final fraction of the steps with fake quantization
     seed: int = 0
@@ -154,11 +157,12 @@ def _param_groups(model: NeuralModel, tc: TrainConfig):
     tables = [head.cb] if model.cfg.copy_bias else []
     if model.cfg.subst:
         tables.extend(head.sub.parameters())
-    if tc.table_lr_mult == 1.0 or not tables:
+    if (tc.table_lr_mult == 1.0 and tc.table_eps == 1e-8) or not tables:
         return model.parameters()
     ids = {id(p) for p in tables}
     rest = [p for p in model.parameters() if id(p) not in ids]
-    return [{"params": rest}, {"params": tables, "lr_mult": tc.table_lr_mult}]
+    return [{"params": rest},
+            {"params": tables, "lr_mult": tc.table_lr_mult, "eps": tc.table_eps}]
 
 
 class _EMA:
