@@ -27,6 +27,7 @@ from pathlib import Path
 import click
 
 from nacc.errors import NaccError
+from nacc.kernels.cpu import compile_notice
 
 SUFFIX = ".nacc"
 
@@ -76,6 +77,8 @@ class Reporter:
     def __init__(self, verbose: int, quiet: bool):
         self.level = -1 if quiet else verbose
         self.failed = 0
+        # the one-line first-run notice: on a terminal, or with -v; never with -q
+        compile_notice.enable(self.level >= 1, quiet)
 
     def info(self, msg: str, level: int = 0) -> None:
         if self.level >= level:
@@ -656,7 +659,8 @@ def test_cmd(inputs, threads, model, device, verbose, quiet):
     override = {"model": model} if model else None
     for src in inputs:
         try:
-            n = sum(1 for _ in codec.decompress_archive(_read_input(src), threads, override, device))
+            n = sum(1 for _ in codec.decompress_archive(_read_input(src), threads, override,
+                                                        device))
             rep.info(f"{src}: OK ({n} segment(s))", level=1)
         except NaccError as e:
             rep.error(src, str(e))

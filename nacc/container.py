@@ -65,6 +65,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from nacc import npyio
 from nacc.errors import NaccError
 
 MAGIC = b"\x89NAC"
@@ -79,8 +80,9 @@ MAX_VOCAB = 65536
 MAX_PRECISION = 24
 MAX_PARAMS = 64                # keys in the predictor parameters
 MAX_RATIO = 6                  # a block's bytes >= its tokens' fixed-width bits / 8 / MAX_RATIO
-# integer dtypes a token video may be stored as (the .npy descr strings numpy writes)
-DTYPES = frozenset(["|i1", "|u1"] + [e + k + n for e in "<>" for k in "iu" for n in "1248"])
+# integer dtypes a token video may be stored as: the one list of nacc.npyio (the .npy descr
+# strings numpy writes), so that the archive and the .npy parsers accept the same ones
+DTYPES = npyio.TOKEN_DESCRS
 PREDICTOR_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
 # Version 1 and 2's payload floor (``max_block_tokens``, kept for them besides
 # ``min_payload``).  rANS (nacc.kernels.cpu.rans) codes a token of

@@ -376,7 +376,8 @@ def check_names(names: list[str]) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
 def submission(inputs, output, force, predictor, model, vocab, device, threads, minify, quiet):
     """Write a commaVQ challenge zip: compressed segments + decompress.py + nacc source."""
-    from nacc import codec, inputs as ninputs, npyio
+    from nacc import codec, npyio
+    from nacc import inputs as ninputs
     from nacc.cli import write_atomic
 
     where = output
