@@ -831,15 +831,19 @@ def _make_container(kind: str, segs: dict[str, bytes], rng: random.Random) -> by
 
 def _tar_segments(blob: bytes) -> dict[str, bytes] | None:
     """What a plain commaVQ ``.tar`` holds as read by Python's tarfile (its headers carry a
-    checksum, its data none): each ``k.json``'s ``file_name`` -> the bytes of
-    ``k.token.npy``; None when tarfile or the JSON refuses it."""
+    checksum, its data none): each ``k.json``'s ``file_name`` (``k.npy`` when the JSON has
+    none, nacc.inputs' rule) -> the bytes of ``k.token.npy``; None when tarfile or the JSON
+    refuses it."""
     try:
         with tarfile.open(fileobj=io.BytesIO(blob), mode="r:") as t:
             data = {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}
         out = {}
         for name, raw in data.items():
             if name.endswith(".json"):
-                out[json.loads(raw)["file_name"]] = data[name[:-len(".json")] + ".token.npy"]
+                key = name[:-len(".json")]
+                meta = json.loads(raw.decode("utf8"))
+                file_name = meta.get("file_name") if isinstance(meta, dict) else None
+                out[file_name or f"{key}.npy"] = data[key + ".token.npy"]
         return out
     except Exception:  # noqa: BLE001 (any refusal: the oracle's exception is not accepted)
         return None
