@@ -27,6 +27,8 @@ from pathlib import Path
 import click
 
 from nacc.errors import NaccError
+from nacc.fileio import signals_raise, umask, write_atomic
+from nacc.kernels.cpu import compile_notice
 
 SUFFIX = ".nacc"
 
@@ -76,6 +78,8 @@ class Reporter:
     def __init__(self, verbose: int, quiet: bool):
         self.level = -1 if quiet else verbose
         self.failed = 0
+        # the one-line first-run notice: on a terminal, or with -v; never with -q
+        compile_notice.enable(self.level >= 1, quiet)
 
     def info(self, msg: str, level: int = 0) -> None:
         if self.level >= level:
@@ -224,89 +228,6 @@ def _check_archive(dest: str, segments, threads: int, override, device: str) -> 
         n += 1
     if n != len(segments) or next(restored, None) is not None:
         raise NaccError(f"{dest} does not decode to {len(segments)} segments; inputs kept")
-
-
-def _check_binary_stdout():
-    if sys.stdout.isatty():
-        raise NaccError("refusing to write binary data to a terminal (use -o or redirect)")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def signals_raise():
-    """While active, SIGTERM and SIGHUP raise ``SystemExit(128 + signal)`` in this process
-    (SIGINT raises KeyboardInterrupt already), so that the ``finally`` blocks that remove
-    temporary files run when the process is killed.  A forked child that inherits the
-    handler dies of the signal as by default.  No-op outside the main thread."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pid = os.getpid()
-
-    def handler(signum, frame):
-        if os.getpid() != pid:
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        raise SystemExit(128 + signum)
-
-    old = {}
-    for name in ("SIGTERM", "SIGHUP"):
-        sig = getattr(signal, name, None)
-        if sig is not None:
-            old[sig] = signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
-
-
-def write_atomic(dest: str, chunks, force: bool) -> int:
-    """Write ``chunks`` to ``dest`` via a temporary file beside it and a rename; ``-`` is
-    stdout.  Returns bytes written.  The temporary file is created when the first chunk is
-    ready and removed on any failure, Ctrl-C, SIGTERM or SIGHUP: nothing is left behind
-    (only SIGKILL can leave it)."""
-    if dest == "-":
-        _check_binary_stdout()
-        n = 0
-        for c in chunks:
-            sys.stdout.buffer.write(c)
-            n += len(c)
-        sys.stdout.buffer.flush()
-        return n
-    target = Path(dest)
-    if target.exists() and not force:
-        raise NaccError(f"{dest} already exists (use -f to overwrite)")
-    with signals_raise():
-        it = iter(chunks)
-        first = next(it, b"")
-        tmp = None
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                                       dir=target.parent if str(target.parent) else ".")
-            n = 0
-            with os.fdopen(fd, "wb") as f:
-                f.write(first)
-                n += len(first)
-                for c in it:
-                    f.write(c)
-                    n += len(c)
-            os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, target)
-            tmp = None
-        finally:
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
-    return n
 
 
 def _progress(items, total: int, rep: Reporter, what: str):
@@ -543,7 +464,7 @@ def write_folder(root: Path, names: list[str], items, force: bool) -> int:
             tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp",
                                         dir=root.parent))
             n = 0
-            mode = 0o666 & ~_umask()
+            mode = 0o666 & ~umask()
             for (name, data), want in zip(items, names):
                 if name != want:
                     raise NaccError(f"segment {name!r} decoded out of order")
@@ -556,7 +477,7 @@ def write_folder(root: Path, names: list[str], items, force: bool) -> int:
             if n != len(names):
                 raise NaccError(f"{n} of {len(names)} segments decoded")
             if not os.path.lexists(root):
-                os.chmod(tmp, 0o777 & ~_umask())
+                os.chmod(tmp, 0o777 & ~umask())
                 os.rename(tmp, root)
                 tmp = None
             else:
@@ -656,7 +577,8 @@ def test_cmd(inputs, threads, model, device, verbose, quiet):
     override = {"model": model} if model else None
     for src in inputs:
         try:
-            n = sum(1 for _ in codec.decompress_archive(_read_input(src), threads, override, device))
+            n = sum(1 for _ in codec.decompress_archive(_read_input(src), threads, override,
+                                                        device))
             rep.info(f"{src}: OK ({n} segment(s))", level=1)
         except NaccError as e:
             rep.error(src, str(e))

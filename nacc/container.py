@@ -1,14 +1,15 @@
-"""The ``.nacc`` archive format (version 2; version 1 still reads): bytes in, bytes out.
+"""The ``.nacc`` archive format (version 3; versions 1 and 2 still read): bytes in, bytes out.
 
 All integers are unsigned LEB128 varints unless marked u8 / u32 (little endian); a string is
 a varint length then UTF-8 bytes; ``crc`` is zlib's CRC-32 as u32.  ::
 
-    archive  = magic "\\x89NAC" | version u8 (2) | header_len | header | crc(header)
+    archive  = magic "\\x89NAC" | version u8 (3) | header_len | header | crc(header)
                | block * n_blocks
     header   = predictor name (string) | predictor params (string: compact JSON, sorted keys)
                | model hash (varint length, bytes: sha256 or empty) | precision u8
                | n_segments | n_blocks
     block    = block_len | block_header | crc(block_header) | payload | crc(payload)
+               | pad_len | pad (pad_len zero bytes: the payload floor, see ``min_payload``)
     block_header = coding u8 (0: the archive's predictor; 1: the ``uniform`` table)
                | frame height | frame width | vocab | n_members | member * n_members | n_words
     member   = name (string) | dtype descr (string) | fortran u8 | ndim | dims...
@@ -23,8 +24,9 @@ segment; a block of several is a *solid group* whose predictor state runs on acr
 members.  Blocks are independent of each other.  ``coding`` 1 marks a block stored with the
 uniform table because the predictor would have coded it larger (the worst-case floor).
 
-Version 1 (still read) had no n_blocks, and one independent segment per block, each laid out
-as ``seg_len | seg_header | crc | payload | crc`` with ``seg_header = name | descr | fortran
+Version 2 (still read) is version 3 without ``pad_len | pad``.  Version 1 (still read) had
+no n_blocks, and one independent segment per block, each laid out as
+``seg_len | seg_header | crc | payload | crc`` with ``seg_header = name | descr | fortran
 | ndim | dims | frame height | frame width | vocab | prefix flag [| prefix] | data crc |
 n_words``.
 
@@ -40,9 +42,15 @@ byte change is detected.  Header values are bounded before anything is allocated
   overflow);
 * predictor names outside ``[a-z][a-z0-9_]*`` and parameters that are not a flat JSON
   object of strings, booleans, null and 64-bit integers (no recursion, no huge numbers);
-* a block claiming more tokens than its payload can hold (``max_block_tokens``: the
-  payload floor), or blocks whose free tails add up to more than ``FREE_TAIL``.  The writer refuses the same members and blocks (``check_block``,
-  ``check_names``), so that everything written reads back.
+* a block whose payload and pad are not at least ``min_payload`` bytes (its tokens at
+  ``token_bits(vocab)`` bits each, divided by ``MAX_RATIO``): the pad is exactly what tops the
+  payload up to that floor, so an archive of B bytes claims fewer than
+  ``8 * MAX_RATIO * B / token_bits(vocab)`` tokens and costs at most that many predictor
+  steps to decode.  Versions 1 and 2 have no pad: their blocks with words must meet the
+  same floor with their words alone (a block of no words decodes without the predictor),
+  and the older rANS bound (``max_block_tokens``, ``FREE_TAIL``) still applies to them.
+  The writer refuses the same members (``check_block``, ``check_names``) and pads every
+  block, so that everything written reads back.
 
 A new layout bumps ``VERSION``; old versions keep decoding.
 """
@@ -57,11 +65,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from nacc import npyio
 from nacc.errors import NaccError
 
 MAGIC = b"\x89NAC"
-VERSION = 2
-READS = (1, 2)
+VERSION = 3
+READS = (1, 2, 3)
 CODED, UNIFORM = 0, 1          # block coding: the archive's predictor / the uniform table
 MAX_SEGMENTS = 1 << 20
 MAX_TOKENS = 1 << 28           # per block: 1 GiB of int32 when decoded
@@ -70,10 +79,13 @@ MAX_NDIM = 8
 MAX_VOCAB = 65536
 MAX_PRECISION = 24
 MAX_PARAMS = 64                # keys in the predictor parameters
-# integer dtypes a token video may be stored as (the .npy descr strings numpy writes)
-DTYPES = frozenset(["|i1", "|u1"] + [e + k + n for e in "<>" for k in "iu" for n in "1248"])
+MAX_RATIO = 6                  # a block's bytes >= its tokens' fixed-width bits / 8 / MAX_RATIO
+# integer dtypes a token video may be stored as: the one list of nacc.npyio (the .npy descr
+# strings numpy writes), so that the archive and the .npy parsers accept the same ones
+DTYPES = npyio.TOKEN_DESCRS
 PREDICTOR_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
-# The payload floor (``max_block_tokens``).  rANS (nacc.kernels.cpu.rans) codes a token of
+# Version 1 and 2's payload floor (``max_block_tokens``, kept for them besides
+# ``min_payload``).  rANS (nacc.kernels.cpu.rans) codes a token of
 # frequency f (of 2**24) by state -> (state // f) * 2**24 + state % f + start, from state 0
 # backwards.  Write k = 2**24 - f; every table entry is >= 1, so k >= V - 1 (the uniform
 # table: k = 2**24 - ceil(2**24 / V)).  Along the encoder (the video read backwards):
@@ -100,7 +112,8 @@ class Header:
     model_hash: bytes
     precision: int
     n_segments: int
-    n_blocks: int | None = None      # None: one block per segment
+    n_blocks: int | None = None      # None: one block per segment (version 1)
+    version: int = VERSION
 
     @property
     def blocks(self) -> int:
@@ -232,11 +245,14 @@ def _unframe(r: _Reader, limit: int, name: str) -> bytes:
 
 # -- writing -----------------------------------------------------------------------------
 def pack_header(h: Header) -> bytes:
+    """The archive's magic, version (``h.version``: 2 or 3) and framed header."""
+    if h.version not in (2, 3):
+        raise ValueError(f"cannot write version {h.version}")
     body = (_string(h.predictor)
             + _string(json.dumps(h.params, sort_keys=True, separators=(",", ":")))
             + _string(h.model_hash) + bytes([h.precision]) + _varint(h.n_segments)
             + _varint(h.blocks))
-    return MAGIC + bytes([VERSION]) + _framed(body)
+    return MAGIC + bytes([h.version]) + _framed(body)
 
 
 def _pack_member(s: Segment) -> bytes:
@@ -250,7 +266,9 @@ def _pack_member(s: Segment) -> bytes:
     return bytes(body + struct.pack("<I", s.data_crc))
 
 
-def pack_block(b: Block) -> bytes:
+def pack_block(b: Block, version: int = VERSION) -> bytes:
+    """The block's bytes in format ``version`` (2 or 3); version 3 appends the pad that
+    tops the payload up to ``min_payload``."""
     fh, fw = b.frame_shape
     if any(s.frame_shape != b.frame_shape or s.vocab != b.vocab for s in b.segments):
         raise ValueError("block members differ in frame shape or vocabulary")
@@ -259,7 +277,15 @@ def pack_block(b: Block) -> bytes:
             + _varint(len(b.segments)) + b"".join(_pack_member(s) for s in b.segments)
             + _varint(len(words)))
     payload = words.tobytes()
-    return _framed(body) + payload + struct.pack("<I", zlib.crc32(payload))
+    out = _framed(body) + payload + struct.pack("<I", zlib.crc32(payload))
+    if version == 3:
+        if b.n_tokens > MAX_TOKENS:     # no reader takes it; its pad would not fit in memory
+            raise ValueError(f"a block of {b.n_tokens} tokens exceeds MAX_TOKENS")
+        pad = pad_bytes(b.n_tokens, b.vocab, len(words))
+        out += _varint(pad) + bytes(pad)
+    elif version != 2:
+        raise ValueError(f"cannot write version {version}")
+    return out
 
 
 # -- reading -----------------------------------------------------------------------------
@@ -279,7 +305,7 @@ def check_name(name: str) -> str | None:
     return None
 
 
-def _check_params(params, body: "_Reader") -> dict:
+def _check_params(params, body: _Reader) -> dict:
     if not isinstance(params, dict) or len(params) > MAX_PARAMS:
         raise body.fail("predictor params are not a JSON object of at most "
                         f"{MAX_PARAMS} keys")
@@ -290,6 +316,23 @@ def _check_params(params, body: "_Reader") -> dict:
             raise body.fail(f"predictor param {key!r} is not a string, boolean, null or "
                             "64-bit integer")
     return params
+
+
+def token_bits(vocab: int) -> int:
+    """Bits of one token of ``vocab`` ids at fixed width: ``bit_length(vocab - 1)``."""
+    return max(1, (vocab - 1).bit_length())
+
+
+def min_payload(n_tokens: int, vocab: int) -> int:
+    """The least bytes of payload plus pad of a block of ``n_tokens`` tokens: their
+    fixed-width size over ``MAX_RATIO``, rounded up (Python integers)."""
+    return -(-n_tokens * token_bits(vocab) // (8 * MAX_RATIO))
+
+
+def pad_bytes(n_tokens: int, vocab: int, n_words: int) -> int:
+    """The pad of a version 3 block: what tops ``4 * n_words`` payload bytes up to
+    ``min_payload`` (0 when the words reach it)."""
+    return max(0, min_payload(n_tokens, vocab) - 4 * n_words)
 
 
 def floor_tokens(n_words: int, vocab: int, coding: int) -> int:
@@ -308,7 +351,7 @@ def floor_tokens(n_words: int, vocab: int, coding: int) -> int:
     return mid + steady
 
 
-def free_tokens(block: "Block") -> int:
+def free_tokens(block: Block) -> int:
     """Tokens of ``block`` beyond ``floor_tokens`` of its payload: the least length of its
     free tail.  A block of no words is all tail (it decodes without the predictor, see
     ``nacc.codec``); the others share an archive's ``FREE_TAIL``."""
@@ -321,15 +364,20 @@ def max_block_tokens(n_words: int, vocab: int, coding: int) -> int:
     return floor_tokens(n_words, vocab, coding) + FREE_TAIL
 
 
-def check_block(block: "Block") -> None:
-    """NaccError unless ``read_block`` would accept ``block``: its members and the payload
-    floor (the writer calls it, so that nothing is written that would not read back)."""
+def check_block(block: Block, version: int = VERSION) -> None:
+    """NaccError unless ``read_block`` would accept ``block`` written in ``version``: its
+    members, and for versions 1 and 2 the payload floors (version 3 pads every block up to
+    its floor).  The writer calls it, so that nothing is written that would not read back."""
     for s in block.segments:
         why = segment_problem(s)
         if why is not None:
             raise NaccError(why)
-    if free_tokens(block) > FREE_TAIL:
-        raise NaccError(_tail_message(block.n_tokens, len(block.words)))
+    if version < 3:
+        why = _old_floor_problem(block.n_tokens, len(block.words), block.vocab)
+        if why is not None:
+            raise NaccError(why)
+        if free_tokens(block) > FREE_TAIL:
+            raise NaccError(_tail_message(block.n_tokens, len(block.words)))
 
 
 def _tail_message(n: int, w: int) -> str:
@@ -339,15 +387,19 @@ def _tail_message(n: int, w: int) -> str:
 
 
 class TailBudget:
-    """The writer's side of ``read_archive``'s check that the blocks with words have at
-    most ``FREE_TAIL`` free tokens in all: ``add`` each packed block as it is written."""
+    """The writer's side of ``read_archive``'s check that the blocks with words of a
+    version 1 or 2 archive have at most ``FREE_TAIL`` free tokens in all: ``add`` each
+    packed block as it is written (for version 3 it only checks that the block reads)."""
 
-    def __init__(self):
+    def __init__(self, version: int = VERSION):
         self.used = 0
+        self.version = version
 
     def add(self, packed: bytes, n_members: int) -> None:
-        header = Header("", {}, b"", MAX_PRECISION, n_members, 1)
+        header = Header("", {}, b"", MAX_PRECISION, n_members, 1, self.version)
         block, _ = read_block(packed, 0, header)
+        if self.version >= 3:
+            return
         if len(block.words):
             self.used += free_tokens(block)
         if self.used > FREE_TAIL:
@@ -385,7 +437,7 @@ def read_header(buf: bytes | memoryview) -> tuple[Header, int]:
             raise body.fail(f"{n_blocks} blocks for {n_segments} segments")
     if not body.done() or not isinstance(params, dict):
         raise body.fail("malformed header")
-    return Header(name, params, model_hash, precision, n_segments, n_blocks), r.pos
+    return Header(name, params, model_hash, precision, n_segments, n_blocks, version), r.pos
 
 
 def _read_shape(b: _Reader) -> tuple[int, ...]:
@@ -429,11 +481,44 @@ def _check_member(b: _Reader, s: Segment) -> None:
         raise b.fail(why)
 
 
-def _check_floor(b: _Reader, n_tokens: int, n_words: int, vocab: int, coding: int) -> None:
+def _old_floor_problem(n_tokens: int, n_words: int, vocab: int) -> str | None:
+    """Why a version 1 or 2 block (no pad) breaks ``min_payload`` (None when it does not):
+    only blocks with words, since a block of no words decodes without the predictor."""
+    need = min_payload(n_tokens, vocab)
+    if n_words and 4 * n_words < need:
+        return (f"{n_tokens} tokens ({token_bits(vocab)} bits each) claimed in {n_words} "
+                f"payload words, under the floor of {need} bytes (1/{MAX_RATIO} of their "
+                "fixed-width size)")
+    return None
+
+
+def _check_floor(b: _Reader, n_tokens: int, n_words: int, vocab: int, coding: int,
+                 version: int) -> None:
+    """Versions 1 and 2: the rANS bound and ``min_payload`` on the words (version 3's
+    floor is its pad, read after the payload)."""
+    if version >= 3:
+        return
     cap = max_block_tokens(n_words, vocab, coding)
     if n_tokens > cap:
         raise b.fail(f"{n_tokens} tokens claimed, but {n_words} payload words hold at most "
                      f"{cap}")
+    why = _old_floor_problem(n_tokens, n_words, vocab)
+    if why is not None:
+        raise b.fail(why)
+
+
+def _read_pad(r: _Reader, n_tokens: int, vocab: int, n_words: int) -> None:
+    """Version 3's pad: exactly ``pad_bytes`` zero bytes (checked without a copy)."""
+    want = pad_bytes(n_tokens, vocab, n_words)
+    got = r.varint(want, "pad length")
+    if got != want:
+        raise r.fail(f"pad of {got} bytes, but {n_tokens} tokens in {n_words} words need "
+                     f"{want}")
+    if r.pos + got > len(r.buf):
+        raise r.fail("truncated")
+    if np.frombuffer(r.buf, np.uint8, got, r.pos).any():
+        raise r.fail("pad bytes are not zero")
+    r.pos += got
 
 
 def _read_payload(r: _Reader, n_words: int, what: str) -> np.ndarray:
@@ -462,7 +547,7 @@ def _read_block_v1(buf: bytes | memoryview, offset: int) -> tuple[Block, int]:
     n_words = b.varint(seg.n_tokens + 2, "payload words")
     if not b.done():
         raise b.fail("trailing bytes")
-    _check_floor(b, seg.n_tokens, n_words, vocab, CODED)
+    _check_floor(b, seg.n_tokens, n_words, vocab, CODED, 1)
     words = _read_payload(r, n_words, f"segment {name!r}")
     return Block(CODED, (seg,), words), r.pos
 
@@ -471,7 +556,7 @@ def read_block(buf: bytes | memoryview, offset: int, header: Header,
                members_left: int | None = None) -> tuple[Block, int]:
     """Parse one block starting at ``offset`` (``header`` gives the version's layout);
     returns it and the next offset.  ``members_left`` bounds its member count."""
-    if header.n_blocks is None:
+    if header.n_blocks is None or header.version == 1:
         return _read_block_v1(buf, offset)
     r = _Reader(buf, "block")
     r.pos = offset
@@ -503,8 +588,10 @@ def read_block(buf: bytes | memoryview, offset: int, header: Header,
     n_words = b.varint(n_tokens + 2, "payload words")
     if not b.done():
         raise b.fail("trailing bytes")
-    _check_floor(b, n_tokens, n_words, vocab, coding)
+    _check_floor(b, n_tokens, n_words, vocab, coding, header.version)
     words = _read_payload(r, n_words, f"block of {members[0].name!r}")
+    if header.version >= 3:
+        _read_pad(r, n_tokens, vocab, n_words)
     return Block(coding, tuple(members), words), r.pos
 
 
@@ -523,7 +610,7 @@ def read_archive(buf: bytes) -> tuple[Header, list[Block]]:
                 raise NaccError(f"damaged archive: {why}")
         blocks.append(block)
         left -= len(block.segments)
-    tail = sum(free_tokens(b) for b in blocks if len(b.words))
+    tail = sum(free_tokens(b) for b in blocks if len(b.words)) if header.version < 3 else 0
     if tail > FREE_TAIL:
         raise NaccError(f"damaged archive: its blocks claim {tail} tokens more than their "
                         f"payloads can code (at most {FREE_TAIL} in all)")

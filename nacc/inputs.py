@@ -47,7 +47,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from nacc import npyio
 from nacc.errors import NaccError
@@ -271,10 +271,13 @@ class _Source:
         self.raw_done = False
         self.buf = bytearray()             # tar bytes not yet handed out
         self.pos = 0                       # tar bytes handed out so far
-        self.kind, self.new = next(((name, new) for magic, name, new in _COMPRESSIONS
-                                    if self.raw.startswith(magic)), (None, None))
+        found = next(((name, new) for magic, name, new in _COMPRESSIONS
+                      if self.raw.startswith(magic)), None)
+        self.kind: str | None = found[0] if found else None
+        self.new: Any = found[1] if found else None
         self.magic = self.raw[:2] if self.kind else b""   # enough to tell the next stream
-        self.dec = self.new() if self.new else None
+        # zlib, lzma or bz2 decompressor (they share decompress/eof/unused_data only)
+        self.dec: Any = self.new() if self.new else None
 
     def _raw_more(self) -> bool:
         """Read more input into ``raw`` if it is empty; False at the end of the file."""

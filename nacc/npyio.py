@@ -167,8 +167,9 @@ def from_array(arr: np.ndarray) -> NpyFile:
     if arr.dtype.hasobject:
         raise NaccError("object arrays are not token videos")
     fortran = bool(arr.flags.f_contiguous and not arr.flags.c_contiguous)
-    descr = np.lib.format.dtype_to_descr(arr.dtype)
-    check_descr_shape(descr, tuple(int(d) for d in arr.shape))
+    raw_descr = np.lib.format.dtype_to_descr(arr.dtype)
+    check_descr_shape(raw_descr, tuple(int(d) for d in arr.shape))
+    descr = str(raw_descr)                  # checked: one of TOKEN_DESCRS
     data = arr.tobytes(order="F" if fortran else "C")
     return NpyFile(canonical_prefix(descr, fortran, arr.shape), descr, fortran,
                    tuple(arr.shape), data)

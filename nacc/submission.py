@@ -237,12 +237,12 @@ def plan(archive_bytes: bytes, do_minify: bool = True) -> Plan:
         p = Path(f).resolve()
         if not p.is_file() or p.suffix == ".py":
             continue
-        if _under(p, model_path):
+        if model_path is not None and _under(p, model_path):
             base = model_path if model_path.is_dir() else model_path.parent
             out.files[f"{SRC}/model/{p.relative_to(base).as_posix()}"] = p.read_bytes()
             out.path_params["model"] = f"{SRC}/model" + ("" if model_path.is_dir()
                                                          else f"/{model_path.name}")
-        elif _under(p, zoo) and p != zoo and not _skipped(p.relative_to(zoo)):
+        elif zoo is not None and _under(p, zoo) and p != zoo and not _skipped(p.relative_to(zoo)):
             out.files[f"{SRC}/{MODELS}/{p.relative_to(zoo).as_posix()}"] = p.read_bytes()
         elif _under(p, package) and not _skipped(p.relative_to(root)):
             out.files[f"{SRC}/{p.relative_to(root).as_posix()}"] = p.read_bytes()
@@ -271,7 +271,7 @@ def decompress_script(p: Plan) -> str:
     template = (Path(__file__).parent / "submission_template.py").read_text()
     config = {"archive": ARCHIVE, "requirements": p.requirements, "modules": p.modules,
               "path_params": p.path_params}
-    line = "CONFIG = {}  # filled in by `nacc submission`"
+    line = "CONFIG: dict = {}  # filled in by `nacc submission`"
     if line not in template:
         raise NaccError("submission template lacks its CONFIG line")
     return template.replace(line, f"CONFIG = {config!r}")
@@ -376,7 +376,8 @@ def check_names(names: list[str]) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
 def submission(inputs, output, force, predictor, model, vocab, device, threads, minify, quiet):
     """Write a commaVQ challenge zip: compressed segments + decompress.py + nacc source."""
-    from nacc import codec, inputs as ninputs, npyio
+    from nacc import codec, npyio
+    from nacc import inputs as ninputs
     from nacc.fileio import write_atomic
 
     where = output

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-CONFIG = {}  # filled in by `nacc submission`
+CONFIG: dict = {}  # filled in by `nacc submission`
 HERE = Path(__file__).resolve().parent
 
 

@@ -175,9 +175,10 @@ class DocParser:
 
 
 def doc_parse(buf: bytes) -> dict:
-    """The whole archive by the document: ``archive`` or ``archive_v1`` by its version."""
+    """The whole archive by the document: ``archive``, ``archive_v2`` or ``archive_v1`` by
+    its version."""
     structs = structures()
-    for name in ("archive", "archive_v1"):
+    for name in ("archive", "archive_v2", "archive_v1"):
         version = int(code([r for r in structs[name] if r["field"] == "version"][0]["value"]))
         if buf[4] == version:
             rec, pos = DocParser(buf).parse(name, 0)

@@ -4,9 +4,8 @@ A family skipped here fails on today's code for the reasons its skip lists; unsk
 those are fixed."""
 from __future__ import annotations
 
-import pytest
-
 import fuzz
+import pytest
 
 # family -> (cases, why it is skipped today or None)
 SLICE = {

@@ -36,8 +36,17 @@ EXPECTED = {
     "garbage-dtype": "dtype 'garbage' is not an integer dtype",
     "huge-dtype": "dtype '<V3000000000' is not an integer dtype",
     "huge-number-params": "predictor params are not JSON",
-    "many-free-blocks": "its blocks claim 1572350 tokens more than their payloads can code "
-                        "(at most 1048576 in all)",
+    "many-free-blocks": "1048576 tokens (10 bits each) claimed in 1 payload words, under the "
+                        "floor of 218454 bytes (1/6 of their fixed-width size)",
+    "v2-vocab2-2e28-tokens": "268435456 tokens (1 bits each) claimed in 2 payload words, under "
+                             "the floor of 5592406 bytes",
+    "v2-122m-tokens": "121386147 tokens (10 bits each) claimed in 230 payload words, under the "
+                      "floor of 25288781 bytes",
+    "v2-v65536-tail": "1048576 tokens (16 bits each) claimed in 2 payload words, under the "
+                      "floor of 349526 bytes",
+    "v3-short-pad": "damaged archive: block: pad of 0 bytes, but 1536 tokens in 0 words need 320",
+    "v3-long-pad": "damaged archive: block: pad length = 321 exceeds the limit 320",
+    "v3-nonzero-pad": "damaged archive: block: pad bytes are not zero",
     "nested-params": "predictor params are not JSON",
     "nul-name": "unsafe segment name 'a\\x00b.npy': character '\\x00' in name",
     "wrap-shape": "shape (65536, 65536, 65536, 65536) is not a video of 8x16 frames",
@@ -172,17 +181,34 @@ def test_floor_holds_for_the_likeliest_symbol():
     assert container.floor_tokens(2, 1024, container.UNIFORM) == 17 + 33
 
 
-def test_a_constant_video_codes_to_no_words_and_decodes_without_the_predictor():
-    x = np.zeros((5000, 8, 16), np.int16)               # 640,000 tokens
+def test_a_constant_video_codes_to_no_words_and_is_padded_to_the_floor():
+    """A constant video codes to no rANS words; version 3 pads it to min_payload (its 10-bit
+    tokens / 8 / MAX_RATIO) and decodes it without the predictor, at any length."""
+    x = np.zeros((9000, 8, 16), np.int16)               # 1,152,000 tokens
     segs = [("z.npy", npyio.from_array(x))]
     archive = b"".join(codec.compress_segments(segs, codec.Options("prevframe")))
     _, (block,) = container.read_archive(archive)
-    assert len(block.words) == 0 and len(archive) == 64
+    assert len(block.words) == 0
+    assert container.min_payload(1152000, 1024) == 240000
+    assert len(archive) == 64 + 3 + 240000               # the 64 bytes of v2, pad_len, pad
     (_, data), = codec.decompress_archive(archive)
     assert data == npyio.npy_bytes(segs[0][1])
-    long = [("z.npy", npyio.from_array(np.zeros((9000, 8, 16), np.int16)))]
-    with pytest.raises(NaccError, match="1152000 tokens coded in 0 words"):
-        b"".join(codec.compress_segments(long, codec.Options("prevframe")))
+
+
+def test_the_floor_bounds_tokens_per_archive_byte():
+    """min_payload in numbers: 1/MAX_RATIO of fixed-width bits, rounded up; an archive of
+    B bytes holds fewer than 8 * MAX_RATIO * B / token_bits tokens whatever its words."""
+    assert container.MAX_RATIO == 6
+    assert [container.token_bits(v) for v in (2, 3, 16, 17, 1024, 1025, 65536)] == \
+        [1, 2, 4, 5, 10, 11, 16]
+    assert [container.min_payload(n, 1024) for n in (0, 1, 4, 5, 1536)] == [0, 1, 1, 2, 320]
+    assert container.min_payload(1 << 28, 2) == 5592406
+    assert [container.pad_bytes(1536, 1024, w) for w in (0, 79, 80, 500)] == [320, 4, 0, 0]
+    for w, n in ((0, 1), (3, 17), (100, 1000)):
+        seg = container.Segment("a.npy", "<i2", False, (n, 1, 1), (1, 1), 1024, 0)
+        packed = container.pack_block(container.Block(container.CODED, (seg,),
+                                                      np.zeros(w, np.uint32)))
+        assert len(packed) >= container.min_payload(n, 1024)
 
 
 # -- models --------------------------------------------------------------------------------
@@ -224,10 +250,10 @@ def test_missing_model_folder_hints_at_model_option(tmp_path, dev_clip):
 # -- signals -------------------------------------------------------------------------------
 def test_sigterm_during_compress_leaves_no_tmp(tmp_path, dev_clip):
     np.save(tmp_path / "c.npy", np.tile(dev_clip[:100], (20, 1, 1)))
-    code = ("import sys, time; from nacc import cli\n"
+    code = ("import sys, time; from nacc import fileio\n"
             "def slow():\n    yield b'x'\n    print('ready', flush=True)\n    time.sleep(60)\n"
             "    yield b'y'\n"
-            "cli.write_atomic(sys.argv[1], slow(), False)\n")
+            "fileio.write_atomic(sys.argv[1], slow(), False)\n")
     env = dict(os.environ, PYTHONPATH=str(HERE.parent))
     p = subprocess.Popen([sys.executable, "-c", code, "out.nacc"], cwd=tmp_path, env=env,
                          stdout=subprocess.PIPE)

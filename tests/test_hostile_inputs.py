@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cli_in_process
 
+from conftest import cli_in_process
 from nacc import inputs, npyio
 from nacc.errors import NaccError
 
@@ -187,3 +187,86 @@ def test_byte_flips_and_cuts_are_refused_or_harmless(tmp_path, kind):
     # what may change harmlessly: gzip's time stamp, OS and extra flags; zip's version,
     # date and attribute fields
     assert refused + same == len(cases) and same < len(raw) // 5, (refused, same)
+
+
+def test_archive_and_npy_parsers_share_one_dtype_list():
+    from nacc import container
+
+    assert container.DTYPES is npyio.TOKEN_DESCRS
+    seg = container.Segment("a.npy", "<i1", False, (1, 1, 1), (1, 1), 2, 0)
+    assert container.segment_problem(seg) == "segment 'a.npy': dtype '<i1' is not an integer dtype"
+
+
+# -- a plain .tar has no data checksum -----------------------------------------------------
+def _tar(tmp_path, arr) -> Path:
+    import io
+    import json
+    import tarfile
+
+    raw = io.BytesIO()
+    np.save(raw, arr)
+    path = tmp_path / "data-0000.tar"
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as t:
+        for name, data in (("000000.json", json.dumps({"file_name": "s.npy"}).encode()),
+                           ("000000.token.npy", raw.getvalue())):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), 0
+            t.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_damage_inside_a_plain_tar_member_round_trips_what_was_read(tmp_path):
+    """A plain .tar, like a plain .npy, carries no data checksum: a changed token byte is
+    not seen, --rm removes the tar, and the archive restores exactly what was read (the
+    fuzz oracle's rule, fuzz._tar_segments)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import fuzz
+
+    arr = np.arange(2 * 8 * 16, dtype=np.int16).reshape(2, 8, 16) % 1024
+    path = _tar(tmp_path, arr)
+    blob = bytearray(path.read_bytes())
+    data_at = 3 * 512 + 128                          # inside 000000.token.npy's data
+    assert blob[data_at:data_at + 2] == arr.tobytes()[:2]
+    blob[data_at] ^= 0x01
+    path.write_bytes(bytes(blob))
+    read = fuzz._tar_segments(bytes(blob))
+    assert list(read) == ["s.npy"]
+    assert read["s.npy"] != npyio.npy_bytes(npyio.from_array(arr))
+    r = cli_in_process(["compress", "-q", "--rm", "--predictor", "prevframe", path.name],
+                       tmp_path)
+    assert (r.exit_code, r.output) == (0, "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data-0000.tar.nacc"]
+    r = cli_in_process(["decompress", "data-0000.tar.nacc"], tmp_path)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "data-0000" / "s.npy").read_bytes() == read["s.npy"]
+
+
+# -- the first-run compile notice ----------------------------------------------------------
+@pytest.mark.parametrize("flags,verbose,quiet", [([], False, False), (["-v"], True, False),
+                                                 (["-q"], False, True)])
+def test_cli_sets_the_compile_notice(tmp_path, monkeypatch, flags, verbose, quiet):
+    """Every command tells compile_notice its verbosity: -v shows the line in pipes too,
+    -q never shows it."""
+    from nacc.kernels.cpu import compile_notice as cn
+
+    calls = []
+    monkeypatch.setattr(cn, "enable", lambda v, q=False: calls.append((v, q)))
+    np.save(tmp_path / "c.npy", np.zeros((2, 8, 16), np.int16))
+    r = cli_in_process(["compress", *flags, "--predictor", "uniform", "c.npy"], tmp_path)
+    assert r.exit_code == 0, r.output
+    assert calls == [(verbose, quiet)]
+
+
+def test_quiet_compile_notice_prints_nothing(monkeypatch, capsys):
+    from nacc.kernels.cpu import compile_notice as cn
+
+    monkeypatch.setattr(cn, "_shown", False)
+    cn.enable(True, quiet=True)
+    cn.show()
+    cn.enable(True)
+    cn.show()
+    cn.show()
+    cn.enable(False)
+    assert capsys.readouterr().err == cn.MESSAGE + "\n"

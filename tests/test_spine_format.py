@@ -164,7 +164,7 @@ def test_magic_version_predictor_errors(small_clip):
 def test_hostile_header_is_an_error_not_an_allocation():
     seg = container.Segment("h.npy", "<i2", False, (10**12 // 128, 128), (8, 16), 1024, 0)
     block = container.Block(container.CODED, (seg,), np.zeros(1, np.uint32))
-    archive = _with_header() + container.pack_block(block)
+    archive = _with_header() + container.pack_block(block, 2)   # v3 would not pad 10**12
     with pytest.raises(NaccError, match="exceeds the limit"):
         list(codec.decompress_archive(archive))
     many = container.pack_header(container.Header("prevframe", {}, b"", 24, 10**9))
@@ -201,8 +201,11 @@ def golden_cases(dev_clip):
         "cm-dev12-solid3": (parts, codec.Options("cm", (("prior", "commavq-v2"),), solid=3)),
         "cm-v3-dev12": (one, codec.Options("cm", (("prior", "commavq-v3"),))),
         "cm-v4-dev12": (one, codec.Options("cm")),
+        "prevframe-zeros12-padded": ([("zeros.npy", npyio.from_array(np.zeros_like(clip)))],
+                                     codec.Options("prevframe")),
     }
-    assert sorted(cases) == sorted(p.stem for p in GOLDEN.glob("*.nacc")), \
+    stored = sorted(p.stem for p in GOLDEN.glob("*.nacc"))
+    assert regenerating_golden() or sorted(cases) == stored, \
         "every golden archive has a case, and every case a golden archive"
     return cases
 
@@ -222,6 +225,41 @@ def test_golden_archives_keep_decoding(dev_clip):
         assert list(codec.decompress_archive(stored)) == \
             [(n, npyio.npy_bytes(s)) for n, s in segments], name
         assert fresh == stored, f"{name}: encoder output changed (bump the format version?)"
+
+
+V2_GOLDEN = {   # golden/v2/ archive -> the golden case it was written from by format version 2
+    "cm-dev12": "cm-dev12", "cm-dev12-solid3": "cm-dev12-solid3", "cm-v3-dev12": "cm-v3-dev12",
+    "cm-v4-dev12": "cm-v4-dev12", "prevframe-dev12": "prevframe-dev12",
+    "prevframe-dev12-solid2": "prevframe-dev12-solid2",
+    "prevframe-v37-flat": "prevframe-v37-flat",
+    "prevframe-v37-noise-stored": "prevframe-v37-noise-stored", "uniform-dev12": "uniform-dev12",
+}
+
+
+@pytest.mark.parametrize("name", sorted(V2_GOLDEN))
+def test_version_2_archives_keep_decoding(name, dev_clip):
+    """Archives written by format version 2 (golden/v2/, no pad) decode to their exact
+    inputs, and re-packing their blocks as version 2 gives the same bytes."""
+    stored = (GOLDEN / "v2" / f"{name}.nacc").read_bytes()
+    assert stored[4] == 2
+    segments, _ = golden_cases(dev_clip)[V2_GOLDEN[name]]
+    assert list(codec.decompress_archive(stored)) == \
+        [(n, npyio.npy_bytes(s)) for n, s in segments]
+    header, blocks = container.read_archive(stored)
+    assert header.version == 2
+    assert container.pack_header(header) + b"".join(
+        container.pack_block(b, 2) for b in blocks) == stored
+
+
+def test_old_goldens_meet_the_payload_floor():
+    """The floor that versions 1 and 2 must meet too: every old golden block with words is
+    at least min_payload bytes, by a margin (the least ratio of payload to floor)."""
+    ratios = []
+    for p in sorted(GOLDEN.glob("v[12]/*.nacc")):
+        _, blocks = container.read_archive(p.read_bytes())
+        ratios += [4 * len(b.words) / container.min_payload(b.n_tokens, b.vocab)
+                   for b in blocks if len(b.words)]
+    assert len(ratios) == 14 and min(ratios) > 2, ratios
 
 
 V1_GOLDEN = {   # archive -> segment name, frames of the dev clip or a formula, written by v1

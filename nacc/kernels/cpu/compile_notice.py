@@ -2,7 +2,9 @@
 ahead-of-time build of ``aot`` runs): ``nacc: compiling kernels (first run only)...``.
 
 Printed at most once per process, and only when stderr is a terminal or ``enable(True)``
-was called (the CLI's ``-v``); never in pipes or logs otherwise.  ``install()`` listens to
+was called (the CLI's ``-v``); never in pipes or logs otherwise, and never after
+``enable(False, quiet=True)`` (the CLI's ``-q``).  The CLI calls ``enable`` once per
+command (``nacc.cli.Reporter``).  ``install()`` listens to
 numba's ``numba:compile`` event, which fires only when a function is really compiled, not
 when it is loaded from the cache.
 """
@@ -12,20 +14,23 @@ import sys
 
 MESSAGE = "nacc: compiling kernels (first run only)..."
 _verbose = False
+_quiet = False
 _shown = False
 _installed = False
 
 
-def enable(verbose: bool) -> None:
-    """Show the line also when stderr is not a terminal (``-v``)."""
-    global _verbose
+def enable(verbose: bool, quiet: bool = False) -> None:
+    """Show the line also when stderr is not a terminal (``verbose``: ``-v``), or never
+    (``quiet``: ``-q``)."""
+    global _verbose, _quiet
     _verbose = bool(verbose)
+    _quiet = bool(quiet)
 
 
 def show() -> None:
     """Print the line (once per process) if stderr is a terminal or verbose is on."""
     global _shown
-    if _shown:
+    if _shown or _quiet:
         return
     try:
         wanted = _verbose or sys.stderr.isatty()
