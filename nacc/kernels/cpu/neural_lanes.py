@@ -24,7 +24,13 @@ or the thread count:
   is an integer of magnitude at most ``max_n sum_k |W[n, k]| * max|x|``; ``Gemm`` checks at
   pack time that this bound is below 2**24 (float32) or else 2**53 (float64), so any
   blocking, summation order or fused multiply-add gives the exact integer, and the
-  conversion back to int64 is exact.
+  conversion back to int64 is exact.  Where the host has AVX-512 VNNI, the products
+  (the attention scores included, with each job's keys packed as weights) run as int8
+  products in int32 (``nacc.kernels.cpu.int8gemm``), exact in any order as well.
+
+Decoding a frame on the int8 path is one numba call (``decode_frame_int8``: per position
+the hidden rows of all lanes, their product, the tables and the rANS steps).  Large work
+arrays are reused from call to call (``Scratch``).
 
 The decoders run the rANS decoder of ``nacc.kernels.cpu.rans`` per lane, at 24 bits, on
 tables of total ``2**P`` shifted left by ``24 - P`` (as ``nacc.coder`` encodes them).
