@@ -19,6 +19,7 @@ from nacc import codec, coder, container, npyio  # noqa: E402
 from nacc.errors import NaccError  # noqa: E402
 from nacc.kernels.triton import accelerate, gpu_available, has_kernel  # noqa: E402
 from nacc.kernels.triton import batch as gb  # noqa: E402
+from nacc.kernels.triton.jit import DECODE, INTERVALS, TABLES  # noqa: E402
 from nacc.predictors import base as predictors  # noqa: E402
 from nacc.predictors.base import Predictor, check_table  # noqa: E402
 from nacc.predictors.prevframe import PrevFrame, _run_tables  # noqa: E402
@@ -294,13 +295,33 @@ def test_triton_out_of_memory_splits_then_falls_back(monkeypatch):
     assert all(np.array_equal(a, b) for a, b in zip(dec, clips, strict=True))
 
 
-def test_triton_kernels_compile_for_sm90():
-    """Every kernel and mode compiles for an H100 (sm_90) with Triton's bundled ptxas."""
+def test_triton_kernels_compile_for_sm90(tmp_path):
+    """Every kernel and mode compiles for an H100 (sm_90) with Triton's bundled ptxas: the
+    fixed variants (cm excluded: ~30 s of CPU per mode, run by hand) and every launch the
+    neural driver makes for a tiny transformer and lstm (recorded under the interpreter)."""
     pytest.importorskip("triton.backends.nvidia")
-    from nacc.kernels.triton import aot
+    from neural_models import random_model
 
-    done = aot.compile_all(90, exclude="cm ")     # cm: ~30 s of CPU per mode, run by hand
-    assert len(done) == len([v for v in aot.variants() if not v[0].startswith("cm ")])
+    from nacc.kernels.triton import compile_check
+    from nacc.neural.modelfile import save_model
+
+    neural = []
+    for arch, over in [("transformer", dict(k_frames=2, motion_clamp=3, subst=True,
+                                            copy_bias=True)),
+                       ("lstm", dict(k_frames=2, motion_clamp=2, copy_max=True))]:
+        save_model(random_model(arch, 24, (3, 4), seed=1, **over), tmp_path / arch)
+        got = compile_check.neural_variants(str(tmp_path / arch), 24, (3, 4),
+                                            repeating_clips(24, (3, 4), 0, (2,))[0])
+        kinds = {label.split()[1] for label, *_ in got}
+        assert kinds == ({"lin_kernel", "head_hidden_kernel", "head_table_kernel"}
+                         | ({"layer_norm_kernel", "attention_kernel"} if arch == "transformer"
+                            else {"lstm_cell_kernel"})), kinds
+        modes = {c["MODE"] for _, (_, fn), _, c, _ in got if fn == "head_table_kernel"}
+        assert modes == {TABLES, INTERVALS, DECODE}
+        neural += got
+    done = compile_check.compile_all(90, exclude="cm ", extra=neural)
+    assert len(done) == len([v for v in compile_check.variants()
+                             if not v[0].startswith("cm ")]) + len(neural)
     for label, asm in done:
         assert asm["cubin"], label
         if "prevframe" in label and ("DECODE" in label or "PUSH" in label):

@@ -22,7 +22,7 @@ integer spec; tests compare every path with the CPU under the interpreter).
 
 Layout: ``jit/`` holds the kernel sources (one module per predictor), ``runtime`` loads them
 per backend, ``drivers`` owns device buffers and launches, ``predictor`` wraps a CPU predictor,
-``batch`` runs many lanes per launch, ``aot`` compiles every kernel for a GPU target without a
+``batch`` runs many lanes per launch, ``compile_check`` compiles every kernel for a GPU target without a
 GPU (a check).
 """
 from __future__ import annotations
