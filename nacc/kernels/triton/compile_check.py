@@ -80,13 +80,13 @@ def neural_variants(model_folder: str, vocab: int, frame_shape: tuple[int, int],
     import inspect
 
     from nacc import coder
-    from nacc.predictors.base import get
+    from nacc.predictors.base import build
 
     from .drivers import LaneBatch
     from .neural import NeuralDriver
     from .runtime import Backend
 
-    pred = get(_arch_of(model_folder))(vocab, frame_shape, model=model_folder)
+    pred = build(_arch_of(model_folder), vocab, frame_shape, {"model": model_folder})
     drv = NeuralDriver(pred, Backend("interpret", "cpu"))
     seen: dict = {}
 
