@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one GPU check, for one H100/H200-class GPU (torch and triton installed, no network),
 # under 5 minutes in all (each step has its own timeout):
-#   1. the Triton tests on the device (pytest -k triton: the CUDA-only tests included);
+#   1. the Triton tests on the device (pytest -m gpu -k triton: the CUDA tests; the
+#      interpreter tier runs in make test), every predictor against the CPU on real frames;
 #   2. cross-device round trips (bench/gpu_roundtrip.py) for every predictor with a kernel,
 #      transformer and lstm with the shipped models (models/commavq-dev-*): the real dev clip
 #      as one segment and as a 64-segment archive; CPU archive == GPU archive byte for byte
@@ -75,11 +76,11 @@ EOF
 else
     DEV=cuda; CLI_DEV=cuda; CLI_VOCAB=1024
     MODEL_ARGS=()
-    TESTS=(tests -k triton)
+    TESTS=(tests -m gpu -k triton)
     TRIP=(--segments 64 --batches 1,16,0)
     BENCH=(--frames 20 --batches 1,16,256,max --max-lanes 4096)
     CLI_CLIP="import numpy as np; np.save('$TMP/clip.npy', np.load('tests/data/commavq_dev.npy'))"
-    T_TESTS=90; T_TRIP=75; T_CLI=45; T_BENCH=75
+    T_TESTS=120; T_TRIP=70; T_CLI=40; T_BENCH=70
 fi
 note "gpu_check $([ "$DRY" = 1 ] && echo 'DRY RUN (interpreter, tiny sizes)' || echo "on $DEV"): $("$PY" -c 'import torch, triton; print("torch", torch.__version__, "triton", triton.__version__, "cuda", torch.cuda.is_available())' 2>&1 | tail -1)"
 

@@ -419,3 +419,27 @@ def test_triton_cuda_and_interpreter_agree(dev_clip):
     a = gb.encode_many(cpu, [tok], device="cuda")[0]
     b = gb.encode_many(cpu, [tok], device="interpret")[0]
     assert np.array_equal(a, b)
+
+
+@pytest.mark.gpu
+@cuda_only
+@pytest.mark.parametrize("arch", ["transformer", "lstm"])
+def test_triton_cuda_neural_equals_cpu_on_dev_clip(arch, dev_clip):
+    """On the GPU, the shipped neural models on real frames: full tables of 2 frames, and 6
+    segments of unequal length in batches of all lanes and of 4, equal the CPU."""
+    from pathlib import Path
+
+    model = Path(__file__).resolve().parents[1] / "models" / f"commavq-dev-{arch}"
+    cpu = predictors.build(arch, 1024, (8, 16), {"model": str(model)})
+    gpu = accelerate(cpu, "cuda")
+    tok = np.ascontiguousarray(dev_clip[:2], np.int32)
+    for a, b in zip(cpu.tables(tok), gpu.tables(tok), strict=True):
+        assert np.array_equal(a, b)
+    clips = [np.ascontiguousarray(np.roll(dev_clip, 11 * k, axis=0)[:3 + 5 * k], np.int32)
+             for k in range(6)]
+    ref = [_words(cpu, c) for c in clips]
+    for batch in (None, 4):
+        got = gb.encode_many(gpu, clips, batch=batch)
+        assert all(np.array_equal(a, b) for a, b in zip(got, ref, strict=True))
+        dec = gb.decode_many(gpu, [(w, len(c)) for w, c in zip(ref, clips)], batch=batch)
+        assert all(np.array_equal(a, b) for a, b in zip(dec, clips, strict=True))
