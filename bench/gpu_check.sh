@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one GPU check, for one H100/H200-class GPU (torch and triton installed, no network),
 # under 5 minutes in all (each step has its own timeout):
-#   1. the Triton tests on the device (pytest -k triton: the CUDA-only tests included);
+#   1. the Triton tests on the device (pytest -m gpu -k triton: the CUDA tests; the
+#      interpreter tier runs in make test), every predictor against the CPU on real frames;
 #   2. cross-device round trips (bench/gpu_roundtrip.py) for every predictor with a kernel,
 #      transformer and lstm with the shipped models (models/commavq-dev-*): the real dev clip
 #      as one segment and as a 64-segment archive; CPU archive == GPU archive byte for byte
@@ -11,6 +12,7 @@
 #   4. one table of segments/s, encode and decode, at batch 1, 16, 256 and the largest that
 #      fits, beside the CPU path in the same run (bench/bench_gpu.py).
 # Usage: bench/gpu_check.sh [--dry-run]     (or NACC_GPU_CHECK_DRY=1)
+# NACC_GPU_CHECK_PREDICTORS=a,b limits steps 2-4 to those predictors (default: all five).
 # --dry-run runs the same steps on the CPU through Triton's interpreter with tiny sizes (the
 # clip cut to a few frames of 2x4, V = 16, tiny random neural models; the CLI step with
 # --device auto), to test the script without a GPU.  Python: $PY, else .venv/bin/python when
@@ -19,6 +21,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DRY=${NACC_GPU_CHECK_DRY:-0}
+PREDS=${NACC_GPU_CHECK_PREDICTORS:-uniform,prevframe,cm,transformer,lstm}
 for arg in "$@"; do
     case "$arg" in
         --dry-run) DRY=1 ;;
@@ -73,23 +76,23 @@ EOF
 else
     DEV=cuda; CLI_DEV=cuda; CLI_VOCAB=1024
     MODEL_ARGS=()
-    TESTS=(tests -k triton)
+    TESTS=(tests -m gpu -k triton)
     TRIP=(--segments 64 --batches 1,16,0)
     BENCH=(--frames 20 --batches 1,16,256,max --max-lanes 4096)
     CLI_CLIP="import numpy as np; np.save('$TMP/clip.npy', np.load('tests/data/commavq_dev.npy'))"
-    T_TESTS=90; T_TRIP=75; T_CLI=45; T_BENCH=75
+    T_TESTS=120; T_TRIP=70; T_CLI=40; T_BENCH=70
 fi
 note "gpu_check $([ "$DRY" = 1 ] && echo 'DRY RUN (interpreter, tiny sizes)' || echo "on $DEV"): $("$PY" -c 'import torch, triton; print("torch", torch.__version__, "triton", triton.__version__, "cuda", torch.cuda.is_available())' 2>&1 | tail -1)"
 
 step "1. Triton tests on $DEV" "$T_TESTS" "$PY" -m pytest -q -p no:cacheprovider "${TESTS[@]}"
 
 step "2. round trips CPU <-> $DEV, every predictor" "$T_TRIP" "$PY" bench/gpu_roundtrip.py \
-    --device "$DEV" "${TRIP[@]}" "${MODEL_ARGS[@]}" --json "$RES/gpu_roundtrip.json"
+    --device "$DEV" --predictors "$PREDS" "${TRIP[@]}" "${MODEL_ARGS[@]}" --json "$RES/gpu_roundtrip.json"
 
 cli_roundtrip() {   # the CLI with --device $CLI_DEV against --device cpu, every predictor
     "$PY" -c "$CLI_CLIP" || return 1
     local p model
-    for p in uniform prevframe cm transformer lstm; do
+    for p in ${PREDS//,/ }; do
         model=()
         if [ "$p" = transformer ] || [ "$p" = lstm ]; then
             if [ "$DRY" = 1 ]; then model=(--model "$MODELS/$p"); else model=(--model "models/commavq-dev-$p"); fi
@@ -108,11 +111,11 @@ cli_roundtrip() {   # the CLI with --device $CLI_DEV against --device cpu, every
     done
     echo "ALL IDENTICAL: CLI round trips"
 }
-export DRY TMP PY CLI_DEV CLI_CLIP CLI_VOCAB MODELS=${MODELS:-}
+export DRY PREDS TMP PY CLI_DEV CLI_CLIP CLI_VOCAB MODELS=${MODELS:-}
 step "3. CLI --device $CLI_DEV <-> cpu" "$T_CLI" bash -c "$(declare -f cli_roundtrip); cli_roundtrip"
 
 step "4. segments/s on $DEV beside the CPU" "$T_BENCH" "$PY" bench/bench_gpu.py \
-    --device "$DEV" "${BENCH[@]}" "${MODEL_ARGS[@]}" --json "$RES/bench_gpu.json"
+    --device "$DEV" --predictors "$PREDS" "${BENCH[@]}" "${MODEL_ARGS[@]}" --json "$RES/bench_gpu.json"
 tac "$TMP/step.log" | sed '/^device:/q' | tac | grep -A 1000 "^device:" >> "$SUMMARY" || true
 
 echo

@@ -14,16 +14,15 @@ pytest.importorskip("torch")
 pytest.importorskip("triton")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest import repeating_clips  # noqa: E402
-from neural_models import random_model  # noqa: E402
-
-from nacc import coder  # noqa: E402
-from nacc.errors import NaccError  # noqa: E402
-from nacc.kernels.triton import accelerate  # noqa: E402
-from nacc.kernels.triton import batch as gb  # noqa: E402
-from nacc.neural import intref  # noqa: E402
-from nacc.neural.modelfile import save_model  # noqa: E402
-from nacc.predictors.base import get  # noqa: E402
+from conftest import repeating_clips
+from nacc import coder
+from nacc.errors import NaccError
+from nacc.kernels.triton import accelerate
+from nacc.kernels.triton import batch as gb
+from nacc.neural import intref
+from nacc.neural.modelfile import save_model
+from nacc.predictors.base import get
+from neural_models import random_model
 
 V, FS = 24, (3, 4)
 CASES = {
@@ -58,9 +57,9 @@ def test_triton_neural_equals_reference(model):
     assert np.array_equal(np.stack(list(gpu.tables(clips[0]))), ref)
     want = list(cpu.intervals_lanes(clips))
     words = [coder.encode_intervals(s, f, cpu.precision) for s, f in want]
-    for batch in (None, 1):
-        got = gb.encode_many(gpu, clips, batch=batch)
-        assert all(np.array_equal(a, b) for a, b in zip(got, words, strict=True))
+    # all lanes in one batch here; batches of one lane: test_triton_neural_oom_mid_batch_*
+    got = gb.encode_many(gpu, clips)
+    assert all(np.array_equal(a, b) for a, b in zip(got, words, strict=True))
     dec = gb.decode_many(gpu, [(w, len(c)) for w, c in zip(words, clips)])
     assert all(np.array_equal(a, b) for a, b in zip(dec, clips, strict=True))
 
@@ -86,15 +85,15 @@ def test_triton_neural_wrong_kernel_refused(model, monkeypatch):
 
 
 def test_triton_neural_oom_mid_batch_same_bytes(model, monkeypatch):
-    """An out-of-memory in the middle of a batch: the batch is split and retried, same
-    words."""
+    """An out-of-memory in the middle of a batch: the batch is split and retried (every
+    result then comes from one-lane batches), same words and tokens."""
     import torch
 
     from nacc.kernels.triton import neural as tn
 
     arch, im, cpu = model
     gpu = accelerate(cpu, "interpret")
-    clips = _clips((2, 3, 1))
+    clips = _clips((2, 1))
     words = [coder.encode_intervals(*cpu.intervals(c), cpu.precision) for c in clips]
     real = tn.NeuralDriver._head
     oom = getattr(torch, "OutOfMemoryError", RuntimeError)
@@ -106,7 +105,7 @@ def test_triton_neural_oom_mid_batch_same_bytes(model, monkeypatch):
 
     monkeypatch.setattr(tn.NeuralDriver, "_head", flaky)
     with pytest.warns(gb.GpuFallbackWarning, match="splitting"):
-        got = gb.encode_many(gpu, clips, batch=3)
+        got = gb.encode_many(gpu, clips, batch=2)
     assert all(np.array_equal(a, b) for a, b in zip(got, words, strict=True))
-    dec = gb.decode_many(gpu, [(w, len(c)) for w, c in zip(words, clips)], batch=3)
+    dec = gb.decode_many(gpu, [(w, len(c)) for w, c in zip(words, clips)], batch=2)
     assert all(np.array_equal(a, b) for a, b in zip(dec, clips, strict=True))

@@ -17,13 +17,14 @@ runner in ``nacc.kernels.triton.batch``) run many segments per launch; that is w
 GPU wins, and the archive pipeline (``nacc.codec``) hands them batches of lanes.  The bytes
 never depend on the device or the batch.
 
-Kernels exist for ``uniform``, ``prevframe``, ``cm``, ``transformer`` and ``lstm`` (each following its predictor's
-integer spec; tests compare every path with the CPU under the interpreter).
+Kernels exist for ``uniform``, ``prevframe``, ``cm``, ``transformer`` and ``lstm`` (each
+following its predictor's integer spec; tests compare every path with the CPU under the
+interpreter).
 
 Layout: ``jit/`` holds the kernel sources (one module per predictor), ``runtime`` loads them
 per backend, ``drivers`` owns device buffers and launches, ``predictor`` wraps a CPU predictor,
-``batch`` runs many lanes per launch, ``aot`` compiles every kernel for a GPU target without a
-GPU (a check).
+``batch`` runs many lanes per launch, ``compile_check`` compiles every kernel for a GPU
+target without a GPU (a check).
 """
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import os
 import warnings
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -83,7 +83,7 @@ class _Runner:
     def _start(self, items):
         try:
             return ("gpu", self.launch(items))
-        except Exception as err:  # noqa: BLE001 (only out-of-memory is handled)
+        except Exception as err:
             if not _is_oom(err):
                 raise
             _free_cache(self.pred.backend)

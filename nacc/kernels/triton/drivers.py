@@ -15,6 +15,7 @@ for a batch of *lanes* (segments).  The operations every driver offers:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -35,14 +36,14 @@ def _pow2(n: int) -> int:
 class LaneBatch:
     """Segments of one batch on the device: tokens flat (int32), per-lane offsets/lengths,
     and for decoding the words (int64 holding u32), word offsets and rANS state/pos."""
-    tok: object
-    toff: object
-    tlen: object
+    tok: Any                 # torch tensors (torch is imported only with the GPU path)
+    toff: Any
+    tlen: Any
     lengths: np.ndarray
-    words: object = None
-    woff: object = None
-    rst: object = None
-    rpos: object = None
+    words: Any = None
+    woff: Any = None
+    rst: Any = None
+    rpos: Any = None
 
     @property
     def n_lanes(self) -> int:
@@ -53,7 +54,7 @@ class LaneBatch:
         return np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
 
     @classmethod
-    def for_tokens(cls, token_arrays, device: str) -> "LaneBatch":
+    def for_tokens(cls, token_arrays, device: str) -> LaneBatch:
         import torch
 
         flats = [np.ascontiguousarray(t, np.int32).ravel() for t in token_arrays]
@@ -64,7 +65,7 @@ class LaneBatch:
                    torch.from_numpy(lengths.astype(np.int32)).to(device), lengths)
 
     @classmethod
-    def for_words(cls, words_list, lengths, device: str) -> "LaneBatch":
+    def for_words(cls, words_list, lengths, device: str) -> LaneBatch:
         import torch
 
         lengths = np.asarray(lengths, np.int64)
@@ -132,6 +133,27 @@ class Driver:
     def new_state(self, n_lanes: int):
         return None
 
+    def _launch(self, mode, batch: LaneBatch, state, i0: int, i1: int, tab=None, start=None,
+                freq=None):
+        """One launch of the predictor's kernel in ``mode`` over tokens [i0, i1)."""
+        raise NotImplementedError
+
+    def tables(self, batch: LaneBatch, state, i0: int, i1: int):
+        """int32 [lanes, i1 - i0, V] device tensor: the full tables of tokens [i0, i1)."""
+        raise NotImplementedError
+
+    def peek(self, batch: LaneBatch, state, i: int):
+        """The table of token ``i`` of lane 0 (a stepper's ``table()``)."""
+        raise NotImplementedError
+
+    def push(self, batch: LaneBatch, state, i: int) -> None:
+        """Token ``i`` of lane 0 is known: update ``state`` (a stepper's ``push()``)."""
+        raise NotImplementedError
+
+    def decode(self, batch: LaneBatch, state) -> None:
+        """rANS-decode every lane's words into ``batch.tok`` (one DECODE pass)."""
+        raise NotImplementedError
+
     def intervals(self, batch: LaneBatch, state):
         """``(start, freq)`` int32 device tensors of every lane's tokens, lanes back to back;
         one INTERVALS launch of the subclass's ``_launch`` (uniform overrides this)."""
@@ -167,7 +189,8 @@ class UniformDriver(Driver):
         grid = ((batch.n_lanes + lanes - 1) // lanes,)
         max_len = int(batch.lengths.max()) if batch.n_lanes else 0
         self._run(
-            self.k.uniform.uniform_decode, grid, batch.tok, batch.toff, batch.tlen, batch.words, batch.woff, batch.rst, batch.rpos,
+            self.k.uniform.uniform_decode, grid, batch.tok, batch.toff, batch.tlen,
+            batch.words, batch.woff, batch.rst, batch.rpos,
             batch.n_lanes, max_len, self.base, self.r, self.shift, LANES=lanes, num_warps=1)
 
     def tables(self, batch: LaneBatch, state, i0: int, i1: int):
@@ -212,7 +235,8 @@ class PrevFrameDriver(Driver):
         dec = mode == DECODE
         num_warps = 4 if self.bv <= 2048 else 8
         self._run(
-            self.k.prevframe.prevframe_kernel, (batch.n_lanes,), batch.tok, batch.toff, batch.tlen, cond, o0,
+            self.k.prevframe.prevframe_kernel, (batch.n_lanes,), batch.tok, batch.toff,
+            batch.tlen, cond, o0,
             tab if tab is not None else d32,
             start if start is not None else d32, freq if freq is not None else d32,
             batch.words if dec else d64, batch.woff if dec else d64,
@@ -356,8 +380,8 @@ class CMDriver(Driver):
 
 
 # the neural driver (``nacc.kernels.triton.neural``) is imported when first needed
-_DRIVERS = {"uniform": UniformDriver, "prevframe": PrevFrameDriver, "cm": CMDriver,
-            "transformer": "neural", "lstm": "neural"}
+_DRIVERS: dict[str, Any] = {"uniform": UniformDriver, "prevframe": PrevFrameDriver, "cm": CMDriver,
+                             "transformer": "neural", "lstm": "neural"}
 
 
 def kernel_names() -> list[str]:
@@ -374,7 +398,7 @@ def has_kernel(pred) -> bool:
 
 
 def driver_for(pred, backend: Backend) -> Driver:
-    cls = _DRIVERS.get(getattr(pred, "name", None))
+    cls = _DRIVERS.get(str(getattr(pred, "name", "")))
     if cls == "neural":
         from .neural import NeuralDriver as cls
     if cls is None:

@@ -34,8 +34,8 @@ _INTERP_PKG = __name__.rsplit(".", 1)[0] + "._interpret"
 
 def triton_importable() -> bool:
     try:
-        import triton  # noqa: F401
         import torch  # noqa: F401
+        import triton  # noqa: F401
     except ImportError:
         return False
     return True
@@ -56,7 +56,7 @@ class Backend:
     device: str          # torch device string: "cuda", "cuda:1", "cpu"
 
     @property
-    def kernels(self) -> "Kernels":
+    def kernels(self) -> Kernels:
         return kernels(self.flavor)
 
     def __str__(self) -> str:

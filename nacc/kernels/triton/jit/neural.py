@@ -398,7 +398,8 @@ def head_table_kernel(zf_ptr, vid_ptr, jobs_ptr, cdy_ptr, cdx_ptr, om_ptr, os_pt
         sub = tl.load(subt_ptr + cand[:, None] * V + v[None, :], mask=real[:, None] & vm[None, :],
                       other=0).to(tl.int64)
         acc = vsum(tl.where(real[:, None], g[:, None] * sub, 0))
-        zs = rq(acc, tl.load(subm_ptr + v, mask=vm, other=0), tl.load(subs_ptr + v, mask=vm, other=1))
+        zs = rq(acc, tl.load(subm_ptr + v, mask=vm, other=0),
+                tl.load(subs_ptr + v, mask=vm, other=1))
         z += tl.minimum(tl.maximum(zs, -lim), lim)
     cbv = tl.load(cb_ptr + v, mask=vm, other=0).to(tl.int64)
     if COPY_MAX:

@@ -1,14 +1,19 @@
-"""Compile every kernel ahead of time for a GPU target, without a GPU.
+"""A compile check: every kernel compiled for a GPU target, without a GPU.
 
 Triton's compiler runs on any machine (it ships ``ptxas``); compiling each kernel and mode
 for, e.g., ``sm_90`` catches type errors, unsupported operations and layout problems that
-the interpreter does not see.  It runs nothing.  ``python -m nacc.kernels.triton.aot [ARCH]``
-compiles everything (``... aot 90 cm`` only the variants whose label contains "cm") and
-prints one line per variant; the tests call ``compile_all``.
+the interpreter does not see.  It runs no kernel on a device.
+``python -m nacc.kernels.triton.compile_check [ARCH [LABEL]]`` compiles everything (only the
+variants whose label contains LABEL, e.g. "cm") and prints one line per variant; the tests
+call ``compile_all``.  The launches of the neural kernels (``neural_variants``) are recorded
+from a run of a tiny model under the interpreter, so their signatures and constexprs are
+exactly the ones the driver makes.
 """
 from __future__ import annotations
 
 import sys
+
+import numpy as np
 
 from .jit import DECODE, INTERVALS, PEEK, PUSH, TABLES
 
@@ -55,11 +60,71 @@ def variants():
     return out
 
 
-def compile_all(arch: int = 90, only: str | None = None,
-                exclude: str | None = None) -> list[tuple[str, dict]]:
+_TYPES = {"int8": "*i8", "int32": "*i32", "int64": "*i64"}
+
+
+def _arg_type(value) -> str:
+    """Triton's signature type of one launch argument (a torch tensor or a Python int)."""
+    if isinstance(value, bool):
+        return "i1"
+    if isinstance(value, int):
+        return "i32" if -2**31 <= value < 2**31 else "i64"
+    return _TYPES[str(value.dtype).removeprefix("torch.")]
+
+
+def neural_variants(model_folder: str, vocab: int, frame_shape: tuple[int, int],
+                    tokens) -> list[tuple]:
+    """Variants (as ``variants()``) of every distinct neural kernel launch the driver makes
+    to encode and decode ``tokens`` with the model in ``model_folder``, recorded from a run
+    under the interpreter."""
+    import inspect
+
+    from nacc import coder
+    from nacc.predictors.base import build
+
+    from .drivers import LaneBatch
+    from .neural import NeuralDriver
+    from .runtime import Backend
+
+    pred = build(_arch_of(model_folder), vocab, frame_shape, {"model": model_folder})
+    drv = NeuralDriver(pred, Backend("interpret", "cpu"))
+    seen: dict = {}
+
+    def record(kernel, grid, *args, **kwargs):
+        fn = kernel.fn if hasattr(kernel, "fn") else kernel
+        names = list(inspect.signature(fn).parameters)
+        sig = {n: _arg_type(a) for n, a in zip(names, args)}
+        sig.update({n: "constexpr" for n in kwargs})
+        consts = dict(sorted(kwargs.items()))
+        key = (fn.__name__, tuple(sig.items()), tuple(consts.items()))
+        if key not in seen:
+            label = f"{drv.arch} {fn.__name__} " + " ".join(f"{k}={v}" for k, v in consts.items())
+            seen[key] = (label, ("neural", fn.__name__), sig, consts, {})
+        kernel[grid](*args, **kwargs)
+
+    drv._run = record  # type: ignore[method-assign]  # record each launch, then run it
+    tok = np.ascontiguousarray(tokens, np.int32)
+    start, freq = drv.intervals(LaneBatch.for_tokens([tok], "cpu"), drv.new_state(1))
+    words = coder.encode_intervals(start.numpy()[:tok.size].view(np.uint32),
+                                   freq.numpy()[:tok.size].view(np.uint32), pred.precision)
+    drv.decode(LaneBatch.for_words([words], [tok.size], "cpu"), drv.new_state(1))
+    list(drv.tables(LaneBatch.for_tokens([tok], "cpu"), drv.new_state(1), 0, 1))
+    return list(seen.values())
+
+
+def _arch_of(model_folder: str) -> str:
+    import json
+    from pathlib import Path
+
+    return str(json.loads((Path(model_folder) / "config.json").read_text())["arch"])
+
+
+def compile_all(arch: int = 90, only: str | None = None, exclude: str | None = None,
+                extra: list[tuple] | None = None) -> list[tuple[str, dict]]:
     """Compile every variant for ``sm_<arch>`` (labels containing ``only``, not containing
-    ``exclude``); returns ``(label, asm dict)`` pairs and raises on the first failure.  The
-    ``cm`` kernel takes about 30 s of CPU per mode."""
+    ``exclude``; ``extra``: more variants, e.g. ``neural_variants``); returns ``(label, asm
+    dict)`` pairs and raises on the first failure.  The ``cm`` kernel takes about 30 s of CPU
+    per mode."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -69,7 +134,7 @@ def compile_all(arch: int = 90, only: str | None = None,
     ks = kernels("cuda")
     target = GPUTarget("cuda", arch, 32)
     done = []
-    for label, (mod, fn), sig, consts, opts in variants():
+    for label, (mod, fn), sig, consts, opts in variants() + list(extra or []):
         if (only and only not in label) or (exclude and exclude in label):
             continue
         src = ASTSource(fn=getattr(getattr(ks, mod), fn), signature=sig, constexprs=consts)
