@@ -47,7 +47,6 @@ def predictor_bits(name, vocab, shape, video, **params):
 
 def run(process, arch, args, work: Path):
     import torch
-
     from click.testing import CliRunner
 
     from nacc.neural import intref

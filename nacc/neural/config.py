@@ -48,7 +48,8 @@ class ModelConfig:
     subst_emb: int = 0         # > 0: the table is trained as full + a rank-subst_emb product of
                                # per-code embeddings (shared across codes); exported as one table
     copy_bias: bool = False    # learned per-code term added with every candidate's copy bonus
-    copy_max: bool = False     # a code in several candidate slots gets the largest bonus, not the sum
+    copy_max: bool = False     # a code in several candidate slots gets the largest bonus,
+                               # not the sum
     # integer export
     precision: int = 24
     logit_frac: int = 6        # logits are integers in units of 2**-logit_frac nats
@@ -87,7 +88,7 @@ class ModelConfig:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "ModelConfig":
+    def from_json(cls, d: dict) -> ModelConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 

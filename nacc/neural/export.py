@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nacc.neural.config import COPY_BIAS_MAX, HEAD_NEIGHBOURS, N_MATCH, ModelConfig
+from nacc.neural.config import COPY_BIAS_MAX, HEAD_NEIGHBOURS, N_MATCH
 from nacc.neural.intref import IntModel
 from nacc.neural.model import LSTM_GATE_SCALE, NeuralModel
 from nacc.neural.modelfile import ModelError, load_model, save_model  # noqa: F401
@@ -120,7 +120,8 @@ def export(model: NeuralModel) -> IntModel:
         se = np.full(e, fr.emb_ctx.scale)
         for l in range(L):
             ln1.append(_ln(fr.ln1[l], fr.fq_ln1[l].scale))
-            keys["q"].append(export_linear(fr.q[l], np.full(d, fr.fq_ln1[l].scale), fr.fq_q[l].scale))
+            keys["q"].append(export_linear(fr.q[l], np.full(d, fr.fq_ln1[l].scale),
+                                           fr.fq_q[l].scale))
             keys["k"].append(export_linear(fr.k[l], se, fr.fq_k[l].scale))
             keys["v"].append(export_linear(fr.v[l], se, fr.fq_v[l].scale))
             mm, ss = quant_multiplier(fr.fq_q[l].scale * fr.fq_k[l].scale / math.sqrt(dh)

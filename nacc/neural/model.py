@@ -16,8 +16,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nacc.neural.config import (HEAD_NEIGHBOURS, MATCH_NEIGHBOURS, N_MATCH, N_SLOTS,
-                                PREV_CANDIDATES, ModelConfig)
+from nacc.neural.config import (
+    HEAD_NEIGHBOURS,
+    MATCH_NEIGHBOURS,
+    N_MATCH,
+    N_SLOTS,
+    PREV_CANDIDATES,
+    ModelConfig,
+)
 
 LSTM_GATE_SCALE = 1.0 / 16  # gate pre-activations: int8 in units of 1/16
 LSTM_C_FRAC = 10            # cell state: integer in units of 2**-10, clamped to +-32
@@ -388,7 +394,8 @@ class TransformerFrame(nn.Module):
             vw = torch.stack([vv[:, k - dt:k - dt + t_n] for dt in range(1, k + 1)], 2)
             kw = kw.reshape(b, t_n, k * hw, nh, dh).permute(0, 1, 3, 4, 2)  # b t nh dh J
             vw = vw.reshape(b, t_n, k * hw, nh, dh).permute(0, 1, 3, 2, 4)  # b t nh J dh
-            bias = (self.bt[l][:, None, :, None] + (self.by[l][:, iy] + self.bx[l][:, ix])[:, :, None, :])
+            bias = (self.bt[l][:, None, :, None]
+                    + (self.by[l][:, iy] + self.bx[l][:, ix])[:, :, None, :])
             bias = bias.reshape(nh, hw, k * hw)
             # the scale folded into the (smaller) query; exact when dh is a power of 2
             sc = torch.matmul(qq * (1 / math.sqrt(dh)), kw)  # b t nh hw J
