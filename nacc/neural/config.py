@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 ARCHS = ("transformer", "lstm")
 
@@ -114,6 +115,6 @@ PRESETS = {
 
 
 def make_config(arch: str, vocab: int, frame_shape, preset: str | None = None, **over):
-    kw = dict(PRESETS[preset or arch])
+    kw: dict[str, Any] = dict(PRESETS[preset or arch])
     kw.update(over)
     return ModelConfig(arch=arch, vocab=vocab, frame_shape=tuple(frame_shape), **kw)

@@ -67,6 +67,7 @@ class FQ(nn.Module):
         super().__init__()
         self.fixed = fixed_scale
         self.momentum = momentum
+        self.amax: torch.Tensor
         self.register_buffer("amax", torch.tensor(0.0))
         self.qat = False
         self.observe = True
@@ -426,6 +427,7 @@ class LSTMFrame(nn.Module):
         self.emb = QEmbedding(cfg.vocab + 1, cfg.emb)
         self.gates = QLinear(cfg.n_window * cfg.emb + cfg.d_model, 4 * cfg.d_model)
         with torch.no_grad():
+            assert self.gates.bias is not None
             self.gates.bias[cfg.d_model:2 * cfg.d_model] = 1.0  # forget gate
 
     @property

@@ -24,6 +24,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -209,7 +210,7 @@ def train(cfg: ModelConfig, videos, tc: TrainConfig, out=None, resume: bool = Fa
     opt = torch.optim.AdamW(_param_groups(model, tc), lr=tc.lr, weight_decay=tc.weight_decay)
     ema = _EMA(model, tc.ema) if tc.ema > 0 else None
     step0 = 0
-    stats = {"val_bits_float": None}
+    stats: dict[str, Any] = {"val_bits_float": None}
     best = None
     lr_scale, since_drop = 1.0, 0  # plateau schedule: current factor, evaluations since
     out = Path(out) if out else None
