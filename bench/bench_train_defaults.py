@@ -31,7 +31,9 @@ from nacc.neural import synth
 PROCESSES = {
     "base": (dict(vocab=1024), (8, 16)),
     "v64-wide": (dict(vocab=64, sub_width=6, sub_tau=2.0, p_sub=0.35), (8, 16)),
-    "v2048-still": (dict(vocab=2048, w_copy=0.88, p_stay=0.95, p_sub=0.15), (8, 16)),
+    # w_copy + w_left + w_up must stay below 1 (the rest is the fresh draw's weight)
+    "v2048-still": (dict(vocab=2048, w_copy=0.88, w_left=0.05, w_up=0.04, p_stay=0.95,
+                         p_sub=0.15), (8, 16)),
     "v1024-busy-10x12": (dict(vocab=1024, w_copy=0.65, w_left=0.12, w_up=0.1, p_stay=0.6,
                               p_scene=0.05), (10, 12)),
 }
@@ -47,7 +49,6 @@ def predictor_bits(name, vocab, shape, video, **params):
 
 def run(process, arch, args, work: Path):
     import torch
-
     from click.testing import CliRunner
 
     from nacc.neural import intref

@@ -208,6 +208,32 @@ def test_train_patience_stops():
     assert st["stopped_at"] == 6 and st["best_step"] == 2 and im is not None
 
 
+def test_table_param_groups():
+    """By default the head's per-code tables (copy term, full table and its embedding
+    factors) get their own optimizer group, lr x100 and Adam eps 1e-3 (SGD-like steps);
+    table_lr_mult 1 with Adam's own eps 1e-8 keeps one group."""
+    import torch
+
+    from nacc.neural.model import NeuralModel
+    from nacc.neural.train import _param_groups
+
+    cfg = make_config("lstm", V, SHAPE, preset="tiny", subst=True, subst_emb=2, copy_bias=True)
+    model = NeuralModel(cfg)
+    tc = TrainConfig()
+    assert (tc.table_lr_mult, tc.table_eps) == (100.0, 1e-3)
+    rest, tables = _param_groups(model, tc)
+    h = model.head
+    assert [id(p) for p in tables["params"]] == [id(h.cb), id(h.sub.weight), id(h.sub.emb_a),
+                                                 id(h.sub.emb_b)]
+    assert (tables["lr_mult"], tables["eps"]) == (100.0, 1e-3)
+    n = sum(1 for _ in model.parameters())
+    assert len(rest["params"]) == n - 4
+    opt = torch.optim.AdamW(_param_groups(model, tc), lr=1e-3)
+    assert [g["eps"] for g in opt.param_groups] == [1e-8, 1e-3]
+    one = list(_param_groups(model, TrainConfig(table_lr_mult=1.0, table_eps=1e-8)))
+    assert len(one) == n and all(isinstance(p, torch.nn.Parameter) for p in one)
+
+
 def test_cli_train(tmp_path):
     from click.testing import CliRunner
 
@@ -251,16 +277,19 @@ def test_cli_train(tmp_path):
     assert info["train"] == want
     assert (want["schedule"], want["qat_frac"], want["dropout"], want["patience"],
             want["eval_every"], TrainConfig().steps) == ("plateau", 1.0, 0.1, 6, 100, 3000)
+    assert (want["table_lr_mult"], want["table_eps"]) == (100.0, 1e-3)
     # flag pairs switch each option off
     out5 = tmp_path / "m5"
     r = CliRunner().invoke(train_cmd, [str(tmp_path / "d.npy"), "--arch", "lstm", "--out",
                                        str(out5), "--steps", "2", "--vocab", str(V), "-q",
                                        "--no-subst", "--no-copy-bias", "--no-copy-max",
-                                       "--motion-clamp", "0", "--schedule", "cosine"])
+                                       "--motion-clamp", "0", "--schedule", "cosine",
+                                       "--table-lr-mult", "1", "--table-eps", "1e-8"])
     assert r.exit_code == 0, r.output
     info = json.loads((out5 / "config.json").read_text())
     assert ((info["subst"], info["copy_bias"], info["copy_max"], info["motion_clamp"],
-             info["train"]["schedule"]) == (False, False, False, 0, "cosine"))
+             info["train"]["schedule"], info["train"]["table_lr_mult"],
+             info["train"]["table_eps"]) == (False, False, False, 0, "cosine", 1.0, 1e-8))
 
 
 def test_subst_embedding_bag_and_low_rank_export():

@@ -5,7 +5,6 @@ import sys
 
 import click
 
-
 TORCH_HINT = ("pip install 'nacc[neural]'; on a machine without a GPU the CPU build is much "
               "smaller: pip install torch --index-url https://download.pytorch.org/whl/cpu")
 
@@ -32,6 +31,11 @@ def need_torch(where: str):
 @click.option("--batch-size", type=int, default=8, show_default=True, help="clips per step")
 @click.option("--clip-len", type=int, default=8, show_default=True, help="frames per clip")
 @click.option("--lr", type=float, default=3e-3, show_default=True)
+@click.option("--table-lr-mult", type=float, default=100.0, show_default=True,
+              help="lr factor of the head's per-code tables (copy term, substitution)")
+@click.option("--table-eps", type=float, default=1e-3, show_default=True,
+              help="Adam eps of those tables: large makes their steps SGD-like, "
+                   "proportional to the evidence (1e-8: plain Adam)")
 @click.option("--schedule", type=click.Choice(["plateau", "cosine"]), default="plateau",
               show_default=True,
               help="plateau: halve the lr after 2 evaluations without a better validation; "
@@ -72,9 +76,10 @@ def need_torch(where: str):
 @click.option("--resume", is_flag=True, help="continue from OUT/checkpoint.pt")
 @click.option("--skip-bad", is_flag=True, help="skip unreadable/invalid inputs with a warning")
 @click.option("-q", "--quiet", is_flag=True, help="no progress output")
-def train(data, arch, out, steps, batch_size, clip_len, lr, schedule, device, val_frac, seed,
-          vocab, preset, qat_frac, dropout, ema, eval_every, patience, motion_clamp, subst,
-          untied_subst, subst_emb, copy_bias, copy_max, resume, skip_bad, quiet):
+def train(data, arch, out, steps, batch_size, clip_len, lr, table_lr_mult, table_eps, schedule,
+          device, val_frac, seed, vocab, preset, qat_frac, dropout, ema, eval_every, patience,
+          motion_clamp, subst, untied_subst, subst_emb, copy_bias, copy_max, resume, skip_bad,
+          quiet):
     """Train a causal neural predictor on DATA (.npy, .npz, directories, commaVQ shards)
     and write an integer model folder, used as `--predictor ARCH --model OUT`.
 
@@ -109,7 +114,8 @@ def train(data, arch, out, steps, batch_size, clip_len, lr, schedule, device, va
     kw = {} if steps is None else {"steps": steps}
     if ema is not None:
         kw["ema"] = ema
-    tc = TrainConfig(batch_size=batch_size, clip_len=clip_len, lr=lr, schedule=schedule,
+    tc = TrainConfig(batch_size=batch_size, clip_len=clip_len, lr=lr, table_lr_mult=table_lr_mult,
+                     table_eps=table_eps, schedule=schedule,
                      device=device, val_frac=val_frac, seed=seed, eval_every=eval_every,
                      ckpt_every=eval_every, qat_frac=qat_frac, dropout=dropout,
                      patience=patience, **kw)

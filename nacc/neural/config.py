@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 ARCHS = ("transformer", "lstm")
 
@@ -48,7 +49,8 @@ class ModelConfig:
     subst_emb: int = 0         # > 0: the table is trained as full + a rank-subst_emb product of
                                # per-code embeddings (shared across codes); exported as one table
     copy_bias: bool = False    # learned per-code term added with every candidate's copy bonus
-    copy_max: bool = False     # a code in several candidate slots gets the largest bonus, not the sum
+    copy_max: bool = False     # a code in several candidate slots gets the largest bonus,
+                               # not the sum
     # integer export
     precision: int = 24
     logit_frac: int = 6        # logits are integers in units of 2**-logit_frac nats
@@ -87,7 +89,7 @@ class ModelConfig:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "ModelConfig":
+    def from_json(cls, d: dict) -> ModelConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -113,6 +115,6 @@ PRESETS = {
 
 
 def make_config(arch: str, vocab: int, frame_shape, preset: str | None = None, **over):
-    kw = dict(PRESETS[preset or arch])
+    kw: dict[str, Any] = dict(PRESETS[preset or arch])
     kw.update(over)
     return ModelConfig(arch=arch, vocab=vocab, frame_shape=tuple(frame_shape), **kw)

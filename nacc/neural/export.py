@@ -6,12 +6,13 @@ Model folders are written and read by ``nacc.neural.modelfile`` (numpy only; its
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nacc.neural.config import COPY_BIAS_MAX, HEAD_NEIGHBOURS, N_MATCH, ModelConfig
+from nacc.neural.config import COPY_BIAS_MAX, HEAD_NEIGHBOURS, N_MATCH
 from nacc.neural.intref import IntModel
 from nacc.neural.model import LSTM_GATE_SCALE, NeuralModel
 from nacc.neural.modelfile import ModelError, load_model, save_model  # noqa: F401
@@ -102,7 +103,8 @@ def export(model: NeuralModel) -> IntModel:
     cfg = model.cfg
     a: dict[str, np.ndarray] = {}
     a["exp_logit"] = _exp_table(cfg.logit_frac, cfg.logit_range)
-    fr = model.frame
+    # Any: nn.Module attribute access is typed Tensor | Module, these are our own modules
+    fr: Any = model.frame
     if cfg.arch == "transformer":
         d, e, L, nh = cfg.d_model, cfg.emb, cfg.n_layers, cfg.n_heads
         dh = d // nh
@@ -115,12 +117,13 @@ def export(model: NeuralModel) -> IntModel:
                              np.full(cfg.pos_emb, fr.col.scale)])
         _put(a, "tf.in", export_linear(fr.inp, sx, fr.fq_in.scale))
         s_res = fr.fq_in.scale
-        keys = {k: [] for k in ("q", "k", "v", "o", "f1", "f2")}
+        keys: dict[str, list] = {k: [] for k in ("q", "k", "v", "o", "f1", "f2")}
         ln1, ln2, add1, add2, act, att_m, att_s = [], [], [], [], [], [], []
         se = np.full(e, fr.emb_ctx.scale)
         for l in range(L):
             ln1.append(_ln(fr.ln1[l], fr.fq_ln1[l].scale))
-            keys["q"].append(export_linear(fr.q[l], np.full(d, fr.fq_ln1[l].scale), fr.fq_q[l].scale))
+            keys["q"].append(export_linear(fr.q[l], np.full(d, fr.fq_ln1[l].scale),
+                                           fr.fq_q[l].scale))
             keys["k"].append(export_linear(fr.k[l], se, fr.fq_k[l].scale))
             keys["v"].append(export_linear(fr.v[l], se, fr.fq_v[l].scale))
             mm, ss = quant_multiplier(fr.fq_q[l].scale * fr.fq_k[l].scale / math.sqrt(dh)
@@ -163,7 +166,7 @@ def export(model: NeuralModel) -> IntModel:
         a["ls.sig"] = _lut(lambda x: 1 / (1 + np.exp(-x)), 1 / 16, 1 / 128, 0, 128)
         a["ls.tanh"] = _lut(np.tanh, 1 / 16, 1 / 128, -128, 128)
         f_scale = 1 / 128
-    hd = model.head
+    hd: Any = model.head
     a["head.emb"] = _emb(hd.emb)
     sx = np.concatenate([np.full(cfg.d_model, f_scale),
                          np.full(len(HEAD_NEIGHBOURS) * cfg.head_emb, hd.emb.scale),

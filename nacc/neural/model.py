@@ -16,8 +16,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nacc.neural.config import (HEAD_NEIGHBOURS, MATCH_NEIGHBOURS, N_MATCH, N_SLOTS,
-                                PREV_CANDIDATES, ModelConfig)
+from nacc.neural.config import (
+    HEAD_NEIGHBOURS,
+    MATCH_NEIGHBOURS,
+    N_MATCH,
+    N_SLOTS,
+    PREV_CANDIDATES,
+    ModelConfig,
+)
 
 LSTM_GATE_SCALE = 1.0 / 16  # gate pre-activations: int8 in units of 1/16
 LSTM_C_FRAC = 10            # cell state: integer in units of 2**-10, clamped to +-32
@@ -61,6 +67,7 @@ class FQ(nn.Module):
         super().__init__()
         self.fixed = fixed_scale
         self.momentum = momentum
+        self.amax: torch.Tensor
         self.register_buffer("amax", torch.tensor(0.0))
         self.qat = False
         self.observe = True
@@ -388,7 +395,8 @@ class TransformerFrame(nn.Module):
             vw = torch.stack([vv[:, k - dt:k - dt + t_n] for dt in range(1, k + 1)], 2)
             kw = kw.reshape(b, t_n, k * hw, nh, dh).permute(0, 1, 3, 4, 2)  # b t nh dh J
             vw = vw.reshape(b, t_n, k * hw, nh, dh).permute(0, 1, 3, 2, 4)  # b t nh J dh
-            bias = (self.bt[l][:, None, :, None] + (self.by[l][:, iy] + self.bx[l][:, ix])[:, :, None, :])
+            bias = (self.bt[l][:, None, :, None]
+                    + (self.by[l][:, iy] + self.bx[l][:, ix])[:, :, None, :])
             bias = bias.reshape(nh, hw, k * hw)
             # the scale folded into the (smaller) query; exact when dh is a power of 2
             sc = torch.matmul(qq * (1 / math.sqrt(dh)), kw)  # b t nh hw J
@@ -419,6 +427,7 @@ class LSTMFrame(nn.Module):
         self.emb = QEmbedding(cfg.vocab + 1, cfg.emb)
         self.gates = QLinear(cfg.n_window * cfg.emb + cfg.d_model, 4 * cfg.d_model)
         with torch.no_grad():
+            assert self.gates.bias is not None
             self.gates.bias[cfg.d_model:2 * cfg.d_model] = 1.0  # forget gate
 
     @property

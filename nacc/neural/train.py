@@ -2,7 +2,8 @@
 
 Defaults (:class:`TrainConfig`) are a recipe for a fixed corpus of a few hundred thousand
 tokens: fake quantization (QAT) for the whole run (``qat_frac`` = 1; a smaller value trains
-in float with activation observers first), dropout, gradient clipping, and a *plateau*
+in float with activation observers first), dropout, gradient clipping, SGD-like steps for
+the head's per-code tables (``table_lr_mult``, ``table_eps``), and a *plateau*
 learning-rate schedule: after a linear warm-up the rate stays constant and is halved
 whenever ``plateau_patience`` validation evaluations in a row (every ``eval_every`` steps,
 on held-out segments or frames) bring no new best; training stops once ``patience``
@@ -23,6 +24,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +35,6 @@ from nacc.neural.config import ModelConfig
 from nacc.neural.export import export, save_model
 from nacc.neural.model import NeuralModel
 
-
 SCHEDULES = ("plateau", "cosine")
 
 
@@ -43,10 +44,12 @@ class TrainConfig:
     batch_size: int = 8      # clips per step
     clip_len: int = 8        # frames per clip (context frames included)
     lr: float = 3e-3
-    table_lr_mult: float = 1.0  # lr factor of the head's per-code tables (copy term, substitution)
-    table_eps: float = 1e-8  # Adam eps of those tables: well above the root mean square of a
-                             # rare entry's gradient it makes their steps proportional to the
-                             # evidence (SGD-like), so a pair seen once moves little
+    table_lr_mult: float = 100.0  # lr factor of the head's per-code tables (copy term,
+                             # substitution); with table_eps, an SGD step of lr * mult / eps
+    table_eps: float = 1e-3  # Adam eps of those tables: above the root mean square of a rare
+                             # entry's gradient it makes their steps proportional to the
+                             # evidence (SGD-like), so a pair seen once moves little (Adam's
+                             # own eps, 1e-8, lets every entry move by about lr a step)
     weight_decay: float = 0.01
     qat_frac: float = 1.0    # final fraction of the steps with fake quantization
     seed: int = 0
@@ -119,7 +122,8 @@ def float_bits(model: NeuralModel, videos, chunk: int = 64) -> float:
         x = torch.from_numpy(np.asarray(v, np.int64))[None].to(next(model.parameters()).device)
         if model.cfg.arch == "lstm":
             lo = model(x)
-            tot += F.cross_entropy(lo.reshape(-1, lo.shape[-1]), x.reshape(-1), reduction="sum").item()
+            tot += F.cross_entropy(lo.reshape(-1, lo.shape[-1]), x.reshape(-1),
+                                   reduction="sum").item()
         else:
             for s in range(0, x.shape[1], chunk):
                 a = max(0, s - k)
@@ -150,9 +154,12 @@ def _lr(tc: TrainConfig, step: int, scale: float = 1.0) -> float:
 
 
 def _param_groups(model: NeuralModel, tc: TrainConfig):
-    """Optimizer parameter groups: with ``table_lr_mult`` != 1 the head's per-code tables
-    (``cb``, ``sub``) form a second group of that ``lr_mult`` (Adam moves a weight by about
-    lr per step, and a code's copy term must travel as far as the code's log prior)."""
+    """Optimizer parameter groups: unless ``table_lr_mult`` = 1 and ``table_eps`` = 1e-8 the
+    head's per-code tables (``cb``, ``sub``) form a second group of that ``lr_mult`` and
+    ``eps``.  Adam moves every weight by about lr per step whatever its evidence, so an
+    entry of the V x V table seen once in a fixed corpus moves as far as one seen a hundred
+    times and the table memorises the corpus; a large eps makes the steps of such sparse
+    entries proportional to their gradient (SGD), i.e. to the evidence."""
     head = model.head
     tables = [head.cb] if model.cfg.copy_bias else []
     if model.cfg.subst:
@@ -203,7 +210,7 @@ def train(cfg: ModelConfig, videos, tc: TrainConfig, out=None, resume: bool = Fa
     opt = torch.optim.AdamW(_param_groups(model, tc), lr=tc.lr, weight_decay=tc.weight_decay)
     ema = _EMA(model, tc.ema) if tc.ema > 0 else None
     step0 = 0
-    stats = {"val_bits_float": None}
+    stats: dict[str, Any] = {"val_bits_float": None}
     best = None
     lr_scale, since_drop = 1.0, 0  # plateau schedule: current factor, evaluations since
     out = Path(out) if out else None
