@@ -14,7 +14,6 @@ runtime error, 2 usage.
 """
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.util
 import os
