@@ -43,10 +43,10 @@ byte change is detected.  Header values are bounded before anything is allocated
 * predictor names outside ``[a-z][a-z0-9_]*`` and parameters that are not a flat JSON
   object of strings, booleans, null and 64-bit integers (no recursion, no huge numbers);
 * a block whose payload and pad are not at least ``min_payload`` bytes (its tokens at
-  ``token_bits(vocab)`` bits each, divided by ``MAX_RATIO``): the pad is exactly what tops the
-  payload up to that floor, so an archive of B bytes claims fewer than
-  ``8 * MAX_RATIO * B / token_bits(vocab)`` tokens and costs at most that many predictor
-  steps to decode.  Versions 1 and 2 have no pad: their blocks with words must meet the
+  ``token_bits(vocab)`` bits each, divided by ``MAX_RATIO`` up to ``FLOOR_HEAD`` bytes and by
+  ``LONG_RATIO`` beyond): the pad is exactly what tops the payload up to that floor, so an
+  archive of B <= FLOOR_HEAD bytes claims fewer than ``8 * MAX_RATIO * B / token_bits(vocab)``
+  tokens and costs at most that many predictor steps to decode.  Versions 1 and 2 have no pad: their blocks with words must meet the
   same floor with their words alone (a block of no words decodes without the predictor),
   and the older rANS bound (``max_block_tokens``, ``FREE_TAIL``) still applies to them.
   The writer refuses the same members (``check_block``, ``check_names``) and pads every
@@ -79,7 +79,11 @@ MAX_NDIM = 8
 MAX_VOCAB = 65536
 MAX_PRECISION = 24
 MAX_PARAMS = 64                # keys in the predictor parameters
-MAX_RATIO = 6                  # a block's bytes >= its tokens' fixed-width bits / 8 / MAX_RATIO
+# The payload floor (min_payload): a block's first FLOOR_HEAD bytes stand for at most
+# MAX_RATIO times their size in fixed-width tokens, every byte beyond for LONG_RATIO times
+MAX_RATIO = 6
+FLOOR_HEAD = 1024
+LONG_RATIO = 256
 # integer dtypes a token video may be stored as: the one list of nacc.npyio (the .npy descr
 # strings numpy writes), so that the archive and the .npy parsers accept the same ones
 DTYPES = npyio.TOKEN_DESCRS
@@ -324,9 +328,18 @@ def token_bits(vocab: int) -> int:
 
 
 def min_payload(n_tokens: int, vocab: int) -> int:
-    """The least bytes of payload plus pad of a block of ``n_tokens`` tokens: their
-    fixed-width size over ``MAX_RATIO``, rounded up (Python integers)."""
-    return -(-n_tokens * token_bits(vocab) // (8 * MAX_RATIO))
+    """The least bytes of payload plus pad of a block of ``n_tokens`` tokens of
+    ``token_bits(vocab)`` bits at fixed width (``F`` bits in all; Python integers):
+    ``ceil(F / (8 * MAX_RATIO))`` while that is at most ``FLOOR_HEAD`` bytes, beyond it
+    ``FLOOR_HEAD + ceil((F - 8 * MAX_RATIO * FLOOR_HEAD) / (8 * LONG_RATIO))``.  Small blocks
+    compress at most MAX_RATIO to one (a small archive is cheap to refuse); long ones up to
+    LONG_RATIO to one (a still video stays small).  The floor is subadditive, so splitting
+    tokens over more blocks never lowers it."""
+    fixed = n_tokens * token_bits(vocab)
+    head = 8 * MAX_RATIO * FLOOR_HEAD
+    if fixed <= head:
+        return -(-fixed // (8 * MAX_RATIO))
+    return FLOOR_HEAD + -(-(fixed - head) // (8 * LONG_RATIO))
 
 
 def pad_bytes(n_tokens: int, vocab: int, n_words: int) -> int:
@@ -487,7 +500,7 @@ def _old_floor_problem(n_tokens: int, n_words: int, vocab: int) -> str | None:
     need = min_payload(n_tokens, vocab)
     if n_words and 4 * n_words < need:
         return (f"{n_tokens} tokens ({token_bits(vocab)} bits each) claimed in {n_words} "
-                f"payload words, under the floor of {need} bytes (1/{MAX_RATIO} of their "
+                f"payload words, under the floor of {need} bytes (min_payload of their "
                 "fixed-width size)")
     return None
 

@@ -37,13 +37,13 @@ EXPECTED = {
     "huge-dtype": "dtype '<V3000000000' is not an integer dtype",
     "huge-number-params": "predictor params are not JSON",
     "many-free-blocks": "1048576 tokens (10 bits each) claimed in 1 payload words, under the "
-                        "floor of 218454 bytes (1/6 of their fixed-width size)",
+                        "floor of 6120 bytes (min_payload of their fixed-width size)",
     "v2-vocab2-2e28-tokens": "268435456 tokens (1 bits each) claimed in 2 payload words, under "
-                             "the floor of 5592406 bytes",
+                             "the floor of 132072 bytes",
     "v2-122m-tokens": "121386147 tokens (10 bits each) claimed in 230 payload words, under the "
-                      "floor of 25288781 bytes",
+                      "floor of 593706 bytes",
     "v2-v65536-tail": "1048576 tokens (16 bits each) claimed in 2 payload words, under the "
-                      "floor of 349526 bytes",
+                      "floor of 9192 bytes",
     "v3-short-pad": "damaged archive: block: pad of 0 bytes, but 1536 tokens in 0 words need 320",
     "v3-long-pad": "damaged archive: block: pad length = 321 exceeds the limit 320",
     "v3-nonzero-pad": "damaged archive: block: pad bytes are not zero",
@@ -182,27 +182,36 @@ def test_floor_holds_for_the_likeliest_symbol():
 
 
 def test_a_constant_video_codes_to_no_words_and_is_padded_to_the_floor():
-    """A constant video codes to no rANS words; version 3 pads it to min_payload (its 10-bit
-    tokens / 8 / MAX_RATIO) and decodes it without the predictor, at any length."""
+    """A constant video codes to no rANS words; version 3 pads it to min_payload (1 KiB for
+    its first 6:1 of 10-bit tokens, 1/256 of the rest) and decodes it without the predictor,
+    at any length."""
     x = np.zeros((9000, 8, 16), np.int16)               # 1,152,000 tokens
     segs = [("z.npy", npyio.from_array(x))]
     archive = b"".join(codec.compress_segments(segs, codec.Options("prevframe")))
     _, (block,) = container.read_archive(archive)
     assert len(block.words) == 0
-    assert container.min_payload(1152000, 1024) == 240000
-    assert len(archive) == 64 + 3 + 240000               # the 64 bytes of v2, pad_len, pad
+    assert container.min_payload(1152000, 1024) == 1024 + (11520000 - 49152 + 2047) // 2048
+    assert container.min_payload(1152000, 1024) == 6625
+    assert len(archive) == 64 + 2 + 6625                 # the 64 bytes of v2, pad_len, pad
     (_, data), = codec.decompress_archive(archive)
     assert data == npyio.npy_bytes(segs[0][1])
 
 
 def test_the_floor_bounds_tokens_per_archive_byte():
-    """min_payload in numbers: 1/MAX_RATIO of fixed-width bits, rounded up; an archive of
-    B bytes holds fewer than 8 * MAX_RATIO * B / token_bits tokens whatever its words."""
-    assert container.MAX_RATIO == 6
+    """min_payload in numbers: 1/MAX_RATIO of fixed-width bits up to FLOOR_HEAD bytes and
+    1/LONG_RATIO beyond, rounded up; an archive of B <= FLOOR_HEAD bytes holds fewer than
+    8 * MAX_RATIO * B / token_bits tokens whatever its words, and the floor is subadditive."""
+    assert (container.MAX_RATIO, container.FLOOR_HEAD, container.LONG_RATIO) == (6, 1024, 256)
     assert [container.token_bits(v) for v in (2, 3, 16, 17, 1024, 1025, 65536)] == \
         [1, 2, 4, 5, 10, 11, 16]
-    assert [container.min_payload(n, 1024) for n in (0, 1, 4, 5, 1536)] == [0, 1, 1, 2, 320]
-    assert container.min_payload(1 << 28, 2) == 5592406
+    assert [container.min_payload(n, 1024) for n in (0, 1, 4, 5, 1536, 4915, 4916, 4917)] == \
+        [0, 1, 1, 2, 320, 1024, 1025, 1025]
+    assert container.min_payload(153600, 1024) == 1750     # a still commaVQ segment
+    assert container.min_payload(1 << 28, 2) == 132072
+    for n in (1, 4915, 4916, 10 ** 6):
+        for m in (1, 4915, 4916, 10 ** 6):
+            assert (container.min_payload(n, 1024) + container.min_payload(m, 1024)
+                    >= container.min_payload(n + m, 1024))
     assert [container.pad_bytes(1536, 1024, w) for w in (0, 79, 80, 500)] == [320, 4, 0, 0]
     for w, n in ((0, 1), (3, 17), (100, 1000)):
         seg = container.Segment("a.npy", "<i2", False, (n, 1, 1), (1, 1), 1024, 0)
