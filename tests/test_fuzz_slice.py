@@ -4,8 +4,9 @@ A family skipped here fails on today's code for the reasons its skip lists; unsk
 those are fixed."""
 from __future__ import annotations
 
-import fuzz
 import pytest
+
+import fuzz
 
 # family -> (cases, why it is skipped today or None)
 SLICE = {

@@ -17,11 +17,10 @@ import numpy as np
 import pytest
 
 from nacc import codec, npyio
-from nacc.neural import synth
 from nacc.errors import NaccError
 from nacc.kernels.cpu import neural_lanes as L
 from nacc.kernels.cpu import rans
-from nacc.neural import intref
+from nacc.neural import intref, synth
 from nacc.neural.config import make_config
 from nacc.neural.modelfile import ModelError, expected_shapes, load_model, save_model
 from nacc.predictors.base import get

@@ -89,8 +89,8 @@ def train(data, arch, out, steps, batch_size, clip_len, lr, table_lr_mult, table
     """
     torch = need_torch("train")
 
-    from nacc.neural.datasets import Segments
     from nacc.neural.config import make_config
+    from nacc.neural.datasets import Segments
     from nacc.neural.train import TrainConfig
     from nacc.neural.train import train as run
 
