@@ -4,7 +4,7 @@
         [--process base v64-wide v2048-still v1024-busy-10x12] [--arch transformer lstm] \
         [--clips 24] [--frames 100] [--test-frames 300] [--threads 1] [--steps N] [--json F]
 
-For each process (a :class:`nacc.synth.SynthConfig` and a frame shape, below) a fixed
+For each process (a :class:`nacc.neural.synth.SynthConfig` and a frame shape, below) a fixed
 training corpus of ``--clips`` clips of ``--frames`` frames (seed 1) is generated, and an
 unseen test clip of ``--test-frames`` frames (seed 2).  Each architecture is trained on the
 corpus with ``nacc train``'s defaults, through the same code path as the command (the CLI

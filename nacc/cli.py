@@ -165,8 +165,7 @@ def _options(predictor, vocab, frame_shape, model, device="cpu", params=(), soli
     params = dict(params)
     if model:
         params["model"] = model
-    return Options(predictor or "", tuple(sorted(params.items())), vocab, frame_shape, device,
-                   solid)
+    return Options.of(predictor, params, vocab, frame_shape, device, solid)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -67,6 +67,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nacc import npyio
+from nacc.coder import CODER_PRECISION as MAX_PRECISION  # the rANS precision, 24
 from nacc.errors import NaccError
 
 MAGIC = b"\x89NAC"
@@ -78,7 +79,6 @@ MAX_TOKENS = 1 << 28           # per block: 1 GiB of int32 when decoded
 MAX_STRING = 1 << 16
 MAX_NDIM = 8
 MAX_VOCAB = 65536
-MAX_PRECISION = 24
 MAX_PARAMS = 64                # keys in the predictor parameters
 # The payload floor (min_payload): a block's first FLOOR_HEAD bytes stand for at most
 # MAX_RATIO times their size in fixed-width tokens, every byte beyond for LONG_RATIO times

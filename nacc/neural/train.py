@@ -12,7 +12,7 @@ are kept (optionally those of an exponential moving average, ``ema``).  Observer
 the last 10% of ``steps``.  Batches are drawn from ``default_rng([seed, step])``, so a
 resumed run sees the same batches as an uninterrupted one.  Instead of a fixed corpus,
 training can draw every step's clips from new videos of a ``stream`` (e.g. synthetic ones,
-``nacc.synth``), which no model can memorise.  The result is exported to integers
+``nacc.neural.synth``), which no model can memorise.  The result is exported to integers
 (``nacc.neural.export``) and its validation bits/token are measured with the integer
 reference.  Progress is a bar on a terminal and one line per evaluation otherwise.
 """

@@ -18,9 +18,10 @@ import numba as nb
 import numpy as np
 
 from nacc.kernels.cpu import rans
+from nacc.neural.config import HEAD_NEIGHBOURS
 
-NB_DY = np.array([0, -1, -1, -1, 0, -2], np.int64)   # HEAD_NEIGHBOURS, same order
-NB_DX = np.array([-1, -1, 0, 1, -2, 0], np.int64)
+NB_DY = np.array([dy for dy, _ in HEAD_NEIGHBOURS], np.int64)
+NB_DX = np.array([dx for _, dx in HEAD_NEIGHBOURS], np.int64)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")

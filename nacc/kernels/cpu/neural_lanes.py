@@ -43,11 +43,11 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
+from nacc.coder import CODER_PRECISION
 from nacc.kernels.cpu import int8gemm, rans
 from nacc.neural.config import HEAD_NEIGHBOURS, MATCH_NEIGHBOURS, PREV_CANDIDATES
 
 I64 = np.int64
-CODER_PRECISION = 24
 # offsets (dy, dx) of the head's causal neighbours and of the previous frame's window
 NB_OFFSETS = np.array(HEAD_NEIGHBOURS, I64)
 PREV_OFFSETS = np.array(PREV_CANDIDATES, I64)

@@ -19,13 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from nacc.coder import CODER_PRECISION
 from nacc.errors import NaccError
 from nacc.kernels.cpu import rans as cpu_rans
 
 from .jit import DECODE, INTERVALS, PEEK, PUSH, TABLES
 from .runtime import Backend
-
-CODER_PRECISION = 24
 
 
 def _pow2(n: int) -> int:
