@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nacc.coder import CODER_PRECISION
+from nacc.container import MAX_VOCAB
 from nacc.errors import NaccError
 from nacc.neural.config import HEAD_NEIGHBOURS, N_MATCH, N_SLOTS, ModelConfig
 from nacc.neural.intref import IntModel
@@ -97,11 +99,11 @@ def expected_shapes(cfg: ModelConfig) -> dict[str, tuple]:
 
 def check_config(cfg: ModelConfig, where: str) -> None:
     """ModelError unless the config's sizes are integers the kernels can run."""
-    sizes = {"vocab": (2, 65536), "k_frames": (1, 64), "radius": (0, 64),
+    sizes = {"vocab": (2, MAX_VOCAB), "k_frames": (1, 64), "radius": (0, 64),
              "d_model": (1, 4096), "emb": (1, 4096), "n_layers": (1, 64),
              "n_heads": (1, 64), "d_ff": (1, 16384), "pos_emb": (1, 4096),
              "head_emb": (1, 4096), "head_hidden": (1, 16384), "motion_clamp": (0, 1 << 16),
-             "precision": (1, 24)}
+             "precision": (1, CODER_PRECISION)}
     for name, (lo, hi) in sizes.items():
         val = getattr(cfg, name)
         if isinstance(val, bool) or not isinstance(val, int) or not lo <= val <= hi:
