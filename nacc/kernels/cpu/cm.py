@@ -171,12 +171,17 @@ def _apm_p(apm, actx, pm, st):
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _final_p(pm, pa, aw):
-    p = (pm * (4 - aw) + pa * aw) >> 2
+    return _clamp12((pm * (4 - aw) + pa * aw) >> 2)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _clamp12(p):
+    """``p`` clamped to 1..4095: a 12-bit probability, never 0 nor 1."""
     if p < 1:
-        p = 1
+        return np.int64(1)
     if p > 4095:
-        p = 4095
-    return p
+        return np.int64(4095)
+    return np.int64(p)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -547,11 +552,7 @@ def _ext_mix(p, pn, row, TB, E):
     x0 = np.int64(st[p])
     x1 = np.int64(st[pn])
     dot = np.int64(w2[row, 0]) * x0 + np.int64(w2[row, 1]) * x1 + np.int64(w2[row, 2]) * 256
-    q = _squash(dot >> 16, TB[0])
-    if q < 1:
-        q = 1
-    if q > 4095:
-        q = 4095
+    q = _clamp12(_squash(dot >> 16, TB[0]))
     x2[row, 0] = x0
     x2[row, 1] = x1
     x2[row, 2] = q
@@ -583,22 +584,12 @@ def _ext_node_p(lo, size, ax, cum):
         right -= cum[ax + 1] - cum[ax]
     if left + right == 0:
         return np.int64(2048)
-    pn = (right << 12) // (left + right)
-    if pn < 1:
-        return np.int64(1)
-    if pn > 4095:
-        return np.int64(4095)
-    return pn
+    return _clamp12((right << 12) // (left + right))
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _ext_copy_p(ax, cum):
-    pn = (cum[ax + 1] - cum[ax]) >> (PREC - 12)
-    if pn < 1:
-        return np.int64(1)
-    if pn > 4095:
-        return np.int64(4095)
-    return pn
+    return _clamp12((cum[ax + 1] - cum[ax]) >> (PREC - 12))
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
