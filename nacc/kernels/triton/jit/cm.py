@@ -56,7 +56,28 @@ C_CANDMASK = const(K.C_CANDMASK)
 C_APMW = const(K.C_APMW)
 C_COPY = const(K.C_COPY)
 C_CCMASK = const(K.C_CCMASK)
-NCTXSLOT = const(32)        # ctx slots (the CPU uses 24)
+NCTXSLOT = const(32)        # ctx slots (the CPU uses X_N = 24)
+X_TREE = const(K.X_TREE)    # the ctx / info / cinfo slot layout of kernels/cpu/cmstate.py
+X_CAND = const(K.X_CAND)
+X_SCTX = const(K.X_SCTX)
+X_CL = const(K.X_CL)
+X_CU = const(K.X_CU)
+X_RC = const(K.X_RC)
+X_CSEL = const(K.X_CSEL)
+X_CACTX = const(K.X_CACTX)
+X_COPY = const(K.X_COPY)
+I_SEL = const(K.I_SEL)
+I_SEL2 = const(K.I_SEL2)
+I_AI = const(K.I_AI)
+I_PM = const(K.I_PM)
+I_LOCAL = const(K.I_LOCAL)
+I_ONM = const(K.I_ONM)
+I_BIT = const(K.I_BIT)
+I_N = const(K.I_N)
+CI_SEL = const(K.CI_SEL)
+CI_AI = const(K.CI_AI)
+CI_PM = const(K.CI_PM)
+CI_SLOT = const(K.CI_SLOT)
 M32 = const(0xFFFFFFFF)
 SIGN = const(0x80000000)
 
@@ -217,28 +238,28 @@ def _setup(tok, i, H, W, perm_ptr, scr, NLP, lane, act):
     la = _permv(perm_ptr, a)
     m = lane >= 0
     z = a * 0
-    _sput(scr, NLP, lane, 0, _hmix(z + H2, z), m)
-    _sput(scr, NLP, lane, 1, _hmix(_hmix(z + ((2 * H2) & M32), z + 1), a + 1), m)
-    _sput(scr, NLP, lane, 2, _hmix(_hmix(z + ((3 * H2) & M32), z + 2), pos + 1), m)
-    _sput(scr, NLP, lane, 3, _hmix(_hmix(z + ((4 * H2) & M32), z + 3), a2 + 1), m)
-    _sput(scr, NLP, lane, 4, _hmix(_hmix(z + ((5 * H2) & M32), z + 4), a3 + 1), m)
-    _sput(scr, NLP, lane, 5,
+    _sput(scr, NLP, lane, X_TREE + 0, _hmix(z + H2, z), m)
+    _sput(scr, NLP, lane, X_TREE + 1, _hmix(_hmix(z + ((2 * H2) & M32), z + 1), a + 1), m)
+    _sput(scr, NLP, lane, X_TREE + 2, _hmix(_hmix(z + ((3 * H2) & M32), z + 2), pos + 1), m)
+    _sput(scr, NLP, lane, X_TREE + 3, _hmix(_hmix(z + ((4 * H2) & M32), z + 3), a2 + 1), m)
+    _sput(scr, NLP, lane, X_TREE + 4, _hmix(_hmix(z + ((5 * H2) & M32), z + 4), a3 + 1), m)
+    _sput(scr, NLP, lane, X_TREE + 5,
           _hmix(_hmix(z + ((6 * H2) & M32), z + 5), (la >> 3) + 1), m)
-    _sput(scr, NLP, lane, 6,
+    _sput(scr, NLP, lane, X_TREE + 6,
           _hmix(_hmix(z + ((7 * H2) & M32), z + 6), (la >> 5) + 1), m)
-    _sput(scr, NLP, lane, 8, la, m)
-    _sput(scr, NLP, lane, 9, _permv(perm_ptr, lt), m)
-    _sput(scr, NLP, lane, 10, _permv(perm_ptr, u), m)
-    _sput(scr, NLP, lane, 11, _permv(perm_ptr, b), m)
-    _sput(scr, NLP, lane, 12, (cl + 2 * cu + 4 * aa) * 4 + rc, m)
-    _sput(scr, NLP, lane, 13, cl, m)
-    _sput(scr, NLP, lane, 14, cu, m)
-    _sput(scr, NLP, lane, 15, rc, m)
-    _sput(scr, NLP, lane, 16, ((rq * 2 + cl) * 2 + cu) * 4 + rc, m)
-    _sput(scr, NLP, lane, 17, rq * 8 + cl * 4 + cu * 2 + aa, m)
-    _sput(scr, NLP, lane, 20, _hmix(z + ((11 * H2) & M32),
+    _sput(scr, NLP, lane, X_CAND + 0, la, m)
+    _sput(scr, NLP, lane, X_CAND + 1, _permv(perm_ptr, lt), m)
+    _sput(scr, NLP, lane, X_CAND + 2, _permv(perm_ptr, u), m)
+    _sput(scr, NLP, lane, X_CAND + 3, _permv(perm_ptr, b), m)
+    _sput(scr, NLP, lane, X_SCTX, (cl + 2 * cu + 4 * aa) * 4 + rc, m)
+    _sput(scr, NLP, lane, X_CL, cl, m)
+    _sput(scr, NLP, lane, X_CU, cu, m)
+    _sput(scr, NLP, lane, X_RC, rc, m)
+    _sput(scr, NLP, lane, X_CSEL, ((rq * 2 + cl) * 2 + cu) * 4 + rc, m)
+    _sput(scr, NLP, lane, X_CACTX, rq * 8 + cl * 4 + cu * 2 + aa, m)
+    _sput(scr, NLP, lane, X_COPY + 0, _hmix(z + ((11 * H2) & M32),
                                     ((((cl * 2 + cu) * 2 + cul) * 2 + cur) * 2 + aa) * 4 + rc), m)
-    _sput(scr, NLP, lane, 21, _hmix(z + ((12 * H2) & M32), z + pos + 1), m)
+    _sput(scr, NLP, lane, X_COPY + 1, _hmix(z + ((12 * H2) & M32), z + pos + 1), m)
     tl.debug_barrier()
 
 
@@ -247,8 +268,8 @@ def _setup(tok, i, H, W, perm_ptr, scr, NLP, lane, act):
 def _copy_p(scr, NLP, lane, XC0, CI0, ht, cw, capm, sq_ptr, st_ptr, mask, ccmask, aw, m):
     dot = (lane * 0)
     for k in tl.static_range(NCC):
-        j = ((_sget(scr, NLP, lane, 20 + k) * H3) & M32 & mask) * BUCKET
-        _sput(scr, NLP, lane, CI0 + 4 + k, j, m)
+        j = ((_sget(scr, NLP, lane, X_COPY + k) * H3) & M32 & mask) * BUCKET
+        _sput(scr, NLP, lane, CI0 + CI_SLOT + k, j, m)
         xk = (dot * 0)
         if (ccmask >> k) & 1:
             e = _ldu(ht + j) ^ SIGN
@@ -256,14 +277,14 @@ def _copy_p(scr, NLP, lane, XC0, CI0, ht, cw, capm, sq_ptr, st_ptr, mask, ccmask
         _sput(scr, NLP, lane, XC0 + k, xk, m)
     _sput(scr, NLP, lane, XC0 + NCC, (dot * 0) + 256, m)
     tl.debug_barrier()
-    sel = _sget(scr, NLP, lane, 16)
+    sel = _sget(scr, NLP, lane, X_CSEL)
     for k in tl.static_range(NCIN):
         dot += tl.load(cw + sel * NCIN + k).to(tl.int64) * _sget(scr, NLP, lane, XC0 + k)
     pm = _squash(dot >> 16, sq_ptr)
-    pa, ai = _apm_p(capm, _sget(scr, NLP, lane, 17), pm, st_ptr)
-    _sput(scr, NLP, lane, CI0 + 0, sel, m)
-    _sput(scr, NLP, lane, CI0 + 1, ai, m)
-    _sput(scr, NLP, lane, CI0 + 2, pm, m)
+    pa, ai = _apm_p(capm, _sget(scr, NLP, lane, X_CACTX), pm, st_ptr)
+    _sput(scr, NLP, lane, CI0 + CI_SEL, sel, m)
+    _sput(scr, NLP, lane, CI0 + CI_AI, ai, m)
+    _sput(scr, NLP, lane, CI0 + CI_PM, pm, m)
     tl.debug_barrier()
     return _final_p(pm, pa, aw)
 
@@ -273,16 +294,16 @@ def _copy_update(y, scr, NLP, lane, XC0, CI0, ht, cw, capm, rt_ptr, limit, lr, a
                  m):
     for k in tl.static_range(NCC):
         if (ccmask >> k) & 1:
-            j = _sget(scr, NLP, lane, CI0 + 4 + k)
+            j = _sget(scr, NLP, lane, CI0 + CI_SLOT + k)
             e = _ldu(ht + j) ^ SIGN
             _stu(ht + j, _ctr_update(e, y, limit, rt_ptr) ^ SIGN, m)
-    sel = _sget(scr, NLP, lane, CI0 + 0)
-    err = ((y << 12) - _sget(scr, NLP, lane, CI0 + 2)) * lr
+    sel = _sget(scr, NLP, lane, CI0 + CI_SEL)
+    err = ((y << 12) - _sget(scr, NLP, lane, CI0 + CI_PM)) * lr
     for k in tl.static_range(NCIN):
         ptr = cw + sel * NCIN + k
         v = _clampw(tl.load(ptr).to(tl.int64) + ((_sget(scr, NLP, lane, XC0 + k) * err) >> 14))
         tl.store(ptr, v.to(tl.int32), mask=m)
-    ai = _sget(scr, NLP, lane, CI0 + 1)
+    ai = _sget(scr, NLP, lane, CI0 + CI_AI)
     v = tl.load(capm + ai).to(tl.int64)
     tl.store(capm + ai, (v + (((y << 16) - v) >> apmr)).to(tl.int32), mask=m)
     tl.debug_barrier()
@@ -321,9 +342,9 @@ def _node_p(d, prefix, B, scr, NLP, lane, BKT0, XS, INFO, ht, w, apm, mc, sq_ptr
         _sput(scr, NLP, lane, XS + k, xk, m)
     on = (prefix * 0)
     onm = (prefix * 0)
-    sctx = _sget(scr, NLP, lane, 12)
+    sctx = _sget(scr, NLP, lane, X_SCTX)
     for mm in tl.static_range(NCAND):
-        cj = _sget(scr, NLP, lane, 8 + mm)
+        cj = _sget(scr, NLP, lane, X_CAND + mm)
         hit = _band((cj >= 0) & ((cj >> (B - d)) == prefix), ((candmask >> mm) & 1) != 0)
         onm = onm | tl.where(hit, 1 << mm, 0)
         if mm < 3:
@@ -334,8 +355,8 @@ def _node_p(d, prefix, B, scr, NLP, lane, BKT0, XS, INFO, ht, w, apm, mc, sq_ptr
         _sput(scr, NLP, lane, XS + NCTX + mm, xk, m)
     _sput(scr, NLP, lane, XS + NCTX + NCAND, (prefix * 0) + 256, m)
     tl.debug_barrier()
-    sel = (((d * 8 + on) * 2 + _sget(scr, NLP, lane, 13)) * 2
-           + _sget(scr, NLP, lane, 14)) * 4 + _sget(scr, NLP, lane, 15)
+    sel = (((d * 8 + on) * 2 + _sget(scr, NLP, lane, X_CL)) * 2
+           + _sget(scr, NLP, lane, X_CU)) * 4 + _sget(scr, NLP, lane, X_RC)
     sel2 = B * NSEL1 + (d * 6 + _nb_a(na)) * 4 + _nb_p(npos)
     dot = (prefix * 0)
     for k in tl.static_range(NIN):
@@ -343,12 +364,12 @@ def _node_p(d, prefix, B, scr, NLP, lane, BKT0, XS, INFO, ht, w, apm, mc, sq_ptr
         dot += wk * _sget(scr, NLP, lane, XS + k)
     pm = _squash(dot >> 16, sq_ptr)
     pa, ai = _apm_p(apm, d * 8 + on, pm, st_ptr)
-    _sput(scr, NLP, lane, INFO + 0, sel, m)
-    _sput(scr, NLP, lane, INFO + 1, sel2, m)
-    _sput(scr, NLP, lane, INFO + 2, ai, m)
-    _sput(scr, NLP, lane, INFO + 3, pm, m)
-    _sput(scr, NLP, lane, INFO + 4, local, m)
-    _sput(scr, NLP, lane, INFO + 5, onm, m)
+    _sput(scr, NLP, lane, INFO + I_SEL, sel, m)
+    _sput(scr, NLP, lane, INFO + I_SEL2, sel2, m)
+    _sput(scr, NLP, lane, INFO + I_AI, ai, m)
+    _sput(scr, NLP, lane, INFO + I_PM, pm, m)
+    _sput(scr, NLP, lane, INFO + I_LOCAL, local, m)
+    _sput(scr, NLP, lane, INFO + I_ONM, onm, m)
     tl.debug_barrier()
     return _final_p(pm, pa, aw)
 
@@ -356,30 +377,30 @@ def _node_p(d, prefix, B, scr, NLP, lane, BKT0, XS, INFO, ht, w, apm, mc, sq_ptr
 @helper
 def _node_update(d, y, B, scr, NLP, lane, BKT0, XS, INFO, ht, w, apm, mc, rt_ptr, limit,
                  mlimit, lr, apmr, ctxmask, m):
-    local = _sget(scr, NLP, lane, INFO + 4)
+    local = _sget(scr, NLP, lane, INFO + I_LOCAL)
     for k in tl.static_range(NCTX):
         if (ctxmask >> k) & 1:
             j = _sget(scr, NLP, lane, BKT0 + k) + local
             e = _ldu(ht + j) ^ SIGN
             _stu(ht + j, _ctr_update(e, y, limit, rt_ptr) ^ SIGN, m)
-    onm = _sget(scr, NLP, lane, INFO + 5)
-    sctx = _sget(scr, NLP, lane, 12)
+    onm = _sget(scr, NLP, lane, INFO + I_ONM)
+    sctx = _sget(scr, NLP, lane, X_SCTX)
     for mm in tl.static_range(NCAND):
-        cj = _sget(scr, NLP, lane, 8 + mm)
+        cj = _sget(scr, NLP, lane, X_CAND + mm)
         hit = (((cj >> (B - 1 - d)) & 1) == y).to(tl.int64)
         j = (mm * NSMALL + sctx) * B + d
         e = _ldu(mc + j) ^ SIGN
         _stu(mc + j, _ctr_update(e, hit, mlimit, rt_ptr) ^ SIGN, m & (((onm >> mm) & 1) != 0))
-    sel = _sget(scr, NLP, lane, INFO + 0)
-    sel2 = _sget(scr, NLP, lane, INFO + 1)
-    err = ((y << 12) - _sget(scr, NLP, lane, INFO + 3)) * lr
+    sel = _sget(scr, NLP, lane, INFO + I_SEL)
+    sel2 = _sget(scr, NLP, lane, INFO + I_SEL2)
+    err = ((y << 12) - _sget(scr, NLP, lane, INFO + I_PM)) * lr
     for k in tl.static_range(NIN):
         dw = (_sget(scr, NLP, lane, XS + k) * err) >> 14
         p1 = w + sel * NIN + k
         tl.store(p1, _clampw(tl.load(p1).to(tl.int64) + dw).to(tl.int32), mask=m)
         p2 = w + sel2 * NIN + k
         tl.store(p2, _clampw(tl.load(p2).to(tl.int64) + dw).to(tl.int32), mask=m)
-    ai = _sget(scr, NLP, lane, INFO + 2)
+    ai = _sget(scr, NLP, lane, INFO + I_AI)
     v = tl.load(apm + ai).to(tl.int64)
     tl.store(apm + ai, (v + (((y << 16) - v) >> apmr)).to(tl.int32), mask=m)
     tl.debug_barrier()
@@ -435,7 +456,7 @@ def _code_token(leaf_in, q, DECODING: tl.constexpr, B, V, scr, NLP, lane, BKT0, 
             _set_buckets(d, prefix, scr, NLP, lane, BKT0, mask, act)
         size = ax * 0 + (1 << (B - 1 - d))
         lo = prefix * 2 * size
-        p = _node_p(d, prefix, B, scr, NLP, lane, BKT0, XS0 + d * NIN, INFO0 + d * 8, ht, w,
+        p = _node_p(d, prefix, B, scr, NLP, lane, BKT0, XS0 + d * NIN, INFO0 + d * I_N, ht, w,
                     apm, mc, sq_ptr, st_ptr, ctxmask, candmask, aw, act)
         inside = has_ax & ((axs >> (B - d)) == prefix)
         mt = tl.where(inside, M - cmass, M)
@@ -450,7 +471,7 @@ def _code_token(leaf_in, q, DECODING: tl.constexpr, B, V, scr, NLP, lane, BKT0, 
             y = (leaf_in >> (B - 1 - d)) & 1
         start += tl.where(y != 0, left, 0)
         M = tl.where(y != 0, right, left)
-        _sput(scr, NLP, lane, INFO0 + d * 8 + 6, y, act)
+        _sput(scr, NLP, lane, INFO0 + d * I_N + I_BIT, y, act)
         prefix = prefix * 2 + y
     tl.debug_barrier()
     _copy_update((prefix == ax).to(tl.int64), scr, NLP, lane, XC0, CI0, ht, cw, capm, rt_ptr,
@@ -460,8 +481,8 @@ def _code_token(leaf_in, q, DECODING: tl.constexpr, B, V, scr, NLP, lane, BKT0, 
     for d in range(0, B):
         if d % GROUP == 0:
             _set_buckets(d, prefix >> (B - d), scr, NLP, lane, BKT0, mask, walk)
-        y = _sget(scr, NLP, lane, INFO0 + d * 8 + 6)
-        _node_update(d, y, B, scr, NLP, lane, BKT0, XS0 + d * NIN, INFO0 + d * 8, ht, w, apm,
+        y = _sget(scr, NLP, lane, INFO0 + d * I_N + I_BIT)
+        _node_update(d, y, B, scr, NLP, lane, BKT0, XS0 + d * NIN, INFO0 + d * I_N, ht, w, apm,
                      mc, rt_ptr, limit, mlimit, lr, apmr, ctxmask, walk)
     return prefix, start, M
 
@@ -526,9 +547,9 @@ def cm_kernel(tok_ptr, toff_ptr, tlen_ptr, cfg_ptr, perm_ptr, inv_ptr, sq_ptr, s
     BKT0 = NCTXSLOT
     XS0 = BKT0 + NCTX
     INFO0 = XS0 + B * NIN
-    XC0 = INFO0 + B * 8
+    XC0 = INFO0 + B * I_N
     CI0 = XC0 + NCIN
-    MS0 = CI0 + 4 + NCC
+    MS0 = CI0 + CI_SLOT + NCC
     toff = tl.load(toff_ptr + lane)
     tlen = tl.load(tlen_ptr + lane).to(tl.int64)
     tok = tok_ptr + toff
