@@ -356,7 +356,7 @@ def floor_tokens(n_words: int, vocab: int, coding: int) -> int:
     if n_words == 0:
         return 0
     if coding == UNIFORM:
-        k = (1 << 24) - -(-(1 << 24) // vocab)
+        k = (1 << MAX_PRECISION) - -(-(1 << MAX_PRECISION) // vocab)
     else:
         k = vocab - 1
     k = max(1, k)
