@@ -88,6 +88,16 @@ class Reporter:
         self.failed += 1
         click.echo(f"nacc: {printable(where)}: {printable(msg)}", err=True)
 
+    def failure(self, where: str, e: Exception) -> None:
+        """Report the exception that stopped work on ``where``: a NaccError by its message,
+        an OSError by its strerror, anything else as ``unexpected``."""
+        if isinstance(e, NaccError):
+            self.error(where, str(e))
+        elif isinstance(e, OSError):
+            self.error(where, e.strerror or str(e))
+        else:
+            self.unexpected(where, e)
+
     def unexpected(self, where: str, e: Exception) -> None:
         """An exception no check turned into a NaccError (a damaged or hostile input the
         parser let through): reported like one, exit 1, never a traceback."""
@@ -106,15 +116,29 @@ def _verbosity(f):
 
 
 def _frame_shape(ctx, param, value):
-    if value is None:
-        return None
+    from nacc.codec import parse_frame_shape
+
     try:
-        h, w = (int(x) for x in value.lower().split("x"))
-        if h < 1 or w < 1:
-            raise ValueError
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not HxW, e.g. 8x16") from None
-    return (h, w)
+        return parse_frame_shape(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def _output_options(f):
+    """-c, -f and -k, the output flags compress and decompress share."""
+    f = click.option("-k", "--keep", is_flag=True, help="Keep inputs (the default).")(f)
+    f = click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")(f)
+    return click.option("-c", "--stdout", "to_stdout", is_flag=True,
+                        help="Write to standard output.")(f)
+
+
+def _engine_options(f):
+    """--engine and --address (see ``nacc.distributed``)."""
+    f = click.option("--address", default=None, metavar="ADDR",
+                     help="Ray cluster address for --engine ray [a local Ray instance].")(f)
+    return click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
+                        show_default=True,
+                        help="ray: one Ray task per input (see nacc.distributed).")(f)
 
 
 def _device_option(f):
@@ -250,17 +274,12 @@ def _n_tokens(segments) -> int:
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", default=None, help="Output file (all inputs in one archive).")
-@click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write to standard output.")
-@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
-@click.option("-k", "--keep", is_flag=True, help="Keep inputs (the default).")
+@_output_options
 @click.option("--rm", "remove", is_flag=True,
               help="Remove input files once their archive is written and decodes to them.")
 @click.option("-T", "--threads", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Processes over independent blocks; output does not depend on it.")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
-              show_default=True, help="ray: one Ray task per input (see nacc.distributed).")
-@click.option("--address", default=None, metavar="ADDR",
-              help="Ray cluster address for --engine ray [a local Ray instance].")
+@_engine_options
 @_solid_option
 @_predictor_options
 @_verbosity
@@ -321,10 +340,8 @@ def compress(inputs, output, to_stdout, force, keep, remove, threads, predictor,
                 for src in srcs:
                     if src != "-" and Path(src).is_file():
                         Path(src).unlink()
-        except NaccError as e:
-            rep.error(where, str(e))
-        except OSError as e:
-            rep.error(where, e.strerror or str(e))
+        except (NaccError, OSError) as e:
+            rep.failure(where, e)
     rep.exit()
 
 
@@ -500,17 +517,12 @@ def write_folder(root: Path, names: list[str], items, force: bool) -> int:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", default=None,
               help="Output file, or folder for a multi-segment archive.")
-@click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write to standard output.")
-@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
-@click.option("-k", "--keep", is_flag=True, help="Keep inputs (the default).")
+@_output_options
 @click.option("--rm", "remove", is_flag=True, help="Remove archives after success.")
 @click.option("-T", "--threads", type=click.IntRange(1, 256), default=1, show_default=True)
 @click.option("--model", type=click.Path(), default=None,
               help="Model folder, if it moved since compression (its hash must match).")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
-              show_default=True, help="ray: one Ray task per input (see nacc.distributed).")
-@click.option("--address", default=None, metavar="ADDR",
-              help="Ray cluster address for --engine ray [a local Ray instance].")
+@_engine_options
 @_device_option
 @_verbosity
 def decompress(inputs, output, to_stdout, force, keep, remove, threads, model, device, verbose,
@@ -551,12 +563,8 @@ def decompress(inputs, output, to_stdout, force, keep, remove, threads, model, d
                      level=1)
             if remove and src != "-":
                 Path(src).unlink()
-        except NaccError as e:
-            rep.error(src, str(e))
-        except OSError as e:
-            rep.error(src, e.strerror or str(e))
         except Exception as e:  # noqa: BLE001 (one error path for any damaged archive)
-            rep.unexpected(src, e)
+            rep.failure(src, e)
     rep.exit()
 
 
@@ -578,12 +586,8 @@ def test_cmd(inputs, threads, model, device, verbose, quiet):
             n = sum(1 for _ in codec.decompress_archive(_read_input(src), threads, override,
                                                         device))
             rep.info(f"{src}: OK ({n} segment(s))", level=1)
-        except NaccError as e:
-            rep.error(src, str(e))
-        except OSError as e:
-            rep.error(src, e.strerror or str(e))
         except Exception as e:  # noqa: BLE001 (one error path for any damaged archive)
-            rep.unexpected(src, e)
+            rep.failure(src, e)
     rep.exit()
 
 
@@ -617,10 +621,8 @@ def verify(inputs, threads, predictor, vocab, frame_shape, model, device, params
                 click.echo(f"{src}: OK {opts.predictor_name()} {_rate_line(n_tok, len(archive))}, "
                            f"{len(archive)} bytes, encode {t1 - t0:.3f} s, "
                            f"decode {t2 - t1:.3f} s, {n_tok} tokens")
-        except NaccError as e:
-            rep.error(src, str(e))
-        except OSError as e:
-            rep.error(src, e.strerror or str(e))
+        except (NaccError, OSError) as e:
+            rep.failure(src, e)
     rep.exit()
 
 
@@ -657,12 +659,8 @@ def info(inputs, list_predictors, verbose, quiet):
                 if len(b.segments) > 1:
                     lines += [f"    {s.name}: {s.descr} {s.shape}" for s in b.segments]
             click.echo("\n".join(printable(line) for line in lines))
-        except NaccError as e:
-            rep.error(src, str(e))
-        except OSError as e:
-            rep.error(src, e.strerror or str(e))
         except Exception as e:  # noqa: BLE001 (one error path for any damaged archive)
-            rep.unexpected(src, e)
+            rep.failure(src, e)
     if not inputs and not list_predictors:
         raise click.UsageError("give archives, or --predictors")
     rep.exit()

@@ -10,7 +10,8 @@ the spec bounds below 2**31 where it says int32, so results are identical to the
 for any batching or thread count.  Weights come as three tuples of arrays built by
 ``pack`` (fixed order; weight matrices transposed to (K, N) so that the int32 accumulation
 loops run over contiguous outputs), plus a fourth for the head's optional substitution
-table.
+table.  The integer primitives ``_rq``, ``_c8``, ``_isqrt`` and ``_first_slot`` also serve
+the batched kernels of ``nacc.kernels.cpu.neural_lanes``.
 """
 from __future__ import annotations
 
@@ -56,6 +57,16 @@ def _lin(x, wt, b, m, s, out):
     _acc(x, wt, b, acc)
     for n in range(n_out):
         out[n] = _c8(_rq(np.int64(acc[n]), np.int64(m[n]), np.int64(s[n])))
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _first_slot(cand, j):
+    """True when no candidate slot before ``j`` holds ``cand[j]`` (copy_max: only the first
+    slot of a token adds a bonus)."""
+    for k in range(j):
+        if cand[k] == cand[j]:
+            return False
+    return True
 
 
 @nb.njit(cache=True, nogil=True)
@@ -250,11 +261,7 @@ def head_table(video, t, y, x, feat, hw, sw, mot, mclamp, subst, pad, precision,
         if cmax[0] == 0:
             z[sc] += bon[j] + cbias[sc]
             continue
-        first = True  # copy_max: the first slot holding sc adds its largest bonus
-        for k in range(j):
-            if cand[k] == sc:
-                first = False
-        if first:
+        if _first_slot(cand, j):  # copy_max: the first slot holding sc adds its largest bonus
             best = bon[j]
             for k in range(j + 1, n_c):
                 if cand[k] == sc and bon[k] > best:

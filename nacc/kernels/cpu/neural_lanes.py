@@ -45,6 +45,7 @@ import numpy as np
 
 from nacc.coder import CODER_PRECISION
 from nacc.kernels.cpu import int8gemm, rans
+from nacc.kernels.cpu.neural import _c8, _first_slot, _isqrt, _rq
 from nacc.neural.config import HEAD_NEIGHBOURS, MATCH_NEIGHBOURS, PREV_CANDIDATES
 
 I64 = np.int64
@@ -292,16 +293,6 @@ def pack_lstm(m) -> LSTMPack:
 
 
 # ----------------------------------------------------------------------------- primitives
-@nb.njit(cache=True, nogil=True, inline="always")
-def _rq(a, m, s):
-    return (a * m + (np.int64(1) << (s - 1))) >> s
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
-def _c8(v):
-    return min(max(v, -127), 127)
-
-
 @nb.njit(cache=True, nogil=True)
 def requant(acc, b, m, s, out):
     """out = clamp8(rq(acc + b)) per row; ``acc`` an exact (float or int) product."""
@@ -327,16 +318,6 @@ def add_requant(x1, acc, b, m, s, a, out):
         for n in range(x1.shape[1]):
             x2 = _c8(_rq(np.int64(acc[r, n]) + b[n], m[n], s[n]))
             out[r, n] = _c8((x1[r, n] * a1 + x2 * a2 + 32768) >> 16)
-
-
-@nb.njit(cache=True, nogil=True)
-def _isqrt(n):
-    r = np.int64(np.sqrt(np.float64(n)))
-    while r * r > n:
-        r -= 1
-    while (r + 1) * (r + 1) <= n:
-        r += 1
-    return r
 
 
 @nb.njit(cache=True, nogil=True)
@@ -594,6 +575,14 @@ def _cell(qi, qf, qg, qo, sig, tanh, c_prev):
     return c, _c8((og * _lut8(tanh, tc) + 64) >> 7)
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _window_token(ctx, j, dt, yy, xx, h, w, pad):
+    """Token at (yy, xx) of context frame ``dt`` of job ``j``: ``pad`` outside the frame."""
+    if 0 <= yy < h and 0 <= xx < w:
+        return ctx[j, dt, yy * w + xx]
+    return pad
+
+
 @nb.njit(cache=True, nogil=True)
 def lstm_cell(ctx, gate_tab, hacc, g_b, g_m, g_s, sig, tanh, w, r, hs, cs):
     """One lstm step for every row (job j = row // (H*W)): gates = window table rows + the
@@ -615,11 +604,7 @@ def lstm_cell(ctx, gate_tab, hacc, g_b, g_m, g_s, sig, tanh, w, r, hs, cs):
         for dt in range(k):
             for dy in range(-r, r + 1):
                 for dx in range(-r, r + 1):
-                    yy = y + dy
-                    xx = x + dx
-                    tok = pad
-                    if 0 <= yy < h and 0 <= xx < w:
-                        tok = ctx[j, dt, yy * w + xx]
+                    tok = _window_token(ctx, j, dt, y + dy, x + dx, h, w, pad)
                     for n in range(4 * d):
                         acc[n] += gate_tab[slot, tok, n]
                     slot += 1
@@ -649,11 +634,7 @@ def lstm_inputs(ctx, emb, hs, w, r, xu):
         for dt in range(k):
             for dy in range(-r, r + 1):
                 for dx in range(-r, r + 1):
-                    yy = y + dy
-                    xx = x + dx
-                    tok = pad
-                    if 0 <= yy < h and 0 <= xx < w:
-                        tok = ctx[j, dt, yy * w + xx]
+                    tok = _window_token(ctx, j, dt, y + dy, x + dx, h, w, pad)
                     for i in range(e):
                         xu[row, col + i] = emb[tok, i] + 128
                     col += e
@@ -839,11 +820,7 @@ def _head_table(zf, row, cand, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, 
         if not copy_max:
             z[sj] += bon + cbias[sj]
             continue
-        first = True           # copy_max: the first slot holding sj adds the largest bonus
-        for k in range(j):
-            if cand[k] == sj:
-                first = False
-        if first:
+        if _first_slot(cand, j):   # copy_max: the first slot holding sj adds the largest bonus
             best = bon
             for k in range(j + 1, n_c):
                 if cand[k] == sj:

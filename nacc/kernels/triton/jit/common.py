@@ -8,7 +8,8 @@ functions lower to for int32/int64 inputs (identical code on the GPU), and the i
 recognises the same combine functions and runs them as numpy reductions.  So the kernels
 call these helpers and work under either flavor whatever the import order.
 
-All inputs here are 1-D int32 or int64 vectors; results keep the input dtype (the standard
+All inputs here are int32 or int64 blocks, reduced along ``axis`` (a constexpr, default 0:
+a 1-D vector; 1: each row of a 2-D block); results keep the input dtype (the standard
 functions would widen only sub-32-bit integers).
 
 ``helper`` decorates device functions (functions that kernels call): ``triton.jit`` when
@@ -40,18 +41,18 @@ def helper(fn):
 
 
 @helper
-def vsum(x):
-    return tl.reduce(x, 0, tl.standard._sum_combine)
+def vsum(x, axis: tl.constexpr = 0):
+    return tl.reduce(x, axis, tl.standard._sum_combine)
 
 
 @helper
-def vmax(x):
-    return tl.reduce(x, 0, tl.standard._elementwise_max)
+def vmax(x, axis: tl.constexpr = 0):
+    return tl.reduce(x, axis, tl.standard._elementwise_max)
 
 
 @helper
-def vmin(x):
-    return tl.reduce(x, 0, tl.standard._elementwise_min)
+def vmin(x, axis: tl.constexpr = 0):
+    return tl.reduce(x, axis, tl.standard._elementwise_min)
 
 
 @helper

@@ -36,16 +36,6 @@ from .rans import advance, quantile
 
 
 @helper
-def rowsum(x):
-    return tl.reduce(x, 1, tl.standard._sum_combine)
-
-
-@helper
-def rowmax(x):
-    return tl.reduce(x, 1, tl.standard._elementwise_max)
-
-
-@helper
 def rq(a, m, s):
     """(a * m + 2**(s-1)) >> s in int64 (arithmetic shift: floor)."""
     a = a.to(tl.int64)
@@ -119,9 +109,9 @@ def layer_norm_kernel(x_ptr, g_ptr, b_ptr, out_ptr, M, D,
     cm = cols < D
     om = rm[:, None] & cm[None, :]
     x = tl.load(x_ptr + rows[:, None] * D + cols[None, :], mask=om, other=0).to(tl.int64)
-    sm = rowsum(x)
+    sm = vsum(x, 1)
     c = tl.where(om, D * x - sm[:, None], 0)
-    var = rowsum(c * c) // D
+    var = vsum(c * c, 1) // D
     r = tl.sqrt(var.to(tl.float64)).to(tl.int64)      # a guess; the integer tests decide
     r = tl.where(r * r > var, r - 1, r)
     r = tl.where(r * r > var, r - 1, r)
@@ -187,7 +177,7 @@ def attention_kernel(q_ptr, ctx_ptr, kt_ptr, vt_ptr, bt_ptr, by_ptr, bx_ptr, exp
         s, valid, tok, km = _att_scores(q, kt_ptr, ctx_ptr, bt_ptr, by_ptr, bx_ptr, j, hd, k0,
                                         y, x, di, dmask, HW, W, D, DH, KF, R, att_m, att_s,
                                         BKEY)
-        smax = tl.maximum(smax, rowmax(tl.where(valid, s, -(1 << 62))))
+        smax = tl.maximum(smax, vmax(tl.where(valid, s, -(1 << 62)), 1))
     wsum = tl.full((BQ,), 0, tl.int64)
     num = tl.full((BQ, BDH), 0, tl.int64)
     for k0 in range(0, nk, BKEY):
@@ -195,7 +185,7 @@ def attention_kernel(q_ptr, ctx_ptr, kt_ptr, vt_ptr, bt_ptr, by_ptr, bx_ptr, exp
                                         y, x, di, dmask, HW, W, D, DH, KF, R, att_m, att_s,
                                         BKEY)
         e = tl.load(exp_ptr + tl.minimum(smax[:, None] - s, NE - 1), mask=valid, other=0)
-        wsum += rowsum(e.to(tl.int64))
+        wsum += vsum(e.to(tl.int64), 1)
         vv = tl.load(vt_ptr + tok[:, None] * D + hd * DH + di[None, :],
                      mask=km[:, None] & dmask[None, :], other=0)
         # e <= 2**16: three base-128 digits, each an int8, so the sum is three int8 dots
