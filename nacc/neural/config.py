@@ -9,6 +9,7 @@ from typing import Any
 ARCHS = ("transformer", "lstm")
 
 # neighbours of the current frame seen by the token head, (dy, dx), all causal
+LOGIT_CLAMP = 1 << 24     # the head's logits are clamped to [-LOGIT_CLAMP, LOGIT_CLAMP]
 HEAD_NEIGHBOURS = ((0, -1), (-1, -1), (-1, 0), (-1, 1), (0, -2), (-2, 0))
 # copy candidates of the head: the neighbours above, then the previous frame's 3x3 window
 PREV_CANDIDATES = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))

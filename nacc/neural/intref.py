@@ -94,7 +94,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from nacc.neural.config import HEAD_NEIGHBOURS, MATCH_NEIGHBOURS, PREV_CANDIDATES, ModelConfig
+from nacc.neural.config import (
+    HEAD_NEIGHBOURS,
+    LOGIT_CLAMP,
+    MATCH_NEIGHBOURS,
+    PREV_CANDIDATES,
+    ModelConfig,
+)
 
 I64 = np.int64
 
@@ -239,7 +245,7 @@ def motion_features(video, cfg: ModelConfig):
 
 
 def _logit_units(u, p):
-    return np.clip(rq(lin_acc(u, p), p[2], p[3]), -(1 << 24), 1 << 24)
+    return np.clip(rq(lin_acc(u, p), p[2], p[3]), -LOGIT_CLAMP, LOGIT_CLAMP)
 
 
 def head_logits(m: IntModel, f, nb, prev, match):

@@ -19,7 +19,7 @@ import numba as nb
 import numpy as np
 
 from nacc.kernels.cpu import rans
-from nacc.neural.config import HEAD_NEIGHBOURS
+from nacc.neural.config import HEAD_NEIGHBOURS, LOGIT_CLAMP
 
 NB_DY = np.array([dy for dy, _ in HEAD_NEIGHBOURS], np.int64)
 NB_DX = np.array([dx for _, dx in HEAD_NEIGHBOURS], np.int64)
@@ -241,7 +241,7 @@ def head_table(video, t, y, x, feat, hw, sw, mot, mclamp, subst, pad, precision,
     for i in range(u.shape[0]):
         u[i] = act[u[i] + 128]
     n_out = w2.shape[1]
-    lim = np.int64(1) << 24
+    lim = np.int64(LOGIT_CLAMP)
     acc = np.empty(n_out, np.int32)
     _acc(u, w2, b2, acc)
     for n in range(n_out):
@@ -284,7 +284,7 @@ def _substitute(u, cand, pad, sw, z):
             row = sub_t[cand[j]]
             for v in range(vocab):
                 acc[v] += g[j] * row[v]
-    lim = np.int64(1) << 24
+    lim = np.int64(LOGIT_CLAMP)
     for v in range(vocab):
         z[v] += min(max(_rq(acc[v], np.int64(sub_m[v]), np.int64(sub_s[v])), -lim), lim)
 

@@ -46,7 +46,7 @@ import numpy as np
 from nacc.coder import CODER_PRECISION
 from nacc.kernels.cpu import int8gemm, rans
 from nacc.kernels.cpu.neural import _c8, _first_slot, _isqrt, _rq
-from nacc.neural.config import HEAD_NEIGHBOURS, MATCH_NEIGHBOURS, PREV_CANDIDATES
+from nacc.neural.config import HEAD_NEIGHBOURS, LOGIT_CLAMP, MATCH_NEIGHBOURS, PREV_CANDIDATES
 
 I64 = np.int64
 # offsets (dy, dx) of the head's causal neighbours and of the previous frame's window
@@ -786,7 +786,7 @@ def head_hidden(videos, jobs, p0, n_p, fpart, mot, nb_tab, ev_w, m1, s1, act, mc
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _logit(zf, row, n, b, m, s):
-    lim = np.int64(1) << 24
+    lim = np.int64(LOGIT_CLAMP)
     return min(max(_rq(np.int64(zf[row, n]) + b[n], m[n], s[n]), -lim), lim)
 
 
@@ -809,7 +809,7 @@ def _head_table(zf, row, cand, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, 
                 if g != 0:
                     for v in range(vocab):
                         acc_sub[v] += g * sub_t[sj, v]
-        lim = np.int64(1) << 24
+        lim = np.int64(LOGIT_CLAMP)
         for v in range(vocab):
             z[v] += min(max(_rq(acc_sub[v], sub_m[v], sub_s[v]), -lim), lim)
     for j in range(n_c):

@@ -31,8 +31,12 @@ explicitly (``floordiv``).
 import triton
 import triton.language as tl
 
-from .common import helper, vcumsum, vmax, vmin, vsum
+from nacc.neural.config import LOGIT_CLAMP
+
+from .common import const, helper, vcumsum, vmax, vmin, vsum
 from .rans import advance, quantile
+
+ZLIM = const(LOGIT_CLAMP)                          # the head's logit clamp
 
 
 @helper
@@ -366,7 +370,7 @@ def head_table_kernel(zf_ptr, vid_ptr, jobs_ptr, cdy_ptr, cdx_ptr, om_ptr, os_pt
     x = p % W
     v = tl.arange(0, BV)
     vm = v < V
-    lim = 1 << 24
+    lim = ZLIM
     zrow = zf_ptr + row * NOUT
     z = rq(tl.load(zrow + v, mask=vm, other=0), tl.load(om_ptr + v, mask=vm, other=0),
            tl.load(os_ptr + v, mask=vm, other=1))

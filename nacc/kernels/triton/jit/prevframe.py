@@ -10,7 +10,7 @@ import triton
 import triton.language as tl
 
 from .common import vcumsum, vmax, vmin, vsum
-from .rans import advance, quantile
+from .rans import TOTAL, advance, quantile
 
 
 @triton.jit
@@ -22,7 +22,7 @@ def prevframe_kernel(tok_ptr, toff_ptr, tlen_ptr, cond_ptr, o0_ptr, tab_ptr,
     idx = tl.arange(0, BV)
     vm = idx < V
     v64 = V.to(tl.int64)
-    room = 16777216 - v64                           # 2**24 - V
+    room = TOTAL - v64                              # 2**24 - V
     toff = tl.load(toff_ptr + lane)
     tlen = tl.load(tlen_ptr + lane).to(tl.int64)
     end = tl.minimum(tlen, i1.to(tl.int64))
@@ -44,7 +44,7 @@ def prevframe_kernel(tok_ptr, toff_ptr, tlen_ptr, cond_ptr, o0_ptr, tab_ptr,
             score = (1 + 32 * c + o0).to(tl.int64)
             total = v64 + 32 * csum.to(tl.int64) + o0sum.to(tl.int64)
             f = tl.where(vm, 1 + score * room // total, 0)
-            rem = 16777216 - vsum(f)
+            rem = TOTAL - vsum(f)
             best_score = vmax(tl.where(vm, score, -1))
             best = vmin(tl.where(vm & (score == best_score), idx, BV))
             f = f + tl.where(idx == best, rem, 0)
