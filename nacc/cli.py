@@ -141,6 +141,24 @@ def _engine_options(f):
                         help="ray: one Ray task per input (see nacc.distributed).")(f)
 
 
+class _Vocab(click.ParamType):
+    """A vocabulary size: an integer in 2..container.MAX_VOCAB (the container is imported
+    when a value is converted, so that the CLI starts without numpy)."""
+
+    name = "integer range"
+
+    def convert(self, value, param, ctx):
+        from nacc.container import MAX_VOCAB
+
+        v = click.INT.convert(value, param, ctx)
+        if not 2 <= v <= MAX_VOCAB:
+            self.fail(f"{v} is not in the range 2<=x<={MAX_VOCAB}.", param, ctx)
+        return v
+
+
+VOCAB = _Vocab()  # the --vocab type of every command
+
+
 def _device_option(f):
     return click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
                         show_default=True,
@@ -165,7 +183,7 @@ def _predictor_options(f):
                      help="Model folder, for predictors that need one.")(f)
     f = click.option("--frame-shape", callback=_frame_shape, default=None, metavar="HxW",
                      help="Frame shape for (T, N) arrays [8x16 when N=128, else 1xN].")(f)
-    f = click.option("--vocab", type=click.IntRange(2, 65536), default=1024, show_default=True,
+    f = click.option("--vocab", type=VOCAB, default=1024, show_default=True,
                      help="Vocabulary size: token ids are 0..vocab-1.")(f)
     return click.option(
         "--predictor", default=None, metavar="NAME",

@@ -47,6 +47,7 @@ from pathlib import Path, PurePosixPath
 
 import click
 
+from nacc.cli import VOCAB
 from nacc.errors import NaccError
 
 ARCHIVE = "submission.nacc"
@@ -366,7 +367,7 @@ def check_names(names: list[str]) -> None:
 @click.option("--predictor", default=None, metavar="NAME", help="Predictor [cm].")
 @click.option("--model", type=click.Path(), default=None,
               help="Model folder, for predictors that need one (it goes into the zip).")
-@click.option("--vocab", type=click.IntRange(2, 65536), default=1024, show_default=True)
+@click.option("--vocab", type=VOCAB, default=1024, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
               show_default=True, help="Where tables are computed; the zip is identical.")
 @click.option("-T", "--threads", type=click.IntRange(1, 256), default=1, show_default=True,

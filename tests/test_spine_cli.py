@@ -206,3 +206,21 @@ def test_missing_model_is_a_clear_error(tmp_path, clip_file):
     r = run("compress", "--predictor", "lstm", "--model", "nowhere", clip_file.name, cwd=tmp_path)
     assert r.returncode == 1 and r.stderr.startswith(b"nacc: clip.npy: ")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.npy"]
+
+
+@pytest.mark.parametrize("command", ["compress", "submission", "train"])
+def test_vocab_option_bound_is_the_container_limit(command, monkeypatch):
+    """Every --vocab is checked against container.MAX_VOCAB (one definition): the limit
+    passes, one above it is a usage error naming the range."""
+    from click.testing import CliRunner
+
+    from nacc import cli, container
+
+    def at_limit(value):
+        return cli.VOCAB.convert(value, None, None)
+
+    assert at_limit(str(container.MAX_VOCAB)) == container.MAX_VOCAB
+    monkeypatch.setattr(container, "MAX_VOCAB", 300)
+    r = CliRunner().invoke(cli.main, [command, "x.npy", "--vocab", "301"])
+    assert r.exit_code == 2
+    assert "Invalid value for '--vocab': 301 is not in the range 2<=x<=300." in r.output
