@@ -48,8 +48,8 @@ byte change is detected.  Header values are bounded before anything is allocated
   archive of B <= FLOOR_HEAD bytes claims fewer than ``8 * MAX_RATIO * B / token_bits(vocab)``
   tokens and costs at most that many predictor steps to decode.  Versions 1 and 2 have no
   pad: their blocks with words must meet the same floor with their words alone (a block of
-  no words decodes without the predictor),
-  and the older rANS bound (``max_block_tokens``, ``FREE_TAIL``) still applies to them.
+  no words decodes without the predictor), and the older rANS bound (``max_block_tokens``,
+  ``FREE_TAIL``) still applies to them.
   The writer refuses the same members (``check_block``, ``check_names``) and pads every
   block, so that everything written reads back.
 
