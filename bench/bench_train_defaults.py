@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 .venv/bin/python bench/bench_train_defaults.py \
         [--process base v64-wide v2048-still v1024-busy-10x12] [--arch transformer lstm] \
         [--clips 24] [--frames 100] [--test-frames 300] [--threads 1] [--steps N] [--json F]
+        [--real]
 
 For each process (a :class:`nacc.neural.synth.SynthConfig` and a frame shape, below) a fixed
 training corpus of ``--clips`` clips of ``--frames`` frames (seed 1) is generated, and an
@@ -13,13 +14,24 @@ code length of the integer tables, which rANS matches to ~0.01%) against the exa
 of the process on the same tokens, the float (QAT) model's bits (the export cost), ``cm``
 alone and ``cm --model`` (the model mixed into cm), and the training time.  ``--steps``
 caps the steps for short proxy runs (not the defaults: say so when quoting).  No rate is
-ever measured on a clip a model trained on.
+ever measured on a clip a model trained on.  ``--real`` replaces the processes by real
+commaVQ data (tests/data/commavq_dev.npy, 600x8x16, V=1024): frames 0-449 are the one
+training clip, frames 450-599 the unseen test clip, through the same path; no limit is
+known, so its columns print "-" (null in the JSON).
 
 Measured 2026-12-02 (single runs, seed 0, 1 thread on a shared 2-core machine, proxy caps):
 ``--process base --arch lstm --steps 600``: 3.8915 bits/token vs limit 3.2182 (+20.9%),
 export +0.53%, cm 7.1113, cm+model 3.8147 (+18.5%), 471 s, best step 300 (old defaults,
 plain Adam on the tables: +43.3%); ``--arch transformer --steps 400``: 3.8489 (+19.6%),
 export +0.26%, cm+model 3.8110 (+18.4%), 450 s, best step 200.
+
+Measured 2026-12-03, ``--real`` (frames 450-599, 19200 tokens; proxy cap 100 steps, both
+still improving at the cap, so these are not the defaults' numbers): lstm 9.3009 bits/token
+(float 9.2248, export +0.83%), 158 s; transformer 11.2054 (float 10.9806, export +2.05%),
+210 s; cm alone 5.5677; cm+model 5.5646 (lstm, -0.06%) and 5.5805 (transformer, +0.23%):
+a 100-step model is far worse than cm and adds nothing to it.  The CLI cross-check
+(``nacc compress`` of frames 450-599 with cm) writes 13485 bytes: rate 1.7798, 5.6188
+bits/token with the container.
 """
 from __future__ import annotations
 
@@ -53,6 +65,37 @@ def predictor_bits(name, vocab, shape, video, **params):
     return float((p.precision - np.log2(freq.astype(np.float64))).mean())
 
 
+REAL = "real"
+REAL_FILE = Path(__file__).resolve().parent.parent / "tests" / "data" / "commavq_dev.npy"
+REAL_TRAIN = 450  # frames [0, 450) train, [450, 600) are the unseen test clip
+
+
+def source(process, args):
+    """(training clips, test clip, vocab, (H, W), exact limit or None) of ``process``.
+
+    ``real`` is commaVQ dev: frames 0-449 the one training clip, 450-599 the test clip
+    (no limit is known); the others are the synthetic family with its exact limit.
+    """
+    if process == REAL:
+        video = np.load(REAL_FILE)
+        return [video[:REAL_TRAIN]], video[REAL_TRAIN:], 1024, video.shape[1:], None
+    over, hw = PROCESSES[process]
+    cfg_s = synth.SynthConfig(**over)
+    corpus = synth.corpus(args.clips, (args.frames, *hw), 1, cfg_s)
+    test = synth.generate((args.test_frames, *hw), 2, cfg_s)[0]
+    return corpus, test, cfg_s.vocab, hw, synth.limit_bits_per_token(test, cfg_s)
+
+
+def pct(bits, limit):
+    """Percent over ``limit``; None when no limit is known (real data)."""
+    return None if limit is None else 100 * (bits / limit - 1)
+
+
+def fmt(x, spec, suffix=""):
+    """``x`` formatted with ``spec``, or "-" for None."""
+    return "-" if x is None else format(x, spec) + suffix
+
+
 def run(process, arch, args, work: Path):
     import torch
     from click.testing import CliRunner
@@ -63,18 +106,14 @@ def run(process, arch, args, work: Path):
     from nacc.neural.model import NeuralModel
     from nacc.neural.train import float_bits
 
-    over, hw = PROCESSES[process]
-    cfg_s = synth.SynthConfig(**over)
-    corpus = synth.corpus(args.clips, (args.frames, *hw), 1, cfg_s)
-    test = synth.generate((args.test_frames, *hw), 2, cfg_s)[0]
-    limit = synth.limit_bits_per_token(test, cfg_s)
+    corpus, test, vocab, hw, limit = source(process, args)
     data = work / process / "data"
     data.mkdir(parents=True, exist_ok=True)
     for k, v in enumerate(corpus):
         np.save(data / f"clip{k:03d}.npy", v)
     out = work / process / arch
     # (T, H, W) .npy files keep their frame shape
-    cmd = [str(data), "--arch", arch, "--out", str(out), "--vocab", str(cfg_s.vocab), "-q"]
+    cmd = [str(data), "--arch", arch, "--out", str(out), "--vocab", str(vocab), "-q"]
     if args.steps:
         cmd += ["--steps", str(args.steps)]
     torch.set_num_threads(args.threads)
@@ -91,17 +130,20 @@ def run(process, arch, args, work: Path):
     model.load_state_dict(st.get("best_model", st["model"]))
     model.set_qat(True)
     fb = float_bits(model, [test])
-    cm = predictor_bits("cm", cfg_s.vocab, hw, test)
-    cmm = predictor_bits("cm", cfg_s.vocab, hw, test, model=str(out))
+    cm = predictor_bits("cm", vocab, hw, test)
+    cmm = predictor_bits("cm", vocab, hw, test, model=str(out))
     meta = json.loads((out / "config.json").read_text())
     res = dict(process=process, arch=arch, clips=args.clips, frames=args.frames,
-               limit=limit, bits=ib, over_pct=100 * (ib / limit - 1), float_bits=fb,
+               limit=limit, bits=ib, over_pct=pct(ib, limit), float_bits=fb,
                export_cost_pct=100 * (ib / fb - 1), cm=cm, cm_model=cmm,
-               cm_model_over_pct=100 * (cmm / limit - 1), train_seconds=secs,
+               cm_model_over_pct=pct(cmm, limit), train_seconds=secs,
                threads=args.threads, stats=meta.get("stats"))
-    print(f"{process:18s} {arch:11s} {args.clips}x{args.frames}  bits {ib:.4f}  limit "
-          f"{limit:.4f}  {res['over_pct']:+.1f}%  export {res['export_cost_pct']:+.2f}%  "
-          f"cm {cm:.4f}  cm+model {cmm:.4f} ({res['cm_model_over_pct']:+.1f}%)  "
+    size = f"{len(corpus)}x{len(corpus[0])}"
+    res["clips"], res["frames"] = len(corpus), len(corpus[0])
+    print(f"{process:18s} {arch:11s} {size}  bits {ib:.4f}  limit "
+          f"{fmt(limit, '.4f')}  {fmt(res['over_pct'], '+.1f', '%')}  "
+          f"export {res['export_cost_pct']:+.2f}%  "
+          f"cm {cm:.4f}  cm+model {cmm:.4f} ({fmt(res['cm_model_over_pct'], '+.1f', '%')})  "
           f"train {secs:.0f} s on {args.threads} thread(s), best step "
           f"{(meta.get('stats') or {}).get('best_step')}", flush=True)
     return res
@@ -119,7 +161,11 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=None, help="cap (proxy runs only)")
     ap.add_argument("--out", default=None, help="keep corpora and models here")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--real", action="store_true",
+                    help="commaVQ dev frames 0-449 train, 450-599 test (replaces --process)")
     args = ap.parse_args(argv)
+    if args.real:
+        args.process = [REAL]
     work = Path(args.out or tempfile.mkdtemp(prefix="nacc-train-defaults-"))
     rows = [run(p, a, args, work) for p in args.process for a in args.arch]
     if args.json:
