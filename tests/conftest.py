@@ -35,6 +35,22 @@ def cli_in_process(args, cwd):
         os.chdir(old)
 
 
+def cli_without(module: str) -> str:
+    """A ``python -c`` script that runs nacc's CLI (arguments from its argv) with ``module``
+    and its submodules made absent, as on a machine where it is not installed."""
+    return f"""
+import sys
+class _Absent:
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r} or name.startswith({module + "."!r}):
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, _Absent())
+from nacc.cli import main
+sys.argv = ["nacc", *sys.argv[1:]]
+main()
+"""
+
+
 @pytest.fixture(scope="session")
 def dev_clip() -> np.ndarray:
     """The real commaVQ clip: int16 (600, 8, 16)."""

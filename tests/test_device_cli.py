@@ -12,20 +12,10 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, cli_in_process
+from conftest import ROOT, cli_in_process, cli_without
 
 # nacc's CLI with triton made absent (as on a machine where it is not installed)
-NO_TRITON = """
-import sys
-class _NoTriton:
-    def find_spec(self, name, path=None, target=None):
-        if name == "triton" or name.startswith("triton."):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-sys.meta_path.insert(0, _NoTriton())
-from nacc.cli import main
-sys.argv = ["nacc", *sys.argv[1:]]
-main()
-"""
+NO_TRITON = cli_without("triton")
 
 
 def _env():

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import cli_without
 from nacc import codec, npyio
 from nacc.errors import NaccError
 from nacc.kernels.cpu import neural_lanes as L
@@ -326,16 +327,7 @@ def test_model_folder_checked(tmp_path):
     assert issubclass(ModelError, NaccError)
 
 
-_NO_TORCH = """
-import sys
-class _NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ModuleNotFoundError("No module named 'torch' (blocked by the test)")
-sys.meta_path.insert(0, _NoTorch())
-from nacc.cli import main
-main(prog_name="nacc")
-"""
+_NO_TORCH = cli_without("torch")
 
 
 def test_neural_archive_without_torch(model_folder, tmp_path):

@@ -8,20 +8,10 @@ import sys
 
 import numpy as np
 
-from conftest import ROOT
+from conftest import ROOT, cli_without
 
 # run nacc's CLI with torch made absent (as on a machine where it is not installed)
-NO_TORCH = """
-import sys
-class _NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-sys.meta_path.insert(0, _NoTorch())
-from nacc.cli import main
-sys.argv = ["nacc", *sys.argv[1:]]
-main()
-"""
+NO_TORCH = cli_without("torch")
 
 
 def _run(args, cwd, code=None):

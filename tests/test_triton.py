@@ -34,6 +34,17 @@ def _clips(vocab: int, seed: int, lengths=(3, 2, 4)) -> list[np.ndarray]:
     return repeating_clips(vocab, FS, seed, lengths)
 
 
+def _assert_batches_equal(cpu, gpu, clips, batches):
+    """``gpu`` encodes ``clips`` to ``cpu``'s words and decodes them back, at every batch
+    size in ``batches`` (None: all lanes at once)."""
+    ref = [_words(cpu, c) for c in clips]
+    for batch in batches:
+        got = gb.encode_many(gpu, clips, batch=batch)
+        assert all(np.array_equal(a, b) for a, b in zip(got, ref, strict=True))
+        dec = gb.decode_many(gpu, [(w, len(c)) for w, c in zip(ref, clips)], batch=batch)
+        assert all(np.array_equal(a, b) for a, b in zip(dec, clips, strict=True))
+
+
 def _words(pred, tokens) -> np.ndarray:
     return coder.encode_intervals(*pred.intervals(tokens), pred.precision)
 
@@ -403,12 +414,7 @@ def test_triton_cuda_equals_cpu_on_dev_clip(name, dev_clip):
         st_g.push(int(x))
     clips = [np.ascontiguousarray(np.roll(dev_clip, 7 * k, axis=0)[:40 + 9 * k], np.int32)
              for k in range(8)]
-    ref = [_words(cpu, c) for c in clips]
-    for batch in (None, 3):
-        got = gb.encode_many(gpu, clips, batch=batch)
-        assert all(np.array_equal(a, b) for a, b in zip(got, ref, strict=True))
-        dec = gb.decode_many(gpu, [(w, len(c)) for w, c in zip(ref, clips)], batch=batch)
-        assert all(np.array_equal(a, b) for a, b in zip(dec, clips, strict=True))
+    _assert_batches_equal(cpu, gpu, clips, (None, 3))
 
 
 @pytest.mark.gpu
@@ -438,9 +444,4 @@ def test_triton_cuda_neural_equals_cpu_on_dev_clip(arch, dev_clip):
         assert np.array_equal(a, b)
     clips = [np.ascontiguousarray(np.roll(dev_clip, 11 * k, axis=0)[:3 + 5 * k], np.int32)
              for k in range(6)]
-    ref = [_words(cpu, c) for c in clips]
-    for batch in (None, 4):
-        got = gb.encode_many(gpu, clips, batch=batch)
-        assert all(np.array_equal(a, b) for a, b in zip(got, ref, strict=True))
-        dec = gb.decode_many(gpu, [(w, len(c)) for w, c in zip(ref, clips)], batch=batch)
-        assert all(np.array_equal(a, b) for a, b in zip(dec, clips, strict=True))
+    _assert_batches_equal(cpu, gpu, clips, (None, 4))
