@@ -118,6 +118,7 @@ def run(process, arch, args, work: Path):
     cmd = [str(data), "--arch", arch, "--out", str(out), "--vocab", str(vocab), "-q"]
     if args.steps:
         cmd += ["--steps", str(args.steps)]
+    cmd += args.flags.split()
     torch.set_num_threads(args.threads)
     t0 = time.time()
     r = CliRunner().invoke(train_cmd, cmd, catch_exceptions=False)
@@ -161,6 +162,8 @@ def main(argv=None):
     ap.add_argument("--test-frames", type=int, default=300)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=None, help="cap (proxy runs only)")
+    ap.add_argument("--flags", default="",
+                    help="extra `nacc train` flags (experiments only: not the defaults)")
     ap.add_argument("--out", default=None, help="keep corpora and models here")
     ap.add_argument("--json", default=None)
     ap.add_argument("--real", action="store_true",

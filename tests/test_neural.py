@@ -277,7 +277,8 @@ def test_cli_train(tmp_path):
     assert info["train"] == want
     assert (want["schedule"], want["qat_frac"], want["dropout"], want["patience"],
             want["eval_every"], TrainConfig().steps) == ("plateau", 1.0, 0.1, 6, 100, 3000)
-    assert (want["table_lr_mult"], want["table_eps"]) == (100.0, 1e-3)
+    assert (want["table_lr_mult"], want["table_eps"], want["lr"], want["subst_init"],
+            want["weight_decay"]) == (100.0, 1e-3, 1e-3, 1.0, 0.01)
     # flag pairs switch each option off
     out5 = tmp_path / "m5"
     r = CliRunner().invoke(train_cmd, [str(tmp_path / "d.npy"), "--arch", "lstm", "--out",
@@ -342,3 +343,110 @@ def test_shipped_models_golden(folder, dev_clip):
     key = f"{folder.name}:{info['sha256'][:16]}:frames300-302"
     assert golden_json(GOLDEN, key, digest, indent=2) == digest, \
         f"golden words for {key} missing or changed"
+
+
+def _counts_by_loops(videos, vocab):
+    """substitution_counts spelled out token by token (the reference of its contract)."""
+    from nacc.neural.config import PREV_CANDIDATES
+
+    n = np.zeros((vocab, vocab), np.int64)
+    for v in videos:
+        t_n, h, w = v.shape
+        for t in range(t_n):
+            src = None
+            if t > 0:
+                hits = [sum(1 for y in range(h) for x in range(w)
+                            if 0 <= y + dy < h and 0 <= x + dx < w
+                            and v[t - 1, y + dy, x + dx] == v[t, y, x])
+                        for dy, dx in PREV_CANDIDATES]
+                if 4 * max(hits) >= h * w:
+                    src = PREV_CANDIDATES[int(np.argmax(hits))]
+            for y in range(h):
+                for x in range(w):
+                    s = int(v[t, y, x])
+                    a = -1
+                    if src is not None and 0 <= y + src[0] < h and 0 <= x + src[1] < w:
+                        a = int(v[t - 1, y + src[0], x + src[1]])
+                    if a == s:
+                        continue  # a copy: neither it nor its neighbours count
+                    for b in ([a] if a >= 0 else []) + ([int(v[t, y, x - 1])] if x else []) \
+                            + ([int(v[t, y - 1, x])] if y else []):
+                        if b != s:
+                            n[b, s] += 1
+                            n[s, b] += 1
+    return n
+
+
+def test_substitution_counts_exact():
+    """Counts of (source, token) pairs: the previous frame at the frame's best shift, and
+    the left / upper neighbours of tokens that are not a copy; a hand-checked case, then
+    the vectorised count against the token-by-token one on synthetic videos."""
+    from nacc.neural.train import substitution_counts
+
+    f0 = np.array([[0, 1, 2], [3, 4, 5]])
+    f1 = np.array([[6, 0, 1], [7, 3, 4]])  # f0 moved right (shift (0, -1)) plus new codes
+    f1[1, 2] = 5                            # 4 -> 5: a substitution of its source
+    n = substitution_counts([np.stack([f0, f1])], 8)
+    assert (n == n.T).all() and not n.diagonal().any()
+    got = {(int(a), int(b)): int(n[a, b]) for a, b in zip(*np.nonzero(np.triu(n)))}
+    # frame 0: its left and upper pairs; frame 1: 6 and 7 have no source (off the frame),
+    # 7 has 6 above it; 5 is new, with source 4 and neighbours 3 (left) and 1 (up)
+    want = {(0, 1): 1, (1, 2): 1, (3, 4): 1, (4, 5): 2, (0, 3): 1, (1, 4): 1, (2, 5): 1,
+            (6, 7): 1, (3, 5): 1, (1, 5): 1}
+    assert got == want
+    assert (n == _counts_by_loops([np.stack([f0, f1])], 8)).all()
+    vids = synth.corpus(3, (6, 4, 5), 7, synth.SynthConfig(vocab=12, p_sub=0.5))
+    assert (substitution_counts(vids, 12) == _counts_by_loops(vids, 12)).all()
+
+
+def test_substitution_prior_keeps_clear_pairs():
+    """Only pairs met clearly more often than independence predicts get a value, the
+    smoothed log ratio log((n + 1) / (E + 1)); the rest, and the diagonal, are 0."""
+    from nacc.neural.train import substitution_prior
+
+    c = np.full((6, 6), 4, np.int64)
+    np.fill_diagonal(c, 0)
+    c[1, 2] = c[2, 1] = 40
+    p = substitution_prior(c)
+    r = c.sum(1).astype(np.float64)
+    e12 = r[1] * r[2] / r.sum()
+    assert p.dtype == np.float32 and (p == p.T).all()
+    assert np.count_nonzero(p) == 2 and p[1, 2] == np.float32(np.log(41 / (e12 + 1)))
+    assert not substitution_prior(np.zeros((3, 3), np.int64)).any()
+
+
+def test_train_subst_init_starts_from_corpus_pairs():
+    """With subst_init the full table starts at subst_init x substitution_prior of the
+    training videos (lr 0 keeps it there); 0 leaves it at zero."""
+    from nacc.neural.model import NeuralModel  # noqa: F401  (torch)
+    from nacc.neural.train import split_corpus, substitution_counts, substitution_prior
+
+    cfg = make_config("lstm", V, SHAPE, preset="tiny", subst=True)
+    vids = synth.corpus(4, (10, *SHAPE), 3, synth.SynthConfig(vocab=V, p_sub=0.6))
+    tc = TrainConfig(steps=2, batch_size=2, clip_len=4, lr=0.0, eval_every=100, subst_init=2.0)
+    model, _, _ = train(cfg, vids, tc, quiet=True)
+    want = 2.0 * substitution_prior(substitution_counts(split_corpus(vids, 0.1)[0], V))
+    assert np.count_nonzero(want) > 0
+    assert np.array_equal(model.head.sub.weight.detach().numpy(), want)
+    model, _, _ = train(cfg, vids, dataclasses.replace(tc, subst_init=0.0), quiet=True)
+    assert not model.head.sub.weight.detach().numpy().any()
+
+
+def test_cli_train_set_and_weight_decay(tmp_path):
+    """--set KEY=VALUE overrides a model configuration field; an unknown key is a usage
+    error that names the known ones; --weight-decay reaches the training config."""
+    from click.testing import CliRunner
+
+    from nacc.neural.cli import train as train_cmd
+
+    np.save(tmp_path / "d.npy", _videos()[0])
+    base = [str(tmp_path / "d.npy"), "--arch", "lstm", "--steps", "2", "--vocab", str(V), "-q"]
+    r = CliRunner().invoke(train_cmd, base + ["--out", str(tmp_path / "m"), "--set",
+                                              "head_hidden=24", "--set", "subst=false",
+                                              "--weight-decay", "0.5"])
+    assert r.exit_code == 0, r.output
+    info = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert (info["head_hidden"], info["subst"], info["train"]["weight_decay"]) == (24, False, 0.5)
+    r = CliRunner().invoke(train_cmd, base + ["--out", str(tmp_path / "m2"), "--set", "hidden=3"])
+    assert r.exit_code == 2 and "'hidden=3'" in r.output and "head_hidden" in r.output
+    assert not (tmp_path / "m2").exists()

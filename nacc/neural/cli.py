@@ -1,6 +1,8 @@
 """``nacc train``: train a neural predictor on a token corpus and export it to integers."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 
 import click
@@ -32,7 +34,7 @@ def need_torch(where: str):
               help="most optimizer steps; early stopping usually ends sooner [3000]")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="clips per step")
 @click.option("--clip-len", type=int, default=8, show_default=True, help="frames per clip")
-@click.option("--lr", type=float, default=3e-3, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--table-lr-mult", type=float, default=100.0, show_default=True,
               help="lr factor of the head's per-code tables (copy term, substitution)")
 @click.option("--table-eps", type=float, default=1e-3, show_default=True,
@@ -54,6 +56,9 @@ def need_torch(where: str):
               help="final fraction of the steps trained with fake quantization")
 @click.option("--dropout", type=float, default=0.1, show_default=True,
               help="dropout on the frame features and the head's hidden layer")
+@click.option("--subst-init", type=float, default=1.0, show_default=True,
+              help="with --subst: start the table at this times the corpus's statistics of "
+                   "codes replacing each other (0: at zero)")
 @click.option("--ema", type=float, default=None,
               help="keep an exponential moving average of the weights with this decay per "
                    "step, and validate and export it (0: off) [0]")
@@ -75,13 +80,18 @@ def need_torch(where: str):
 @click.option("--copy-max/--no-copy-max", default=None,
               help="head: a code in several candidate slots gets the largest bonus, not the "
                    "sum [on]")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="override one model configuration field (ModelConfig), e.g. "
+                   "head_hidden=64; repeatable")
+@click.option("--weight-decay", type=float, default=0.01, show_default=True,
+              help="AdamW decoupled weight decay")
 @click.option("--resume", is_flag=True, help="continue from OUT/checkpoint.pt")
 @click.option("--skip-bad", is_flag=True, help="skip unreadable/invalid inputs with a warning")
 @click.option("-q", "--quiet", is_flag=True, help="no progress output")
 def train(data, arch, out, steps, batch_size, clip_len, lr, table_lr_mult, table_eps, schedule,
-          device, val_frac, seed, vocab, preset, qat_frac, dropout, ema, eval_every, patience,
-          motion_clamp, subst, untied_subst, subst_emb, copy_bias, copy_max, resume, skip_bad,
-          quiet):
+          device, val_frac, seed, vocab, preset, qat_frac, dropout, subst_init, ema, eval_every,
+          patience, motion_clamp, subst, untied_subst, subst_emb, copy_bias, copy_max, sets,
+          weight_decay, resume, skip_bad, quiet):
     """Train a causal neural predictor on DATA (.npy, .npz, directories, commaVQ shards)
     and write an integer model folder, used as `--predictor ARCH --model OUT`.
 
@@ -91,7 +101,7 @@ def train(data, arch, out, steps, batch_size, clip_len, lr, table_lr_mult, table
     """
     torch = need_torch("train")
 
-    from nacc.neural.config import make_config
+    from nacc.neural.config import ModelConfig, make_config
     from nacc.neural.datasets import Segments
     from nacc.neural.train import TrainConfig
     from nacc.neural.train import train as run
@@ -103,6 +113,16 @@ def train(data, arch, out, steps, batch_size, clip_len, lr, table_lr_mult, table
             if v is not None}
     if untied_subst is not None:
         over["subst_tied"] = not untied_subst
+    fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"arch", "vocab", "frame_shape"}
+    for kv in sets:
+        key, eq, val = kv.partition("=")
+        if not eq or key not in fields:
+            raise click.BadParameter(f"{kv!r}: expected KEY=VALUE with KEY one of "
+                                     f"{', '.join(sorted(fields))}", param_hint="--set")
+        try:
+            over[key] = json.loads(val)
+        except ValueError:
+            over[key] = val
     segs = Segments(data, vocab=vocab, skip_bad=skip_bad)
     videos = [s.tokens for s in segs]
     if segs.n_bad:
@@ -120,6 +140,7 @@ def train(data, arch, out, steps, batch_size, clip_len, lr, table_lr_mult, table
                      table_eps=table_eps, schedule=schedule,
                      device=device, val_frac=val_frac, seed=seed, eval_every=eval_every,
                      ckpt_every=eval_every, qat_frac=qat_frac, dropout=dropout,
+                     subst_init=subst_init, weight_decay=weight_decay,
                      patience=patience, **kw)
     n_tok = sum(x.size for x in videos)
     if not quiet:

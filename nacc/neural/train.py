@@ -3,7 +3,9 @@
 Defaults (:class:`TrainConfig`) are a recipe for a fixed corpus of a few hundred thousand
 tokens: fake quantization (QAT) for the whole run (``qat_frac`` = 1; a smaller value trains
 in float with activation observers first), dropout, gradient clipping, SGD-like steps for
-the head's per-code tables (``table_lr_mult``, ``table_eps``), and a *plateau*
+the head's per-code tables (``table_lr_mult``, ``table_eps``), a substitution table that
+starts from the corpus's own pair statistics (``subst_init``, :func:`substitution_prior`:
+the pairs of codes that replace each other, counted once per substitution), and a *plateau*
 learning-rate schedule: after a linear warm-up the rate stays constant and is halved
 whenever ``plateau_patience`` validation evaluations in a row (every ``eval_every`` steps,
 on held-out segments or frames) bring no new best; training stops once ``patience``
@@ -43,7 +45,7 @@ class TrainConfig:
     steps: int = 3000        # at most; early stopping (patience) usually ends sooner
     batch_size: int = 8      # clips per step
     clip_len: int = 8        # frames per clip (context frames included)
-    lr: float = 3e-3
+    lr: float = 1e-3
     table_lr_mult: float = 100.0  # lr factor of the head's per-code tables (copy term,
                              # substitution); with table_eps, an SGD step of lr * mult / eps
     table_eps: float = 1e-3  # Adam eps of those tables: above the root mean square of a rare
@@ -66,6 +68,8 @@ class TrainConfig:
     plateau_patience: int = 2
     warmup: int = 100        # steps of linear warm-up (plateau schedule)
     dropout: float = 0.1     # on the frame features and the head's hidden layer
+    subst_init: float = 1.0  # > 0: the substitution table starts at this times the
+                             # corpus's pair statistics (substitution_prior), not at 0
     grad_clip: float = 1.0   # max gradient norm (0: off)
     ema: float = 0.0         # > 0: validate and export an exponential moving average of the
                              # weights with this decay per step
@@ -172,6 +176,52 @@ def _param_groups(model: NeuralModel, tc: TrainConfig):
             {"params": tables, "lr_mult": tc.table_lr_mult, "eps": tc.table_eps}]
 
 
+def substitution_counts(videos, vocab: int) -> np.ndarray:
+    """(V, V) int64, symmetric, zero diagonal: how often codes ``a != b`` meet as (copy
+    source, token) in ``videos``.  The sources of a token are the previous frame's token at
+    the frame's best shift (of PREV_CANDIDATES, the one under which most tokens equal their
+    source; not in frame 0 nor in frames with fewer than a quarter equal) and, where the
+    token is not its previous-frame source (a pair copied on from frame to frame counts
+    once), its left and upper neighbours."""
+    from nacc.neural.config import PREV_CANDIDATES
+
+    n = np.zeros(vocab * vocab, np.int64)
+    for v in videos:
+        v = np.asarray(v, np.int64)
+        t_n, h, w = v.shape
+        src = np.full_like(v, -1)
+        if t_n > 1:
+            prev = np.pad(v[:-1], ((0, 0), (1, 1), (1, 1)), constant_values=-1)
+            shifts = np.stack([prev[:, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+                               for dy, dx in PREV_CANDIDATES])  # (9, T-1, H, W)
+            hits = (shifts == v[None, 1:]).sum((2, 3))  # (9, T-1)
+            best = np.take_along_axis(shifts, hits.argmax(0)[None, :, None, None], 0)[0]
+            best[hits.max(0) * 4 < h * w] = -1
+            src[1:] = best
+        new = src != v
+        pairs = [(src, v, new), (v[:, :, :-1], v[:, :, 1:], new[:, :, 1:]),
+                 (v[:, :-1, :], v[:, 1:, :], new[:, 1:, :])]
+        for a, b, at in pairs:
+            keep = at & (a >= 0) & (a != b)
+            n += np.bincount(a[keep] * vocab + b[keep], minlength=vocab * vocab)
+    square = n.reshape(vocab, vocab)
+    return square + square.T
+
+
+def substitution_prior(counts: np.ndarray, z: float = 2.0) -> np.ndarray:
+    """(V, V) float32 initial substitution table from :func:`substitution_counts`: for the
+    pairs met clearly more often than if codes met independently (``n - E > z (sqrt(E) +
+    1)``, ``E``: that independent count), the smoothed log ratio ``log((n + 1) / (E + 1))``;
+    0 elsewhere.  Symmetric; only the starting point of training."""
+    c = counts.astype(np.float64)
+    r = c.sum(1)
+    e = np.outer(r, r) / max(r.sum(), 1.0)
+    out = np.log((c + 1.0) / (e + 1.0))
+    out[c - e <= z * (np.sqrt(e) + 1.0)] = 0.0
+    np.fill_diagonal(out, 0.0)
+    return out.astype(np.float32)
+
+
 class _EMA:
     """Exponential moving average of a model's parameters (buffers stay the live ones)."""
 
@@ -207,6 +257,15 @@ def train(cfg: ModelConfig, videos, tc: TrainConfig, out=None, resume: bool = Fa
     train_v, val_v = split_corpus(videos, tc.val_frac) if stream is None else (None, list(videos))
     model = NeuralModel(cfg).to(tc.device)
     model.set_dropout(tc.dropout)
+    if cfg.subst and tc.subst_init and train_v:
+        prior = substitution_prior(substitution_counts(train_v, cfg.vocab))
+        with torch.no_grad():
+            model.head.sub.weight.copy_(torch.from_numpy(prior) * tc.subst_init)
+            # gates start small and open (about 1/2 per slot) so that the table acts at once
+            gate = model.head.sg
+            assert gate.bias is not None
+            gate.weight.mul_(0.1)
+            gate.bias.fill_(0.5)
     opt = torch.optim.AdamW(_param_groups(model, tc), lr=tc.lr, weight_decay=tc.weight_decay)
     ema = _EMA(model, tc.ema) if tc.ema > 0 else None
     step0 = 0
