@@ -19,21 +19,26 @@ commaVQ data (tests/data/commavq_dev.npy, 600x8x16, V=1024): frames 0-449 are th
 training clip, frames 450-599 the unseen test clip, through the same path; no limit is
 known, so its columns print "-" (null in the JSON).
 
-Measured 2026-12-02 (single runs, seed 0, 1 thread on a shared 2-core machine, proxy caps):
-``--process base --arch lstm --steps 600``: 3.8915 bits/token vs limit 3.2182 (+20.9%),
-export +0.53%, cm 7.1113, cm+model 3.8147 (+18.5%), 471 s, best step 300 (old defaults,
-plain Adam on the tables: +43.3%); ``--arch transformer --steps 400``: 3.8489 (+19.6%),
-export +0.26%, cm+model 3.8110 (+18.4%), 450 s, best step 200.
+Measured 2026-12-03 with the defaults of that day (lr 1e-3, substitution table started from
+the corpus, ``--subst-init 1``), ``--steps 600`` (a proxy cap: the defaults allow 3000 with
+early stopping), single runs, 1 thread each, two runs at a time on a 2-core machine:
 
-Measured 2026-12-03, ``--real`` (frames 450-599, 19200 tokens; proxy cap 100 steps, both
-still improving at the cap, so these are not the defaults' numbers): lstm 9.3009 bits/token
-(float 9.2248, export +0.83%), 158 s; transformer 11.2054 (float 10.9806, export +2.05%),
-210 s; cm alone 5.5677; cm+model 5.5646 (lstm, -0.06%) and 5.5805 (transformer, +0.23%):
-a 100-step model is far worse than cm and adds nothing to it.  The CLI cross-check
-(``nacc compress`` of frames 450-599 with cm) writes 13485 bytes: rate 1.7798, 5.6188
-bits/token with the container.  Cap 200 steps (best validation step 100 for both, the
-schedule differs): lstm 9.2573 (export +0.47%), 320 s, cm+model 5.5677; transformer
-10.4017 (export +1.20%), 384 s, cm+model 5.5745.  450 frames are too few for these models.
+    process           arch         bits    limit   over    export  cm      cm+model  train
+    base              lstm         3.7110  3.2182  +15.3%  +0.19%  7.1113  3.6959    551 s
+    base              transformer  3.6904  3.2182  +14.7%  +0.20%  7.1113  3.6717    743 s
+    v64-wide          lstm         3.4033  3.2115   +6.0%  +0.01%  5.2601  3.4004    233 s
+    v64-wide          transformer  3.3794  3.2115   +5.2%  +0.01%  5.2601  3.3889    396 s
+    v2048-still       lstm         3.1544  2.5190  +25.2%  +0.64%  6.1334  3.1280    852 s
+    v2048-still       transformer  3.1399  2.5190  +24.7%  +0.66%  6.1334  3.1101    987 s
+    v1024-busy-10x12  lstm         4.5332  3.9733  +14.1%  +0.09%  7.1774  4.5083    378 s
+    v1024-busy-10x12  transformer  4.5053  3.9733  +13.4%  +0.06%  7.1774  4.4878    421 s
+
+(before these two changes, base at caps of 400-600 steps: lstm +20.9%, transformer +19.6%).
+``--real`` with the same defaults (frames 450-599; cm alone 5.5677 bits/token):
+``--steps 200``: lstm 6.8516 (export +0.13%, 177 s), cm+model 5.5081 (-1.07% against cm);
+transformer 6.9121 (export +0.14%, 224 s), cm+model 5.5119 (-1.00%); ``--arch lstm --steps
+400``: best step still 200, 6.8738, cm+model 5.5081.  (With the defaults before, lr 3e-3 and
+the table started at zero: lstm 9.2573, transformer 10.4017, cm+model 5.5677 / 5.5745.)
 """
 from __future__ import annotations
 

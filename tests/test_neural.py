@@ -449,4 +449,7 @@ def test_cli_train_set_and_weight_decay(tmp_path):
     assert (info["head_hidden"], info["subst"], info["train"]["weight_decay"]) == (24, False, 0.5)
     r = CliRunner().invoke(train_cmd, base + ["--out", str(tmp_path / "m2"), "--set", "hidden=3"])
     assert r.exit_code == 2 and "'hidden=3'" in r.output and "head_hidden" in r.output
+    r = CliRunner().invoke(train_cmd, base + ["--out", str(tmp_path / "m2"), "--set",
+                                              "head_hidden=wide"])
+    assert r.exit_code == 2 and "head_hidden must be of type int" in r.output
     assert not (tmp_path / "m2").exists()

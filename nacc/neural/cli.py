@@ -24,6 +24,32 @@ def need_torch(where: str):
     return torch
 
 
+def _config_sets(sets, config_cls) -> dict:
+    """``--set KEY=VALUE`` pairs as config overrides: VALUE is read as JSON (``64``,
+    ``false``, ``0.5``) and must have the type of the field's default; a key that is not a
+    field (or is fixed by the data: arch, vocab, frame_shape) is a usage error."""
+    fields = {f.name: f for f in dataclasses.fields(config_cls)
+              if f.name not in ("arch", "vocab", "frame_shape")}
+    out = {}
+    for kv in sets:
+        key, eq, text = kv.partition("=")
+        if not eq or key not in fields:
+            raise click.BadParameter(f"{kv!r}: expected KEY=VALUE with KEY one of "
+                                     f"{', '.join(sorted(fields))}", param_hint="--set")
+        want = type(fields[key].default)
+        try:
+            val = json.loads(text)
+        except ValueError:
+            val = text
+        if want is float and type(val) is int:
+            val = float(val)
+        if type(val) is not want:
+            raise click.BadParameter(f"{kv!r}: {key} must be of type {want.__name__}",
+                                     param_hint="--set")
+        out[key] = val
+    return out
+
+
 @click.command("train")
 @click.argument("data", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--arch", type=click.Choice(["transformer", "lstm"]), default="transformer",
@@ -113,16 +139,7 @@ def train(data, arch, out, steps, batch_size, clip_len, lr, table_lr_mult, table
             if v is not None}
     if untied_subst is not None:
         over["subst_tied"] = not untied_subst
-    fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"arch", "vocab", "frame_shape"}
-    for kv in sets:
-        key, eq, val = kv.partition("=")
-        if not eq or key not in fields:
-            raise click.BadParameter(f"{kv!r}: expected KEY=VALUE with KEY one of "
-                                     f"{', '.join(sorted(fields))}", param_hint="--set")
-        try:
-            over[key] = json.loads(val)
-        except ValueError:
-            over[key] = val
+    over.update(_config_sets(sets, ModelConfig))
     segs = Segments(data, vocab=vocab, skip_bad=skip_bad)
     videos = [s.tokens for s in segs]
     if segs.n_bad:
