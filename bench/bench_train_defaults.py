@@ -32,6 +32,8 @@ early stopping), single runs, 1 thread each, two runs at a time on a 2-core mach
     v2048-still       transformer  3.1399  2.5190  +24.7%  +0.66%  6.1334  3.1101    987 s
     v1024-busy-10x12  lstm         4.5332  3.9733  +14.1%  +0.09%  7.1774  4.5083    378 s
     v1024-busy-10x12  transformer  4.5053  3.9733  +13.4%  +0.06%  7.1774  4.4878    421 s
+    base, --clips 96  lstm         3.5834  3.2182  +11.3%  +0.07%  7.1113  3.5757    603 s
+    base, --clips 96  transformer  3.5544  3.2182  +10.4%  +0.14%  7.1113  3.5458    785 s
 
 (before these two changes, base at caps of 400-600 steps: lstm +20.9%, transformer +19.6%).
 ``--real`` with the same defaults (frames 450-599; cm alone 5.5677 bits/token):
