@@ -84,4 +84,11 @@ def random_model(arch: str, vocab: int, frame_shape, seed: int = 0, **over) -> I
         a["head.sub.w"], a["head.sub.m"], a["head.sub.s"] = w, m, s
     if cfg.copy_bias:
         a["head.cb"] = rng.integers(-100, 101, vocab).astype(np.int32)
+    if cfg.mix_head:
+        put("head.mix", 1 + N_SLOTS, hid, 50, out_std=80)
+        # kernel rows: a large diagonal, a few large entries, the rest small (some zero)
+        ker = rng.integers(0, 40, (vocab, vocab))
+        ker[rng.random((vocab, vocab)) < 0.1] = rng.integers(1000, 9000)
+        ker[np.arange(vocab), np.arange(vocab)] = rng.integers(30000, 65536, vocab)
+        a["head.ker"] = ker.astype(np.uint16)
     return IntModel(cfg, a)

@@ -37,6 +37,8 @@ VARIANTS = {
                                                               copy_bias=True)),
     "lstm-motion-subst-copymax": ("lstm", dict(motion_clamp=2, subst=True, copy_bias=True,
                                                copy_max=True)),
+    "transformer-mix-copymax": ("transformer", dict(motion_clamp=2, copy_bias=True,
+                                                    copy_max=True, mix_head=True)),
 }
 
 
@@ -70,6 +72,9 @@ def random_model(arch: str, seed: int, vocab: int = V, shape=SHAPE, **over) -> i
             a = rng.integers(2**16, 2**18, shp)
         elif name == "head.cb":
             a = rng.integers(-200, 200, shp)
+        elif name == "head.ker":                # mixture kernel: 0..2**16-1, diagonal large
+            a = rng.integers(0, 3000, shp)
+            a[np.arange(shp[0]), np.arange(shp[0])] = rng.integers(20000, 65536, shp[0])
         else:                                   # tf.bt / by / bx, norm biases
             a = rng.integers(-40, 40, shp)
         arrays[name] = np.asarray(a, np.int32 if name != "head.emb" else np.int8)

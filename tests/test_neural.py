@@ -39,6 +39,10 @@ VARIANTS = {
     "lstm-copymax": ("lstm", dict(k_frames=1, copy_bias=True, copy_max=True)),
     "lstm-defaults-head": ("lstm", dict(k_frames=2, motion_clamp=3, subst=True, subst_emb=4,
                                         copy_bias=True, copy_max=True)),
+    "lstm-mix": ("lstm", dict(k_frames=1, motion_clamp=3, copy_bias=True, copy_max=True,
+                              mix_head=True)),
+    "transformer-mix-subst": ("transformer", dict(k_frames=2, subst=True, subst_emb=4,
+                                                  mix_head=True)),
 }
 
 
@@ -119,6 +123,60 @@ def test_optional_head_parts(trained, tmp_path):
             load_model(tmp_path)
     else:
         assert "head.cb" not in im.a
+    assert not old.mix_head
+    if cfg.mix_head:
+        ker = im.a["head.ker"]
+        assert ker.dtype == np.uint16 and ker.max(1).min() >= 1
+        bad = dict(im.a, **{"head.ker": np.zeros_like(ker)})
+        save_model(intref.IntModel(cfg, bad), tmp_path / "zero-row")
+        with pytest.raises(NaccError, match="head.ker has a row without a positive entry"):
+            load_model(tmp_path / "zero-row")
+    else:
+        assert "head.ker" not in im.a and "head.mix.w" not in im.a
+
+
+def test_mix_table_exact():
+    """The mixture table of the spec on hand-made numbers: the fresh part, each on slot's
+    kernel row, a pad slot off (its large logit ignored), the remainder to the largest
+    mass; numba equals numpy."""
+    from nacc.kernels.cpu.neural import mix_table
+
+    exp = np.array([65536, 32768, 16384, 0], np.int32)        # EXP[d] = 2**(16-d), 3+: 0
+    v, pad = 4, 4
+    ker = np.array([[60000, 5000, 0, 0], [0, 65535, 0, 0], [0, 0, 1, 0], [10, 10, 10, 10]],
+                   np.uint16)
+    z = np.zeros((1, v), np.int64)             # fresh: uniform, A = 2**32 // 2**18, q = 2**14
+    y = np.zeros((1, 16), np.int64)
+    y[0, :4] = [1, 0, 2, 5]                    # fresh, slots 0 (code 0), 1 (code 1), 2 (pad)
+    cand = np.full((1, 15), pad, np.int64)
+    cand[0, :2] = [0, 1]
+    # ymax = 2 (slot 2 is off): w = 2**15 (fresh), 2**14 (code 0), 2**16 (code 1)
+    # m = [2**29 + 2**14 60000, 2**29 + 2**14 5000 + 2**16 65535, 2**29, 2**29]
+    want = np.array([13268, 42894, 4687, 4687], np.int32)
+    got = intref.mix_table(z, y, cand, ker, exp, 16, pad)
+    assert np.array_equal(got[0], want) and want.sum() == 1 << 16
+    out = np.empty(v, np.int32)
+    mix_table(z[0], y[0], cand[0], pad, ker, exp, 16, out)
+    assert np.array_equal(out, want)
+
+
+def test_mix_kernel_start_and_export():
+    """The kernel starts at KERNEL_STAY on the diagonal, the prior where positive and
+    KERNEL_OTHER elsewhere; its export rounds 2**16 K with a positive entry per row."""
+    from nacc.neural.export import kernel_table
+    from nacc.neural.train import KERNEL_OTHER, KERNEL_STAY, kernel_start
+
+    prior = np.zeros((3, 3), np.float32)
+    prior[0, 2] = prior[2, 0] = 2.5
+    k = kernel_start(prior, 3, 2.0)
+    assert np.array_equal(k, np.array([[KERNEL_STAY, KERNEL_OTHER, 5.0],
+                                       [KERNEL_OTHER, KERNEL_STAY, KERNEL_OTHER],
+                                       [5.0, KERNEL_OTHER, KERNEL_STAY]], np.float32))
+    assert np.array_equal(kernel_start(None, 2), np.array([[KERNEL_STAY, KERNEL_OTHER],
+                                                           [KERNEL_OTHER, KERNEL_STAY]]))
+    q = kernel_table(np.array([[1.0, 0.0], [0.25, 0.75], [1e-9, 1e-9]]))
+    assert q.dtype == np.uint16
+    assert np.array_equal(q, np.array([[65535, 0], [16384, 49152], [1, 0]]))
 
 
 def test_thread_count_invariant(trained):
@@ -232,6 +290,12 @@ def test_table_param_groups():
     assert [g["eps"] for g in opt.param_groups] == [1e-8, 1e-3]
     one = list(_param_groups(model, TrainConfig(table_lr_mult=1.0, table_eps=1e-8)))
     assert len(one) == n and all(isinstance(p, torch.nn.Parameter) for p in one)
+    # the mixture head's kernel (full table and factors) is one of those tables too
+    mixed = NeuralModel(make_config("lstm", V, SHAPE, preset="tiny", mix_head=True,
+                                    subst_emb=2))
+    k = mixed.head.kern
+    assert [id(p) for p in _param_groups(mixed, tc)[1]["params"]] == [
+        id(k.weight), id(k.emb_a), id(k.emb_b)]
 
 
 def test_cli_train(tmp_path):
@@ -264,8 +328,8 @@ def test_cli_train(tmp_path):
     assert ((cfg["motion_clamp"], cfg["subst"], cfg["subst_tied"], cfg["copy_bias"],
              cfg["copy_max"]) == (4, True, False, True, True))
     r = CliRunner().invoke(train_cmd, [str(tmp_path / "d.npy"), "--out", str(tmp_path / "m3"),
-                                       "--untied-subst", "--no-subst", "-q"])
-    assert r.exit_code == 2 and "--subst" in r.output
+                                       "--untied-subst", "--no-subst", "--no-mix", "-q"])
+    assert r.exit_code == 2 and "need --subst or --mix" in r.output
     # defaults: the arch's preset (every head option on), TrainConfig's own defaults
     out4 = tmp_path / "m4"
     r = CliRunner().invoke(train_cmd, [str(tmp_path / "d.npy"), "--arch", "lstm", "--out",
@@ -283,14 +347,18 @@ def test_cli_train(tmp_path):
     out5 = tmp_path / "m5"
     r = CliRunner().invoke(train_cmd, [str(tmp_path / "d.npy"), "--arch", "lstm", "--out",
                                        str(out5), "--steps", "2", "--vocab", str(V), "-q",
-                                       "--no-subst", "--no-copy-bias", "--no-copy-max",
+                                       "--no-mix", "--no-copy-bias", "--no-copy-max",
                                        "--motion-clamp", "0", "--schedule", "cosine",
                                        "--table-lr-mult", "1", "--table-eps", "1e-8"])
     assert r.exit_code == 0, r.output
     info = json.loads((out5 / "config.json").read_text())
-    assert ((info["subst"], info["copy_bias"], info["copy_max"], info["motion_clamp"],
+    assert ((info["mix_head"], info["copy_bias"], info["copy_max"], info["motion_clamp"],
              info["train"]["schedule"], info["train"]["table_lr_mult"],
              info["train"]["table_eps"]) == (False, False, False, 0, "cosine", 1.0, 1e-8))
+    # the default head mixes (DEFAULT_HEAD above); --subst-emb needs --subst or --mix
+    r = CliRunner().invoke(train_cmd, [str(tmp_path / "d.npy"), "--out", str(tmp_path / "m6"),
+                                       "--subst-emb", "4", "--no-mix", "-q"])
+    assert r.exit_code == 2 and "need --subst or --mix" in r.output
 
 
 def test_subst_embedding_bag_and_low_rank_export():

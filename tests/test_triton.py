@@ -345,7 +345,8 @@ def test_triton_kernels_compile_for_sm90(tmp_path):
     folders = []
     for arch, over in [("transformer", dict(k_frames=2, motion_clamp=3, subst=True,
                                             copy_bias=True)),
-                       ("lstm", dict(k_frames=2, motion_clamp=2, copy_max=True))]:
+                       ("lstm", dict(k_frames=2, motion_clamp=2, copy_max=True,
+                                     mix_head=True))]:
         save_model(random_model(arch, 24, (3, 4), seed=1, **over), tmp_path / arch)
         folders.append(str(tmp_path / arch))
     np.save(tmp_path / "clip.npy", repeating_clips(24, (3, 4), 0, (2,))[0])

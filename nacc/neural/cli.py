@@ -83,8 +83,8 @@ def _config_sets(sets, config_cls) -> dict:
 @click.option("--dropout", type=float, default=0.1, show_default=True,
               help="dropout on the frame features and the head's hidden layer")
 @click.option("--subst-init", type=float, default=1.0, show_default=True,
-              help="with --subst: start the table at this times the corpus's statistics of "
-                   "codes replacing each other (0: at zero)")
+              help="with --subst or --mix: start the table at this times the corpus's "
+                   "statistics of codes replacing each other (0: without them)")
 @click.option("--ema", type=float, default=None,
               help="keep an exponential moving average of the weights with this decay per "
                    "step, and validate and export it (0: off) [0]")
@@ -95,17 +95,22 @@ def _config_sets(sets, config_cls) -> dict:
 @click.option("--motion-clamp", type=click.IntRange(0, 127), default=None,
               help="head: per-shift motion counts, clamped to this (0: off) [12]")
 @click.option("--subst/--no-subst", default=None,
-              help="head: learned V x V substitution table between similar codes [on]")
+              help="head: learned V x V substitution logits between similar codes (gated "
+                   "per candidate) [off]")
 @click.option("--untied-subst/--tied-subst", default=None,
-              help="with --subst: let a -> b and b -> a differ [tied]")
+              help="with --subst or --mix: let a -> b and b -> a differ [tied]")
 @click.option("--subst-emb", type=click.IntRange(0, 4096), default=None,
-              help="with --subst: rank of the per-code embedding product trained into the "
-                   "table (0: the full table only) [16]")
+              help="with --subst or --mix: rank of the per-code embedding product trained "
+                   "into the V x V tables (0: the full tables only) [16]")
 @click.option("--copy-bias/--no-copy-bias", default=None,
               help="head: learned per-code copy term [on]")
 @click.option("--copy-max/--no-copy-max", default=None,
               help="head: a code in several candidate slots gets the largest bonus, not the "
                    "sum [on]")
+@click.option("--mix/--no-mix", default=None,
+              help="head: the table is a mixture of the fresh softmax and one learned kernel "
+                   "row per copy candidate (the kernel starts from the corpus's statistics, "
+                   "see --subst-init) [on]")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="override one model configuration field (ModelConfig), e.g. "
                    "head_hidden=64; repeatable")
@@ -116,8 +121,8 @@ def _config_sets(sets, config_cls) -> dict:
 @click.option("-q", "--quiet", is_flag=True, help="no progress output")
 def train(data, arch, out, steps, batch_size, clip_len, lr, table_lr_mult, table_eps, schedule,
           device, val_frac, seed, vocab, preset, qat_frac, dropout, subst_init, ema, eval_every,
-          patience, motion_clamp, subst, untied_subst, subst_emb, copy_bias, copy_max, sets,
-          weight_decay, resume, skip_bad, quiet):
+          patience, motion_clamp, subst, untied_subst, subst_emb, copy_bias, copy_max, mix,
+          sets, weight_decay, resume, skip_bad, quiet):
     """Train a causal neural predictor on DATA (.npy, .npz, directories, commaVQ shards)
     and write an integer model folder, used as `--predictor ARCH --model OUT`.
 
@@ -135,7 +140,8 @@ def train(data, arch, out, steps, batch_size, clip_len, lr, table_lr_mult, table
     if device == "cuda" and not torch.cuda.is_available():
         raise click.UsageError("--device cuda: no CUDA device available")
     over = {k: v for k, v in dict(motion_clamp=motion_clamp, subst=subst, subst_emb=subst_emb,
-                                  copy_bias=copy_bias, copy_max=copy_max).items()
+                                  copy_bias=copy_bias, copy_max=copy_max,
+                                  mix_head=mix).items()
             if v is not None}
     if untied_subst is not None:
         over["subst_tied"] = not untied_subst
@@ -148,8 +154,8 @@ def train(data, arch, out, steps, batch_size, clip_len, lr, table_lr_mult, table
         raise click.UsageError("no token segments found in DATA")
     v = vocab
     cfg = make_config(arch, v, videos[0].shape[1:], preset, **over)
-    if not cfg.subst and (untied_subst or subst_emb):
-        raise click.UsageError("--untied-subst and --subst-emb need --subst")
+    if not (cfg.subst or cfg.mix_head) and (untied_subst or subst_emb):
+        raise click.UsageError("--untied-subst and --subst-emb need --subst or --mix")
     kw = {} if steps is None else {"steps": steps}
     if ema is not None:
         kw["ema"] = ema

@@ -52,6 +52,9 @@ class ModelConfig:
     copy_bias: bool = False    # learned per-code term added with every candidate's copy bonus
     copy_max: bool = False     # a code in several candidate slots gets the largest bonus,
                                # not the sum
+    mix_head: bool = False     # the table is a mixture: the logits' softmax ("fresh") and
+                               # one learned V x V kernel row per candidate slot, with
+                               # weights from the hidden layer (one per slot, pad slots off)
     # integer export
     precision: int = 24
     logit_frac: int = 6        # logits are integers in units of 2**-logit_frac nats
@@ -102,8 +105,9 @@ class ModelConfig:
 
 
 # the head options that nacc train turns on by default (a preset may leave them off)
-DEFAULT_HEAD = dict(motion_clamp=12, subst=True, subst_tied=True, subst_emb=16, copy_bias=True,
-                    copy_max=True)
+# (the mixture head replaces the gated substitution logits: its kernel does that job)
+DEFAULT_HEAD = dict(motion_clamp=12, subst=False, subst_tied=True, subst_emb=16, copy_bias=True,
+                    copy_max=True, mix_head=True)
 
 PRESETS = {
     "transformer": dict(k_frames=2, radius=2, d_model=64, emb=32, n_layers=2, n_heads=4,

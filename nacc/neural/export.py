@@ -186,4 +186,19 @@ def export(model: NeuralModel) -> IntModel:
     if cfg.copy_bias:
         a["head.cb"] = np.clip(np.rint(_np(hd.cb) * 2.0**cfg.logit_frac),
                                -COPY_BIAS_MAX, COPY_BIAS_MAX).astype(np.int32)
+    if cfg.mix_head:
+        _put(a, "head.mix", export_linear(hd.mix, np.full(cfg.head_hidden, hd.fq_act.scale),
+                                          2.0**-cfg.logit_frac))
+        a["head.ker"] = kernel_table(_np(hd.kernel()))
     return IntModel(cfg, a)
+
+
+def kernel_table(kern: np.ndarray) -> np.ndarray:
+    """uint16 KER of the spec from the float kernel (rows summing to 1):
+    ``min(round(2**16 K[c, v]), 2**16 - 1)``, and at least 1 at each row's largest entry
+    (a row's largest probability is at least 1/V, so this only guards the spec's bound)."""
+    q = np.minimum(np.rint(kern * 2.0**16), 2**16 - 1)
+    rows = np.arange(len(q))
+    best = kern.argmax(1)
+    q[rows, best] = np.maximum(q[rows, best], 1)
+    return q.astype(np.uint16)

@@ -64,6 +64,17 @@ unchanged):
 * ``copy_max``: each distinct token ``s`` among the non-pad candidate slots adds
   ``max_{j: s_j = s} c[j] + CB[s]`` to ``z[s]`` once (``CB = 0`` without ``copy_bias``),
   instead of the sum over its slots.
+* ``mix_head``: the table is a mixture instead of ``TABLE(z)``.  Mixture logits ``y[k]``,
+  ``k = 0..15`` (fresh, then the 15 candidate slots): ``clamp(rq(a, M, S), -2**24,
+  2**24)`` of ``LIN(u; head.mix)``'s accumulators; slot ``k >= 1`` is *on* when its token
+  ``s_k`` is not the pad id, ``k = 0`` always.  With ``ymax`` the largest ``y`` of the on
+  slots, ``w[k] = EXP[min(ymax - y[k], LEN - 1)]`` when on, else 0.  Fresh part:
+  ``e[v] = EXP[min(max(z) - z[v], LEN - 1)]``, ``A = 2**32 // sum(e)``,
+  ``q[v] = (e[v] * A) >> 16``.  Kernel ``KER`` (uint16 ``head.ker[c, v]``, every row with
+  a positive entry): ``m[v] = w[0] q[v] + sum_{on k} w[k] KER[s_k, v]``;
+  ``f[v] = 1 + m[v] * (2**P - V) // sum(m)`` and the remainder ``2**P - sum(f)`` goes to
+  the first ``v`` of largest ``m[v]``.  Bounds: ``q, w, KER <= 2**16``, so ``m < 2**37``
+  and ``m * 2**P < 2**61``: int64 throughout.
 
 Frame-level pass ``F[t]`` (int8 [H*W, D]): depends only on frames ``< t``; frames before 0
 are all pad tokens.
@@ -248,12 +259,17 @@ def _logit_units(u, p):
     return np.clip(rq(lin_acc(u, p), p[2], p[3]), -LOGIT_CLAMP, LOGIT_CLAMP)
 
 
+def head_hidden(m: IntModel, f, nb, match):
+    """The head's hidden layer u int64 [N, head_hidden] (arguments as head_logits)."""
+    eh = m.a["head.emb"].astype(I64)[nb].reshape(*nb.shape[:-1], -1)
+    x = np.concatenate([f.astype(I64), eh, match], -1)
+    return lin(x, m.lin("head.l1"), m.a["head.act"])
+
+
 def head_logits(m: IntModel, f, nb, prev, match):
     """f: int [N, D] frame features; nb: int [N, 6] neighbour tokens; prev: int [N, 9]
     previous-frame candidates; match: int [N, 18 (+ 22 motion counts)] -> z int64 [N, V]."""
-    eh = m.a["head.emb"].astype(I64)[nb].reshape(*nb.shape[:-1], -1)
-    x = np.concatenate([f.astype(I64), eh, match], -1)
-    u = lin(x, m.lin("head.l1"), m.a["head.act"])
+    u = head_hidden(m, f, nb, match)
     z = _logit_units(u, m.lin("head.l2"))
     bonus = _logit_units(u, m.lin("head.cp"))
     cand = np.concatenate([nb, prev], -1)
@@ -395,8 +411,37 @@ def all_tables(m: IntModel, video, frames=None):
     out = []
     for t in frames:
         z = head_logits(m, f[t], nb[t], pv[t], mt[t])
-        out.append(table(z, m.a["exp_logit"], m.cfg.precision))
+        if m.cfg.mix_head:
+            y = _logit_units(head_hidden(m, f[t], nb[t], mt[t]), m.lin("head.mix"))
+            cand = np.concatenate([nb[t], pv[t]], -1)
+            out.append(mix_table(z, y, cand, m.a["head.ker"], m.a["exp_logit"], m.cfg.precision,
+                                 m.cfg.pad))
+        else:
+            out.append(table(z, m.a["exp_logit"], m.cfg.precision))
     return np.stack(out)
+
+
+def mix_table(z, y, cand, ker, exp, precision, pad):
+    """The mixture table of the head spec (``mix_head``): z int [N, V] logits, y int
+    [N, 16] mixture logits, cand int [N, 15] candidate tokens, ker [V, V] -> int32 [N, V]."""
+    z = z.astype(I64)
+    y = y.astype(I64)
+    n, v = z.shape
+    exp = exp.astype(I64)
+    last = len(exp) - 1
+    e = exp[np.minimum(z.max(-1, keepdims=True) - z, last)]
+    q = (e * ((I64(1) << 32) // e.sum(-1, keepdims=True))) >> 16
+    on = np.concatenate([np.ones((n, 1), bool), cand != pad], -1)
+    ymax = np.where(on, y, np.iinfo(I64).min).max(-1, keepdims=True)
+    w = np.where(on, exp[np.minimum(ymax - np.where(on, y, ymax), last)], 0)
+    kx = np.concatenate([ker.astype(I64), np.zeros((1, v), I64)])  # the pad id's row: 0
+    mix = w[:, :1] * q
+    for k in range(cand.shape[1]):
+        mix += w[:, k + 1:k + 2] * kx[cand[:, k]]
+    f = 1 + mix * ((I64(1) << precision) - v) // mix.sum(-1, keepdims=True)
+    rem = (I64(1) << precision) - f.sum(-1)
+    f[np.arange(n), np.argmax(mix, -1)] += rem
+    return f.astype(np.int32)
 
 
 def code_length_bits(m: IntModel, video) -> np.ndarray:

@@ -228,7 +228,13 @@ class TokenHead(nn.Module):
     candidate ``c`` adds its gate times the learned row ``SUB[c, :]`` to all V logits
     (symmetric unless ``cfg.subst_tied`` is off), and (``cfg.copy_bias``) a learned per-code
     term ``CB[c]`` added with each candidate's bonus.  With ``cfg.copy_max`` a code held by
-    several slots gets the largest of their bonuses (plus ``CB`` once) instead of the sum."""
+    several slots gets the largest of their bonuses (plus ``CB`` once) instead of the sum.
+    With ``cfg.mix_head`` the output is not the softmax of those logits but the log of a
+    mixture: weight ``pi_0`` on that softmax ("fresh") and ``pi_j`` on row ``K[c_j]`` of a
+    learned V x V kernel for each candidate slot ``j`` holding code ``c_j`` (``pi``: a
+    softmax of 16 logits of the hidden layer, pad slots excluded; ``K``: row softmax of a
+    table trained like the substitution table) -- the form of a copy process whose copies
+    are sometimes replaced by similar codes."""
 
     def __init__(self, cfg: ModelConfig, f_width: int):
         super().__init__()
@@ -250,6 +256,13 @@ class TokenHead(nn.Module):
             # per-code logit term of a copied candidate: a copy's mass should not follow the
             # code's own (prior) logit
             self.cb = nn.Parameter(torch.zeros(cfg.vocab))
+        if cfg.mix_head:
+            # mixture weights: fresh, then the candidate slots; zero init (equal weights)
+            self.mix = QLinear(cfg.head_hidden, 1 + N_SLOTS)
+            with torch.no_grad():
+                self.mix.weight.zero_()
+            # kernel logits: row c's softmax is the distribution of a token copied from c
+            self.kern = SubTable(cfg.vocab, cfg.subst_tied, cfg.subst_emb)
 
     def forward(self, f, f_scale, x):
         cfg = self.cfg
@@ -300,7 +313,29 @@ class TokenHead(nn.Module):
             ext = ext.scatter_add(-1, cand, torch.where(first, best + cb[cand], 0.0))
         else:
             ext = ext.scatter_add(-1, cand, bonus + cb[cand])
-        return ext[..., :cfg.vocab]
+        if not cfg.mix_head:
+            return ext[..., :cfg.vocab]
+        return self._mixture(ext[..., :cfg.vocab], a, sa, cand)
+
+    def kernel(self):
+        """(V, V) float: row c is the mixture component of a candidate holding code c."""
+        return torch.softmax(self.kern.float_weight(), -1)
+
+    def _mixture(self, z, a, sa, cand):
+        """log p(v) of p = pi_0 softmax(z) + sum_j pi_j K[cand_j] (pi over the non-pad
+        slots: a softmax of the mixture logits, in nats like ``z``)."""
+        cfg = self.cfg
+        y = self.mix(a, sa)
+        if self.mix.qat:
+            y = step_quant(y, 2.0 ** -cfg.logit_frac)
+        off = torch.cat([torch.zeros_like(cand[..., :1], dtype=torch.bool), cand == cfg.pad], -1)
+        pi = torch.softmax(y.masked_fill(off, float("-inf")), -1)
+        kern = torch.cat([self.kernel(), z.new_zeros(1, cfg.vocab)])
+        n_s = cand.shape[-1]
+        copied = F.embedding_bag(cand.reshape(-1, n_s), kern, mode="sum",
+                                 per_sample_weights=pi[..., 1:].reshape(-1, n_s))
+        p = pi[..., :1] * torch.softmax(z, -1) + copied.view(z.shape)
+        return torch.log(p.clamp_min(2.0 ** -40))
 
 
 def window_index(cfg: ModelConfig):

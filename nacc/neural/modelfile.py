@@ -77,6 +77,9 @@ def expected_shapes(cfg: ModelConfig) -> dict[str, tuple]:
         shapes.update({"head.sub.w": (v, v), "head.sub.m": (v,), "head.sub.s": (v,)})
     if cfg.copy_bias:
         shapes["head.cb"] = (v,)
+    if cfg.mix_head:
+        shapes.update(_lin_shapes("head.mix", 1 + N_SLOTS, hidden))
+        shapes["head.ker"] = (v, v)
     if cfg.arch == "transformer":
         h, w = cfg.frame_shape
         e, pe, n_l, nh, r = cfg.emb, cfg.pos_emb, cfg.n_layers, cfg.n_heads, cfg.radius
@@ -125,7 +128,8 @@ def check_arrays(cfg: ModelConfig, arrays: dict, where: str) -> None:
     integers of that shape, with the spec's bounds: int8-range weights and embeddings,
     requantization multipliers in [0, 2**31) and shifts in 1..62, LIN accumulators bounded
     below 2**31 (``|b| + K * 127 * 127``), lookup tables of 256 entries in int8 range (the
-    lstm's gate tables in -128..128) and exp tables in 0..2**16 with a positive first entry."""
+    lstm's gate tables in -128..128), exp tables in 0..2**16 with a positive first entry and
+    the mixture kernel in 0..2**16-1 with a positive entry in every row."""
     def bad(msg):
         raise ModelError(f"{where}: {msg}")
 
@@ -160,10 +164,14 @@ def check_arrays(cfg: ModelConfig, arrays: dict, where: str) -> None:
                 bad(f"{name}[0] must be positive")
         elif name == "head.cb":
             limit = (-(1 << 20), 1 << 20)
+        elif name == "head.ker":
+            limit = (0, (1 << 16) - 1)
         else:                          # biases, norms, position biases, residual factors
             limit = (-(INT32_LIMIT - 1), INT32_LIMIT - 1)
         if lo < limit[0] or hi > limit[1]:
             bad(f"{name} has values in [{lo}, {hi}], outside [{limit[0]}, {limit[1]}]")
+        if name == "head.ker" and int(arr.max(1).min()) < 1:
+            bad(f"{name} has a row without a positive entry")
         if name.endswith(".b") and name[:-2] + ".w" in a:      # a LIN's bias
             k = a[name[:-2] + ".w"].shape[-1]
             x_max = max(127, cfg.motion_clamp) if name == "head.l1.b" else 127

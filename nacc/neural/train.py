@@ -5,7 +5,8 @@ tokens: fake quantization (QAT) for the whole run (``qat_frac`` = 1; a smaller v
 in float with activation observers first), dropout, gradient clipping, SGD-like steps for
 the head's per-code tables (``table_lr_mult``, ``table_eps``), a substitution table that
 starts from the corpus's own pair statistics (``subst_init``, :func:`substitution_prior`:
-the pairs of codes that replace each other, counted once per substitution), and a *plateau*
+the pairs of codes that replace each other, counted once per substitution; the mixture
+head's kernel starts from the same statistics, :func:`kernel_start`), and a *plateau*
 learning-rate schedule: after a linear warm-up the rate stays constant and is halved
 whenever ``plateau_patience`` validation evaluations in a row (every ``eval_every`` steps,
 on held-out segments or frames) bring no new best; training stops once ``patience``
@@ -168,6 +169,8 @@ def _param_groups(model: NeuralModel, tc: TrainConfig):
     tables = [head.cb] if model.cfg.copy_bias else []
     if model.cfg.subst:
         tables.extend(head.sub.parameters())
+    if model.cfg.mix_head:
+        tables.extend(head.kern.parameters())
     if (tc.table_lr_mult == 1.0 and tc.table_eps == 1e-8) or not tables:
         return model.parameters()
     ids = {id(p) for p in tables}
@@ -222,6 +225,21 @@ def substitution_prior(counts: np.ndarray, z: float = 2.0) -> np.ndarray:
     return out.astype(np.float32)
 
 
+KERNEL_STAY = 7.0    # starting kernel logits: a copied code stays itself (diagonal) ...
+KERNEL_OTHER = -4.0  # ... over any code without evidence of substitution
+
+
+def kernel_start(prior, vocab: int, scale: float = 1.0) -> np.ndarray:
+    """(V, V) float32 starting logits of the mixture head's kernel: KERNEL_STAY on the
+    diagonal, ``scale`` times :func:`substitution_prior` where that is positive, KERNEL_OTHER
+    elsewhere (``prior`` None: no substitution evidence)."""
+    out = np.full((vocab, vocab), KERNEL_OTHER, np.float32)
+    if prior is not None:
+        out = np.where(prior > 0, prior * scale, out).astype(np.float32)
+    np.fill_diagonal(out, KERNEL_STAY)
+    return out
+
+
 class _EMA:
     """Exponential moving average of a model's parameters (buffers stay the live ones)."""
 
@@ -257,8 +275,10 @@ def train(cfg: ModelConfig, videos, tc: TrainConfig, out=None, resume: bool = Fa
     train_v, val_v = split_corpus(videos, tc.val_frac) if stream is None else (None, list(videos))
     model = NeuralModel(cfg).to(tc.device)
     model.set_dropout(tc.dropout)
-    if cfg.subst and tc.subst_init and train_v:
+    prior = None
+    if (cfg.subst or cfg.mix_head) and tc.subst_init and train_v:
         prior = substitution_prior(substitution_counts(train_v, cfg.vocab))
+    if cfg.subst and prior is not None:
         with torch.no_grad():
             model.head.sub.weight.copy_(torch.from_numpy(prior) * tc.subst_init)
             # gates start small and open (about 1/2 per slot) so that the table acts at once
@@ -266,6 +286,10 @@ def train(cfg: ModelConfig, videos, tc: TrainConfig, out=None, resume: bool = Fa
             assert gate.bias is not None
             gate.weight.mul_(0.1)
             gate.bias.fill_(0.5)
+    if cfg.mix_head:
+        with torch.no_grad():
+            model.head.kern.weight.copy_(torch.from_numpy(kernel_start(prior, cfg.vocab,
+                                                                       tc.subst_init)))
     opt = torch.optim.AdamW(_param_groups(model, tc), lr=tc.lr, weight_decay=tc.weight_decay)
     ema = _EMA(model, tc.ema) if tc.ema > 0 else None
     step0 = 0

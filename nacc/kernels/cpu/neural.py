@@ -191,7 +191,8 @@ def head_table(video, t, y, x, feat, hw, sw, mot, mclamp, subst, pad, precision,
     """Table of the token at (t, y, x) of ``video`` (only frame t-1 and the causal part of
     frame t are read) given its frame features ``feat`` (int64[D]) and motion row ``mot``
     (read when ``mclamp > 0``); ``subst``: apply the substitution table ``sw``."""
-    emb, w1, b1, m1, s1, act, w2, b2, m2, s2, expt, cw, cb, cm, cs, cbias, cmax = hw
+    (emb, w1, b1, m1, s1, act, w2, b2, m2, s2, expt, cw, cb, cm, cs, cbias, flags,
+     xw, xb, xm, xs, ker) = hw
     _, h, w = video.shape
     d = feat.shape[0]
     e = emb.shape[1]
@@ -258,7 +259,7 @@ def head_table(video, t, y, x, feat, hw, sw, mot, mclamp, subst, pad, precision,
         sc = cand[j]
         if sc == pad:
             continue
-        if cmax[0] == 0:
+        if flags[0] == 0:
             z[sc] += bon[j] + cbias[sc]
             continue
         if _first_slot(cand, j):  # copy_max: the first slot holding sc adds its largest bonus
@@ -267,7 +268,64 @@ def head_table(video, t, y, x, feat, hw, sw, mot, mclamp, subst, pad, precision,
                 if cand[k] == sc and bon[k] > best:
                     best = bon[k]
             z[sc] += best + cbias[sc]
-    table_from_logits(z, expt, precision, out)
+    if flags[1] == 0:
+        table_from_logits(z, expt, precision, out)
+        return
+    n_x = xw.shape[1]
+    xacc = np.empty(n_x, np.int32)
+    _acc(u, xw, xb, xacc)
+    ymix = np.empty(n_x, np.int64)
+    for k in range(n_x):
+        ymix[k] = min(max(_rq(np.int64(xacc[k]), np.int64(xm[k]), np.int64(xs[k])), -lim), lim)
+    mix_table(z, ymix, cand, pad, ker, expt, precision, out)
+
+
+@nb.njit(cache=True, nogil=True)
+def mix_table(z, ymix, cand, pad, ker, expt, precision, out):
+    """The mixture table of ``intref``'s head spec (``mix_head``): logits z int64[V],
+    mixture logits ymix int64[16] (fresh, then the slots), candidates cand int64[15],
+    kernel ker uint16[V, V] -> out int32[V]."""
+    v = z.shape[0]
+    n_e = expt.shape[0]
+    zmax = z[0]
+    for i in range(v):
+        zmax = max(zmax, z[i])
+    tot = np.int64(0)
+    for i in range(v):
+        tot += expt[min(zmax - z[i], n_e - 1)]
+    a = (np.int64(1) << 32) // tot
+    n_c = cand.shape[0]
+    ymax = ymix[0]
+    for k in range(n_c):
+        if cand[k] != pad and ymix[k + 1] > ymax:
+            ymax = ymix[k + 1]
+    w0 = np.int64(expt[min(ymax - ymix[0], n_e - 1)])
+    mix = np.empty(v, np.int64)
+    for i in range(v):
+        mix[i] = w0 * ((np.int64(expt[min(zmax - z[i], n_e - 1)]) * a) >> 16)
+    for k in range(n_c):
+        c = cand[k]
+        if c == pad:
+            continue
+        wk = np.int64(expt[min(ymax - ymix[k + 1], n_e - 1)])
+        if wk == 0:
+            continue
+        row = ker[c]
+        for i in range(v):
+            mix[i] += wk * np.int64(row[i])
+    msum = np.int64(0)
+    best = 0
+    for i in range(v):
+        msum += mix[i]
+        if mix[i] > mix[best]:
+            best = i
+    room = (np.int64(1) << precision) - v
+    acc = np.int64(0)
+    for i in range(v):
+        f = 1 + mix[i] * room // msum
+        out[i] = f
+        acc += f
+    out[best] += np.int32((np.int64(1) << precision) - acc)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -526,6 +584,7 @@ _TF_KEYS = ["tf.emb_q", "tf.row", "tf.col", "tf.in.*", "tf.emb_ctx", "tf.ln1.g",
 _LS_KEYS = ["ls.emb", "ls.gates.*", "ls.sig", "ls.tanh"]
 _HEAD_KEYS = ["head.emb", "head.l1.*", "head.act", "head.l2.*", "exp_logit", "head.cp.*"]
 _SUB_KEYS = ["head.sg.*", "head.sub.w", "head.sub.m", "head.sub.s"]
+_MIX_KEYS = ["head.mix.*", "head.ker"]
 
 
 def _pack(a, keys):
@@ -536,6 +595,8 @@ def _pack(a, keys):
             arr = np.ascontiguousarray(a[n])
             if n.endswith(".w"):  # weights transposed to (..., K, N) for the kernels
                 out.append(np.ascontiguousarray(np.swapaxes(arr, -1, -2), np.int32))
+            elif n == "head.ker":  # the mixture kernel stays uint16, row c = code c
+                out.append(np.ascontiguousarray(arr, np.uint16))
             else:
                 out.append(arr.astype(np.int64))
     return tuple(out)
@@ -546,8 +607,9 @@ def pack(m):
     architecture, and the substitution table of a model without one, get a dummy tuple of
     the same types)."""
     a = m.a
-    hw_ = _pack(a, _HEAD_KEYS) + (np.ascontiguousarray(m.copy_bias()),
-                                  np.array([int(m.cfg.copy_max)], np.int64))
+    hw_ = (_pack(a, _HEAD_KEYS) + (np.ascontiguousarray(m.copy_bias()),
+                                   np.array([int(m.cfg.copy_max), int(m.cfg.mix_head)], np.int64))
+           + (_pack(a, _MIX_KEYS) if m.cfg.mix_head else _dummy_mix()))
     sw = _pack(a, _SUB_KEYS) if m.cfg.subst else _dummy_sub()
     if m.cfg.arch == "transformer":
         tw = _pack(a, _TF_KEYS)
@@ -556,6 +618,11 @@ def pack(m):
         lw = _pack(a, _LS_KEYS)
         tw = _dummy_tf()
     return tw, lw, hw_, sw
+
+
+def _dummy_mix():
+    z1 = np.zeros(1, np.int64)
+    return (np.zeros((1, 1), np.int32), z1, z1, z1, np.zeros((1, 1), np.uint16))
 
 
 def _dummy_sub():

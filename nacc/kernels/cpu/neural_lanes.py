@@ -45,7 +45,7 @@ import numpy as np
 
 from nacc.coder import CODER_PRECISION
 from nacc.kernels.cpu import int8gemm, rans
-from nacc.kernels.cpu.neural import _c8, _first_slot, _isqrt, _rq
+from nacc.kernels.cpu.neural import _c8, _first_slot, _isqrt, _rq, mix_table
 from nacc.neural.config import HEAD_NEIGHBOURS, LOGIT_CLAMP, MATCH_NEIGHBOURS, PREV_CANDIDATES
 
 I64 = np.int64
@@ -120,7 +120,7 @@ class HeadPack:
     m1: np.ndarray
     s1: np.ndarray
     act: np.ndarray         # int64 (256,)
-    out: Gemm               # (hidden, V + 15 [+ 15]): l2 | cp [| sg]
+    out: Gemm               # (hidden, V + 15 [+ 15] [+ 16]): l2 | cp [| sg] [| mix]
     out_b: np.ndarray
     out_m: np.ndarray
     out_s: np.ndarray
@@ -132,6 +132,8 @@ class HeadPack:
     subst: bool
     copy_max: bool
     mclamp: int
+    mix: bool               # mixture table (mix_head): out also holds head.mix's 16 columns
+    ker: np.ndarray         # uint16 (V, V) mixture kernel (dummy (1, 1) without mix_head)
 
 
 @dataclass
@@ -208,6 +210,8 @@ def pack_head(m) -> HeadPack:
     outs = [_lin_arrays(a, "head.l2"), _lin_arrays(a, "head.cp")]
     if cfg.subst:
         outs.append(_lin_arrays(a, "head.sg"))
+    if cfg.mix_head:
+        outs.append(_lin_arrays(a, "head.mix"))
     act = np.asarray(a["head.act"], I64)
     if cfg.subst:
         sub_t = np.ascontiguousarray(np.asarray(a["head.sub.w"], I64).T)
@@ -224,7 +228,9 @@ def pack_head(m) -> HeadPack:
         out_s=np.concatenate([x for _, _, _, x in outs]),
         exp=np.asarray(a["exp_logit"], np.int32), cbias=np.ascontiguousarray(m.copy_bias()),
         sub_t=sub_t, sub_m=sub_m, sub_s=sub_s, subst=bool(cfg.subst),
-        copy_max=bool(cfg.copy_max), mclamp=int(cfg.motion_clamp))
+        copy_max=bool(cfg.copy_max), mclamp=int(cfg.motion_clamp), mix=bool(cfg.mix_head),
+        ker=np.ascontiguousarray(a["head.ker"] if cfg.mix_head else np.zeros((1, 1)),
+                                 np.uint16))
 
 
 def _token_lin(emb: np.ndarray, lin) -> np.ndarray:
@@ -792,9 +798,10 @@ def _logit(zf, row, n, b, m, s):
 
 @nb.njit(cache=True, nogil=True)
 def _head_table(zf, row, cand, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, sub_s, cbias,
-                copy_max, exp, precision, pad, z, acc_sub, tab):
-    """Table of one token (spec TABLE of the head's logits) from its product row
-    ``zf[row]`` = l2 | cp | sg accumulators (without biases) and its 15 candidates."""
+                copy_max, mix, ker, exp, precision, pad, z, acc_sub, tab):
+    """Table of one token (spec TABLE of the head's logits, or with ``mix`` the mixture
+    table over the kernel ``ker``) from its product row ``zf[row]`` = l2 | cp [| sg]
+    [| mix] accumulators (without biases) and its 15 candidates."""
     n_c = cand.shape[0]
     for v in range(vocab):
         z[v] = _logit(zf, row, v, out_b, out_m, out_s)
@@ -826,7 +833,14 @@ def _head_table(zf, row, cand, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, 
                 if cand[k] == sj:
                     best = max(best, _logit(zf, row, vocab + k, out_b, out_m, out_s))
             z[sj] += best + cbias[sj]
-    table_from_logits(z, vocab, exp, precision, acc_sub, tab)
+    if not mix:
+        table_from_logits(z, vocab, exp, precision, acc_sub, tab)
+        return
+    x0 = vocab + n_c + (n_c if subst else 0)      # the mixture logits' columns
+    ymix = np.empty(n_c + 1, np.int64)
+    for k in range(n_c + 1):
+        ymix[k] = _logit(zf, row, x0 + k, out_b, out_m, out_s)
+    mix_table(z, ymix, cand, pad, ker, exp, precision, tab)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -874,7 +888,7 @@ def table_from_logits(z, vocab, exp, precision, e, tab):
 
 @nb.njit(cache=True, nogil=True)
 def head_intervals(zf, videos, jobs, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, sub_s,
-                   cbias, copy_max, exp, precision, pad, base, start, freq):
+                   cbias, copy_max, mix, ker, exp, precision, pad, base, start, freq):
     """(start, freq) of every token of each job's frame (rows job * H*W + p); job j's
     intervals go to start[base[j] + p]."""
     _, _, h, w = videos.shape
@@ -894,7 +908,7 @@ def head_intervals(zf, videos, jobs, out_b, out_m, out_s, vocab, subst, sub_t, s
             x = p % w
             _candidates(videos, lane, t, y, x, pad, cand)
             _head_table(zf, row, cand, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, sub_s,
-                        cbias, copy_max, exp, precision, pad, z, acc_sub, tab)
+                        cbias, copy_max, mix, ker, exp, precision, pad, z, acc_sub, tab)
             s = videos[lane, t, y, x]
             acc = np.int64(0)
             for v in range(s):
@@ -905,7 +919,7 @@ def head_intervals(zf, videos, jobs, out_b, out_m, out_s, vocab, subst, sub_t, s
 
 @nb.njit(cache=True, nogil=True)
 def head_tables(zf, videos, jobs, p0, n_p, out_b, out_m, out_s, vocab, subst, sub_t, sub_m,
-                sub_s, cbias, copy_max, exp, precision, pad, out):
+                sub_s, cbias, copy_max, mix, ker, exp, precision, pad, out):
     """Full tables (rows, V) int32 of positions p0..p0+n_p-1 of each job."""
     _, _, h, w = videos.shape
     for row in range(jobs.shape[0] * n_p):
@@ -917,14 +931,14 @@ def head_tables(zf, videos, jobs, p0, n_p, out_b, out_m, out_s, vocab, subst, su
         p = p0 + row % n_p
         _candidates(videos, jobs[j, 0], jobs[j, 1], p // w, p % w, pad, cand)
         _head_table(zf, row, cand, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, sub_s,
-                    cbias, copy_max, exp, precision, pad, z, acc_sub, tab)
+                    cbias, copy_max, mix, ker, exp, precision, pad, z, acc_sub, tab)
         for v in range(vocab):
             out[row, v] = tab[v]
 
 
 @nb.njit(cache=True, nogil=True)
 def head_decode(zf, videos, jobs, p, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, sub_s,
-                cbias, copy_max, exp, precision, pad, words, woff, wlen, dstate, dpos, mot):
+                cbias, copy_max, mix, ker, exp, precision, pad, words, woff, wlen, dstate, dpos, mot):
     """Decode token p of each job (lane, t): its table, then one rANS step of the lane's
     decoder (state ``dstate[lane]``, ``dpos[lane]`` words left of ``words[woff[lane]:
     woff[lane] + wlen[lane]]``); writes the symbol into ``videos`` and updates the lane's
@@ -941,7 +955,7 @@ def head_decode(zf, videos, jobs, p, out_b, out_m, out_s, vocab, subst, sub_t, s
         lane, t = jobs[j, 0], jobs[j, 1]
         _candidates(videos, lane, t, y, x, pad, cand)
         _head_table(zf, j, cand, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, sub_s,
-                    cbias, copy_max, exp, precision, pad, z, acc_sub, tab)
+                    cbias, copy_max, mix, ker, exp, precision, pad, z, acc_sub, tab)
         lw = words[woff[lane]:woff[lane] + wlen[lane]]
         state = dstate[lane]
         q = rans.dec_quantile(state, CODER_PRECISION) >> shift
@@ -969,7 +983,7 @@ def head_decode(zf, videos, jobs, p, out_b, out_m, out_s, vocab, subst, sub_t, s
 @nb.njit(cache=True, nogil=True)
 def decode_frame_int8(videos, jobs, fpart, mot, nb_tab, ev_w, m1, s1, act, mclamp, wp, k4, n16,
                       corr, u, zf, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, sub_s,
-                      cbias, copy_max, exp, precision, pad, words, woff, wlen, dstate, dpos):
+                      cbias, copy_max, mix, ker, exp, precision, pad, words, woff, wlen, dstate, dpos):
     """Decode one frame (index ``jobs[:, 1]``, equal for all jobs) of every job's lane, token
     by token, in one call: per position the head's hidden rows of all jobs (``u``, uint8
     (n_jobs, 4 * k4), offset by 128), their int8 product with the packed output weights
@@ -989,7 +1003,7 @@ def decode_frame_int8(videos, jobs, fpart, mot, nb_tab, ev_w, m1, s1, act, mclam
         head_hidden(videos, jobs, p, 1, fpart, cur, nb_tab, ev_w, m1, s1, act, mclamp, 128, u)
         int8gemm.matmul_into(u, wp, k4, n16, corr, zf)
         head_decode(zf, videos, jobs, p, out_b, out_m, out_s, vocab, subst, sub_t, sub_m,
-                    sub_s, cbias, copy_max, exp, precision, pad, words, woff, wlen, dstate,
+                    sub_s, cbias, copy_max, mix, ker, exp, precision, pad, words, woff, wlen, dstate,
                     dpos, mot)
 
 
@@ -1114,7 +1128,8 @@ class LaneModel:
     def _head_args(self):
         hd = self.head
         return (hd.out_b, hd.out_m, hd.out_s, self.vocab, hd.subst, hd.sub_t, hd.sub_m,
-                hd.sub_s, hd.cbias, hd.copy_max, hd.exp, self.precision, self.pad)
+                hd.sub_s, hd.cbias, hd.copy_max, hd.mix, hd.ker, hd.exp, self.precision,
+                self.pad)
 
     @staticmethod
     def _stack(videos_list, h, w):

@@ -12,7 +12,8 @@ of ``nacc.neural.intref`` on *jobs* (lane, frame t):
 * frame pass: the transformer for many jobs at once (any frames whose previous frames are
   known), the lstm one frame index at a time over the lanes still running (its state
   carries), both as LIN / LN / attention / cell kernels;
-* head: the hidden layer, the output product (l2 | cp | sg) and the table kernel, over all
+* head: the hidden layer, the output product (l2 | cp [| sg] [| mix]) and the table kernel
+  (TABLE, or the mixture table of ``mix_head`` models), over all
   positions of the jobs when encoding, one position of every running lane per step when
   decoding (the rANS step is inside the table kernel; the next position's head reads the
   token it wrote).
@@ -80,6 +81,7 @@ class NeuralDriver(Driver):
         self.cb = t(hd.cbias)
         self.subt, self.subm, self.subs = t(hd.sub_t), t(hd.sub_m), t(hd.sub_s)
         self.subst, self.copy_max, self.mclamp = hd.subst, hd.copy_max, hd.mclamp
+        self.mix, self.ker = hd.mix, t(hd.ker)
         self.nbo = t(np.array(HEAD_NEIGHBOURS).ravel())
         cand = list(HEAD_NEIGHBOURS) + list(PREV_CANDIDATES) + [(0, 0)]
         self.cdy = t([c[0] for c in cand])
@@ -241,6 +243,7 @@ class NeuralDriver(Driver):
         dec = mode == DECODE
         self._run(self.k.neural.head_table_kernel, (rows,), zf, vid, jobs, self.cdy, self.cdx,
                   self.out[2], self.out[3], self.subt, self.subm, self.subs, self.cb, self.exp,
+                  self.ker,
                   tab if tab is not None else d32,
                   batch.toff if mode == INTERVALS else d64,
                   start if start is not None else d32, freq if freq is not None else d32,
@@ -248,7 +251,8 @@ class NeuralDriver(Driver):
                   batch.rst if dec else d64, batch.rpos if dec else d64, mot,
                   p0, n_p, t_n, h, w, self.vocab, self.nout, int(self.exp.numel()),
                   self.precision, self.shift, self.mclamp,
-                  MODE=mode, SUBST=self.subst, COPY_MAX=self.copy_max, BV=max(16, self.bv))
+                  MODE=mode, SUBST=self.subst, COPY_MAX=self.copy_max, MIX=self.mix,
+                  BV=max(16, self.bv))
 
     # -- lanes ----------------------------------------------------------------------------
     def _videos(self, batch: LaneBatch, frames=None):

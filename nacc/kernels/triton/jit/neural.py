@@ -348,16 +348,17 @@ def head_hidden_kernel(vid_ptr, jobs_ptr, fpart_ptr, mot_ptr, nbo_ptr, nbt_ptr, 
 
 @triton.jit
 def head_table_kernel(zf_ptr, vid_ptr, jobs_ptr, cdy_ptr, cdx_ptr, om_ptr, os_ptr,
-                      subt_ptr, subm_ptr, subs_ptr, cb_ptr, exp_ptr,
+                      subt_ptr, subm_ptr, subs_ptr, cb_ptr, exp_ptr, ker_ptr,
                       tab_ptr, toff_ptr, start_ptr, freq_ptr,
                       words_ptr, woff_ptr, rst_ptr, rpos_ptr, mot_ptr,
                       P0, NP, T, H, W, V, NOUT, NE, P, SHIFT, MCLAMP,
                       MODE: tl.constexpr, SUBST: tl.constexpr, COPY_MAX: tl.constexpr,
-                      BV: tl.constexpr):
+                      MIX: tl.constexpr, BV: tl.constexpr):
     """The table of row (job j, position P0 + r), one row per program, from ``zf`` int32
-    [rows, NOUT] (the accumulators of head.l2 | head.cp | head.sg with their biases):
-    logits, substitution (SUBST), copy bonus over the 15 candidate slots (offsets ``cdy``,
-    ``cdx`` int32 [16]; slots 6.. read frame t-1), ``TABLE``.  MODE TABLES: ``tab`` int32
+    [rows, NOUT] (the accumulators of head.l2 | head.cp [| head.sg] [| head.mix] with their
+    biases): logits, substitution (SUBST), copy bonus over the 15 candidate slots (offsets
+    ``cdy``, ``cdx`` int32 [16]; slots 6.. read frame t-1), ``TABLE`` or (MIX) the mixture
+    table over the kernel ``ker`` int32 [V, V].  MODE TABLES: ``tab`` int32
     [rows, V]; INTERVALS: start/freq at ``toff[lane] + t * H*W + p``; DECODE: one rANS step
     of the lane (``rst``/``rpos`` by lane), the token written into ``vid``, and with
     MCLAMP > 0 the lane's motion row ``mot`` (cur_0..8, n_cur) advanced."""
@@ -402,13 +403,35 @@ def head_table_kernel(zf_ptr, vid_ptr, jobs_ptr, cdy_ptr, cdx_ptr, om_ptr, os_pt
         z += tl.where(best > none, best + cbv, 0)
     else:
         z += vsum(tl.where(hit, bon[:, None], 0)) + vsum(hit.to(tl.int64)) * cbv
-    # TABLE(z)
     zmax = vmax(tl.where(vm, z, -(1 << 62)))
-    first = vmin(tl.where(vm & (z == zmax), v, BV))
     e = tl.load(exp_ptr + tl.minimum(zmax - z, NE - 1), mask=vm, other=0).to(tl.int64)
     tot = vsum(e)
     one = (t * 0 + 1) << P
-    f = tl.where(vm, 1 + e * (one - V) // tot, 0)
+    if MIX:
+        # the mixture table: logits y of fresh (column XO) and the slots (XO + 1 + slot)
+        xo = V + 15 + (15 if SUBST else 0)
+        y0 = rq(tl.load(zrow + xo).to(tl.int64), tl.load(om_ptr + xo).to(tl.int64),
+                tl.load(os_ptr + xo).to(tl.int64))
+        y0 = tl.minimum(tl.maximum(y0, -lim), lim)
+        yc = rq(tl.load(zrow + xo + 1 + sl, mask=slm, other=0),
+                tl.load(om_ptr + xo + 1 + sl, mask=slm, other=0),
+                tl.load(os_ptr + xo + 1 + sl, mask=slm, other=1))
+        yc = tl.minimum(tl.maximum(yc, -lim), lim)
+        ymax = tl.maximum(y0, vmax(tl.where(real, yc, -(1 << 62))))
+        w0 = tl.load(exp_ptr + tl.minimum(ymax - y0, NE - 1)).to(tl.int64)
+        wc = tl.where(real, tl.load(exp_ptr + tl.minimum(ymax - yc, NE - 1), mask=real,
+                                    other=0), 0).to(tl.int64)
+        ker = tl.load(ker_ptr + cand[:, None] * V + v[None, :], mask=real[:, None] & vm[None, :],
+                      other=0).to(tl.int64)
+        mix = w0 * ((e * ((one * 0 + (1 << 32)) // tot)) >> 16) + vsum(wc[:, None] * ker)
+        mix = tl.where(vm, mix, 0)
+        mmax = vmax(mix)
+        first = vmin(tl.where(vm & (mix == mmax), v, BV))
+        f = tl.where(vm, 1 + mix * (one - V) // vsum(mix), 0)
+    else:
+        # TABLE(z)
+        first = vmin(tl.where(vm & (z == zmax), v, BV))
+        f = tl.where(vm, 1 + e * (one - V) // tot, 0)
     f += tl.where(v == first, one - vsum(f), 0)
     if MODE == 0:
         tl.store(tab_ptr + row * V + v, f.to(tl.int32), mask=vm)
