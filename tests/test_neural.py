@@ -290,12 +290,22 @@ def test_table_param_groups():
     assert [g["eps"] for g in opt.param_groups] == [1e-8, 1e-3]
     one = list(_param_groups(model, TrainConfig(table_lr_mult=1.0, table_eps=1e-8)))
     assert len(one) == n and all(isinstance(p, torch.nn.Parameter) for p in one)
-    # the mixture head's kernel (full table and factors) is one of those tables too
+    # the mixture head's kernel (full table and factors): a group of its own, fast like the
+    # tables, without weight decay (also with plain Adam for the tables)
     mixed = NeuralModel(make_config("lstm", V, SHAPE, preset="tiny", mix_head=True,
-                                    subst_emb=2))
+                                    subst_emb=2, copy_bias=True))
     k = mixed.head.kern
-    assert [id(p) for p in _param_groups(mixed, tc)[1]["params"]] == [
-        id(k.weight), id(k.emb_a), id(k.emb_b)]
+    kern_ids = [id(k.weight), id(k.emb_a), id(k.emb_b)]
+    rest, tables, kern = _param_groups(mixed, tc)
+    assert [id(p) for p in tables["params"]] == [id(mixed.head.cb)]
+    assert [id(p) for p in kern["params"]] == kern_ids
+    assert (kern["lr_mult"], kern["eps"], kern["weight_decay"]) == (100.0, 1e-3, 0.0)
+    rest, kern = _param_groups(mixed, TrainConfig(table_lr_mult=1.0, table_eps=1e-8))
+    assert [id(p) for p in kern["params"]] == kern_ids and kern == {"params": kern["params"],
+                                                                    "weight_decay": 0.0}
+    assert len(rest["params"]) == sum(1 for _ in mixed.parameters()) - 3
+    opt = torch.optim.AdamW(_param_groups(mixed, tc), lr=1e-3, weight_decay=0.01)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.01, 0.01, 0.0]
 
 
 def test_cli_train(tmp_path):

@@ -160,23 +160,32 @@ def _lr(tc: TrainConfig, step: int, scale: float = 1.0) -> float:
 
 def _param_groups(model: NeuralModel, tc: TrainConfig):
     """Optimizer parameter groups: unless ``table_lr_mult`` = 1 and ``table_eps`` = 1e-8 the
-    head's per-code tables (``cb``, ``sub``) form a second group of that ``lr_mult`` and
+    head's per-code tables (``cb``, ``sub``, the mixture kernel) get that ``lr_mult`` and
     ``eps``.  Adam moves every weight by about lr per step whatever its evidence, so an
     entry of the V x V table seen once in a fixed corpus moves as far as one seen a hundred
     times and the table memorises the corpus; a large eps makes the steps of such sparse
-    entries proportional to their gradient (SGD), i.e. to the evidence."""
+    entries proportional to their gradient (SGD), i.e. to the evidence.  The mixture kernel
+    is a group of its own without weight decay: its logits are a row softmax, whose zero is
+    not "no effect" -- decay would flatten every row towards uniform, moving the mass of
+    copies that stay themselves to all V codes."""
     head = model.head
+    plain = tc.table_lr_mult == 1.0 and tc.table_eps == 1e-8
+    fast = {} if plain else {"lr_mult": tc.table_lr_mult, "eps": tc.table_eps}
     tables = [head.cb] if model.cfg.copy_bias else []
     if model.cfg.subst:
         tables.extend(head.sub.parameters())
-    if model.cfg.mix_head:
-        tables.extend(head.kern.parameters())
-    if (tc.table_lr_mult == 1.0 and tc.table_eps == 1e-8) or not tables:
+    if plain:
+        tables = []
+    kernel = list(head.kern.parameters()) if model.cfg.mix_head else []
+    if not tables and not kernel:
         return model.parameters()
-    ids = {id(p) for p in tables}
-    rest = [p for p in model.parameters() if id(p) not in ids]
-    return [{"params": rest},
-            {"params": tables, "lr_mult": tc.table_lr_mult, "eps": tc.table_eps}]
+    ids = {id(p) for p in tables + kernel}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in ids]}]
+    if tables:
+        groups.append({"params": tables, **fast})
+    if kernel:
+        groups.append({"params": kernel, "weight_decay": 0.0, **fast})
+    return groups
 
 
 def substitution_counts(videos, vocab: int) -> np.ndarray:

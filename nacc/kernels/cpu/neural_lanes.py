@@ -938,7 +938,8 @@ def head_tables(zf, videos, jobs, p0, n_p, out_b, out_m, out_s, vocab, subst, su
 
 @nb.njit(cache=True, nogil=True)
 def head_decode(zf, videos, jobs, p, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, sub_s,
-                cbias, copy_max, mix, ker, exp, precision, pad, words, woff, wlen, dstate, dpos, mot):
+                cbias, copy_max, mix, ker, exp, precision, pad, words, woff, wlen, dstate, dpos,
+                mot):
     """Decode token p of each job (lane, t): its table, then one rANS step of the lane's
     decoder (state ``dstate[lane]``, ``dpos[lane]`` words left of ``words[woff[lane]:
     woff[lane] + wlen[lane]]``); writes the symbol into ``videos`` and updates the lane's
@@ -983,7 +984,8 @@ def head_decode(zf, videos, jobs, p, out_b, out_m, out_s, vocab, subst, sub_t, s
 @nb.njit(cache=True, nogil=True)
 def decode_frame_int8(videos, jobs, fpart, mot, nb_tab, ev_w, m1, s1, act, mclamp, wp, k4, n16,
                       corr, u, zf, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, sub_s,
-                      cbias, copy_max, mix, ker, exp, precision, pad, words, woff, wlen, dstate, dpos):
+                      cbias, copy_max, mix, ker, exp, precision, pad, words, woff, wlen, dstate,
+                      dpos):
     """Decode one frame (index ``jobs[:, 1]``, equal for all jobs) of every job's lane, token
     by token, in one call: per position the head's hidden rows of all jobs (``u``, uint8
     (n_jobs, 4 * k4), offset by 128), their int8 product with the packed output weights
@@ -1003,8 +1005,8 @@ def decode_frame_int8(videos, jobs, fpart, mot, nb_tab, ev_w, m1, s1, act, mclam
         head_hidden(videos, jobs, p, 1, fpart, cur, nb_tab, ev_w, m1, s1, act, mclamp, 128, u)
         int8gemm.matmul_into(u, wp, k4, n16, corr, zf)
         head_decode(zf, videos, jobs, p, out_b, out_m, out_s, vocab, subst, sub_t, sub_m,
-                    sub_s, cbias, copy_max, mix, ker, exp, precision, pad, words, woff, wlen, dstate,
-                    dpos, mot)
+                    sub_s, cbias, copy_max, mix, ker, exp, precision, pad, words, woff, wlen,
+                    dstate, dpos, mot)
 
 
 # ----------------------------------------------------------------------------- drivers
