@@ -37,10 +37,11 @@ VARIANTS = {
     "transformer-untied-copybias": ("transformer", dict(k_frames=2, subst=True,
                                                         subst_tied=False, copy_bias=True)),
     "lstm-copymax": ("lstm", dict(k_frames=1, copy_bias=True, copy_max=True)),
-    "lstm-defaults-head": ("lstm", dict(k_frames=2, motion_clamp=3, subst=True, subst_emb=4,
+    "lstm-subst-copymax": ("lstm", dict(k_frames=2, motion_clamp=3, subst=True, subst_emb=4,
                                         copy_bias=True, copy_max=True)),
-    "lstm-mix": ("lstm", dict(k_frames=1, motion_clamp=3, copy_bias=True, copy_max=True,
-                              mix_head=True)),
+    # the presets' head (DEFAULT_HEAD): the mixture; and the mixture over subst logits
+    "lstm-defaults-head": ("lstm", dict(k_frames=1, motion_clamp=3, subst_emb=4, copy_bias=True,
+                                        copy_max=True, mix_head=True)),
     "transformer-mix-subst": ("transformer", dict(k_frames=2, subst=True, subst_emb=4,
                                                   mix_head=True)),
 }
@@ -131,6 +132,10 @@ def test_optional_head_parts(trained, tmp_path):
         save_model(intref.IntModel(cfg, bad), tmp_path / "zero-row")
         with pytest.raises(NaccError, match="head.ker has a row without a positive entry"):
             load_model(tmp_path / "zero-row")
+        low = dict(im.a, exp_logit=im.a["exp_logit"] // 2)
+        save_model(intref.IntModel(cfg, low), tmp_path / "low-exp")
+        with pytest.raises(NaccError, match=r"exp_logit\[0\] must be 2\*\*16"):
+            load_model(tmp_path / "low-exp")
     else:
         assert "head.ker" not in im.a and "head.mix.w" not in im.a
 

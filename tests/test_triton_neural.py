@@ -32,9 +32,8 @@ CASES = {
                                                         subst=True, copy_bias=True)),
     "lstm-k2-motion-copymax": ("lstm", dict(k_frames=2, motion_clamp=2, copy_bias=True,
                                             copy_max=True, subst=True)),
-    "lstm-mix": ("lstm", dict(k_frames=1, motion_clamp=2, copy_bias=True, copy_max=True,
-                              mix_head=True)),
-    "transformer-mix-subst": ("transformer", dict(k_frames=2, subst=True, mix_head=True)),
+    "lstm-default-head-mix": ("lstm", dict(k_frames=1, motion_clamp=2, copy_bias=True,
+                                           copy_max=True, mix_head=True)),
 }
 
 

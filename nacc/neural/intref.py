@@ -74,7 +74,9 @@ unchanged):
   a positive entry): ``m[v] = w[0] q[v] + sum_{on k} w[k] KER[s_k, v]``;
   ``f[v] = 1 + m[v] * (2**P - V) // sum(m)`` and the remainder ``2**P - sum(f)`` goes to
   the first ``v`` of largest ``m[v]``.  Bounds: ``q, w, KER <= 2**16``, so ``m < 2**37``
-  and ``m * 2**P < 2**61``: int64 throughout.
+  and ``m * 2**P < 2**61``: int64 throughout.  ``sum(m) > 0``: such models have
+  ``EXP[0] = 2**16``, so the largest ``w`` is ``2**16`` and its part is positive (a kernel
+  row has a positive entry; ``q`` of the largest logit is ``A >= 2**16 // V >= 1``).
 
 Frame-level pass ``F[t]`` (int8 [H*W, D]): depends only on frames ``< t``; frames before 0
 are all pad tokens.

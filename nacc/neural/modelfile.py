@@ -129,7 +129,8 @@ def check_arrays(cfg: ModelConfig, arrays: dict, where: str) -> None:
     requantization multipliers in [0, 2**31) and shifts in 1..62, LIN accumulators bounded
     below 2**31 (``|b| + K * 127 * 127``), lookup tables of 256 entries in int8 range (the
     lstm's gate tables in -128..128), exp tables in 0..2**16 with a positive first entry and
-    the mixture kernel in 0..2**16-1 with a positive entry in every row."""
+    the mixture kernel in 0..2**16-1 with a positive entry in every row (and ``exp_logit[0]``
+    = 2**16 with it: every mixture then has a positive total)."""
     def bad(msg):
         raise ModelError(f"{where}: {msg}")
 
@@ -172,6 +173,8 @@ def check_arrays(cfg: ModelConfig, arrays: dict, where: str) -> None:
             bad(f"{name} has values in [{lo}, {hi}], outside [{limit[0]}, {limit[1]}]")
         if name == "head.ker" and int(arr.max(1).min()) < 1:
             bad(f"{name} has a row without a positive entry")
+        if name == "exp_logit" and cfg.mix_head and int(arr[0]) != 1 << 16:
+            bad(f"{name}[0] must be 2**16 in a mix_head model")
         if name.endswith(".b") and name[:-2] + ".w" in a:      # a LIN's bias
             k = a[name[:-2] + ".w"].shape[-1]
             x_max = max(127, cfg.motion_clamp) if name == "head.l1.b" else 127
