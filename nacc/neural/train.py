@@ -180,7 +180,8 @@ def _param_groups(model: NeuralModel, tc: TrainConfig):
     if not tables and not kernel:
         return model.parameters()
     ids = {id(p) for p in tables + kernel}
-    groups = [{"params": [p for p in model.parameters() if id(p) not in ids]}]
+    groups: list[dict[str, Any]] = [{"params": [p for p in model.parameters()
+                                                if id(p) not in ids]}]
     if tables:
         groups.append({"params": tables, **fast})
     if kernel:
