@@ -161,7 +161,7 @@ def test_mix_table_exact():
     got = intref.mix_table(z, y, cand, ker, exp, 16, pad)
     assert np.array_equal(got[0], want) and want.sum() == 1 << 16
     out = np.empty(v, np.int32)
-    mix_table(z[0], y[0], cand[0], pad, ker, exp, 16, out)
+    mix_table(z[0], y[0], cand[0], pad, ker, exp, 16, np.empty(v, np.int64), out)
     assert np.array_equal(out, want)
 
 

@@ -262,16 +262,16 @@ def _logit_units(u, p):
 
 
 def head_hidden(m: IntModel, f, nb, match):
-    """The head's hidden layer u int64 [N, head_hidden] (arguments as head_logits)."""
+    """The head's hidden layer u int64 [N, head_hidden] from f: int [N, D] frame features,
+    nb: int [N, 6] neighbour tokens, match: int [N, 18 (+ 22 motion counts)]."""
     eh = m.a["head.emb"].astype(I64)[nb].reshape(*nb.shape[:-1], -1)
     x = np.concatenate([f.astype(I64), eh, match], -1)
     return lin(x, m.lin("head.l1"), m.a["head.act"])
 
 
-def head_logits(m: IntModel, f, nb, prev, match):
-    """f: int [N, D] frame features; nb: int [N, 6] neighbour tokens; prev: int [N, 9]
-    previous-frame candidates; match: int [N, 18 (+ 22 motion counts)] -> z int64 [N, V]."""
-    u = head_hidden(m, f, nb, match)
+def head_logits(m: IntModel, u, nb, prev):
+    """u: int [N, head_hidden] the head's hidden layer (head_hidden); nb: int [N, 6]
+    neighbour tokens; prev: int [N, 9] previous-frame candidates -> z int64 [N, V]."""
     z = _logit_units(u, m.lin("head.l2"))
     bonus = _logit_units(u, m.lin("head.cp"))
     cand = np.concatenate([nb, prev], -1)
@@ -412,9 +412,10 @@ def all_tables(m: IntModel, video, frames=None):
     frames = range(len(video)) if frames is None else frames
     out = []
     for t in frames:
-        z = head_logits(m, f[t], nb[t], pv[t], mt[t])
+        u = head_hidden(m, f[t], nb[t], mt[t])
+        z = head_logits(m, u, nb[t], pv[t])
         if m.cfg.mix_head:
-            y = _logit_units(head_hidden(m, f[t], nb[t], mt[t]), m.lin("head.mix"))
+            y = _logit_units(u, m.lin("head.mix"))
             cand = np.concatenate([nb[t], pv[t]], -1)
             out.append(mix_table(z, y, cand, m.a["head.ker"], m.a["exp_logit"], m.cfg.precision,
                                  m.cfg.pad))

@@ -59,6 +59,17 @@ def _lin(x, wt, b, m, s, out):
         out[n] = _c8(_rq(np.int64(acc[n]), np.int64(m[n]), np.int64(s[n])))
 
 
+@nb.njit(cache=True, nogil=True)
+def _logit_lin(x, wt, b, m, s, out):
+    """out = clamp(rq(W x + b), -LOGIT_CLAMP, LOGIT_CLAMP): a LIN in logit units (int64)."""
+    n_out = wt.shape[1]
+    acc = np.empty(n_out, np.int32)
+    _acc(x, wt, b, acc)
+    lim = np.int64(LOGIT_CLAMP)
+    for n in range(n_out):
+        out[n] = min(max(_rq(np.int64(acc[n]), np.int64(m[n]), np.int64(s[n])), -lim), lim)
+
+
 @nb.njit(cache=True, nogil=True, inline="always")
 def _first_slot(cand, j):
     """True when no candidate slot before ``j`` holds ``cand[j]`` (copy_max: only the first
@@ -241,20 +252,12 @@ def head_table(video, t, y, x, feat, hw, sw, mot, mclamp, subst, pad, precision,
     _lin(xin, w1, b1, m1, s1, u)
     for i in range(u.shape[0]):
         u[i] = act[u[i] + 128]
-    n_out = w2.shape[1]
-    lim = np.int64(LOGIT_CLAMP)
-    acc = np.empty(n_out, np.int32)
-    _acc(u, w2, b2, acc)
-    for n in range(n_out):
-        z[n] = min(max(_rq(np.int64(acc[n]), np.int64(m2[n]), np.int64(s2[n])), -lim), lim)
+    _logit_lin(u, w2, b2, m2, s2, z)
     n_c = cw.shape[1]
     if subst:
         _substitute(u, cand, pad, sw, z)
-    cacc = np.empty(n_c, np.int32)
-    _acc(u, cw, cb, cacc)
     bon = np.empty(n_c, np.int64)
-    for j in range(n_c):
-        bon[j] = min(max(_rq(np.int64(cacc[j]), np.int64(cm[j]), np.int64(cs[j])), -lim), lim)
+    _logit_lin(u, cw, cb, cm, cs, bon)
     for j in range(n_c):
         sc = cand[j]
         if sc == pad:
@@ -271,20 +274,16 @@ def head_table(video, t, y, x, feat, hw, sw, mot, mclamp, subst, pad, precision,
     if flags[1] == 0:
         table_from_logits(z, expt, precision, out)
         return
-    n_x = xw.shape[1]
-    xacc = np.empty(n_x, np.int32)
-    _acc(u, xw, xb, xacc)
-    ymix = np.empty(n_x, np.int64)
-    for k in range(n_x):
-        ymix[k] = min(max(_rq(np.int64(xacc[k]), np.int64(xm[k]), np.int64(xs[k])), -lim), lim)
-    mix_table(z, ymix, cand, pad, ker, expt, precision, out)
+    ymix = np.empty(xw.shape[1], np.int64)
+    _logit_lin(u, xw, xb, xm, xs, ymix)
+    mix_table(z, ymix, cand, pad, ker, expt, precision, np.empty(z.shape[0], np.int64), out)
 
 
 @nb.njit(cache=True, nogil=True)
-def mix_table(z, ymix, cand, pad, ker, expt, precision, out):
+def mix_table(z, ymix, cand, pad, ker, expt, precision, mix, out):
     """The mixture table of ``intref``'s head spec (``mix_head``): logits z int64[V],
     mixture logits ymix int64[16] (fresh, then the slots), candidates cand int64[15],
-    kernel ker uint16[V, V] -> out int32[V]."""
+    kernel ker uint16[V, V] -> out int32[V]; ``mix`` is int64[V] scratch."""
     v = z.shape[0]
     n_e = expt.shape[0]
     zmax = z[0]
@@ -300,7 +299,6 @@ def mix_table(z, ymix, cand, pad, ker, expt, precision, out):
         if cand[k] != pad and ymix[k + 1] > ymax:
             ymax = ymix[k + 1]
     w0 = np.int64(expt[min(ymax - ymix[0], n_e - 1)])
-    mix = np.empty(v, np.int64)
     for i in range(v):
         mix[i] = w0 * ((np.int64(expt[min(zmax - z[i], n_e - 1)]) * a) >> 16)
     for k in range(n_c):

@@ -840,7 +840,7 @@ def _head_table(zf, row, cand, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, 
     ymix = np.empty(n_c + 1, np.int64)
     for k in range(n_c + 1):
         ymix[k] = _logit(zf, row, x0 + k, out_b, out_m, out_s)
-    mix_table(z, ymix, cand, pad, ker, exp, precision, tab)
+    mix_table(z, ymix, cand, pad, ker, exp, precision, acc_sub, tab)  # acc_sub: free here
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
