@@ -87,8 +87,8 @@ def random_model(arch: str, vocab: int, frame_shape, seed: int = 0, **over) -> I
     if cfg.mix_head:
         put("head.mix", 1 + N_SLOTS, hid, 50, out_std=80)
         # kernel rows: a large diagonal, a few large entries, the rest small (some zero)
-        ker = rng.integers(0, 40, (vocab, vocab))
-        ker[rng.random((vocab, vocab)) < 0.1] = rng.integers(1000, 9000)
-        ker[np.arange(vocab), np.arange(vocab)] = rng.integers(30000, 65536, vocab)
-        a["head.ker"] = ker.astype(np.uint16)
+        ker = rng.integers(0, 2560, (vocab, vocab))
+        ker[rng.random((vocab, vocab)) < 0.1] = rng.integers(64000, 576000)
+        ker[np.arange(vocab), np.arange(vocab)] = rng.integers(1 << 21, (1 << 22) + 1, vocab)
+        a["head.ker"] = ker.astype(np.uint32)
     return IntModel(cfg, a)

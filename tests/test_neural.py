@@ -96,7 +96,8 @@ def test_all_paths_identical(trained):
 
 def test_optional_head_parts(trained, tmp_path):
     """Motion counts are the same integers in training (torch) and in the spec; the
-    substitution table is exported non-trivially; old configs keep both off."""
+    substitution table is exported non-trivially; old configs keep both off; the folder's
+    format decides what loads."""
     import torch
 
     from nacc.neural.model import motion_features
@@ -127,7 +128,7 @@ def test_optional_head_parts(trained, tmp_path):
     assert not old.mix_head
     if cfg.mix_head:
         ker = im.a["head.ker"]
-        assert ker.dtype == np.uint16 and ker.max(1).min() >= 1
+        assert ker.dtype == np.uint32 and ker.max(1).min() >= 1
         bad = dict(im.a, **{"head.ker": np.zeros_like(ker)})
         save_model(intref.IntModel(cfg, bad), tmp_path / "zero-row")
         with pytest.raises(NaccError, match="head.ker has a row without a positive entry"):
@@ -138,50 +139,101 @@ def test_optional_head_parts(trained, tmp_path):
             load_model(tmp_path / "low-exp")
     else:
         assert "head.ker" not in im.a and "head.mix.w" not in im.a
+    # the folder's format: a mix model of nacc-int-v1 (a coarser mixture) is refused, any
+    # model of an unknown format too; other v1 models load (their spec is unchanged)
+    save_model(im, tmp_path / "fmt")
+    info = json.loads((tmp_path / "fmt" / "config.json").read_text())
+    assert info["format"] == "nacc-int-v2"
+    for fmt in ("nacc-int-v1", "nacc-int-v9", None):
+        info["format"] = fmt
+        (tmp_path / "fmt" / "config.json").write_text(json.dumps(info))
+        if fmt == "nacc-int-v1" and not cfg.mix_head:
+            assert load_model(tmp_path / "fmt")[0].cfg == cfg
+            continue
+        with pytest.raises(NaccError, match="train it again" if fmt == "nacc-int-v1"
+                           else "is not one this nacc reads"):
+            load_model(tmp_path / "fmt")
 
 
 def test_mix_table_exact():
     """The mixture table of the spec on hand-made numbers: the fresh part, each on slot's
-    kernel row, a pad slot off (its large logit ignored), the remainder to the largest
-    mass; numba equals numpy."""
+    kernel row, a pad slot off (its large logit ignored), weights normalized to 2**16, the
+    remainder to the largest mass; a fresh tail far below 2**-16 keeps its share (MIX_BITS
+    fixed-point); numba equals numpy."""
     from nacc.kernels.cpu.neural import mix_table
+    from nacc.neural.config import MIX_BITS
 
+    assert MIX_BITS == 22
     exp = np.array([65536, 32768, 16384, 0], np.int32)        # EXP[d] = 2**(16-d), 3+: 0
     v, pad = 4, 4
-    ker = np.array([[60000, 5000, 0, 0], [0, 65535, 0, 0], [0, 0, 1, 0], [10, 10, 10, 10]],
-                   np.uint16)
-    z = np.zeros((1, v), np.int64)             # fresh: uniform, A = 2**32 // 2**18, q = 2**14
+    ker = np.array([[3840000, 320000, 0, 0], [0, 1 << 22, 0, 0], [0, 0, 64, 0],
+                    [640, 640, 640, 640]], np.uint32)
+    z = np.zeros((1, v), np.int64)             # fresh: uniform, A = 2**38 // 2**18, q = 2**20
     y = np.zeros((1, 16), np.int64)
     y[0, :4] = [1, 0, 2, 5]                    # fresh, slots 0 (code 0), 1 (code 1), 2 (pad)
     cand = np.full((1, 15), pad, np.int64)
     cand[0, :2] = [0, 1]
-    # ymax = 2 (slot 2 is off): w = 2**15 (fresh), 2**14 (code 0), 2**16 (code 1)
-    # m = [2**29 + 2**14 60000, 2**29 + 2**14 5000 + 2**16 65535, 2**29, 2**29]
+    # ymax = 2 (slot 2 is off): w = 2**15 (fresh), 2**14 (code 0), 2**16 (code 1), sum
+    # 114688, normalized n = 2**16 w // 114688 = 18724, 9362, 37449;
+    # m = [18724 2**20 + 9362 3840000, 18724 2**20 + 9362 320000 + 37449 2**22,
+    #      18724 2**20, 18724 2**20]
     want = np.array([13268, 42894, 4687, 4687], np.int32)
     got = intref.mix_table(z, y, cand, ker, exp, 16, pad)
     assert np.array_equal(got[0], want) and want.sum() == 1 << 16
     out = np.empty(v, np.int32)
     mix_table(z[0], y[0], cand[0], pad, ker, exp, 16, np.empty(v, np.int64), out)
     assert np.array_equal(out, want)
+    # fresh only (every slot pad), three codes at EXP = 1 beside one at 2**16:
+    # A = 2**38 // 65539 = 4194112, q = [4194112, 63, 63, 63] (at 16 bits they would be 0)
+    exp = np.array([65536, 1, 1, 0], np.int32)
+    z = np.array([[0, -1, -1, -1]], np.int64)
+    y = np.zeros((1, 16), np.int64)
+    cand = np.full((1, 15), pad, np.int64)
+    want = np.array([16776457, 253, 253, 253], np.int32)
+    assert np.array_equal(intref.mix_table(z, y, cand, ker, exp, 24, pad)[0], want)
+    mix_table(z[0], y[0], cand[0], pad, ker, exp, 24, np.empty(v, np.int64), out)
+    assert np.array_equal(out, want)
 
 
 def test_mix_kernel_start_and_export():
-    """The kernel starts at KERNEL_STAY on the diagonal, the prior where positive and
-    KERNEL_OTHER elsewhere; its export rounds 2**16 K with a positive entry per row."""
+    """The kernel starts from copy counts: log(stays + 1) on the diagonal, log of the
+    discounted symmetric substitution counts plus the symmetrized back-off elsewhere (hand
+    computed); KERNEL_STAY / KERNEL_OTHER without counts; its export rounds 2**22 K with
+    a positive entry per row."""
     from nacc.neural.export import kernel_table
-    from nacc.neural.train import KERNEL_OTHER, KERNEL_STAY, kernel_start
+    from nacc.neural.train import KERNEL_DISCOUNT, KERNEL_OTHER, KERNEL_STAY, kernel_start
 
-    prior = np.zeros((3, 3), np.float32)
-    prior[0, 2] = prior[2, 0] = 2.5
-    k = kernel_start(prior, 3, 2.0)
-    assert np.array_equal(k, np.array([[KERNEL_STAY, KERNEL_OTHER, 5.0],
-                                       [KERNEL_OTHER, KERNEL_STAY, KERNEL_OTHER],
-                                       [5.0, KERNEL_OTHER, KERNEL_STAY]], np.float32))
+    assert KERNEL_DISCOUNT == 0.4
+    # 0 stays 4 times and becomes 1 once, 1 stays twice; 2 is never a source.  No pair is
+    # two substitutions apart, so each row backs off uniformly: b = 0.4 * seen + 1 over
+    # the 2 other codes, (1.4, 1.4, 1) / 2, symmetrized
+    n = np.array([[4, 1, 0], [1, 2, 0], [0, 0, 0]])
+    want = np.log(np.array([[5.0, 0.6 + 0.7, 0.6], [1.3, 3.0, 0.6], [0.6, 0.6, 1.0]]))
+    assert np.allclose(kernel_start(n, 3), want, rtol=0, atol=1e-6)
+    assert kernel_start(n, 3).dtype == np.float32
     assert np.array_equal(kernel_start(None, 2), np.array([[KERNEL_STAY, KERNEL_OTHER],
                                                            [KERNEL_OTHER, KERNEL_STAY]]))
     q = kernel_table(np.array([[1.0, 0.0], [0.25, 0.75], [1e-9, 1e-9]]))
-    assert q.dtype == np.uint16
-    assert np.array_equal(q, np.array([[65535, 0], [16384, 49152], [1, 0]]))
+    assert q.dtype == np.uint32
+    assert np.array_equal(q, np.array([[1 << 22, 0], [1 << 20, 3 << 20], [1, 0]]))
+
+
+def test_mix_kernel_start_backs_off_through_neighbours():
+    """A chain 0 - 1 - 2 of substitutions: the pair (0, 2), never seen, gets KERNEL_HOP of
+    0's (and of 2's) back-off, the unrelated code 3 the rest; the start is symmetric."""
+    from nacc.neural.train import KERNEL_DISCOUNT, KERNEL_HOP, kernel_start
+
+    n = np.zeros((4, 4), np.int64)
+    n[0, 1] = n[1, 2] = 2
+    k = kernel_start(n, 4).astype(np.float64)
+    b = KERNEL_DISCOUNT + 1  # one seen pair each for codes 0 and 2
+    assert np.array_equal(k, k.T)
+    assert np.isclose(np.exp(k[0, 2]), b * (KERNEL_HOP + (1 - KERNEL_HOP) / 3), rtol=1e-6)
+    # code 3 backs off uniformly (b = 1), as does code 1 (its two neighbours' two-step
+    # substitutions lead back to itself)
+    assert np.isclose(np.exp(k[0, 3]), 0.5 * (b * (1 - KERNEL_HOP) / 3 + 1 / 3), rtol=1e-6)
+    assert np.isclose(np.exp(k[0, 1]), 1 - KERNEL_DISCOUNT + 0.5 * (
+        b * (1 - KERNEL_HOP) / 3 + (2 * KERNEL_DISCOUNT + 1) / 3), rtol=1e-6)
 
 
 def test_thread_count_invariant(trained):
@@ -482,6 +534,56 @@ def test_substitution_counts_exact():
     assert (substitution_counts(vids, 12) == _counts_by_loops(vids, 12)).all()
 
 
+def _copy_counts_by_loops(videos, vocab):
+    """copy_counts spelled out token by token (the reference of its contract)."""
+    from nacc.neural.config import PREV_CANDIDATES
+
+    n = np.zeros((vocab, vocab), np.int64)
+    for v in videos:
+        t_n, h, w = v.shape
+        for t in range(1, t_n):
+            hits = [sum(1 for y in range(h) for x in range(w)
+                        if 0 <= y + dy < h and 0 <= x + dx < w
+                        and v[t - 1, y + dy, x + dx] == v[t, y, x])
+                    for dy, dx in PREV_CANDIDATES]
+            if 4 * max(hits) < h * w:
+                continue
+            dy, dx = PREV_CANDIDATES[int(np.argmax(hits))]
+            for y in range(h):
+                for x in range(w):
+                    if not (0 <= y + dy < h and 0 <= x + dx < w):
+                        continue
+                    a, s = int(v[t - 1, y + dy, x + dx]), int(v[t, y, x])
+                    near = ([int(v[t, y, x - 1])] if x else []) \
+                        + ([int(v[t, y - 1, x])] if y else [])
+                    if a == s or s not in near:
+                        n[a, s] += 1
+    return n
+
+
+def test_copy_counts_exact():
+    """(previous-frame source, token) counts: stays on the diagonal, substitutions off it
+    unless the token equals its left or upper neighbour; a hand-checked case, then the
+    vectorised count against the token-by-token one on synthetic videos."""
+    from nacc.neural.train import copy_counts
+
+    f0 = np.array([[0, 1, 2], [3, 4, 5]])
+    f1 = np.array([[6, 0, 1], [7, 3, 4]])  # f0 moved right (shift (0, -1)) plus new codes
+    f1[1, 2] = 5                            # 4 -> 5: a substitution of its source
+    f2 = f1.copy()
+    f2[0, 2] = 0                            # 1 -> 0: equals its left neighbour, not counted
+    n = copy_counts([np.stack([f0, f1, f2])], 8)
+    got = {(int(a), int(b)): int(n[a, b]) for a, b in zip(*np.nonzero(n))}
+    # frame 1 (shift (0, -1)): the sources of (0, 1), (0, 2), (1, 1), (1, 2) are 0, 1, 3,
+    # 4: three stays and 4 -> 5; frame 2 (shift (0, 0)): 6, 0, 7, 3 and 5 stay, and
+    # 1 -> 0 at (0, 2) is left out (0 is its left neighbour)
+    want = {(0, 0): 2, (1, 1): 1, (3, 3): 2, (4, 5): 1, (6, 6): 1, (7, 7): 1, (5, 5): 1}
+    assert got == want
+    assert (n == _copy_counts_by_loops([np.stack([f0, f1, f2])], 8)).all()
+    vids = synth.corpus(3, (6, 4, 5), 7, synth.SynthConfig(vocab=12, p_sub=0.5))
+    assert (copy_counts(vids, 12) == _copy_counts_by_loops(vids, 12)).all()
+
+
 def test_substitution_prior_keeps_clear_pairs():
     """Only pairs met clearly more often than independence predicts get a value, the
     smoothed log ratio log((n + 1) / (E + 1)); the rest, and the diagonal, are 0."""
@@ -513,6 +615,21 @@ def test_train_subst_init_starts_from_corpus_pairs():
     assert np.array_equal(model.head.sub.weight.detach().numpy(), want)
     model, _, _ = train(cfg, vids, dataclasses.replace(tc, subst_init=0.0), quiet=True)
     assert not model.head.sub.weight.detach().numpy().any()
+
+
+def test_train_mix_kernel_starts_from_copy_counts():
+    """The mixture head's kernel starts at kernel_start(copy_counts) of the training videos
+    (lr 0 keeps it there); subst_init 0 leaves it at the constant start."""
+    from nacc.neural.train import copy_counts, kernel_start, split_corpus
+
+    cfg = make_config("lstm", V, SHAPE, preset="tiny", mix_head=True, subst_emb=2)
+    vids = synth.corpus(4, (10, *SHAPE), 3, synth.SynthConfig(vocab=V, p_sub=0.6))
+    tc = TrainConfig(steps=2, batch_size=2, clip_len=4, lr=0.0, eval_every=100)
+    model, _, _ = train(cfg, vids, tc, quiet=True)
+    want = kernel_start(copy_counts(split_corpus(vids, 0.1)[0], V), V)
+    assert np.array_equal(model.head.kern.weight.detach().numpy(), want)
+    model, _, _ = train(cfg, vids, dataclasses.replace(tc, subst_init=0.0), quiet=True)
+    assert np.array_equal(model.head.kern.weight.detach().numpy(), kernel_start(None, V))
 
 
 def test_cli_train_set_and_weight_decay(tmp_path):

@@ -83,8 +83,9 @@ def _config_sets(sets, config_cls) -> dict:
 @click.option("--dropout", type=float, default=0.1, show_default=True,
               help="dropout on the frame features and the head's hidden layer")
 @click.option("--subst-init", type=float, default=1.0, show_default=True,
-              help="with --subst or --mix: start the table at this times the corpus's "
-                   "statistics of codes replacing each other (0: without them)")
+              help="with --subst: start the table at this times the corpus's statistics "
+                   "of codes replacing each other; with --mix, any value > 0 starts the "
+                   "kernel from them (0: without them)")
 @click.option("--ema", type=float, default=None,
               help="keep an exponential moving average of the weights with this decay per "
                    "step, and validate and export it (0: off) [0]")

@@ -25,6 +25,8 @@ N_MATCH = len(MATCH_NEIGHBOURS) * len(PREV_CANDIDATES)
 N_MOTION = 2 * (len(PREV_CANDIDATES) + 2)
 # bound of the head's per-code copy term (ModelConfig.copy_bias), in logit units
 COPY_BIAS_MAX = 1 << 20
+# mix_head: fixed-point bits of the mixture's fresh part and kernel (the intref spec)
+MIX_BITS = 22
 
 
 @dataclasses.dataclass

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nacc.neural.config import COPY_BIAS_MAX, HEAD_NEIGHBOURS, N_MATCH
+from nacc.neural.config import COPY_BIAS_MAX, HEAD_NEIGHBOURS, MIX_BITS, N_MATCH
 from nacc.neural.intref import IntModel
 from nacc.neural.model import LSTM_GATE_SCALE, NeuralModel
 from nacc.neural.modelfile import ModelError, load_model, save_model  # noqa: F401
@@ -194,11 +194,11 @@ def export(model: NeuralModel) -> IntModel:
 
 
 def kernel_table(kern: np.ndarray) -> np.ndarray:
-    """uint16 KER of the spec from the float kernel (rows summing to 1):
-    ``min(round(2**16 K[c, v]), 2**16 - 1)``, and at least 1 at each row's largest entry
-    (a row's largest probability is at least 1/V, so this only guards the spec's bound)."""
-    q = np.minimum(np.rint(kern * 2.0**16), 2**16 - 1)
+    """uint32 KER of the spec from the float kernel (rows summing to 1):
+    ``round(2**MIX_BITS K[c, v])``, and at least 1 at each row's largest entry (a row's
+    largest probability is at least 1/V, so this only guards the spec's bound)."""
+    q = np.clip(np.rint(kern * 2.0**MIX_BITS), 0, 2**MIX_BITS)
     rows = np.arange(len(q))
     best = kern.argmax(1)
     q[rows, best] = np.maximum(q[rows, best], 1)
-    return q.astype(np.uint16)
+    return q.astype(np.uint32)

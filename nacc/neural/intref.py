@@ -68,15 +68,19 @@ unchanged):
   ``k = 0..15`` (fresh, then the 15 candidate slots): ``clamp(rq(a, M, S), -2**24,
   2**24)`` of ``LIN(u; head.mix)``'s accumulators; slot ``k >= 1`` is *on* when its token
   ``s_k`` is not the pad id, ``k = 0`` always.  With ``ymax`` the largest ``y`` of the on
-  slots, ``w[k] = EXP[min(ymax - y[k], LEN - 1)]`` when on, else 0.  Fresh part:
-  ``e[v] = EXP[min(max(z) - z[v], LEN - 1)]``, ``A = 2**32 // sum(e)``,
-  ``q[v] = (e[v] * A) >> 16``.  Kernel ``KER`` (uint16 ``head.ker[c, v]``, every row with
-  a positive entry): ``m[v] = w[0] q[v] + sum_{on k} w[k] KER[s_k, v]``;
+  slots, ``w[k] = EXP[min(ymax - y[k], LEN - 1)]`` when on, else 0, and the normalized
+  weights ``n[k] = w[k] * 2**16 // sum(w)``.  Fresh part: ``e[v] = EXP[min(max(z) - z[v],
+  LEN - 1)]``, ``A = 2**(16 + B) // sum(e)``, ``q[v] = (e[v] * A) >> 16`` with ``B =
+  MIX_BITS = 22`` (so ``sum(q) <= 2**B``).  Kernel ``KER`` (``head.ker[c, v]``, integers in
+  ``[0, 2**B]``, every row with a positive entry; about ``2**B K[c, v]``):
+  ``m[v] = n[0] q[v] + sum_{on k} n[k] KER[s_k, v]``;
   ``f[v] = 1 + m[v] * (2**P - V) // sum(m)`` and the remainder ``2**P - sum(f)`` goes to
-  the first ``v`` of largest ``m[v]``.  Bounds: ``q, w, KER <= 2**16``, so ``m < 2**37``
-  and ``m * 2**P < 2**61``: int64 throughout.  ``sum(m) > 0``: such models have
-  ``EXP[0] = 2**16``, so the largest ``w`` is ``2**16`` and its part is positive (a kernel
-  row has a positive entry; ``q`` of the largest logit is ``A >= 2**16 // V >= 1``).
+  the first ``v`` of largest ``m[v]``.  Bounds: ``sum(n) <= 2**16`` and ``q, KER <=
+  2**B``, so ``m <= 2**38`` and ``m * 2**P < 2**62``: int64 throughout.  ``sum(m) > 0``:
+  such models have ``EXP[0] = 2**16``, so the largest ``w`` is ``2**16`` and its ``n`` at
+  least ``2**16 // 16`` (a kernel row has a positive entry; ``q`` of the largest logit is
+  ``A >= 2**B // V >= 1``).  Model folders of format ``nacc-int-v1`` had a coarser mixture
+  (``B = 16``, weights not normalized) and are refused for mix models.
 
 Frame-level pass ``F[t]`` (int8 [H*W, D]): depends only on frames ``< t``; frames before 0
 are all pad tokens.
@@ -111,6 +115,7 @@ from nacc.neural.config import (
     HEAD_NEIGHBOURS,
     LOGIT_CLAMP,
     MATCH_NEIGHBOURS,
+    MIX_BITS,
     PREV_CANDIDATES,
     ModelConfig,
 )
@@ -433,10 +438,11 @@ def mix_table(z, y, cand, ker, exp, precision, pad):
     exp = exp.astype(I64)
     last = len(exp) - 1
     e = exp[np.minimum(z.max(-1, keepdims=True) - z, last)]
-    q = (e * ((I64(1) << 32) // e.sum(-1, keepdims=True))) >> 16
+    q = (e * ((I64(1) << (16 + MIX_BITS)) // e.sum(-1, keepdims=True))) >> 16
     on = np.concatenate([np.ones((n, 1), bool), cand != pad], -1)
     ymax = np.where(on, y, np.iinfo(I64).min).max(-1, keepdims=True)
     w = np.where(on, exp[np.minimum(ymax - np.where(on, y, ymax), last)], 0)
+    w = (w << 16) // w.sum(-1, keepdims=True)
     kx = np.concatenate([ker.astype(I64), np.zeros((1, v), I64)])  # the pad id's row: 0
     mix = w[:, :1] * q
     for k in range(cand.shape[1]):

@@ -1,10 +1,11 @@
 """Model folders: save and load exported integer models (numpy only, no torch).
 
 A model folder holds ``config.json`` (architecture, sizes, vocabulary, frame shape,
-quantization settings, the weights file name and its sha256) and
-``weights-<sha256[:16]>.npz``: plain integer arrays, loaded with ``allow_pickle=False``.
-Loading refuses a folder whose weights do not hash to the recorded digest, and a weights
-file whose arrays do not have the shapes, types and bounds the config and the integer spec
+quantization settings, the weights file name and its sha256, and the ``format``: the
+version of the integer spec, WEIGHTS_FORMAT) and ``weights-<sha256[:16]>.npz``: plain
+integer arrays, loaded with ``allow_pickle=False``.  Loading refuses a format it does not
+read, a folder whose weights do not hash to the recorded digest, and a weights file whose
+arrays do not have the shapes, types and bounds the config and the integer spec
 (``nacc.neural.intref``) require, so that no kernel ever indexes outside an array or
 overflows an int32 accumulator.  Coding with a model needs this module, ``intref``'s config
 and the CPU kernels only; torch is a training dependency (``nacc[neural]``).
@@ -21,10 +22,13 @@ import numpy as np
 from nacc.coder import CODER_PRECISION
 from nacc.container import MAX_VOCAB
 from nacc.errors import NaccError
-from nacc.neural.config import HEAD_NEIGHBOURS, N_MATCH, N_SLOTS, ModelConfig
+from nacc.neural.config import HEAD_NEIGHBOURS, MIX_BITS, N_MATCH, N_SLOTS, ModelConfig
 from nacc.neural.intref import IntModel
 
-WEIGHTS_FORMAT = "nacc-int-v1"
+# the spec version a model folder is written in; v2 changed only the mixture table
+# (mix_head), so folders of v1 load unless they are mix models
+WEIGHTS_FORMAT = "nacc-int-v2"
+READABLE_FORMATS = ("nacc-int-v1", WEIGHTS_FORMAT)
 INT32_LIMIT = 2**31
 
 
@@ -166,7 +170,7 @@ def check_arrays(cfg: ModelConfig, arrays: dict, where: str) -> None:
         elif name == "head.cb":
             limit = (-(1 << 20), 1 << 20)
         elif name == "head.ker":
-            limit = (0, (1 << 16) - 1)
+            limit = (0, 1 << MIX_BITS)
         else:                          # biases, norms, position biases, residual factors
             limit = (-(INT32_LIMIT - 1), INT32_LIMIT - 1)
         if lo < limit[0] or hi > limit[1]:
@@ -200,6 +204,14 @@ def load_model(folder) -> tuple[IntModel, bytes]:
             raise ValueError("weights and sha256 must be a file name and a hex digest")
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         raise ModelError(f"{cfg_path}: bad config ({e})") from None
+    fmt = info.get("format")
+    if fmt not in READABLE_FORMATS:
+        raise ModelError(f"{cfg_path}: model format {fmt!r} is not one this nacc reads "
+                         f"({', '.join(READABLE_FORMATS)})")
+    if cfg.mix_head and fmt != WEIGHTS_FORMAT:
+        raise ModelError(f"{cfg_path}: a mixture-head model of format {fmt}, whose integer "
+                         f"tables this nacc no longer computes ({WEIGHTS_FORMAT} changed them); "
+                         "train it again")
     check_config(cfg, str(cfg_path))
     wpath = folder / name
     if not wpath.is_file():

@@ -6,7 +6,8 @@ in float with activation observers first), dropout, gradient clipping, SGD-like 
 the head's per-code tables (``table_lr_mult``, ``table_eps``), a substitution table that
 starts from the corpus's own pair statistics (``subst_init``, :func:`substitution_prior`:
 the pairs of codes that replace each other, counted once per substitution; the mixture
-head's kernel starts from the same statistics, :func:`kernel_start`), and a *plateau*
+head's kernel starts from a smoothed estimate of how a copied code changes,
+:func:`kernel_start` of :func:`copy_counts`), and a *plateau*
 learning-rate schedule: after a linear warm-up the rate stays constant and is halved
 whenever ``plateau_patience`` validation evaluations in a row (every ``eval_every`` steps,
 on held-out segments or frames) bring no new best; training stops once ``patience``
@@ -70,7 +71,8 @@ class TrainConfig:
     warmup: int = 100        # steps of linear warm-up (plateau schedule)
     dropout: float = 0.1     # on the frame features and the head's hidden layer
     subst_init: float = 1.0  # > 0: the substitution table starts at this times the
-                             # corpus's pair statistics (substitution_prior), not at 0
+                             # corpus's pair statistics (substitution_prior), not at 0, and
+                             # the mixture kernel at kernel_start(copy_counts) (any > 0)
     grad_clip: float = 1.0   # max gradient norm (0: off)
     ema: float = 0.0         # > 0: validate and export an exponential moving average of the
                              # weights with this decay per step
@@ -189,28 +191,35 @@ def _param_groups(model: NeuralModel, tc: TrainConfig):
     return groups
 
 
-def substitution_counts(videos, vocab: int) -> np.ndarray:
-    """(V, V) int64, symmetric, zero diagonal: how often codes ``a != b`` meet as (copy
-    source, token) in ``videos``.  The sources of a token are the previous frame's token at
-    the frame's best shift (of PREV_CANDIDATES, the one under which most tokens equal their
-    source; not in frame 0 nor in frames with fewer than a quarter equal) and, where the
-    token is not its previous-frame source (a pair copied on from frame to frame counts
-    once), its left and upper neighbours."""
+def _prev_sources(v: np.ndarray) -> np.ndarray:
+    """(T, H, W) int64 copy source of every token of ``v`` (int64 (T, H, W)): the previous
+    frame's token at the frame's best shift (of PREV_CANDIDATES, the one under which most
+    tokens equal their source); -1 in frame 0, off the frame, and in frames where fewer
+    than a quarter of the tokens equal their source."""
     from nacc.neural.config import PREV_CANDIDATES
 
+    t_n, h, w = v.shape
+    src = np.full_like(v, -1)
+    if t_n > 1:
+        prev = np.pad(v[:-1], ((0, 0), (1, 1), (1, 1)), constant_values=-1)
+        shifts = np.stack([prev[:, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+                           for dy, dx in PREV_CANDIDATES])  # (9, T-1, H, W)
+        hits = (shifts == v[None, 1:]).sum((2, 3))  # (9, T-1)
+        best = np.take_along_axis(shifts, hits.argmax(0)[None, :, None, None], 0)[0]
+        best[hits.max(0) * 4 < h * w] = -1
+        src[1:] = best
+    return src
+
+
+def substitution_counts(videos, vocab: int) -> np.ndarray:
+    """(V, V) int64, symmetric, zero diagonal: how often codes ``a != b`` meet as (copy
+    source, token) in ``videos``.  The sources of a token are its previous-frame source
+    (:func:`_prev_sources`) and, where the token is not that source (a pair copied on from
+    frame to frame counts once), its left and upper neighbours."""
     n = np.zeros(vocab * vocab, np.int64)
     for v in videos:
         v = np.asarray(v, np.int64)
-        t_n, h, w = v.shape
-        src = np.full_like(v, -1)
-        if t_n > 1:
-            prev = np.pad(v[:-1], ((0, 0), (1, 1), (1, 1)), constant_values=-1)
-            shifts = np.stack([prev[:, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
-                               for dy, dx in PREV_CANDIDATES])  # (9, T-1, H, W)
-            hits = (shifts == v[None, 1:]).sum((2, 3))  # (9, T-1)
-            best = np.take_along_axis(shifts, hits.argmax(0)[None, :, None, None], 0)[0]
-            best[hits.max(0) * 4 < h * w] = -1
-            src[1:] = best
+        src = _prev_sources(v)
         new = src != v
         pairs = [(src, v, new), (v[:, :, :-1], v[:, :, 1:], new[:, :, 1:]),
                  (v[:, :-1, :], v[:, 1:, :], new[:, 1:, :])]
@@ -235,19 +244,63 @@ def substitution_prior(counts: np.ndarray, z: float = 2.0) -> np.ndarray:
     return out.astype(np.float32)
 
 
-KERNEL_STAY = 7.0    # starting kernel logits: a copied code stays itself (diagonal) ...
-KERNEL_OTHER = -4.0  # ... over any code without evidence of substitution
+def copy_counts(videos, vocab: int) -> np.ndarray:
+    """(V, V) int64 ``n[a, b]``: how often a token ``b`` has the previous-frame source
+    ``a`` (:func:`_prev_sources`) in ``videos``, counting the tokens that equal their source
+    (the diagonal) and those that differ from it and from their left and upper neighbours
+    (a token equal to a neighbour was more likely copied from it than substituted)."""
+    n = np.zeros(vocab * vocab, np.int64)
+    for v in videos:
+        v = np.asarray(v, np.int64)
+        src = _prev_sources(v)
+        left = np.pad(v, ((0, 0), (0, 0), (1, 0)), constant_values=-1)[:, :, :-1]
+        up = np.pad(v, ((0, 0), (1, 0), (0, 0)), constant_values=-1)[:, :-1, :]
+        keep = (src >= 0) & ((v == src) | ((v != left) & (v != up)))
+        n += np.bincount(src[keep] * vocab + v[keep], minlength=vocab * vocab)
+    return n.reshape(vocab, vocab)
 
 
-def kernel_start(prior, vocab: int, scale: float = 1.0) -> np.ndarray:
-    """(V, V) float32 starting logits of the mixture head's kernel: KERNEL_STAY on the
-    diagonal, ``scale`` times :func:`substitution_prior` where that is positive, KERNEL_OTHER
-    elsewhere (``prior`` None: no substitution evidence)."""
-    out = np.full((vocab, vocab), KERNEL_OTHER, np.float32)
-    if prior is not None:
-        out = np.where(prior > 0, prior * scale, out).astype(np.float32)
-    np.fill_diagonal(out, KERNEL_STAY)
-    return out
+KERNEL_STAY = 7.0    # kernel logits without corpus statistics: a copied code stays itself
+KERNEL_OTHER = -4.0  # (diagonal) over any other code
+KERNEL_DISCOUNT = 0.4  # counts a seen pair gives up to the back-off (absolute discounting)
+KERNEL_HOP = 0.9     # share of the back-off through a common neighbour (two substitutions)
+
+
+def kernel_start(counts, vocab: int) -> np.ndarray:
+    """(V, V) float32 symmetric starting logits of the mixture head's kernel, from
+    :func:`copy_counts` ``n`` (None: KERNEL_STAY on the diagonal, KERNEL_OTHER elsewhere).
+
+    A smoothed estimate of how a copied code changes, whose row softmax is ``K[c, v]``:
+    the diagonal logit is ``log(n[c, c] + 1)``; off it ``log M[c, v]`` with ``M`` the
+    symmetric substitution counts ``S = (n + n^T) / 2`` (zero diagonal), each seen pair
+    discounted by KERNEL_DISCOUNT, plus the back-off: row ``c`` gives ``b_c =
+    KERNEL_DISCOUNT * (seen pairs of c) + 1`` counts to the other codes, KERNEL_HOP of it
+    in proportion to the two-step substitution ``R R`` (``R``: ``S`` with rows normalized;
+    zero diagonal) and the rest uniformly; the back-off matrix enters symmetrized.  So
+    pairs never seen but joined through a common neighbour get mass, the way similar codes
+    cluster, and a rare code backs off to the codes its neighbours meet.  Only the
+    starting point of training."""
+    if counts is None:
+        out = np.full((vocab, vocab), KERNEL_OTHER, np.float32)
+        np.fill_diagonal(out, KERNEL_STAY)
+        return out
+    n = np.asarray(counts, np.float64)
+    s = 0.5 * (n + n.T)
+    np.fill_diagonal(s, 0.0)
+    tot = s.sum(1)
+    r = s / np.where(tot > 0, tot, 1.0)[:, None]
+    hop = r @ r
+    np.fill_diagonal(hop, 0.0)
+    hop /= np.maximum(hop.sum(1), 1e-30)[:, None]
+    share = np.where(hop.sum(1) > 0, KERNEL_HOP, 0.0)[:, None]
+    back = (KERNEL_DISCOUNT * (s > 0).sum(1) + 1.0)[:, None] * (
+        share * hop + (1.0 - share) / (vocab - 1))
+    np.fill_diagonal(back, 0.0)
+    m = np.maximum(s - KERNEL_DISCOUNT, 0.0) + 0.5 * (back + back.T)
+    np.fill_diagonal(m, 1.0)
+    out = np.log(m)
+    np.fill_diagonal(out, np.log(np.diag(n) + 1.0))
+    return out.astype(np.float32)
 
 
 class _EMA:
@@ -286,7 +339,7 @@ def train(cfg: ModelConfig, videos, tc: TrainConfig, out=None, resume: bool = Fa
     model = NeuralModel(cfg).to(tc.device)
     model.set_dropout(tc.dropout)
     prior = None
-    if (cfg.subst or cfg.mix_head) and tc.subst_init and train_v:
+    if cfg.subst and tc.subst_init and train_v:
         prior = substitution_prior(substitution_counts(train_v, cfg.vocab))
     if cfg.subst and prior is not None:
         with torch.no_grad():
@@ -297,9 +350,9 @@ def train(cfg: ModelConfig, videos, tc: TrainConfig, out=None, resume: bool = Fa
             gate.weight.mul_(0.1)
             gate.bias.fill_(0.5)
     if cfg.mix_head:
+        counts = copy_counts(train_v, cfg.vocab) if tc.subst_init and train_v else None
         with torch.no_grad():
-            model.head.kern.weight.copy_(torch.from_numpy(kernel_start(prior, cfg.vocab,
-                                                                       tc.subst_init)))
+            model.head.kern.weight.copy_(torch.from_numpy(kernel_start(counts, cfg.vocab)))
     opt = torch.optim.AdamW(_param_groups(model, tc), lr=tc.lr, weight_decay=tc.weight_decay)
     ema = _EMA(model, tc.ema) if tc.ema > 0 else None
     step0 = 0

@@ -19,7 +19,7 @@ import numba as nb
 import numpy as np
 
 from nacc.kernels.cpu import rans
-from nacc.neural.config import HEAD_NEIGHBOURS, LOGIT_CLAMP
+from nacc.neural.config import HEAD_NEIGHBOURS, LOGIT_CLAMP, MIX_BITS
 
 NB_DY = np.array([dy for dy, _ in HEAD_NEIGHBOURS], np.int64)
 NB_DX = np.array([dx for _, dx in HEAD_NEIGHBOURS], np.int64)
@@ -283,7 +283,7 @@ def head_table(video, t, y, x, feat, hw, sw, mot, mclamp, subst, pad, precision,
 def mix_table(z, ymix, cand, pad, ker, expt, precision, mix, out):
     """The mixture table of ``intref``'s head spec (``mix_head``): logits z int64[V],
     mixture logits ymix int64[16] (fresh, then the slots), candidates cand int64[15],
-    kernel ker uint16[V, V] -> out int32[V]; ``mix`` is int64[V] scratch."""
+    kernel ker uint32[V, V] -> out int32[V]; ``mix`` is int64[V] scratch."""
     v = z.shape[0]
     n_e = expt.shape[0]
     zmax = z[0]
@@ -292,20 +292,24 @@ def mix_table(z, ymix, cand, pad, ker, expt, precision, mix, out):
     tot = np.int64(0)
     for i in range(v):
         tot += expt[min(zmax - z[i], n_e - 1)]
-    a = (np.int64(1) << 32) // tot
+    a = (np.int64(1) << (16 + MIX_BITS)) // tot
     n_c = cand.shape[0]
     ymax = ymix[0]
     for k in range(n_c):
         if cand[k] != pad and ymix[k + 1] > ymax:
             ymax = ymix[k + 1]
-    w0 = np.int64(expt[min(ymax - ymix[0], n_e - 1)])
+    wsum = np.int64(expt[min(ymax - ymix[0], n_e - 1)])
+    for k in range(n_c):
+        if cand[k] != pad:
+            wsum += expt[min(ymax - ymix[k + 1], n_e - 1)]
+    w0 = (np.int64(expt[min(ymax - ymix[0], n_e - 1)]) << 16) // wsum
     for i in range(v):
         mix[i] = w0 * ((np.int64(expt[min(zmax - z[i], n_e - 1)]) * a) >> 16)
     for k in range(n_c):
         c = cand[k]
         if c == pad:
             continue
-        wk = np.int64(expt[min(ymax - ymix[k + 1], n_e - 1)])
+        wk = (np.int64(expt[min(ymax - ymix[k + 1], n_e - 1)]) << 16) // wsum
         if wk == 0:
             continue
         row = ker[c]
@@ -593,8 +597,8 @@ def _pack(a, keys):
             arr = np.ascontiguousarray(a[n])
             if n.endswith(".w"):  # weights transposed to (..., K, N) for the kernels
                 out.append(np.ascontiguousarray(np.swapaxes(arr, -1, -2), np.int32))
-            elif n == "head.ker":  # the mixture kernel stays uint16, row c = code c
-                out.append(np.ascontiguousarray(arr, np.uint16))
+            elif n == "head.ker":  # the mixture kernel stays uint32, row c = code c
+                out.append(np.ascontiguousarray(arr, np.uint32))
             else:
                 out.append(arr.astype(np.int64))
     return tuple(out)
@@ -620,7 +624,7 @@ def pack(m):
 
 def _dummy_mix():
     z1 = np.zeros(1, np.int64)
-    return (np.zeros((1, 1), np.int32), z1, z1, z1, np.zeros((1, 1), np.uint16))
+    return (np.zeros((1, 1), np.int32), z1, z1, z1, np.zeros((1, 1), np.uint32))
 
 
 def _dummy_sub():

@@ -133,7 +133,7 @@ class HeadPack:
     copy_max: bool
     mclamp: int
     mix: bool               # mixture table (mix_head): out also holds head.mix's 16 columns
-    ker: np.ndarray         # uint16 (V, V) mixture kernel (dummy (1, 1) without mix_head)
+    ker: np.ndarray         # uint32 (V, V) mixture kernel (dummy (1, 1) without mix_head)
 
 
 @dataclass
@@ -230,7 +230,7 @@ def pack_head(m) -> HeadPack:
         sub_t=sub_t, sub_m=sub_m, sub_s=sub_s, subst=bool(cfg.subst),
         copy_max=bool(cfg.copy_max), mclamp=int(cfg.motion_clamp), mix=bool(cfg.mix_head),
         ker=np.ascontiguousarray(a["head.ker"] if cfg.mix_head else np.zeros((1, 1)),
-                                 np.uint16))
+                                 np.uint32))
 
 
 def _token_lin(emb: np.ndarray, lin) -> np.ndarray:

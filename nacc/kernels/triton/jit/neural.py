@@ -31,12 +31,13 @@ explicitly (``floordiv``).
 import triton
 import triton.language as tl
 
-from nacc.neural.config import LOGIT_CLAMP
+from nacc.neural.config import LOGIT_CLAMP, MIX_BITS
 
 from .common import const, helper, vcumsum, vmax, vmin, vsum
 from .rans import advance, quantile
 
 ZLIM = const(LOGIT_CLAMP)                          # the head's logit clamp
+MIXB = const(MIX_BITS)                             # the mixture's fixed-point bits
 
 
 @helper
@@ -421,9 +422,13 @@ def head_table_kernel(zf_ptr, vid_ptr, jobs_ptr, cdy_ptr, cdx_ptr, om_ptr, os_pt
         w0 = tl.load(exp_ptr + tl.minimum(ymax - y0, NE - 1)).to(tl.int64)
         wc = tl.where(real, tl.load(exp_ptr + tl.minimum(ymax - yc, NE - 1), mask=real,
                                     other=0), 0).to(tl.int64)
+        wsum = w0 + vsum(wc)
+        w0 = (w0 << 16) // wsum
+        wc = (wc << 16) // wsum
         ker = tl.load(ker_ptr + cand[:, None] * V + v[None, :], mask=real[:, None] & vm[None, :],
                       other=0).to(tl.int64)
-        mix = w0 * ((e * ((one * 0 + (1 << 32)) // tot)) >> 16) + vsum(wc[:, None] * ker)
+        mix = (w0 * ((e * ((one * 0 + (1 << (16 + MIXB))) // tot)) >> 16)
+               + vsum(wc[:, None] * ker))
         mix = tl.where(vm, mix, 0)
         mmax = vmax(mix)
         first = vmin(tl.where(vm & (mix == mmax), v, BV))
