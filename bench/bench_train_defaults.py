@@ -19,35 +19,38 @@ commaVQ data (tests/data/commavq_dev.npy, 600x8x16, V=1024): frames 0-449 are th
 training clip, frames 450-599 the unseen test clip, through the same path; no limit is
 known, so its columns print "-" (null in the JSON).
 
-Measured 2026-12-03 with the defaults of that day (the mixture head, ``--mix``, its kernel
-started from the corpus and trained without weight decay; lr 1e-3), single runs, 1 thread
-each, two runs at a time on a 2-core machine.  ``base`` with the defaults as they are (no
-cap: early stopping ended both runs; the training time of the issue's 2,400-frame corpus);
-the other rows with ``--steps 600`` (a proxy cap):
+Measured 2026-12-04 with the defaults of that day (the mixture head, its kernel started
+from the corpus's copy counts, ``kernel_start``, and its table at 22 fixed-point bits;
+lr 1e-3), single runs, 1 thread each, two runs at a time on a 2-core machine.  ``base``
+with the defaults as they are (no cap: early stopping ended both runs; the training time of
+the issue's 2,400-frame corpus); the other rows with ``--steps 600`` (a proxy cap: the
+defaults would train longer, keeping the best validation):
 
     process           arch         bits    limit   over    export  cm      cm+model  train
-    base              lstm         3.3668  3.2182   +4.6%  +0.11%  7.1113  3.3823   1153 s
-    base              transformer  3.3816  3.2182   +5.1%  +0.15%  7.1113  3.3956   1190 s
-    v64-wide          lstm         3.2912  3.2115   +2.5%  +0.00%  5.2601  3.3019    194 s
-    v64-wide          transformer  3.2809  3.2115   +2.2%  +0.01%  5.2601  3.2925    372 s
-    v2048-still       lstm         2.8100  2.5190  +11.6%  +0.81%  6.1334  2.8159    917 s
-    v2048-still       transformer  2.8244  2.5190  +12.1%  +0.65%  6.1334  2.8299   1022 s
-    v1024-busy-10x12  lstm         4.1547  3.9733   +4.6%  +0.06%  7.1774  4.1666    349 s
-    v1024-busy-10x12  transformer  4.1569  3.9733   +4.6%  +0.08%  7.1774  4.1717    369 s
-    base, --clips 96  lstm         3.2942  3.2182   +2.4%  +0.05%  7.1113  3.3119    593 s
-    base, --clips 96  transformer  3.2916  3.2182   +2.3%  +0.05%  7.1113  3.3096    745 s
+    base              lstm         3.3744  3.2182   +4.9%  +0.01%  7.1113  3.3874    913 s
+    base              transformer  3.3812  3.2182   +5.1%  +0.01%  7.1113  3.3951    972 s
+    v64-wide          lstm         3.2823  3.2115   +2.2%  +0.00%  5.2601  3.2953    193 s
+    v64-wide          transformer  3.2733  3.2115   +1.9%  +0.00%  5.2601  3.2855    305 s
+    v2048-still       lstm         2.7034  2.5190   +7.3%  +0.06%  6.1334  2.7134    838 s
+    v2048-still       transformer  2.7129  2.5190   +7.7%  +0.07%  6.1334  2.7215    945 s
+    v1024-busy-10x12  lstm         4.1604  3.9733   +4.7%  +0.00%  7.1774  4.1753    286 s
+    v1024-busy-10x12  transformer  4.1705  3.9733   +5.0%  +0.00%  7.1774  4.1870    333 s
+    base, --clips 96  lstm         3.3189  3.2182   +3.1%  +0.00%  7.1113  3.3374    542 s
+    base, --clips 96  transformer  3.3169  3.2182   +3.1%  +0.00%  7.1113  3.3358    712 s
 
-With the head before (gated substitution logits, no mixture; the same caps) the rows were
-+15.3 / +14.7% (base, 600 steps), +6.0 / +5.2%, +25.2 / +24.7%, +14.1 / +13.4% and
-+11.3 / +10.4% (lstm / transformer).  On v2048-still the kernel's rows stay short of the
-process's substitution kernel (its ring neighbours get 25-40% of their true mass):
-2048 codes leave few substitutions of each pair in 300k tokens.
+cm+model is within 0.6% of the model alone on every row (cm alone is far behind).  The
+day before (kernel started from the z-tested pair prior, the mixture at 16 bits) the rows
+were +4.6 / +5.1% (base, uncapped), +2.5 / +2.2%, +11.6 / +12.1% (v2048-still, export
++0.81 / +0.65%), +4.6 / +4.6% and +2.4 / +2.3% (lstm / transformer).  What the starting
+kernel alone costs is in ``bench_kernel_start.py``.
 
-``--real`` (frames 450-599; cm alone 5.5677 bits/token), ``--steps 400``: lstm 7.3718
-(export +0.13%, 350 s, best step 300), cm+model 5.5700 (+0.04% against cm); transformer
-7.2279 (export +0.14%, 448 s, best step 200), cm+model 5.5672 (-0.01%).  The head before
-gave lstm 6.8516 and transformer 6.9121, cm+model 5.5081 / 5.5119 (-1.07% / -1.00%): on
-450 real frames the mixture head is worse alone and no longer helps cm.
+``--real`` (frames 450-599; cm alone 5.5677 bits/token), ``--steps 400``: lstm 5.8515
+(export +0.00%, 298 s, best step 100), cm+model 5.4604 (-1.93% against cm); transformer
+5.8514 (381 s, best step 100), cm+model 5.4606 (-1.92%).  Both keep their first evaluation
+(step 100): on one 450-frame clip further training only fits the training frames, and
+the counted kernel does most of the work.  The day before: lstm 7.3718, transformer
+7.2279, cm+model +0.04 / -0.01%; the head before the mixture: 6.8516 / 6.9121, cm+model
+-1.07 / -1.00%.
 """
 from __future__ import annotations
 
