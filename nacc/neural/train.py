@@ -291,10 +291,11 @@ def kernel_start(counts, vocab: int) -> np.ndarray:
     r = s / np.where(tot > 0, tot, 1.0)[:, None]
     hop = r @ r
     np.fill_diagonal(hop, 0.0)
-    hop /= np.maximum(hop.sum(1), 1e-30)[:, None]
-    share = np.where(hop.sum(1) > 0, KERNEL_HOP, 0.0)[:, None]
+    hop_tot = hop.sum(1)
+    hop /= np.maximum(hop_tot, 1e-30)[:, None]
+    share = np.where(hop_tot > 0, KERNEL_HOP, 0.0)[:, None]  # no two-step path: uniform
     back = (KERNEL_DISCOUNT * (s > 0).sum(1) + 1.0)[:, None] * (
-        share * hop + (1.0 - share) / (vocab - 1))
+        share * hop + (1.0 - share) / max(vocab - 1, 1))
     np.fill_diagonal(back, 0.0)
     m = np.maximum(s - KERNEL_DISCOUNT, 0.0) + 0.5 * (back + back.T)
     np.fill_diagonal(m, 1.0)
