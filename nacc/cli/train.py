@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from nacc.cli import VOCAB
+from nacc.cli.common import VOCAB
 
 TORCH_HINT = ("pip install 'nacc[neural]'; on a machine without a GPU the CPU build is much "
               "smaller: pip install torch --index-url https://download.pytorch.org/whl/cpu")
