@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from nacc.errors import NaccError, OptionError
+from nacc.spec import DEFAULT_VOCAB
 
 DEFAULT_AGAINST = "xz,lzma,zstd,brotli,bz2,zpaq"
 LAYOUT = ("general-purpose codecs compress the commaVQ baseline layout: tokens as int16, "
@@ -277,9 +278,10 @@ def _warm_up(opts, device, segments) -> None:
     list(ncodec.decompress_archive(archive, device=device))
 
 
-def run_bench(paths: list[str], against: list[str], predictors: list[str], vocab: int = 1024,
-              frame_shape: tuple[int, int] | None = None, threads: int = 1,
-              device: str = "cpu", want_bits: bool = False, quiet: bool = True) -> Report:
+def run_bench(paths: list[str], against: list[str], predictors: list[str],
+              vocab: int = DEFAULT_VOCAB, frame_shape: tuple[int, int] | None = None,
+              threads: int = 1, device: str = "cpu", want_bits: bool = False,
+              quiet: bool = True) -> Report:
     """Measure every codec on ``paths``; NaccError (prefixed with the input) on bad input."""
     from tqdm import tqdm
 

@@ -11,6 +11,7 @@ from nacc.cli.common import VOCAB, frame_shape_callback
 from nacc.compare import DEFAULT_AGAINST, plot, pyplot, run_bench
 from nacc.errors import NaccError, OptionError
 from nacc.fileio import write_atomic
+from nacc.spec import DEFAULT_VOCAB
 
 
 def _write_text(path: str, text: str) -> None:
@@ -24,7 +25,7 @@ def _write_text(path: str, text: str) -> None:
 @click.option("--predictor", default="", metavar="LIST",
               help="nacc predictor(s), comma separated; the first is the time reference "
                    "[default predictor].")
-@click.option("--vocab", type=VOCAB, default=1024, show_default=True)
+@click.option("--vocab", type=VOCAB, default=DEFAULT_VOCAB, show_default=True)
 @click.option("--frame-shape", "fs", callback=frame_shape_callback, default=None, metavar="HxW",
               help="Frame shape for (T, N) arrays [8x16 when N=128].")
 @click.option("-T", "--threads", type=click.IntRange(1, 256), default=1, show_default=True,

@@ -127,9 +127,9 @@ def compress(inputs, output, to_stdout, force, keep, remove, threads, predictor,
                 raise NaccError("two inputs share a segment name; compress them separately")
             _check_not_an_input(dest, read)
             t0 = time.perf_counter()
-            chunks = codec.compress_segments(segments, opts, threads)
-            n_blocks = len(codec.plan_blocks(segments, opts))
-            n = write_atomic(dest, progress(chunks, n_blocks + 1, rep, "compress"), force)
+            plan = codec.plan_blocks(segments, opts)
+            chunks = codec.compress_segments(segments, opts, threads, plan)
+            n = write_atomic(dest, progress(chunks, len(plan) + 1, rep, "compress"), force)
             rep.info(f"{where}: {rate_line(n_tokens(segments), n)}, {n} bytes -> {dest}"
                      + (f" in {time.perf_counter() - t0:.2f} s" if rep.level >= 1 else ""))
             if remove:
@@ -203,13 +203,14 @@ def decompress(inputs, output, to_stdout, force, keep, remove, threads, model, d
                     raise NaccError("a multi-segment archive cannot go to stdout")
                 if dest != "-" and Path(dest).exists() and not force:
                     raise NaccError(f"{dest} already exists (use -f to overwrite)")
-                (name, data), = codec.decompress_archive(buf, threads, override, device)
+                (name, data), = codec.decompress_blocks(header, blocks, threads, override,
+                                                        device)
                 write_atomic(dest, [data], force)
             else:
                 names = [seg.name for seg in container.segments_of(blocks)]
-                del blocks
-                items = progress(codec.decompress_archive(buf, threads, override, device),
-                                  header.n_segments, rep, "decompress")
+                items = progress(codec.decompress_blocks(header, blocks, threads, override,
+                                                         device),
+                                 header.n_segments, rep, "decompress")
                 write_folder(Path(dest), names, items, force)
             rep.info(f"{src}: {header.n_segments} segment(s) -> {dest}"
                      + (f" in {time.perf_counter() - t0:.2f} s" if rep.level >= 1 else ""),

@@ -9,6 +9,7 @@ import click
 
 from nacc.errors import NaccError
 from nacc.kernels.cpu import compile_notice
+from nacc.spec import DEFAULT_VOCAB
 
 SUFFIX = ".nacc"
 
@@ -135,7 +136,7 @@ def predictor_options(f):
                      help="Model folder, for predictors that need one.")(f)
     f = click.option("--frame-shape", callback=frame_shape_callback, default=None, metavar="HxW",
                      help="Frame shape for (T, N) arrays [8x16 when N=128, else 1xN].")(f)
-    f = click.option("--vocab", type=VOCAB, default=1024, show_default=True,
+    f = click.option("--vocab", type=VOCAB, default=DEFAULT_VOCAB, show_default=True,
                      help="Vocabulary size: token ids are 0..vocab-1.")(f)
     return click.option(
         "--predictor", default=None, metavar="NAME",

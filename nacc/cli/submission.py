@@ -8,6 +8,7 @@ import click
 
 from nacc.cli.common import VOCAB
 from nacc.errors import NaccError
+from nacc.spec import DEFAULT_VOCAB
 from nacc.submission import SELFTEST_SEGMENTS, build_zip, check_names, plan, self_test
 
 
@@ -18,7 +19,7 @@ from nacc.submission import SELFTEST_SEGMENTS, build_zip, check_names, plan, sel
 @click.option("--predictor", default=None, metavar="NAME", help="Predictor [cm].")
 @click.option("--model", type=click.Path(), default=None,
               help="Model folder, for predictors that need one (it goes into the zip).")
-@click.option("--vocab", type=VOCAB, default=1024, show_default=True)
+@click.option("--vocab", type=VOCAB, default=DEFAULT_VOCAB, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
               show_default=True, help="Where tables are computed; the zip is identical.")
 @click.option("-T", "--threads", type=click.IntRange(1, 256), default=1, show_default=True,

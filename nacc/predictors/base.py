@@ -34,9 +34,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from nacc.coder import CODER_PRECISION
 from nacc.container import MAX_VOCAB
 from nacc.errors import NaccError
+from nacc.spec import CODER_PRECISION
 
 MAX_PRECISION = CODER_PRECISION     # a table of total 2**P is coded after << (24 - P)
 
