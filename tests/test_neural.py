@@ -13,9 +13,9 @@ from nacc.errors import NaccError
 from nacc.kernels.cpu import rans
 from nacc.neural import intref, synth
 from nacc.neural.config import DEFAULT_HEAD, ModelConfig, make_config
-from nacc.neural.export import export, load_model, quant_multiplier, save_model
-from nacc.neural.train import TrainConfig, int_bits, train
 from nacc.predictors.base import check_table, get
+from nacc.training.export import export, load_model, quant_multiplier, save_model
+from nacc.training.train import TrainConfig, int_bits, train
 
 V = 32
 SHAPE = (3, 4)
@@ -100,7 +100,7 @@ def test_optional_head_parts(trained, tmp_path):
     format decides what loads."""
     import torch
 
-    from nacc.neural.model import motion_features
+    from nacc.training.model import motion_features
 
     _, _, im, vids, _ = trained
     cfg = im.cfg
@@ -200,8 +200,8 @@ def test_mix_kernel_start_and_export():
     discounted symmetric substitution counts plus the symmetrized back-off elsewhere (hand
     computed); KERNEL_STAY / KERNEL_OTHER without counts; its export rounds 2**22 K with
     a positive entry per row."""
-    from nacc.neural.export import kernel_table
-    from nacc.neural.train import KERNEL_DISCOUNT, KERNEL_OTHER, KERNEL_STAY, kernel_start
+    from nacc.training.export import kernel_table
+    from nacc.training.train import KERNEL_DISCOUNT, KERNEL_OTHER, KERNEL_STAY, kernel_start
 
     assert KERNEL_DISCOUNT == 0.4
     # 0 stays 4 times and becomes 1 once, 1 stays twice; 2 is never a source.  No pair is
@@ -221,7 +221,7 @@ def test_mix_kernel_start_and_export():
 def test_mix_kernel_start_backs_off_through_neighbours():
     """A chain 0 - 1 - 2 of substitutions: the pair (0, 2), never seen, gets KERNEL_HOP of
     0's (and of 2's) back-off, the unrelated code 3 the rest; the start is symmetric."""
-    from nacc.neural.train import KERNEL_DISCOUNT, KERNEL_HOP, kernel_start
+    from nacc.training.train import KERNEL_DISCOUNT, KERNEL_HOP, kernel_start
 
     n = np.zeros((4, 4), np.int64)
     n[0, 1] = n[1, 2] = 2
@@ -329,8 +329,8 @@ def test_table_param_groups():
     table_lr_mult 1 with Adam's own eps 1e-8 keeps one group."""
     import torch
 
-    from nacc.neural.model import NeuralModel
-    from nacc.neural.train import _param_groups
+    from nacc.training.model import NeuralModel
+    from nacc.training.train import _param_groups
 
     cfg = make_config("lstm", V, SHAPE, preset="tiny", subst=True, subst_emb=2, copy_bias=True)
     model = NeuralModel(cfg)
@@ -435,8 +435,8 @@ def test_subst_embedding_bag_and_low_rank_export():
     import torch
     import torch.nn.functional as tF
 
-    from nacc.neural.export import export_linear
-    from nacc.neural.model import NeuralModel, _scales
+    from nacc.training.export import export_linear
+    from nacc.training.model import NeuralModel, _scales
 
     cfg = make_config("transformer", V, SHAPE, preset="tiny", subst=True, subst_emb=4)
     m = NeuralModel(cfg)
@@ -516,7 +516,7 @@ def test_substitution_counts_exact():
     """Counts of (source, token) pairs: the previous frame at the frame's best shift, and
     the left / upper neighbours of tokens that are not a copy; a hand-checked case, then
     the vectorised count against the token-by-token one on synthetic videos."""
-    from nacc.neural.train import substitution_counts
+    from nacc.training.train import substitution_counts
 
     f0 = np.array([[0, 1, 2], [3, 4, 5]])
     f1 = np.array([[6, 0, 1], [7, 3, 4]])  # f0 moved right (shift (0, -1)) plus new codes
@@ -565,7 +565,7 @@ def test_copy_counts_exact():
     """(previous-frame source, token) counts: stays on the diagonal, substitutions off it
     unless the token equals its left or upper neighbour; a hand-checked case, then the
     vectorised count against the token-by-token one on synthetic videos."""
-    from nacc.neural.train import copy_counts
+    from nacc.training.train import copy_counts
 
     f0 = np.array([[0, 1, 2], [3, 4, 5]])
     f1 = np.array([[6, 0, 1], [7, 3, 4]])  # f0 moved right (shift (0, -1)) plus new codes
@@ -587,7 +587,7 @@ def test_copy_counts_exact():
 def test_substitution_prior_keeps_clear_pairs():
     """Only pairs met clearly more often than independence predicts get a value, the
     smoothed log ratio log((n + 1) / (E + 1)); the rest, and the diagonal, are 0."""
-    from nacc.neural.train import substitution_prior
+    from nacc.training.train import substitution_prior
 
     c = np.full((6, 6), 4, np.int64)
     np.fill_diagonal(c, 0)
@@ -603,8 +603,8 @@ def test_substitution_prior_keeps_clear_pairs():
 def test_train_subst_init_starts_from_corpus_pairs():
     """With subst_init the full table starts at subst_init x substitution_prior of the
     training videos (lr 0 keeps it there); 0 leaves it at zero."""
-    from nacc.neural.model import NeuralModel  # noqa: F401  (torch)
-    from nacc.neural.train import split_corpus, substitution_counts, substitution_prior
+    from nacc.training.model import NeuralModel  # noqa: F401  (torch)
+    from nacc.training.train import split_corpus, substitution_counts, substitution_prior
 
     cfg = make_config("lstm", V, SHAPE, preset="tiny", subst=True)
     vids = synth.corpus(4, (10, *SHAPE), 3, synth.SynthConfig(vocab=V, p_sub=0.6))
@@ -620,7 +620,7 @@ def test_train_subst_init_starts_from_corpus_pairs():
 def test_train_mix_kernel_starts_from_copy_counts():
     """The mixture head's kernel starts at kernel_start(copy_counts) of the training videos
     (lr 0 keeps it there); subst_init 0 leaves it at the constant start."""
-    from nacc.neural.train import copy_counts, kernel_start, split_corpus
+    from nacc.training.train import copy_counts, kernel_start, split_corpus
 
     cfg = make_config("lstm", V, SHAPE, preset="tiny", mix_head=True, subst_emb=2)
     vids = synth.corpus(4, (10, *SHAPE), 3, synth.SynthConfig(vocab=V, p_sub=0.6))

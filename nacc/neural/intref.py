@@ -1,7 +1,7 @@
 """Integer inference spec of the neural predictors, and its pure-numpy reference.
 
 Everything below is integer arithmetic on the arrays of the exported weights file (see
-``nacc.neural.export``); no float ever decides a table.  ``nacc.kernels.cpu.neural``
+``nacc.training.export``); no float ever decides a table.  ``nacc.kernels.cpu.neural``
 implements the same spec with numba; the tests assert both give identical tables.
 
 Primitives (all intermediate values exact in int64; every accumulator is bounded by

@@ -86,6 +86,7 @@ class _NeuralStepper(Stepper):
 
 class _Neural(Predictor):
     arch: str
+    kernels = {"triton": "nacc.kernels.triton.neural"}
     lane_batch = LANE_BATCH
 
     def __init__(self, vocab, frame_shape, model: str):

@@ -1,6 +1,6 @@
 """Driver of the neural kernels (``transformer``, ``lstm``; kernels in ``jit/neural.py``).
 
-It implements the ``Driver`` operations of ``nacc.kernels.triton.drivers`` for a batch of
+It implements the ``Driver`` operations of ``nacc.kernels.triton.base`` for a batch of
 lanes (``LaneBatch``: flat tokens, per-lane offsets), so ``TritonPredictor`` and the lane
 runner (batches sized to the GPU memory, split in halves on out-of-memory) work unchanged.
 
@@ -28,13 +28,14 @@ import numpy as np
 
 from nacc.neural.config import HEAD_NEIGHBOURS, PREV_CANDIDATES
 
-from .drivers import Driver, LaneBatch, _pow2
+from .base import Driver, LaneBatch, pow2, register_driver
 from .jit import DECODE, INTERVALS, TABLES
 
 HEAD_ROWS_CUDA = 1 << 15          # head rows per encode chunk on a GPU
 HEAD_ROWS_INTERPRET = 256
 
 
+@register_driver("transformer", "lstm")
 class NeuralDriver(Driver):
     """One neural model on one backend (see the module docstring)."""
 
@@ -121,7 +122,7 @@ class NeuralDriver(Driver):
                         device=self.dev)
         if rows == 0:
             return y
-        bm, bn, bk = 64, max(32, min(128, _pow2(n))), max(32, min(128, _pow2(k)))
+        bm, bn, bk = 64, max(32, min(128, pow2(n))), max(32, min(128, pow2(k)))
         d8 = self._dummy("int8")
         d32 = self._dummy()
         grid = (-(-rows // bm), -(-n // bn))
@@ -138,7 +139,7 @@ class NeuralDriver(Driver):
         rows, d = x.shape
         if rows:
             self._run(self.k.neural.layer_norm_kernel, (-(-rows // 16),), x, gb[0], gb[1], y,
-                      rows, d, BR=16, BD=max(16, _pow2(d)))
+                      rows, d, BR=16, BD=max(16, pow2(d)))
         return y
 
     def _context(self, vid, jobs):
@@ -154,13 +155,13 @@ class NeuralDriver(Driver):
         n_j = ctx.shape[0]
         nh = self.cfg.n_heads
         dh = self.d // nh
-        bq = max(16, min(64, _pow2(self.hw)))
-        bkey = max(32, min(256, _pow2(self.kf * self.hw)))
+        bq = max(16, min(64, pow2(self.hw)))
+        bkey = max(32, min(256, pow2(self.kf * self.hw)))
         self._run(self.k.neural.attention_kernel, (n_j, nh, -(-self.hw // bq)),
                   qv, ctx, lay["kt"], lay["vt"], lay["bt"], lay["by"], lay["bx"],
                   self.exp_att, o, self.hw, self.w, self.d, dh, self.kf, self.cfg.radius,
                   int(self.exp_att.numel()), lay["att"][0], lay["att"][1],
-                  BQ=bq, BKEY=bkey, BDH=max(32, _pow2(dh)))
+                  BQ=bq, BKEY=bkey, BDH=max(32, pow2(dh)))
         return o
 
     def _fpart(self, feats):
@@ -196,7 +197,7 @@ class NeuralDriver(Driver):
             self._run(self.k.neural.lstm_cell_kernel, (-(-rows // 16),), ctx, self.gate_tab,
                       hacc, self.gates[2], self.gates[3], self.sig, self.tanh, hs, cs, rows,
                       self.hw, self.w, self.d, self.kf, self.cfg.radius, self.pad,
-                      BR=16, BD=max(16, _pow2(self.d)))
+                      BR=16, BD=max(16, pow2(self.d)))
         return self._fpart(hs)
 
     def _motion_rows(self, vid, jobs):
@@ -238,7 +239,7 @@ class NeuralDriver(Driver):
         self._run(self.k.neural.head_hidden_kernel, (rows,), vid, jobs, fpart, mot, self.nbo,
                   self.nbt, self.evw, self.m1, self.s1, self.act, u, p0, n_p, t_n, h, w,
                   self.vocab, self.hid, self.nev, self.mclamp, MOT_BY_LANE=mot_by_lane,
-                  BH=max(16, _pow2(self.hid)))
+                  BH=max(16, pow2(self.hid)))
         zf = self._lin(u, self.out[0], self.out[1], None, None, 0)
         dec = mode == DECODE
         self._run(self.k.neural.head_table_kernel, (rows,), zf, vid, jobs, self.cdy, self.cdx,

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 
 from nacc.neural.config import COPY_BIAS_MAX, HEAD_NEIGHBOURS, MIX_BITS, N_MATCH
 from nacc.neural.intref import IntModel
-from nacc.neural.model import LSTM_GATE_SCALE, NeuralModel
 from nacc.neural.modelfile import ModelError, load_model, save_model  # noqa: F401
+from nacc.training.model import LSTM_GATE_SCALE, NeuralModel
 
 
 def quant_multiplier(f: float) -> tuple[int, int]:
