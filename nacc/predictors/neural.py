@@ -40,6 +40,7 @@ class _NeuralStepper(Stepper):
         self.K = K
         self.p = pred
         self.w = K.pack(pred.im)
+        self.dims = K.dims(pred.cfg)
         h, w = pred.frame_shape
         self.frames: list[np.ndarray] = []
         self.frame_no = 0  # frames fully decoded
@@ -50,8 +51,7 @@ class _NeuralStepper(Stepper):
         self.tab = np.empty(pred.vocab, np.int32)
         self.mot = np.zeros(20, np.int64)  # motion counts, carried across frames
         head = self.w[2]
-        self.bufs = (np.empty(head[1].shape[0], np.int64), np.empty(head[1].shape[1], np.int64),
-                     np.empty(pred.vocab, np.int64))
+        self.bufs = K._head_bufs(head, pred.vocab)
 
     def table(self) -> np.ndarray:
         p, K = self.p, self.K
@@ -62,13 +62,11 @@ class _NeuralStepper(Stepper):
             self.video = np.zeros((self.t + 1, h, w), np.int32)
             if self.t:
                 self.video[:self.t] = np.stack(self.frames)
-            K._frame_feats(self.video, self.t, p.arch_id, p.cfg.k_frames, p.cfg.radius,
-                           p.cfg.n_heads, p.cfg.pad, tw, lw, self.hs, self.cs, self.feat)
+            K._frame_feats(self.video, self.t, self.dims, tw, lw, self.hs, self.cs, self.feat)
             K.motion_start(self.mot, self.frame_no, h * w)
         y, x = divmod(self.i, w)
-        K.head_table(self.video, self.t, y, x, self.feat[self.i], hw, sw, self.mot,
-                     p.cfg.motion_clamp, p.cfg.subst, p.cfg.pad, p.precision, *self.bufs,
-                     self.tab)
+        K.head_table(self.video, self.t, y, x, self.feat[self.i], hw, sw, self.mot, self.dims,
+                     self.bufs, self.tab)
         return self.tab.copy()
 
     def push(self, symbol: int) -> None:

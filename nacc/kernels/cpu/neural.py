@@ -2,18 +2,21 @@
 
 Same spec as the numpy reference, written as loops: a frame-level pass per frame
 (``tf_frame`` / ``lstm_frame``) and a token-level head per token (``head_table``), fused
-with rANS in ``encode_intervals`` and ``decode``.  The head's motion counts travel as one
+with rANS in ``encode_intervals`` and ``decode``. The head's motion counts travel as one
 int64[20] row per token (``cur_0..8, n_cur, prv_0..8, n_prv``): ``frame_motion`` computes
 the rows of a whole coded frame, the decoders carry one row with ``motion_start`` at each
-frame start and ``motion_push`` after each token.  All arithmetic is int64 on values that
+frame start and ``motion_push`` after each token. All arithmetic is int64 on values that
 the spec bounds below 2**31 where it says int32, so results are identical to the reference
-for any batching or thread count.  Weights come as three tuples of arrays built by
-``pack`` (fixed order; weight matrices transposed to (K, N) so that the int32 accumulation
-loops run over contiguous outputs), plus a fourth for the head's optional substitution
-table.  The integer primitives ``_rq``, ``_c8``, ``_isqrt`` and ``_first_slot`` also serve
-the batched kernels of ``nacc.kernels.cpu.neural_lanes``.
+for any batching or thread count. Weights come as three tuples of arrays built by ``pack``
+(fixed order; weight matrices transposed to (K, N) so that the int32 accumulation loops
+run over contiguous outputs), plus a fourth for the head's optional substitution table;
+the model's sizes and switches as one ``Dims`` (``dims``). The integer primitives ``_rq``,
+``_c8``, ``_isqrt`` and ``_first_slot`` also serve the batched kernels of
+``nacc.kernels.cpu.neural_lanes``.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numba as nb
 import numpy as np
@@ -23,6 +26,26 @@ from nacc.neural.config import HEAD_NEIGHBOURS, LOGIT_CLAMP, MIX_BITS
 
 NB_DY = np.array([dy for dy, _ in HEAD_NEIGHBOURS], np.int64)
 NB_DX = np.array([dx for _, dx in HEAD_NEIGHBOURS], np.int64)
+
+
+class Dims(NamedTuple):
+    """The sizes and switches of a model that the kernels read (from its ``ModelConfig``)."""
+    arch: int               # 0 transformer, 1 lstm
+    k: int                  # k_frames
+    r: int                  # radius
+    nh: int                 # n_heads
+    pad: int
+    precision: int
+    mclamp: int             # motion_clamp
+    subst: bool
+    d: int                  # d_model
+
+
+def dims(cfg) -> Dims:
+    """``Dims`` of a ``ModelConfig``."""
+    return Dims(0 if cfg.arch == "transformer" else 1, int(cfg.k_frames), int(cfg.radius),
+                int(cfg.n_heads), int(cfg.pad), int(cfg.precision), int(cfg.motion_clamp),
+                bool(cfg.subst), int(cfg.d_model))
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -197,11 +220,13 @@ def _count_features(mot, off, clamp, xin, base):
 
 
 @nb.njit(cache=True, nogil=True)
-def head_table(video, t, y, x, feat, hw, sw, mot, mclamp, subst, pad, precision, xin, u, z,
-               out):
+def head_table(video, t, y, x, feat, hw, sw, mot, dm, bufs, out):
     """Table of the token at (t, y, x) of ``video`` (only frame t-1 and the causal part of
     frame t are read) given its frame features ``feat`` (int64[D]) and motion row ``mot``
-    (read when ``mclamp > 0``); ``subst``: apply the substitution table ``sw``."""
+    (read when ``dm.mclamp > 0``); ``dm.subst``: apply the substitution table ``sw``;
+    ``bufs`` = (xin, u, z) int64 scratch of the head's input, hidden and vocabulary sizes."""
+    mclamp, subst, pad, precision = dm.mclamp, dm.subst, dm.pad, dm.precision
+    xin, u, z = bufs
     (emb, w1, b1, m1, s1, act, w2, b2, m2, s2, expt, cw, cb, cm, cs, cbias, flags,
      xw, xb, xm, xs, ker) = hw
     _, h, w = video.shape
@@ -487,47 +512,42 @@ def lstm_frame(video, t, k, r, pad, lw, hs, cs, feat):
 
 
 @nb.njit(cache=True, nogil=True)
-def _frame_feats(video, t, arch, k, r, nh, pad, tw, lw, hs, cs, feat):
-    if arch == 0:
-        tf_frame(video, t, k, r, nh, pad, tw, feat)
+def _frame_feats(video, t, dm, tw, lw, hs, cs, feat):
+    if dm.arch == 0:
+        tf_frame(video, t, dm.k, dm.r, dm.nh, dm.pad, tw, feat)
     else:
-        lstm_frame(video, t, k, r, pad, lw, hs, cs, feat)
+        lstm_frame(video, t, dm.k, dm.r, dm.pad, lw, hs, cs, feat)
 
 
 @nb.njit(cache=True, nogil=True)
-def _frame_tables_all(video, t, feat, hw_, sw, mot, mclamp, subst, pad, precision, vocab, k1,
-                      hidden, out):
-    _, h, w = video.shape
-    for p in range(h * w):
-        xin = np.empty(k1, np.int64)
-        u = np.empty(hidden, np.int64)
-        z = np.empty(vocab, np.int64)
-        head_table(video, t, p // w, p % w, feat[p], hw_, sw, mot[p], mclamp, subst, pad,
-                   precision, xin, u, z, out[p])
+def _head_bufs(hw_, vocab):
+    """Scratch (xin, u, z) of ``head_table``."""
+    return (np.empty(hw_[1].shape[0], np.int64), np.empty(hw_[1].shape[1], np.int64),
+            np.empty(vocab, np.int64))
 
 
 @nb.njit(cache=True, nogil=True)
-def frame_tables(video, t, arch, k, r, nh, pad, precision, tw, lw, hw_, sw, mclamp, subst,
-                 hs, cs, out):
-    """Tables of frame t (H*W, V) into out; updates the lstm state."""
+def frame_tables(video, t, dm, ws, hs, cs, out):
+    """Tables of frame t (H*W, V) into out; ``ws`` = (tw, lw, hw, sw) of ``pack``; updates
+    the lstm state."""
+    tw, lw, hw_, sw = ws
     _, h, w = video.shape
-    d = hs.shape[1]
-    feat = np.empty((h * w, d), np.int64)
-    _frame_feats(video, t, arch, k, r, nh, pad, tw, lw, hs, cs, feat)
+    feat = np.empty((h * w, dm.d), np.int64)
+    _frame_feats(video, t, dm, tw, lw, hs, cs, feat)
     mot = np.zeros((h * w, 20), np.int64)
-    if mclamp > 0:
+    if dm.mclamp > 0:
         frame_motion(video, t, mot)
-    vocab = out.shape[1]
-    k1 = hw_[1].shape[0]
-    hidden = hw_[1].shape[1]
-    _frame_tables_all(video, t, feat, hw_, sw, mot, mclamp, subst, pad, precision, vocab, k1,
-                      hidden, out)
+    for p in range(h * w):
+        head_table(video, t, p // w, p % w, feat[p], hw_, sw, mot[p], dm,
+                   _head_bufs(hw_, out.shape[1]), out[p])
 
 
 @nb.njit(cache=True, nogil=True)
-def encode_intervals(video, arch, k, r, nh, pad, precision, tw, lw, hw_, sw, mclamp, subst,
-                     d):
-    """(start, freq) of every token of video (T, H, W), all frames."""
+def encode_intervals(video, dm, ws):
+    """(start, freq) of every token of video (T, H, W), all frames; ``ws`` as in
+    ``frame_tables``."""
+    hw_ = ws[2]
+    d = dm.d
     t_n, h, w = video.shape
     n = t_n * h * w
     vocab = hw_[6].shape[1]
@@ -537,8 +557,7 @@ def encode_intervals(video, arch, k, r, nh, pad, precision, tw, lw, hw_, sw, mcl
     cs = np.zeros((h * w, d), np.int64)
     tabs = np.empty((h * w, vocab), np.int32)
     for t in range(t_n):
-        frame_tables(video, t, arch, k, r, nh, pad, precision, tw, lw, hw_, sw, mclamp, subst,
-                     hs, cs, tabs)
+        frame_tables(video, t, dm, ws, hs, cs, tabs)
         for p in range(h * w):
             s = video[t, p // w, p % w]
             acc = 0
@@ -550,29 +569,28 @@ def encode_intervals(video, arch, k, r, nh, pad, precision, tw, lw, hw_, sw, mcl
 
 
 @nb.njit(cache=True, nogil=True)
-def decode(words, t_n, h, w, arch, k, r, nh, pad, precision, tw, lw, hw_, sw, mclamp, subst,
-           d):
-    """Decode t_n frames: frame-level pass once per frame, head + rANS per token."""
+def decode(words, t_n, h, w, dm, ws):
+    """Decode t_n frames: frame-level pass once per frame, head + rANS per token; ``ws`` as
+    in ``frame_tables``."""
+    tw, lw, hw_, sw = ws
+    d = dm.d
     vocab = hw_[6].shape[1]
     video = np.zeros((t_n, h, w), np.int32)
     hs = np.zeros((h * w, d), np.int64)
     cs = np.zeros((h * w, d), np.int64)
     feat = np.empty((h * w, d), np.int64)
-    xin = np.empty(hw_[1].shape[0], np.int64)
-    u = np.empty(hw_[1].shape[1], np.int64)
-    z = np.empty(vocab, np.int64)
+    bufs = _head_bufs(hw_, vocab)
     tab = np.empty(vocab, np.int32)
     mot = np.zeros(20, np.int64)
     state, pos = rans.dec_init(words)
     for t in range(t_n):
-        _frame_feats(video, t, arch, k, r, nh, pad, tw, lw, hs, cs, feat)
+        _frame_feats(video, t, dm, tw, lw, hs, cs, feat)
         motion_start(mot, t, h * w)
         for p in range(h * w):
             y = p // w
             x = p % w
-            head_table(video, t, y, x, feat[p], hw_, sw, mot, mclamp, subst, pad, precision,
-                       xin, u, z, tab)
-            s, state, pos = rans.dec_table(state, pos, words, tab, precision)
+            head_table(video, t, y, x, feat[p], hw_, sw, mot, dm, bufs, tab)
+            s, state, pos = rans.dec_table(state, pos, words, tab, dm.precision)
             video[t, y, x] = s
             motion_push(video, t, p, mot)
     return video
