@@ -23,6 +23,7 @@ import numpy as np
 
 from nacc.kernels.cpu import rans
 from nacc.neural.config import HEAD_NEIGHBOURS, LOGIT_CLAMP, MIX_BITS
+from nacc.neural.packs import Lin, stacked
 
 NB_DY = np.array([dy for dy, _ in HEAD_NEIGHBOURS], np.int64)
 NB_DX = np.array([dx for _, dx in HEAD_NEIGHBOURS], np.int64)
@@ -597,28 +598,36 @@ def decode(words, t_n, h, w, dm, ws):
 
 
 # ----------------------------------------------------------------------------- packing
-_TF_KEYS = ["tf.emb_q", "tf.row", "tf.col", "tf.in.*", "tf.emb_ctx", "tf.ln1.g", "tf.ln1.b",
-            "tf.q.*", "tf.k.*", "tf.v.*", "tf.att.m", "tf.att.s", "tf.bt", "tf.by", "tf.bx",
-            "exp_att", "tf.o.*", "tf.add1", "tf.ln2.g", "tf.ln2.b", "tf.f1.*", "tf.act",
-            "tf.f2.*", "tf.add2", "tf.lnf.g", "tf.lnf.b"]
-_LS_KEYS = ["ls.emb", "ls.gates.*", "ls.sig", "ls.tanh"]
-_HEAD_KEYS = ["head.emb", "head.l1.*", "head.act", "head.l2.*", "exp_logit", "head.cp.*"]
-_SUB_KEYS = ["head.sg.*", "head.sub.w", "head.sub.m", "head.sub.s"]
-_MIX_KEYS = ["head.mix.*", "head.ker"]
+def _kernel_array(name, arr):
+    """An array of a weight pack as the kernels read it: a LIN's weights transposed to
+    (..., K, N) int32 (the accumulation loops then run over contiguous outputs), the
+    mixture kernel uint32 (row c = code c), everything else int64."""
+    arr = np.asarray(arr)
+    if name == "w" or name.endswith(".w"):
+        return np.ascontiguousarray(np.swapaxes(arr, -1, -2), np.int32)
+    if name == "ker":
+        return np.ascontiguousarray(arr, np.uint32)
+    return np.ascontiguousarray(arr, np.int64)
 
 
-def _pack(a, keys):
+def _flat(pack, fields):
+    """The kernel arrays of ``fields`` of ``pack`` in order (a LIN field: its w, b, m, s)."""
     out = []
-    for k in keys:
-        names = [k[:-1] + c for c in "wbms"] if k.endswith("*") else [k]
-        for n in names:
-            arr = np.ascontiguousarray(a[n])
-            if n.endswith(".w"):  # weights transposed to (..., K, N) for the kernels
-                out.append(np.ascontiguousarray(np.swapaxes(arr, -1, -2), np.int32))
-            elif n == "head.ker":  # the mixture kernel stays uint32, row c = code c
-                out.append(np.ascontiguousarray(arr, np.uint32))
-            else:
-                out.append(arr.astype(np.int64))
+    for f in fields:
+        x = getattr(pack, f)
+        if isinstance(x, Lin):
+            out += [_kernel_array(k, v) for k, v in zip("wbms", x)]
+        else:
+            out.append(_kernel_array(f, x))
+    return tuple(out)
+
+
+def _layers(layers, fields):
+    """The per-layer arrays of ``fields`` (dotted paths) stacked on a first axis."""
+    out = []
+    for f in fields:
+        names = [f"{f}.{k}" for k in "wbms"] if f in ("q", "k", "v", "o", "f1", "f2") else [f]
+        out += [_kernel_array(n, stacked(layers, n)) for n in names]
     return tuple(out)
 
 
@@ -626,16 +635,27 @@ def pack(m):
     """(tw, lw, hw, sw) weight tuples of an IntModel for the kernels (the unused
     architecture, and the substitution table of a model without one, get a dummy tuple of
     the same types)."""
-    a = m.a
-    hw_ = (_pack(a, _HEAD_KEYS) + (np.ascontiguousarray(m.copy_bias()),
-                                   np.array([int(m.cfg.copy_max), int(m.cfg.mix_head)], np.int64))
-           + (_pack(a, _MIX_KEYS) if m.cfg.mix_head else _dummy_mix()))
-    sw = _pack(a, _SUB_KEYS) if m.cfg.subst else _dummy_sub()
+    hd = m.head
+    hw_ = (_flat(hd, ("emb", "l1", "act", "l2", "exp_logit", "cp"))
+           + (np.ascontiguousarray(m.copy_bias()),
+              np.array([int(m.cfg.copy_max), int(m.cfg.mix_head)], np.int64))
+           + (_flat(hd, ("mix", "ker")) if m.cfg.mix_head else _dummy_mix()))
+    if m.cfg.subst:
+        sw = _flat(hd, ("sg",)) + _flat(hd.sub, ("w", "m", "s"))
+    else:
+        sw = _dummy_sub()
     if m.cfg.arch == "transformer":
-        tw = _pack(a, _TF_KEYS)
+        tf = m.tf
+        ls = tf.layers
+        tw = (_flat(tf, ("emb_q", "row", "col", "inp", "emb_ctx"))
+              + _layers(ls, ("ln1.g", "ln1.b", "q", "k", "v", "att.m", "att.s", "bt", "by",
+                             "bx"))
+              + (_kernel_array("exp_att", tf.exp_att),)
+              + _layers(ls, ("o", "add1", "ln2.g", "ln2.b", "f1", "act", "f2", "add2"))
+              + _flat(tf.lnf, ("g", "b")))
         lw = _dummy_lstm()
     else:
-        lw = _pack(a, _LS_KEYS)
+        lw = _flat(m.lstm, ("emb", "gates", "sig", "tanh"))
         tw = _dummy_tf()
     return tw, lw, hw_, sw
 

@@ -48,6 +48,7 @@ from nacc.coder import CODER_PRECISION
 from nacc.kernels.cpu import int8gemm, rans
 from nacc.kernels.cpu.neural import _c8, _first_slot, _isqrt, _rq, mix_table
 from nacc.neural.config import HEAD_NEIGHBOURS, LOGIT_CLAMP, MATCH_NEIGHBOURS, PREV_CANDIDATES
+from nacc.neural.packs import stacked
 
 I64 = np.int64
 # offsets (dy, dx) of the head's causal neighbours and of the previous frame's window
@@ -98,12 +99,9 @@ class Gemm:
         return self.float_product(x)
 
 
-def _lin_arrays(a: dict, name: str, layer: int | None = None):
-    """(W int64 (N, K), b, M, S int64 (N,)) of a LIN of the weights file."""
-    def get(k):
-        arr = a[f"{name}.{k}"]
-        return np.asarray(arr if layer is None else arr[layer], I64)
-    return get("w"), get("b"), get("m"), get("s")
+def _lin64(lin) -> tuple:
+    """(W int64 (N, K), b, M, S int64 (N,)) of a ``packs.Lin``."""
+    return tuple(np.asarray(x, I64) for x in lin)
 
 
 def _lut_max(lut) -> int:
@@ -227,22 +225,24 @@ def _token_table(emb: np.ndarray, w_part: np.ndarray) -> np.ndarray:
 
 
 def pack_head(m) -> HeadPack:
-    cfg, a = m.cfg, m.a
+    """The head of an ``IntModel`` (weight packs of ``nacc.neural.packs``) for the kernels."""
+    cfg, hd = m.cfg, m.head
     d, eh, n_nb = cfg.d_model, cfg.head_emb, len(HEAD_NEIGHBOURS)
-    w1, b1, m1, s1 = _lin_arrays(a, "head.l1")
-    emb = np.asarray(a["head.emb"], I64)
+    w1, b1, m1, s1 = _lin64(hd.l1)
+    emb = np.asarray(hd.emb, I64)
     nb_tab = np.stack([_token_table(emb, w1[:, d + j * eh:d + (j + 1) * eh])
                        for j in range(n_nb)])
-    outs = [_lin_arrays(a, "head.l2"), _lin_arrays(a, "head.cp")]
+    outs = [_lin64(hd.l2), _lin64(hd.cp)]
     if cfg.subst:
-        outs.append(_lin_arrays(a, "head.sg"))
+        outs.append(_lin64(hd.sg))
     if cfg.mix_head:
-        outs.append(_lin_arrays(a, "head.mix"))
-    act = np.asarray(a["head.act"], I64)
+        outs.append(_lin64(hd.mix))
+    act = np.asarray(hd.act, I64)
     if cfg.subst:
-        sub_t = np.ascontiguousarray(np.asarray(a["head.sub.w"], I64).T)
+        assert hd.sub is not None
+        sub_t = np.ascontiguousarray(np.asarray(hd.sub.w, I64).T)
         sub_t = np.concatenate([sub_t, np.zeros((1, cfg.vocab), I64)])   # pad row
-        sub_m, sub_s = np.asarray(a["head.sub.m"], I64), np.asarray(a["head.sub.s"], I64)
+        sub_m, sub_s = np.asarray(hd.sub.m, I64), np.asarray(hd.sub.s, I64)
     else:
         sub_t, sub_m, sub_s = np.zeros((1, 1), I64), np.zeros(1, I64), np.ones(1, I64)
     hidden = HiddenPack(
@@ -254,9 +254,8 @@ def pack_head(m) -> HeadPack:
         out_m=np.concatenate([x for _, _, x, _ in outs]),
         out_s=np.concatenate([x for _, _, _, x in outs]),
         sub_t=sub_t, sub_m=sub_m, sub_s=sub_s, cbias=np.ascontiguousarray(m.copy_bias()),
-        ker=np.ascontiguousarray(a["head.ker"] if cfg.mix_head else np.zeros((1, 1)),
-                                 np.uint32),
-        exp=np.asarray(a["exp_logit"], np.int32), vocab=int(cfg.vocab),
+        ker=np.ascontiguousarray(hd.ker if cfg.mix_head else np.zeros((1, 1)), np.uint32),
+        exp=np.asarray(hd.exp_logit, np.int32), vocab=int(cfg.vocab),
         precision=int(cfg.precision), pad=int(cfg.pad), subst=bool(cfg.subst),
         copy_max=bool(cfg.copy_max), mix=bool(cfg.mix_head))
     return HeadPack(f=Gemm(w1[:, :d].T, 127), b1=b1, hidden=hidden,
@@ -276,57 +275,58 @@ def _rq_np(a, m, s):
     return (a * m + (np.int64(1) << (s - 1))) >> s
 
 
-def _layer_gemm(a, name, layer, x_max=127):
-    w, b, mm, ss = _lin_arrays(a, name, layer)
+def _layer_gemm(lin, x_max=127):
+    w, b, mm, ss = _lin64(lin)
     return (Gemm(w.T, x_max), b, mm, ss)
 
 
 def pack_transformer(m) -> TransformerPack:
-    cfg, a = m.cfg, m.a
+    """The transformer frame pass of an ``IntModel`` for the batched kernels."""
+    cfg, tf = m.cfg, m.tf
     h, w = cfg.frame_shape
-    e, pe, n_l = cfg.emb, cfg.pos_emb, cfg.n_layers
-    w_in, b_in, in_m, in_s = _lin_arrays(a, "tf.in")
+    e, pe = cfg.emb, cfg.pos_emb
+    ls = tf.layers
+    w_in, b_in, in_m, in_s = _lin64(tf.inp)
     yy, xx = np.divmod(np.arange(h * w), w)
-    row = _token_table(a["tf.row"], w_in[:, e:e + pe])
-    col = _token_table(a["tf.col"], w_in[:, e + pe:e + 2 * pe])
-    emb_c = np.asarray(a["tf.emb_ctx"], I64)
-    acts = np.asarray(a["tf.act"], I64)
+    row = _token_table(tf.row, w_in[:, e:e + pe])
+    col = _token_table(tf.col, w_in[:, e + pe:e + 2 * pe])
+    emb_c = np.asarray(tf.emb_ctx, I64)
+    acts = np.asarray(stacked(ls, "act"), I64)
     # the attention's value sums: at most n_window keys of weight <= max(exp_att) times 127
-    value_bound = cfg.n_window * int(np.abs(np.asarray(a["exp_att"], I64)).max()) * 127
+    value_bound = cfg.n_window * int(np.abs(np.asarray(tf.exp_att, I64)).max()) * 127
     value_type = np.int32 if value_bound < 2**31 else I64
-    kt = np.stack([_token_lin(emb_c, _lin_arrays(a, "tf.k", l)) for l in range(n_l)])
+
+    def st(field):
+        return np.asarray(stacked(ls, field), I64)
+
+    kt = np.stack([_token_lin(emb_c, _lin64(ly.k)) for ly in ls])
     return TransformerPack(
-        q_tok=_token_table(a["tf.emb_q"], w_in[:, :e]),
+        q_tok=_token_table(tf.emb_q, w_in[:, :e]),
         q_pos=np.ascontiguousarray(row[yy] + col[xx] + b_in), in_m=in_m, in_s=in_s,
-        ln1g=np.asarray(a["tf.ln1.g"], I64), ln1b=np.asarray(a["tf.ln1.b"], I64),
-        q=[_layer_gemm(a, "tf.q", l) for l in range(n_l)],
+        ln1g=st("ln1.g"), ln1b=st("ln1.b"), q=[_layer_gemm(ly.q) for ly in ls],
         kt_f=kt.astype(np.float32), kt_i=kt.astype(np.int8),
-        vt_i=np.stack([_token_lin(emb_c, _lin_arrays(a, "tf.v", l))
-                       for l in range(n_l)]).astype(value_type),
-        att_m=np.asarray(a["tf.att.m"], I64), att_s=np.asarray(a["tf.att.s"], I64),
-        bt=np.asarray(a["tf.bt"], I64), by=np.asarray(a["tf.by"], I64),
-        bx=np.asarray(a["tf.bx"], I64), exp_att=np.asarray(a["exp_att"], I64),
-        o=[_layer_gemm(a, "tf.o", l) for l in range(n_l)],
-        add1=np.asarray(a["tf.add1"], I64),
-        ln2g=np.asarray(a["tf.ln2.g"], I64), ln2b=np.asarray(a["tf.ln2.b"], I64),
-        f1=[_layer_gemm(a, "tf.f1", l) for l in range(n_l)], act=acts,
-        f2=[_layer_gemm(a, "tf.f2", l, _lut_max(acts[l])) for l in range(n_l)],
-        add2=np.asarray(a["tf.add2"], I64),
-        lnfg=np.asarray(a["tf.lnf.g"], I64), lnfb=np.asarray(a["tf.lnf.b"], I64),
+        vt_i=np.stack([_token_lin(emb_c, _lin64(ly.v)) for ly in ls]).astype(value_type),
+        att_m=st("att.m"), att_s=st("att.s"), bt=st("bt"), by=st("by"), bx=st("bx"),
+        exp_att=np.asarray(tf.exp_att, I64), o=[_layer_gemm(ly.o) for ly in ls],
+        add1=st("add1"), ln2g=st("ln2.g"), ln2b=st("ln2.b"),
+        f1=[_layer_gemm(ly.f1) for ly in ls], act=acts,
+        f2=[_layer_gemm(ly.f2, _lut_max(acts[l])) for l, ly in enumerate(ls)],
+        add2=st("add2"), lnfg=np.asarray(tf.lnf.g, I64), lnfb=np.asarray(tf.lnf.b, I64),
         att_int8=int8gemm.AVAILABLE)
 
 
 def pack_lstm(m) -> LSTMPack:
-    cfg, a = m.cfg, m.a
+    """The lstm frame pass of an ``IntModel`` for the batched kernels."""
+    cfg, lp = m.cfg, m.lstm
     e = cfg.emb
-    w, b, mm, ss = _lin_arrays(a, "ls.gates")
-    emb = np.asarray(a["ls.emb"], I64)
+    w, b, mm, ss = _lin64(lp.gates)
+    emb = np.asarray(lp.emb, I64)
     n_win = cfg.n_window
     gates = Gemm(w.T, max(127, _lut_max(emb)))
     return LSTMPack(w_win=w[:, :n_win * e], h=Gemm(w[:, n_win * e:].T, 127), emb=emb,
                     gates=gates if gates.int8 is not None else None,
-                    g_b=b, g_m=mm, g_s=ss, sig=np.asarray(a["ls.sig"], I64),
-                    tanh=np.asarray(a["ls.tanh"], I64))
+                    g_b=b, g_m=mm, g_s=ss, sig=np.asarray(lp.sig, I64),
+                    tanh=np.asarray(lp.tanh, I64))
 
 
 # ----------------------------------------------------------------------------- primitives

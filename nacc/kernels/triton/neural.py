@@ -41,7 +41,7 @@ class HeadOut(NamedTuple):
     """Where a head launch writes: full tables (TABLES), intervals of ``batch``'s tokens
     (INTERVALS) or decoded tokens of ``batch``'s words (DECODE)."""
     tab: Any = None
-    batch: LaneBatch | None = None
+    batch: Any = None        # LaneBatch (INTERVALS, DECODE)
     start: Any = None
     freq: Any = None
 
