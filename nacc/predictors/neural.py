@@ -50,23 +50,22 @@ class _NeuralStepper(Stepper):
         self.feat = np.empty_like(self.hs)
         self.tab = np.empty(pred.vocab, np.int32)
         self.mot = np.zeros(20, np.int64)  # motion counts, carried across frames
-        head = self.w[2]
+        head = self.w.head
         self.bufs = K._head_bufs(head, pred.vocab)
 
     def table(self) -> np.ndarray:
         p, K = self.p, self.K
-        tw, lw, hw, sw = self.w
         h, w = p.frame_shape
         if self.i == 0:  # frame start: the frame-level pass over the last K frames
             self.t = len(self.frames)  # at most K (older frames are dropped)
             self.video = np.zeros((self.t + 1, h, w), np.int32)
             if self.t:
                 self.video[:self.t] = np.stack(self.frames)
-            K._frame_feats(self.video, self.t, self.dims, tw, lw, self.hs, self.cs, self.feat)
+            K._frame_feats(self.video, self.t, self.dims, self.w, self.hs, self.cs, self.feat)
             K.motion_start(self.mot, self.frame_no, h * w)
         y, x = divmod(self.i, w)
-        K.head_table(self.video, self.t, y, x, self.feat[self.i], hw, sw, self.mot, self.dims,
-                     self.bufs, self.tab)
+        K.head_table(self.video, self.t, y, x, self.feat[self.i], self.w.head, self.mot,
+                     self.dims, self.bufs, self.tab)
         return self.tab.copy()
 
     def push(self, symbol: int) -> None:
