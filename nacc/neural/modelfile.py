@@ -75,50 +75,56 @@ def save_arrays(cfg: ModelConfig, arrays: dict, folder, extra: dict | None = Non
     return digest
 
 
-def _lin_shapes(name: str, n: int, k: int) -> dict:
-    return {f"{name}.w": (n, k), f"{name}.b": (n,), f"{name}.m": (n,), f"{name}.s": (n,)}
+class Shape(tuple):
+    """A leaf of a pack of shapes: the shape an array must have (``None``: any positive
+    length)."""
+
+
+def _lin(n: int, k: int) -> packs.Lin:
+    return packs.Lin(Shape((n, k)), Shape((n,)), Shape((n,)), Shape((n,)))
+
+
+def _norm(d: int) -> packs.Norm:
+    return packs.Norm(Shape((d,)), Shape((d,)))
+
+
+def shape_pack(cfg: ModelConfig) -> packs.Weights:
+    """The packs of ``cfg``'s model with the shape of every array in place of the array."""
+    v, d, hidden = cfg.vocab, cfg.d_model, cfg.head_hidden
+    k1 = d + len(HEAD_NEIGHBOURS) * cfg.head_emb + N_MATCH + cfg.n_motion
+    head = packs.Head(
+        emb=Shape((v + 1, cfg.head_emb)), l1=_lin(hidden, k1), act=Shape((256,)),
+        l2=_lin(v, hidden), cp=_lin(N_SLOTS, hidden), exp_logit=Shape((None,)),
+        cb=Shape((v,)) if cfg.copy_bias else None,
+        sg=_lin(N_SLOTS, hidden) if cfg.subst else None,
+        sub=packs.Subst(Shape((v, v)), Shape((v,)), Shape((v,))) if cfg.subst else None,
+        mix=_lin(1 + N_SLOTS, hidden) if cfg.mix_head else None,
+        ker=Shape((v, v)) if cfg.mix_head else None)
+    frame: packs.Transformer | packs.LSTM
+    if cfg.arch == "transformer":
+        h, w = cfg.frame_shape
+        e, pe, nh, side = cfg.emb, cfg.pos_emb, cfg.n_heads, 2 * cfg.radius + 1
+        layer = packs.TfLayer(
+            ln1=_norm(d), q=_lin(d, d), k=_lin(d, e), v=_lin(d, e),
+            att=packs.Requant(Shape(()), Shape(())), bt=Shape((nh, cfg.k_frames)),
+            by=Shape((nh, side)), bx=Shape((nh, side)), o=_lin(d, d), add1=Shape((2,)),
+            ln2=_norm(d), f1=_lin(cfg.d_ff, d), act=Shape((256,)), f2=_lin(d, cfg.d_ff),
+            add2=Shape((2,)))
+        frame = packs.Transformer(
+            emb_q=Shape((v + 1, e)), emb_ctx=Shape((v + 1, e)), row=Shape((h, pe)),
+            col=Shape((w, pe)), inp=_lin(d, e + 2 * pe), layers=(layer,) * cfg.n_layers,
+            lnf=_norm(d), exp_att=Shape((None,)))
+    else:
+        frame = packs.LSTM(emb=Shape((v + 1, cfg.emb)),
+                           gates=_lin(4 * d, cfg.n_window * cfg.emb + d), sig=Shape((256,)),
+                           tanh=Shape((256,)))
+    return packs.Weights(head, frame)
 
 
 def expected_shapes(cfg: ModelConfig) -> dict[str, tuple]:
     """Shape of every array the integer spec reads for ``cfg``, by field path
-    (``packs.flatten``; ``None`` entries: any positive length)."""
-    v, d, hidden = cfg.vocab, cfg.d_model, cfg.head_hidden
-    k1 = d + len(HEAD_NEIGHBOURS) * cfg.head_emb + N_MATCH + cfg.n_motion
-    shapes: dict[str, tuple] = {"head.emb": (v + 1, cfg.head_emb), "head.act": (256,),
-                                "head.exp_logit": (None,)}
-    shapes.update(_lin_shapes("head.l1", hidden, k1))
-    shapes.update(_lin_shapes("head.l2", v, hidden))
-    shapes.update(_lin_shapes("head.cp", N_SLOTS, hidden))
-    if cfg.subst:
-        shapes.update(_lin_shapes("head.sg", N_SLOTS, hidden))
-        shapes.update({"head.sub.w": (v, v), "head.sub.m": (v,), "head.sub.s": (v,)})
-    if cfg.copy_bias:
-        shapes["head.cb"] = (v,)
-    if cfg.mix_head:
-        shapes.update(_lin_shapes("head.mix", 1 + N_SLOTS, hidden))
-        shapes["head.ker"] = (v, v)
-    if cfg.arch == "transformer":
-        h, w = cfg.frame_shape
-        e, pe, nh, r = cfg.emb, cfg.pos_emb, cfg.n_heads, cfg.radius
-        shapes.update({"transformer.emb_q": (v + 1, e), "transformer.emb_ctx": (v + 1, e),
-                       "transformer.row": (h, pe), "transformer.col": (w, pe),
-                       "transformer.lnf.g": (d,), "transformer.lnf.b": (d,),
-                       "transformer.exp_att": (None,)})
-        shapes.update(_lin_shapes("transformer.inp", d, e + 2 * pe))
-        for l in range(cfg.n_layers):
-            pre = f"transformer.layers.{l}."
-            shapes.update({pre + "ln1.g": (d,), pre + "ln1.b": (d,), pre + "ln2.g": (d,),
-                           pre + "ln2.b": (d,), pre + "att.m": (), pre + "att.s": (),
-                           pre + "bt": (nh, cfg.k_frames), pre + "by": (nh, 2 * r + 1),
-                           pre + "bx": (nh, 2 * r + 1), pre + "add1": (2,), pre + "add2": (2,),
-                           pre + "act": (256,)})
-            for name, n, k in (("q", d, d), ("k", d, e), ("v", d, e), ("o", d, d),
-                               ("f1", cfg.d_ff, d), ("f2", d, cfg.d_ff)):
-                shapes.update(_lin_shapes(pre + name, n, k))
-    else:
-        shapes.update({"lstm.emb": (v + 1, cfg.emb), "lstm.sig": (256,), "lstm.tanh": (256,)})
-        shapes.update(_lin_shapes("lstm.gates", 4 * d, cfg.n_window * cfg.emb + d))
-    return shapes
+    (``packs.flatten`` of ``shape_pack``; ``None`` entries: any positive length)."""
+    return {k: tuple(x) for k, x in packs.flatten(shape_pack(cfg), leaf=Shape).items()}
 
 
 def check_config(cfg: ModelConfig, where: str) -> None:

@@ -119,15 +119,18 @@ def frame_name(frame) -> str:
 
 
 # ----------------------------------------------------------------------------- folder names
-def flatten(w: Weights) -> dict[str, Array]:
+def flatten(w: Weights, leaf: type | None = None) -> dict:
     """Every array of ``w`` under its field path (``head.l1.w``, ``transformer.layers.0.q.w``);
-    ``None`` parts are left out."""
-    out: dict[str, Array] = {}
+    ``None`` parts are left out.  ``leaf``: a further type taken as a leaf as it is (a pack
+    of shapes, ``nacc.neural.modelfile.expected_shapes``)."""
+    out: dict = {}
 
     def walk(x, path):
         if x is None:
             return
-        if isinstance(x, (np.ndarray, np.generic)):
+        if leaf is not None and isinstance(x, leaf):
+            out[path] = x
+        elif isinstance(x, (np.ndarray, np.generic)):
             out[path] = np.asarray(x)
         elif hasattr(x, "_fields"):
             for name in x._fields:
