@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -80,12 +81,17 @@ class Shape(tuple):
     length)."""
 
 
+def _shape(*dims) -> Any:
+    """A ``Shape`` where a pack field wants an array (typed Any for that reason)."""
+    return Shape(dims)
+
+
 def _lin(n: int, k: int) -> packs.Lin:
-    return packs.Lin(Shape((n, k)), Shape((n,)), Shape((n,)), Shape((n,)))
+    return packs.Lin(_shape(n, k), _shape(n), _shape(n), _shape(n))
 
 
 def _norm(d: int) -> packs.Norm:
-    return packs.Norm(Shape((d,)), Shape((d,)))
+    return packs.Norm(_shape(d), _shape(d))
 
 
 def shape_pack(cfg: ModelConfig) -> packs.Weights:
@@ -93,31 +99,31 @@ def shape_pack(cfg: ModelConfig) -> packs.Weights:
     v, d, hidden = cfg.vocab, cfg.d_model, cfg.head_hidden
     k1 = d + len(HEAD_NEIGHBOURS) * cfg.head_emb + N_MATCH + cfg.n_motion
     head = packs.Head(
-        emb=Shape((v + 1, cfg.head_emb)), l1=_lin(hidden, k1), act=Shape((256,)),
-        l2=_lin(v, hidden), cp=_lin(N_SLOTS, hidden), exp_logit=Shape((None,)),
-        cb=Shape((v,)) if cfg.copy_bias else None,
+        emb=_shape(v + 1, cfg.head_emb), l1=_lin(hidden, k1), act=_shape(256),
+        l2=_lin(v, hidden), cp=_lin(N_SLOTS, hidden), exp_logit=_shape(None),
+        cb=_shape(v) if cfg.copy_bias else None,
         sg=_lin(N_SLOTS, hidden) if cfg.subst else None,
-        sub=packs.Subst(Shape((v, v)), Shape((v,)), Shape((v,))) if cfg.subst else None,
+        sub=packs.Subst(_shape(v, v), _shape(v), _shape(v)) if cfg.subst else None,
         mix=_lin(1 + N_SLOTS, hidden) if cfg.mix_head else None,
-        ker=Shape((v, v)) if cfg.mix_head else None)
+        ker=_shape(v, v) if cfg.mix_head else None)
     frame: packs.Transformer | packs.LSTM
     if cfg.arch == "transformer":
         h, w = cfg.frame_shape
         e, pe, nh, side = cfg.emb, cfg.pos_emb, cfg.n_heads, 2 * cfg.radius + 1
         layer = packs.TfLayer(
             ln1=_norm(d), q=_lin(d, d), k=_lin(d, e), v=_lin(d, e),
-            att=packs.Requant(Shape(()), Shape(())), bt=Shape((nh, cfg.k_frames)),
-            by=Shape((nh, side)), bx=Shape((nh, side)), o=_lin(d, d), add1=Shape((2,)),
-            ln2=_norm(d), f1=_lin(cfg.d_ff, d), act=Shape((256,)), f2=_lin(d, cfg.d_ff),
-            add2=Shape((2,)))
+            att=packs.Requant(_shape(), _shape()), bt=_shape(nh, cfg.k_frames),
+            by=_shape(nh, side), bx=_shape(nh, side), o=_lin(d, d), add1=_shape(2),
+            ln2=_norm(d), f1=_lin(cfg.d_ff, d), act=_shape(256), f2=_lin(d, cfg.d_ff),
+            add2=_shape(2))
         frame = packs.Transformer(
-            emb_q=Shape((v + 1, e)), emb_ctx=Shape((v + 1, e)), row=Shape((h, pe)),
-            col=Shape((w, pe)), inp=_lin(d, e + 2 * pe), layers=(layer,) * cfg.n_layers,
-            lnf=_norm(d), exp_att=Shape((None,)))
+            emb_q=_shape(v + 1, e), emb_ctx=_shape(v + 1, e), row=_shape(h, pe),
+            col=_shape(w, pe), inp=_lin(d, e + 2 * pe), layers=(layer,) * cfg.n_layers,
+            lnf=_norm(d), exp_att=_shape(None))
     else:
-        frame = packs.LSTM(emb=Shape((v + 1, cfg.emb)),
-                           gates=_lin(4 * d, cfg.n_window * cfg.emb + d), sig=Shape((256,)),
-                           tanh=Shape((256,)))
+        frame = packs.LSTM(emb=_shape(v + 1, cfg.emb),
+                           gates=_lin(4 * d, cfg.n_window * cfg.emb + d), sig=_shape(256),
+                           tanh=_shape(256))
     return packs.Weights(head, frame)
 
 
