@@ -3,6 +3,8 @@
 Modules:
 
 * ``config``    -- ``ModelConfig`` (saved as ``config.json``), size presets, spec constants.
+* ``packs``     -- the weights as typed, named packs (NamedTuples; one per transformer layer):
+  the one representation of an integer model, its field names the weight names.
 * ``intref``    -- the integer inference spec (module docstring) and its numpy reference.
 * ``modelfile`` -- model folders (``config.json`` + ``weights-<sha256[:16]>.npz``): the one
   writer and the one loader, with hash and bounds checking.

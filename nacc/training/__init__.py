@@ -5,8 +5,8 @@ Modules:
 
 * ``model``    -- torch models with fake quantization (QAT).
 * ``train``    -- seeded, checkpointed, resumable training; exports at the end.
-* ``export``   -- a trained torch model -> the integer model of ``nacc.neural.intref``
-  (written to a model folder by ``nacc.neural.modelfile.save_model``).
+* ``export``   -- the one exporter: a trained torch model -> the weight packs of
+  ``nacc.neural.packs`` (written to a model folder by ``nacc.neural.modelfile.save_model``).
 * ``datasets`` -- training corpora: ``(name, tokens)`` segments from files and shards.
 
 Nothing on the coding path imports this package: the run-time side (config, packs, the
