@@ -7,7 +7,7 @@ For each process of ``bench_train_defaults.py`` (the same corpus and unseen test
 the code length of the test clip under the true process with only its substitution
 kernel ``K(a -> b)`` replaced by an estimate (every other part -- the hidden motion modes,
 the copy / neighbour / fresh weights, the marginal -- exact), in bits/token against the
-exact limit.  Estimates: the row softmax of ``nacc.neural.train.kernel_start`` without
+exact limit.  Estimates: the row softmax of ``nacc.training.train.kernel_start`` without
 corpus statistics (``none``) and from the corpus's ``copy_counts`` (``counts``, what
 ``nacc train`` starts from).  The difference to the limit is what the kernel alone costs;
 training moves the kernel from there, and the rest of the model adds its own excess.
@@ -37,7 +37,7 @@ import numpy as np
 
 from nacc.neural import synth
 from nacc.neural.synth import N_MODES, SCENE, _components, _Law
-from nacc.neural.train import copy_counts, kernel_start
+from nacc.training.train import copy_counts, kernel_start
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train_defaults import PROCESSES

@@ -54,11 +54,8 @@ def _bench_model(folder, args, videos, segments):
 
     im, _ = load_model(folder)
     cfg = im.cfg
-    arch_id = 0 if cfg.arch == "transformer" else 1
-    tw, lw, hw, sw = per_token.pack(im)
     h, w = cfg.frame_shape
-    fixed = (arch_id, cfg.k_frames, cfg.radius, cfg.n_heads, cfg.pad, cfg.precision, tw,
-             lw, hw, sw, cfg.motion_clamp, cfg.subst, cfg.d_model)
+    fixed = (per_token.dims(cfg), per_token.pack(im))
 
     def old_encode():
         out = []

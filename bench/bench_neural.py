@@ -32,8 +32,8 @@ def float_bits_from_checkpoint(folder: Path, video) -> float | None:
     import torch
 
     from nacc.neural.config import ModelConfig
-    from nacc.neural.model import NeuralModel
-    from nacc.neural.train import float_bits
+    from nacc.training.model import NeuralModel
+    from nacc.training.train import float_bits
 
     st = torch.load(ck, weights_only=True)
     model = NeuralModel(ModelConfig.from_json(st["config"]))

@@ -39,7 +39,7 @@ import numpy as np
 
 from nacc.neural import intref, synth
 from nacc.neural.config import make_config
-from nacc.neural.train import TrainConfig, float_bits, train
+from nacc.training.train import TrainConfig, float_bits, train
 
 TARGET = 1.05  # the transformer must come within 5% of the exact limit on unseen videos
 

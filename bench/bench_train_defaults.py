@@ -121,9 +121,9 @@ def run(process, arch, args, work: Path):
 
     from nacc.cli.train import train as train_cmd
     from nacc.neural import intref
-    from nacc.neural.export import load_model
-    from nacc.neural.model import NeuralModel
-    from nacc.neural.train import float_bits
+    from nacc.training.export import load_model
+    from nacc.training.model import NeuralModel
+    from nacc.training.train import float_bits
 
     corpus, test, vocab, hw, limit = source(process, args)
     data = work / process / "data"

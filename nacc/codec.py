@@ -84,14 +84,15 @@ class Options:
 
 
 def on_device(pred: predictors.Predictor, device: str) -> predictors.Predictor:
-    """``pred`` with its tables computed on ``device`` ("cpu", "cuda" or "auto"). The GPU
-    path (nacc.kernels.triton) returns a predictor with identical tables; "auto" uses it
-    when a GPU and triton are present and the predictor has a kernel, else the CPU."""
+    """``pred`` with its tables computed on ``device`` ("cpu", "cuda", "auto", ...): the
+    backend serving that device (``nacc.kernels.BACKENDS``) returns a predictor with
+    identical tables; "auto" uses a GPU when one is present and the predictor has kernels
+    for it, else the CPU."""
     if device == "cpu":
         return pred
-    from nacc.kernels.triton import accelerate
+    from nacc.kernels import on_device as _on
 
-    return accelerate(pred, device)
+    return _on(pred, device)
 
 
 def on_gpu(pred: predictors.Predictor) -> bool:

@@ -9,7 +9,7 @@ segments, byte-exact, from every input format users have.
   and ``KEY.json``; the segment is named by the json's ``file_name`` (``KEY.npy`` when the
   shard has no json members at all).  The shard is streamed, never extracted to disk.
 
-``nacc.neural.datasets`` iterates the same formats for training, but decodes every array to int32;
+``nacc.training.datasets`` iterates the same formats for training, but decodes every array to int32;
 an archive must restore the original bytes (dtype and header included), so this module keeps
 the raw ``.npy`` bytes instead.
 

@@ -1,6 +1,8 @@
 """Tiny random integer models for kernel tests: every array the spec reads, random within
 the bounds ``nacc.neural.modelfile.check_arrays`` enforces, with requantization shifts that
-keep activations spread over the int8 range (so tables are far from uniform)."""
+keep activations spread over the int8 range (so tables are far from uniform).  The arrays
+are drawn layer-stacked under the names of model folders before packs and read by
+``nacc.neural.packs.from_v2`` (which the tests thereby cover too)."""
 from __future__ import annotations
 
 import math
@@ -9,7 +11,7 @@ import numpy as np
 
 from nacc.neural.config import HEAD_NEIGHBOURS, N_MATCH, N_SLOTS, make_config
 from nacc.neural.intref import IntModel
-from nacc.neural.modelfile import expected_shapes
+from nacc.neural.packs import from_v2, stacked
 
 
 def _lin(rng, n, k, x_std, out_std=40.0, w_max=40, bias=200):
@@ -27,7 +29,10 @@ def random_model(arch: str, vocab: int, frame_shape, seed: int = 0, **over) -> I
     cfg = make_config(arch, vocab, frame_shape, preset="tiny", **over)
     rng = np.random.default_rng(seed)
     a: dict[str, np.ndarray] = {}
-    shapes = expected_shapes(cfg)
+    h, w = cfg.frame_shape
+    shapes = {"tf.emb_ctx": (vocab + 1, cfg.emb), "tf.emb_q": (vocab + 1, cfg.emb),
+              "tf.row": (h, cfg.pos_emb), "tf.col": (w, cfg.pos_emb),
+              "ls.emb": (vocab + 1, cfg.emb), "head.emb": (vocab + 1, cfg.head_emb)}
 
     def emb(name):
         a[name] = rng.integers(-100, 101, shapes[name]).astype(np.int8)
@@ -91,4 +96,46 @@ def random_model(arch: str, vocab: int, frame_shape, seed: int = 0, **over) -> I
         ker[rng.random((vocab, vocab)) < 0.1] = rng.integers(64000, 576000)
         ker[np.arange(vocab), np.arange(vocab)] = rng.integers(1 << 21, (1 << 22) + 1, vocab)
         a["head.ker"] = ker.astype(np.uint32)
-    return IntModel(cfg, a)
+    return IntModel(cfg, from_v2(cfg, a))
+
+
+def v2_arrays(im: IntModel) -> dict[str, np.ndarray]:
+    """The weights of ``im`` under the names of model folders before packs (format
+    ``nacc-int-v2``: layer arrays stacked on a first axis): what ``from_v2`` reads."""
+    hd = im.head
+    a: dict[str, np.ndarray] = {"head.emb": hd.emb, "head.act": hd.act,
+                                "exp_logit": hd.exp_logit}
+
+    def lin(name, p):
+        a.update({f"{name}.{k}": x for k, x in zip("wbms", p)})
+
+    lin("head.l1", hd.l1)
+    lin("head.l2", hd.l2)
+    lin("head.cp", hd.cp)
+    if hd.cb is not None:
+        a["head.cb"] = hd.cb
+    if hd.sg is not None and hd.sub is not None:
+        lin("head.sg", hd.sg)
+        a.update({"head.sub.w": hd.sub.w, "head.sub.m": hd.sub.m, "head.sub.s": hd.sub.s})
+    if hd.mix is not None and hd.ker is not None:
+        lin("head.mix", hd.mix)
+        a["head.ker"] = hd.ker
+    if im.cfg.arch == "lstm":
+        lp = im.lstm
+        lin("ls.gates", lp.gates)
+        a.update({"ls.emb": lp.emb, "ls.sig": lp.sig, "ls.tanh": lp.tanh})
+        return a
+    tf = im.tf
+    lin("tf.in", tf.inp)
+    a.update({"tf.emb_q": tf.emb_q, "tf.emb_ctx": tf.emb_ctx, "tf.row": tf.row,
+              "tf.col": tf.col, "tf.lnf.g": tf.lnf.g, "tf.lnf.b": tf.lnf.b,
+              "exp_att": tf.exp_att})
+    for old, new in (("tf.ln1.g", "ln1.g"), ("tf.ln1.b", "ln1.b"), ("tf.ln2.g", "ln2.g"),
+                     ("tf.ln2.b", "ln2.b"), ("tf.att.m", "att.m"), ("tf.att.s", "att.s"),
+                     ("tf.bt", "bt"), ("tf.by", "by"), ("tf.bx", "bx"), ("tf.add1", "add1"),
+                     ("tf.add2", "add2"), ("tf.act", "act")):
+        a[old] = stacked(tf.layers, new)
+    for name in ("q", "k", "v", "o", "f1", "f2"):
+        for k in "wbms":
+            a[f"tf.{name}.{k}"] = stacked(tf.layers, f"{name}.{k}")
+    return a

@@ -1,4 +1,4 @@
-"""nacc.neural.datasets: segments from .npy, directories, .npz and webdataset shards."""
+"""nacc.training.datasets: segments from .npy, directories, .npz and webdataset shards."""
 import io
 import json
 import tarfile
@@ -6,7 +6,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from nacc.neural.datasets import DatasetError, Segments, iter_segments, load_tokens
+from nacc.training.datasets import DatasetError, Segments, iter_segments, load_tokens
 
 
 def _vid(seed, t=3, h=2, w=4, v=16):

@@ -257,7 +257,7 @@ def test_shard_names_that_cannot_be_file_names_are_refused(tmp_path, dev_clip, f
 def test_damaged_shard_is_refused_by_datasets(tmp_path):
     from test_hostile_inputs import CORPUS
 
-    from nacc.neural.datasets import DatasetError, iter_segments
+    from nacc.training.datasets import DatasetError, iter_segments
 
     with pytest.raises(DatasetError) as e:
         list(iter_segments([CORPUS / "crc.tar.gz"]))

@@ -21,9 +21,9 @@ from nacc import codec, npyio
 from nacc.errors import NaccError
 from nacc.kernels.cpu import neural_lanes as L
 from nacc.kernels.cpu import rans
-from nacc.neural import intref, synth
+from nacc.neural import intref, packs, synth
 from nacc.neural.config import make_config
-from nacc.neural.modelfile import ModelError, expected_shapes, load_model, save_model
+from nacc.neural.modelfile import ModelError, expected_shapes, load_model, save_arrays, save_model
 from nacc.predictors.base import get
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,38 +47,39 @@ def random_model(arch: str, seed: int, vocab: int = V, shape=SHAPE, **over) -> i
     requantization scales keep activations spread over the int8 range."""
     cfg = make_config(arch, vocab, shape, preset="tiny", **over)
     rng = np.random.default_rng(seed)
-    arrays = {}
-    for name, shp in expected_shapes(cfg).items():
+    arrays: dict[str, np.ndarray] = {}
+    for name, shp in expected_shapes(cfg).items():   # named by field path (packs.flatten)
         shp = tuple(16 if s is None else s for s in shp)
-        if name.endswith(".w") or "emb" in name or name in ("tf.row", "tf.col"):
+        parent, field = name.rsplit(".", 1)
+        if field in ("w", "row", "col") or "emb" in field:
             a = rng.integers(-127, 128, shp)
-        elif name.endswith(".m"):
+        elif field == "m":
             a = rng.integers(2**30, 2**31, shp)
-        elif name.endswith(".s"):
-            w = arrays.get(name[:-2] + ".w")
-            k = w.shape[-1] if w is not None else 16     # tf.att: the score of dh terms
+        elif field == "s":
+            w = arrays.get(parent + ".w")
+            k = w.shape[-1] if w is not None else 16     # att: the score of dh terms
             a = np.full(shp, 31) + int(np.log2(k * 60)) + rng.integers(-2, 1, shp)
-        elif name.endswith(".b"):
+        elif field == "b":
             a = rng.integers(-3000, 3000, shp)
-        elif name in ("head.act", "tf.act"):
+        elif field == "act":
             a = np.sort(rng.integers(-20, 128, shp), axis=-1)
-        elif name in ("ls.sig", "ls.tanh"):
-            a = np.sort(rng.integers(-128 if "tanh" in name else 0, 129, shp), axis=-1)
-        elif name.startswith("exp_"):
+        elif field in ("sig", "tanh"):
+            a = np.sort(rng.integers(-128 if field == "tanh" else 0, 129, shp), axis=-1)
+        elif field.startswith("exp_"):
             a = np.rint(2.0**16 * np.exp(-np.arange(shp[0]) / 4.0))
-        elif name in ("tf.add1", "tf.add2"):
+        elif field in ("add1", "add2"):
             a = rng.integers(20000, 50000, shp)
-        elif name.endswith(".g"):
+        elif field == "g":
             a = rng.integers(2**16, 2**18, shp)
-        elif name == "head.cb":
+        elif field == "cb":
             a = rng.integers(-200, 200, shp)
-        elif name == "head.ker":                # mixture kernel: 0..2**16-1, diagonal large
+        elif field == "ker":                    # mixture kernel: 0..2**16-1, diagonal large
             a = rng.integers(0, 3000, shp)
             a[np.arange(shp[0]), np.arange(shp[0])] = rng.integers(20000, 65536, shp[0])
-        else:                                   # tf.bt / by / bx, norm biases
+        else:                                   # bt / by / bx
             a = rng.integers(-40, 40, shp)
         arrays[name] = np.asarray(a, np.int32 if name != "head.emb" else np.int8)
-    return intref.IntModel(cfg, arrays)
+    return intref.IntModel(cfg, packs.unflatten(cfg.arch, arrays))
 
 
 def _videos(vocab, lengths, seed, shape=SHAPE):
@@ -315,20 +316,25 @@ def test_model_folder_checked(tmp_path):
     im = random_model("lstm", seed=1)
     save_model(im, tmp_path / "ok")
     assert load_model(tmp_path / "ok")[0].cfg.arch == "lstm"
-    cases = {"head.act": np.zeros(255, np.int32), "ls.gates.w": im.a["ls.gates.w"][:, :-1],
+    a = packs.flatten(im.weights)
+    cases = {"head.act": np.zeros(255, np.int32), "lstm.gates.w": a["lstm.gates.w"][:, :-1],
              "head.l2.s": np.zeros(V, np.int32), "head.emb": np.full((V + 1, 4), 300),
-             "ls.gates.b": np.full(im.a["ls.gates.b"].shape, 2**31 - 2**16), "exp_logit":
-             np.zeros(8, np.int32)}
+             "lstm.gates.b": np.full(a["lstm.gates.b"].shape, 2**31 - 2**16),
+             "head.exp_logit": np.zeros(8, np.int32)}
     for name, bad in cases.items():
-        broken = dict(im.a)
+        broken = dict(a)
         broken[name] = np.asarray(bad)
-        save_model(intref.IntModel(im.cfg, broken), tmp_path / name)
+        save_arrays(im.cfg, broken, tmp_path / name)
         with pytest.raises(ModelError, match=name.split(".w")[0].split(".b")[0]):
             load_model(tmp_path / name)
-    missing = {k: a for k, a in im.a.items() if k != "ls.sig"}
-    save_model(intref.IntModel(im.cfg, missing), tmp_path / "missing")
-    with pytest.raises(ModelError, match="lack ls.sig"):
+    missing = {k: x for k, x in a.items() if k != "lstm.sig"}
+    save_arrays(im.cfg, missing, tmp_path / "missing")
+    with pytest.raises(ModelError, match="lack lstm.sig"):
         load_model(tmp_path / "missing")
+    extra = dict(a, **{"head.cb": np.zeros(V, np.int32)})     # the config has no copy_bias
+    save_arrays(im.cfg, extra, tmp_path / "extra")
+    with pytest.raises(ModelError, match="weights hold head.cb, which the config does not use"):
+        load_model(tmp_path / "extra")
     assert issubclass(ModelError, NaccError)
 
 

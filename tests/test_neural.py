@@ -11,11 +11,13 @@ import pytest
 from conftest import golden_json
 from nacc.errors import NaccError
 from nacc.kernels.cpu import rans
-from nacc.neural import intref, synth
+from nacc.neural import intref, packs, synth
 from nacc.neural.config import DEFAULT_HEAD, ModelConfig, make_config
-from nacc.neural.export import export, load_model, quant_multiplier, save_model
-from nacc.neural.train import TrainConfig, int_bits, train
+from nacc.neural.modelfile import expected_shapes, save_arrays
 from nacc.predictors.base import check_table, get
+from nacc.training.export import export, load_model, quant_multiplier, save_model
+from nacc.training.train import TrainConfig, int_bits, train
+from neural_models import random_model, v2_arrays
 
 V = 32
 SHAPE = (3, 4)
@@ -48,15 +50,25 @@ VARIANTS = {
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
-def trained(request, tmp_path_factory):
+def model(request, tmp_path_factory):
+    """A small random integer model of each variant (``tests/neural_models.py``: no torch,
+    no training), saved to a model folder: (arch, folder, IntModel, videos)."""
     arch, over = VARIANTS[request.param]
-    cfg = make_config(arch, V, SHAPE, preset="tiny", **over)
-    vids = _videos()
-    model, im, stats = train(cfg, vids, TrainConfig(steps=12, batch_size=2, clip_len=5,
-                                                    qat_frac=0.5, eval_every=100), quiet=True)
+    im = random_model(arch, V, SHAPE, seed=len(request.param), **over)
     folder = tmp_path_factory.mktemp(request.param)
     save_model(im, folder)
-    return arch, folder, im, vids, stats
+    return arch, folder, im, _videos()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One short training run (torch) of the presets' head with the substitution table
+    (the exporter's work): (IntModel, training stats)."""
+    cfg = make_config("transformer", V, SHAPE, preset="tiny", motion_clamp=3, subst=True,
+                      subst_emb=4, copy_bias=True, copy_max=True, mix_head=True)
+    _, im, stats = train(cfg, _videos(), TrainConfig(steps=12, batch_size=2, clip_len=5,
+                                                     qat_frac=0.5, eval_every=100), quiet=True)
+    return im, stats
 
 
 def test_quant_multiplier():
@@ -66,8 +78,8 @@ def test_quant_multiplier():
         assert abs(m * 2.0**-s / f - 1) < 1e-9
 
 
-def test_all_paths_identical(trained):
-    arch, folder, im, vids, _ = trained
+def test_all_paths_identical(model):
+    arch, folder, im, vids = model
     pred = get(arch)(V, SHAPE, model=str(folder))
     v = vids[1]
     ref = intref.all_tables(im, v)  # numpy reference, all frames at once
@@ -94,16 +106,29 @@ def test_all_paths_identical(trained):
     assert np.array_equal(pred.decode(words, len(v)), v)
 
 
-def test_optional_head_parts(trained, tmp_path):
-    """Motion counts are the same integers in training (torch) and in the spec; the
-    substitution table is exported non-trivially; old configs keep both off; the folder's
-    format decides what loads."""
+def test_export_fills_the_optional_parts(trained):
+    """A trained model's export holds the substitution table, the copy term and the
+    mixture kernel non-trivially, in the exporter's packs."""
+    im, _ = trained
+    hd = im.head
+    assert hd.sub is not None and hd.sg is not None and hd.cb is not None
+    assert np.abs(hd.sub.w).max() > 0 and np.abs(hd.sg.w).max() > 0 and np.abs(hd.cb).max() > 0
+    assert hd.ker is not None and hd.ker.dtype == np.uint32 and hd.ker.max(1).min() >= 1
+    assert len(im.tf.layers) == im.cfg.n_layers
+    assert set(packs.flatten(im.weights)) == set(expected_shapes(im.cfg))
+
+
+def test_optional_head_parts(model, tmp_path):
+    """Motion counts are the same integers in training (torch) and in the spec; old configs
+    keep the optional parts off; a folder lacking a part its config needs, or breaking a
+    bound, is refused; the folder's format decides what loads."""
     import torch
 
-    from nacc.neural.model import motion_features
+    from nacc.training.model import motion_features
 
-    _, _, im, vids, _ = trained
+    _, _, im, vids = model
     cfg = im.cfg
+    a = packs.flatten(im.weights)
     old = ModelConfig.from_json({"arch": cfg.arch, "vocab": V, "frame_shape": SHAPE})
     assert old.n_motion == 0 and not old.subst and not old.copy_bias and old.subst_tied
     assert not old.copy_max
@@ -113,46 +138,58 @@ def test_optional_head_parts(trained, tmp_path):
         assert ref.max() == cfg.motion_clamp and ref[2:, :, -1].max() > 0
         got = motion_features(torch.from_numpy(v.astype(np.int64))[None], cfg)[0]
         assert np.array_equal(got.reshape(ref.shape).numpy().astype(np.int64), ref)
-    if cfg.subst:
-        assert np.abs(im.a["head.sub.w"]).max() > 0 and np.abs(im.a["head.sg.w"]).max() > 0
-        w = im.a["head.sub.w"].astype(np.int64)
-        assert cfg.subst_tied or not np.array_equal(w, w.T)
+    assert ("head.sub.w" in a) == ("head.sg.w" in a) == cfg.subst
     if cfg.copy_bias:
-        assert np.abs(im.a["head.cb"]).max() > 0
-        lacking = intref.IntModel(cfg, {k: a for k, a in im.a.items() if k != "head.cb"})
-        save_model(lacking, tmp_path)
-        with pytest.raises(NaccError, match="head.cb"):
+        save_arrays(cfg, {k: x for k, x in a.items() if k != "head.cb"}, tmp_path)
+        with pytest.raises(NaccError, match="lack head.cb"):
             load_model(tmp_path)
     else:
-        assert "head.cb" not in im.a
+        assert "head.cb" not in a
     assert not old.mix_head
     if cfg.mix_head:
-        ker = im.a["head.ker"]
+        ker = a["head.ker"]
         assert ker.dtype == np.uint32 and ker.max(1).min() >= 1
-        bad = dict(im.a, **{"head.ker": np.zeros_like(ker)})
-        save_model(intref.IntModel(cfg, bad), tmp_path / "zero-row")
+        save_arrays(cfg, dict(a, **{"head.ker": np.zeros_like(ker)}), tmp_path / "zero-row")
         with pytest.raises(NaccError, match="head.ker has a row without a positive entry"):
             load_model(tmp_path / "zero-row")
-        low = dict(im.a, exp_logit=im.a["exp_logit"] // 2)
-        save_model(intref.IntModel(cfg, low), tmp_path / "low-exp")
+        low = dict(a, **{"head.exp_logit": a["head.exp_logit"] // 2})
+        save_arrays(cfg, low, tmp_path / "low-exp")
         with pytest.raises(NaccError, match=r"exp_logit\[0\] must be 2\*\*16"):
             load_model(tmp_path / "low-exp")
     else:
-        assert "head.ker" not in im.a and "head.mix.w" not in im.a
-    # the folder's format: a mix model of nacc-int-v1 (a coarser mixture) is refused, any
-    # model of an unknown format too; other v1 models load (their spec is unchanged)
+        assert "head.ker" not in a and "head.mix.w" not in a
+    # the folder's format: v3 names the arrays by field path; the same weights under the
+    # names of v2 (layers stacked) load to the same packs, with the hash of their file; a
+    # mix model of nacc-int-v1 (a coarser mixture) is refused, an unknown format too
     save_model(im, tmp_path / "fmt")
     info = json.loads((tmp_path / "fmt" / "config.json").read_text())
-    assert info["format"] == "nacc-int-v2"
-    for fmt in ("nacc-int-v1", "nacc-int-v9", None):
+    assert info["format"] == "nacc-int-v3"
+    assert load_model(tmp_path / "fmt")[0].cfg == cfg
+    old_names = v2_arrays(im)
+    for fmt in ("nacc-int-v1", "nacc-int-v2", "nacc-int-v9", None):
+        folder = tmp_path / f"fmt-{fmt}"
+        save_arrays(cfg, old_names, folder)
+        info = json.loads((folder / "config.json").read_text())
         info["format"] = fmt
-        (tmp_path / "fmt" / "config.json").write_text(json.dumps(info))
-        if fmt == "nacc-int-v1" and not cfg.mix_head:
-            assert load_model(tmp_path / "fmt")[0].cfg == cfg
+        (folder / "config.json").write_text(json.dumps(info))
+        if fmt == "nacc-int-v2" or (fmt == "nacc-int-v1" and not cfg.mix_head):
+            got, digest = load_model(folder)
+            assert got.cfg == cfg
+            assert digest == hashlib.sha256((folder / info["weights"]).read_bytes()).digest()
+            flat = packs.flatten(got.weights)
+            assert sorted(flat) == sorted(a)
+            assert all(np.array_equal(flat[k], a[k]) and flat[k].dtype == a[k].dtype
+                       for k in a)
             continue
         with pytest.raises(NaccError, match="train it again" if fmt == "nacc-int-v1"
                            else "is not one this nacc reads"):
-            load_model(tmp_path / "fmt")
+            load_model(folder)
+    # a v3 folder labelled v2 lacks the old names
+    info = json.loads((tmp_path / "fmt" / "config.json").read_text())
+    info["format"] = "nacc-int-v2"
+    (tmp_path / "fmt" / "config.json").write_text(json.dumps(info))
+    with pytest.raises(NaccError, match="lack exp_logit"):
+        load_model(tmp_path / "fmt")
 
 
 def test_mix_table_exact():
@@ -200,8 +237,8 @@ def test_mix_kernel_start_and_export():
     discounted symmetric substitution counts plus the symmetrized back-off elsewhere (hand
     computed); KERNEL_STAY / KERNEL_OTHER without counts; its export rounds 2**22 K with
     a positive entry per row."""
-    from nacc.neural.export import kernel_table
-    from nacc.neural.train import KERNEL_DISCOUNT, KERNEL_OTHER, KERNEL_STAY, kernel_start
+    from nacc.training.export import kernel_table
+    from nacc.training.train import KERNEL_DISCOUNT, KERNEL_OTHER, KERNEL_STAY, kernel_start
 
     assert KERNEL_DISCOUNT == 0.4
     # 0 stays 4 times and becomes 1 once, 1 stays twice; 2 is never a source.  No pair is
@@ -221,7 +258,7 @@ def test_mix_kernel_start_and_export():
 def test_mix_kernel_start_backs_off_through_neighbours():
     """A chain 0 - 1 - 2 of substitutions: the pair (0, 2), never seen, gets KERNEL_HOP of
     0's (and of 2's) back-off, the unrelated code 3 the rest; the start is symmetric."""
-    from nacc.neural.train import KERNEL_DISCOUNT, KERNEL_HOP, kernel_start
+    from nacc.training.train import KERNEL_DISCOUNT, KERNEL_HOP, kernel_start
 
     n = np.zeros((4, 4), np.int64)
     n[0, 1] = n[1, 2] = 2
@@ -236,8 +273,8 @@ def test_mix_kernel_start_backs_off_through_neighbours():
         b * (1 - KERNEL_HOP) / 3 + (2 * KERNEL_DISCOUNT + 1) / 3), rtol=1e-6)
 
 
-def test_thread_count_invariant(trained):
-    arch, folder, im, vids, _ = trained
+def test_thread_count_invariant(model):
+    arch, folder, im, vids = model
     pred = get(arch)(V, SHAPE, model=str(folder))
     n = numba.get_num_threads()
     try:
@@ -249,12 +286,12 @@ def test_thread_count_invariant(trained):
 
 
 def test_quantization_cost_small(trained):
-    _, _, _, _, stats = trained
+    _, stats = trained
     assert abs(stats["val_bits_int"] - stats["val_bits_float"]) < 0.03 * stats["val_bits_float"]
 
 
-def test_model_folder_hash(trained, tmp_path):
-    arch, folder, im, _, _ = trained
+def test_model_folder_hash(model, tmp_path):
+    arch, folder, im, _ = model
     pred = get(arch)(V, SHAPE, model=str(folder))
     info = json.loads((folder / "config.json").read_text())
     data = (folder / info["weights"]).read_bytes()
@@ -329,8 +366,8 @@ def test_table_param_groups():
     table_lr_mult 1 with Adam's own eps 1e-8 keeps one group."""
     import torch
 
-    from nacc.neural.model import NeuralModel
-    from nacc.neural.train import _param_groups
+    from nacc.training.model import NeuralModel
+    from nacc.training.train import _param_groups
 
     cfg = make_config("lstm", V, SHAPE, preset="tiny", subst=True, subst_emb=2, copy_bias=True)
     model = NeuralModel(cfg)
@@ -435,8 +472,8 @@ def test_subst_embedding_bag_and_low_rank_export():
     import torch
     import torch.nn.functional as tF
 
-    from nacc.neural.export import export_linear
-    from nacc.neural.model import NeuralModel, _scales
+    from nacc.training.export import export_linear
+    from nacc.training.model import NeuralModel, _scales
 
     cfg = make_config("transformer", V, SHAPE, preset="tiny", subst=True, subst_emb=4)
     m = NeuralModel(cfg)
@@ -456,7 +493,7 @@ def test_subst_embedding_bag_and_low_rank_export():
     m.set_qat(True)
     im = export(m)
     wq, _, _, _ = export_linear(m.head.sub, np.full(V, m.head.fq_g.scale), 2.0**-cfg.logit_frac)
-    assert np.array_equal(im.a["head.sub.w"], wq)
+    assert im.head.sub is not None and np.array_equal(im.head.sub.w, wq)
 
 
 SHIPPED = sorted((Path(__file__).resolve().parent.parent / "models").glob("commavq-dev-*"))
@@ -516,7 +553,7 @@ def test_substitution_counts_exact():
     """Counts of (source, token) pairs: the previous frame at the frame's best shift, and
     the left / upper neighbours of tokens that are not a copy; a hand-checked case, then
     the vectorised count against the token-by-token one on synthetic videos."""
-    from nacc.neural.train import substitution_counts
+    from nacc.training.train import substitution_counts
 
     f0 = np.array([[0, 1, 2], [3, 4, 5]])
     f1 = np.array([[6, 0, 1], [7, 3, 4]])  # f0 moved right (shift (0, -1)) plus new codes
@@ -565,7 +602,7 @@ def test_copy_counts_exact():
     """(previous-frame source, token) counts: stays on the diagonal, substitutions off it
     unless the token equals its left or upper neighbour; a hand-checked case, then the
     vectorised count against the token-by-token one on synthetic videos."""
-    from nacc.neural.train import copy_counts
+    from nacc.training.train import copy_counts
 
     f0 = np.array([[0, 1, 2], [3, 4, 5]])
     f1 = np.array([[6, 0, 1], [7, 3, 4]])  # f0 moved right (shift (0, -1)) plus new codes
@@ -587,7 +624,7 @@ def test_copy_counts_exact():
 def test_substitution_prior_keeps_clear_pairs():
     """Only pairs met clearly more often than independence predicts get a value, the
     smoothed log ratio log((n + 1) / (E + 1)); the rest, and the diagonal, are 0."""
-    from nacc.neural.train import substitution_prior
+    from nacc.training.train import substitution_prior
 
     c = np.full((6, 6), 4, np.int64)
     np.fill_diagonal(c, 0)
@@ -603,8 +640,8 @@ def test_substitution_prior_keeps_clear_pairs():
 def test_train_subst_init_starts_from_corpus_pairs():
     """With subst_init the full table starts at subst_init x substitution_prior of the
     training videos (lr 0 keeps it there); 0 leaves it at zero."""
-    from nacc.neural.model import NeuralModel  # noqa: F401  (torch)
-    from nacc.neural.train import split_corpus, substitution_counts, substitution_prior
+    from nacc.training.model import NeuralModel  # noqa: F401  (torch)
+    from nacc.training.train import split_corpus, substitution_counts, substitution_prior
 
     cfg = make_config("lstm", V, SHAPE, preset="tiny", subst=True)
     vids = synth.corpus(4, (10, *SHAPE), 3, synth.SynthConfig(vocab=V, p_sub=0.6))
@@ -620,7 +657,7 @@ def test_train_subst_init_starts_from_corpus_pairs():
 def test_train_mix_kernel_starts_from_copy_counts():
     """The mixture head's kernel starts at kernel_start(copy_counts) of the training videos
     (lr 0 keeps it there); subst_init 0 leaves it at the constant start."""
-    from nacc.neural.train import copy_counts, kernel_start, split_corpus
+    from nacc.training.train import copy_counts, kernel_start, split_corpus
 
     cfg = make_config("lstm", V, SHAPE, preset="tiny", mix_head=True, subst_emb=2)
     vids = synth.corpus(4, (10, *SHAPE), 3, synth.SynthConfig(vocab=V, p_sub=0.6))

@@ -65,7 +65,10 @@ RELEASED = ["cm", "lstm", "prevframe", "transformer", "uniform"]
 
 
 def test_registry_names_are_stable():
-    assert set(RELEASED) <= set(available())
+    """Names recorded in archives never disappear (new predictors only add names)."""
+    names = available()
+    assert names == sorted(names)
+    assert set(RELEASED) <= set(names)
     assert MODEL_FREE == ["cm", "prevframe", "uniform"]
     with pytest.raises(NaccError, match="unknown predictor 'nope'"):
         get("nope")

@@ -129,15 +129,15 @@ def train(data, arch, out, steps, batch_size, clip_len, lr, table_lr_mult, table
     and write an integer model folder, used as `--predictor ARCH --model OUT`.
 
     The defaults are meant to be used as they are: the arch's preset with every head option
-    on, and training until the validation stops improving (see `nacc.neural.train`).  In
+    on, and training until the validation stops improving (see `nacc.training.train`).  In
     brackets: the default of the arch's preset (the `tiny` preset has the head options off).
     """
     torch = need_torch("train")
 
     from nacc.neural.config import ModelConfig, make_config
-    from nacc.neural.datasets import Segments
-    from nacc.neural.train import TrainConfig
-    from nacc.neural.train import train as run
+    from nacc.training.datasets import Segments
+    from nacc.training.train import TrainConfig
+    from nacc.training.train import train as run
 
     if device == "cuda" and not torch.cuda.is_available():
         raise click.UsageError("--device cuda: no CUDA device available")

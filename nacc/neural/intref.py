@@ -1,7 +1,8 @@
 """Integer inference spec of the neural predictors, and its pure-numpy reference.
 
-Everything below is integer arithmetic on the arrays of the exported weights file (see
-``nacc.neural.export``); no float ever decides a table.  ``nacc.kernels.cpu.neural``
+Everything below is integer arithmetic on the model's weight packs (``nacc.neural.packs``:
+each array named by its field, e.g. ``head.l1`` is the pack ``Lin(w, b, m, s)``); no float
+ever decides a table.  ``nacc.kernels.cpu.neural``
 implements the same spec with numba; the tests assert both give identical tables.
 
 Primitives (all intermediate values exact in int64; every accumulator is bounded by
@@ -119,6 +120,7 @@ from nacc.neural.config import (
     PREV_CANDIDATES,
     ModelConfig,
 )
+from nacc.neural.packs import LSTM, Head, Transformer, Weights
 
 I64 = np.int64
 
@@ -190,21 +192,33 @@ def table(z, exp, precision):
 
 
 class IntModel:
-    """An exported integer model: config plus named integer arrays (see export)."""
+    """An integer model: its config and its weight packs (``nacc.neural.packs.Weights``)."""
 
-    def __init__(self, cfg: ModelConfig, arrays: dict):
+    def __init__(self, cfg: ModelConfig, weights: Weights):
         self.cfg = cfg
-        self.a = {k: np.asarray(v) for k, v in arrays.items()}
+        self.weights = weights
+
+    @property
+    def head(self) -> Head:
+        return self.weights.head
+
+    @property
+    def tf(self) -> Transformer:
+        """The transformer frame pass (a transformer model)."""
+        assert isinstance(self.weights.frame, Transformer)
+        return self.weights.frame
+
+    @property
+    def lstm(self) -> LSTM:
+        """The lstm frame pass (an lstm model)."""
+        assert isinstance(self.weights.frame, LSTM)
+        return self.weights.frame
 
     def copy_bias(self) -> np.ndarray:
         """int64 [V]: the head's per-code copy term (zeros when the config has none)."""
-        if self.cfg.copy_bias:
-            return self.a["head.cb"].astype(I64)
+        if self.cfg.copy_bias and self.head.cb is not None:
+            return self.head.cb.astype(I64)
         return np.zeros(self.cfg.vocab, I64)
-
-    def lin(self, name, l=None):
-        g = (lambda k: self.a[f"{name}.{k}"]) if l is None else (lambda k: self.a[f"{name}.{k}"][l])
-        return (g("w"), g("b"), g("m"), g("s"))
 
 
 # ----------------------------------------------------------------------------- head
@@ -269,25 +283,27 @@ def _logit_units(u, p):
 def head_hidden(m: IntModel, f, nb, match):
     """The head's hidden layer u int64 [N, head_hidden] from f: int [N, D] frame features,
     nb: int [N, 6] neighbour tokens, match: int [N, 18 (+ 22 motion counts)]."""
-    eh = m.a["head.emb"].astype(I64)[nb].reshape(*nb.shape[:-1], -1)
+    eh = m.head.emb.astype(I64)[nb].reshape(*nb.shape[:-1], -1)
     x = np.concatenate([f.astype(I64), eh, match], -1)
-    return lin(x, m.lin("head.l1"), m.a["head.act"])
+    return lin(x, m.head.l1, m.head.act)
 
 
 def head_logits(m: IntModel, u, nb, prev):
     """u: int [N, head_hidden] the head's hidden layer (head_hidden); nb: int [N, 6]
     neighbour tokens; prev: int [N, 9] previous-frame candidates -> z int64 [N, V]."""
-    z = _logit_units(u, m.lin("head.l2"))
-    bonus = _logit_units(u, m.lin("head.cp"))
+    hd = m.head
+    z = _logit_units(u, hd.l2)
+    bonus = _logit_units(u, hd.cp)
     cand = np.concatenate([nb, prev], -1)
     v = z.shape[-1]
     rows = np.arange(len(z))
     if m.cfg.subst:
-        g = lin(u, m.lin("head.sg"))
+        assert hd.sg is not None and hd.sub is not None
+        g = lin(u, hd.sg)
         gated = np.zeros((len(z), v + 1), I64)  # gated sum of the candidates' one-hots
         for j in range(cand.shape[1]):
             np.add.at(gated, (rows, cand[:, j]), g[:, j])
-        sub = (m.a["head.sub.w"], np.zeros(v, I64), m.a["head.sub.m"], m.a["head.sub.s"])
+        sub = (hd.sub.w, np.zeros(v, I64), hd.sub.m, hd.sub.s)
         z = z + _logit_units(gated[:, :v], sub)
     cb = np.concatenate([m.copy_bias(), np.zeros(1, I64)])
     ext = np.concatenate([z, np.zeros((len(z), 1), I64)], -1)
@@ -306,7 +322,7 @@ def head_logits(m: IntModel, u, nb, prev):
 # ----------------------------------------------------------------------------- frames
 def transformer_features(m: IntModel, video):
     """F for every frame of video (T, H, W) -> int64 (T, H*W, D)."""
-    cfg, a = m.cfg, m.a
+    cfg, tf = m.cfg, m.tf
     t_n, h, w = video.shape
     k, r, d, nh = cfg.k_frames, cfg.radius, cfg.d_model, cfg.n_heads
     dh = d // nh
@@ -314,32 +330,32 @@ def transformer_features(m: IntModel, video):
     xp = np.concatenate([np.full((k, h, w), cfg.pad, I64), video.astype(I64)]).reshape(k + t_n, hw)
     prev = xp[k - 1:k - 1 + t_n]
     yy, xx = np.divmod(np.arange(hw), w)
-    q0 = np.concatenate([a["tf.emb_q"].astype(I64)[prev],
-                         np.broadcast_to(a["tf.row"].astype(I64)[yy], (t_n, hw, cfg.pos_emb)),
-                         np.broadcast_to(a["tf.col"].astype(I64)[xx], (t_n, hw, cfg.pos_emb))], -1)
-    s = lin(q0, m.lin("tf.in"))
-    ec = a["tf.emb_ctx"].astype(I64)[xp]  # (k+T, hw, E)
+    q0 = np.concatenate([tf.emb_q.astype(I64)[prev],
+                         np.broadcast_to(tf.row.astype(I64)[yy], (t_n, hw, cfg.pos_emb)),
+                         np.broadcast_to(tf.col.astype(I64)[xx], (t_n, hw, cfg.pos_emb))], -1)
+    s = lin(q0, tf.inp)
+    ec = tf.emb_ctx.astype(I64)[xp]  # (k+T, hw, E)
     dy = yy[None, :] - yy[:, None]
     dx = xx[None, :] - xx[:, None]
     valid = (np.abs(dy) <= r) & (np.abs(dx) <= r)  # (query, key)
     iy, ix = np.clip(dy + r, 0, 2 * r), np.clip(dx + r, 0, 2 * r)
-    expa = a["exp_att"].astype(I64)
-    for l in range(cfg.n_layers):
-        at = lin(layer_norm(s, a["tf.ln1.g"][l], a["tf.ln1.b"][l]), m.lin("tf.q", l))
-        kc = lin(ec, m.lin("tf.k", l))
-        vc = lin(ec, m.lin("tf.v", l))
+    expa = tf.exp_att.astype(I64)
+    for ly in tf.layers:
+        at = lin(layer_norm(s, *ly.ln1), ly.q)
+        kc = lin(ec, ly.k)
+        vc = lin(ec, ly.v)
         o = np.empty((t_n, hw, d), I64)
         for hd in range(nh):
             sl = slice(hd * dh, (hd + 1) * dh)
-            bias = (a["tf.bt"][l, hd][None, :, None].astype(I64)
-                    + (a["tf.by"][l, hd][iy] + a["tf.bx"][l, hd][ix])[:, None, :])  # (hw, k, hw)
+            bias = (ly.bt[hd][None, :, None].astype(I64)
+                    + (ly.by[hd][iy] + ly.bx[hd][ix])[:, None, :])  # (hw, k, hw)
             scores = []
             vals = []
             for dt in range(1, k + 1):
                 kk = kc[k - dt:k - dt + t_n, :, sl]
                 raw = np.einsum("tpi,tqi->tpq", at[:, :, sl].astype(np.float64),
                                 kk.astype(np.float64))
-                sc = rq(np.rint(raw).astype(I64), a["tf.att.m"][l], a["tf.att.s"][l])
+                sc = rq(np.rint(raw).astype(I64), ly.att.m, ly.att.s)
                 scores.append(sc + bias[None, :, dt - 1, :])
                 vals.append(vc[k - dt:k - dt + t_n, :, sl])
             sc = np.concatenate(scores, -1)  # (T, hw, k*hw)
@@ -351,11 +367,10 @@ def transformer_features(m: IntModel, video):
                                     vv.astype(np.float64))).astype(I64)
             z = wgt.sum(-1, keepdims=True)
             o[:, :, sl] = clamp8((2 * num + z) // (2 * z))
-        s = add(s, lin(o, m.lin("tf.o", l)), a["tf.add1"][l])
-        u = lin(layer_norm(s, a["tf.ln2.g"][l], a["tf.ln2.b"][l]), m.lin("tf.f1", l),
-                a["tf.act"][l])
-        s = add(s, lin(u, m.lin("tf.f2", l)), a["tf.add2"][l])
-    return layer_norm(s, a["tf.lnf.g"], a["tf.lnf.b"])
+        s = add(s, lin(o, ly.o), ly.add1)
+        u = lin(layer_norm(s, *ly.ln2), ly.f1, ly.act)
+        s = add(s, lin(u, ly.f2), ly.add2)
+    return layer_norm(s, *tf.lnf)
 
 
 def lstm_window(m: IntModel, video, t):
@@ -363,7 +378,7 @@ def lstm_window(m: IntModel, video, t):
     cfg = m.cfg
     _, h, w = video.shape
     r = cfg.radius
-    emb = m.a["ls.emb"].astype(I64)
+    emb = m.lstm.emb.astype(I64)
     parts = []
     for dt, dy, dx in cfg.window_offsets():
         tok = np.full((h, w), cfg.pad, I64)
@@ -377,8 +392,8 @@ def lstm_window(m: IntModel, video, t):
 
 def lstm_step(m: IntModel, win, hs, cs):
     d = m.cfg.d_model
-    g = lin(np.concatenate([win, hs], -1), m.lin("ls.gates"))
-    sig, tnh = m.a["ls.sig"].astype(I64), m.a["ls.tanh"].astype(I64)
+    g = lin(np.concatenate([win, hs], -1), m.lstm.gates)
+    sig, tnh = m.lstm.sig.astype(I64), m.lstm.tanh.astype(I64)
     i, f, gg, o = (g[:, j * d:(j + 1) * d] for j in range(4))
     i, f, o, gg = sig[i + 128], sig[f + 128], sig[o + 128], tnh[gg + 128]
     cs = np.clip(((f * cs + 64) >> 7) + ((i * gg + 8) >> 4), -(1 << 15), (1 << 15) - 1)
@@ -419,13 +434,14 @@ def all_tables(m: IntModel, video, frames=None):
     for t in frames:
         u = head_hidden(m, f[t], nb[t], mt[t])
         z = head_logits(m, u, nb[t], pv[t])
+        hd = m.head
         if m.cfg.mix_head:
-            y = _logit_units(u, m.lin("head.mix"))
+            assert hd.mix is not None and hd.ker is not None
+            y = _logit_units(u, hd.mix)
             cand = np.concatenate([nb[t], pv[t]], -1)
-            out.append(mix_table(z, y, cand, m.a["head.ker"], m.a["exp_logit"], m.cfg.precision,
-                                 m.cfg.pad))
+            out.append(mix_table(z, y, cand, hd.ker, hd.exp_logit, m.cfg.precision, m.cfg.pad))
         else:
-            out.append(table(z, m.a["exp_logit"], m.cfg.precision))
+            out.append(table(z, hd.exp_logit, m.cfg.precision))
     return np.stack(out)
 
 

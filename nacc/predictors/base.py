@@ -145,6 +145,9 @@ class Predictor(abc.ABC):
     order = None
     # lanes the predictor wants per intervals_lanes / decode_lanes call (1: no batching)
     lane_batch: int = 1
+    # the predictor's kernels per compute backend (``nacc.kernels.BACKENDS``): backend name
+    # -> module that registers its drivers when imported; {} = CPU only
+    kernels: ClassVar[dict[str, str]] = {}
 
     def __init__(self, vocab: int, frame_shape: tuple[int, int]):
         if not 2 <= int(vocab) <= MAX_VOCAB:

@@ -341,6 +341,7 @@ class _CmStepper(Stepper):
 @register
 class CM(Predictor):
     name = "cm"
+    kernels = {"triton": "nacc.kernels.triton.drivers"}
     precision = PRECISION
 
     def __init__(self, vocab: int, frame_shape: tuple[int, int], prior: str = "default",

@@ -40,6 +40,7 @@ class _NeuralStepper(Stepper):
         self.K = K
         self.p = pred
         self.w = K.pack(pred.im)
+        self.dims = K.dims(pred.cfg)
         h, w = pred.frame_shape
         self.frames: list[np.ndarray] = []
         self.frame_no = 0  # frames fully decoded
@@ -49,26 +50,22 @@ class _NeuralStepper(Stepper):
         self.feat = np.empty_like(self.hs)
         self.tab = np.empty(pred.vocab, np.int32)
         self.mot = np.zeros(20, np.int64)  # motion counts, carried across frames
-        head = self.w[2]
-        self.bufs = (np.empty(head[1].shape[0], np.int64), np.empty(head[1].shape[1], np.int64),
-                     np.empty(pred.vocab, np.int64))
+        head = self.w.head
+        self.bufs = K._head_bufs(head, pred.vocab)
 
     def table(self) -> np.ndarray:
         p, K = self.p, self.K
-        tw, lw, hw, sw = self.w
         h, w = p.frame_shape
         if self.i == 0:  # frame start: the frame-level pass over the last K frames
             self.t = len(self.frames)  # at most K (older frames are dropped)
             self.video = np.zeros((self.t + 1, h, w), np.int32)
             if self.t:
                 self.video[:self.t] = np.stack(self.frames)
-            K._frame_feats(self.video, self.t, p.arch_id, p.cfg.k_frames, p.cfg.radius,
-                           p.cfg.n_heads, p.cfg.pad, tw, lw, self.hs, self.cs, self.feat)
+            K._frame_feats(self.video, self.t, self.dims, self.w, self.hs, self.cs, self.feat)
             K.motion_start(self.mot, self.frame_no, h * w)
         y, x = divmod(self.i, w)
-        K.head_table(self.video, self.t, y, x, self.feat[self.i], hw, sw, self.mot,
-                     p.cfg.motion_clamp, p.cfg.subst, p.cfg.pad, p.precision, *self.bufs,
-                     self.tab)
+        K.head_table(self.video, self.t, y, x, self.feat[self.i], self.w.head, self.mot,
+                     self.dims, self.bufs, self.tab)
         return self.tab.copy()
 
     def push(self, symbol: int) -> None:
@@ -86,6 +83,7 @@ class _NeuralStepper(Stepper):
 
 class _Neural(Predictor):
     arch: str
+    kernels = {"triton": "nacc.kernels.triton.neural"}
     lane_batch = LANE_BATCH
 
     def __init__(self, vocab, frame_shape, model: str):

@@ -53,6 +53,7 @@ class _PrevFrameStepper(Stepper):
 @register
 class PrevFrame(Predictor):
     name = "prevframe"
+    kernels = {"triton": "nacc.kernels.triton.drivers"}
     precision = K.PRECISION
 
     @property

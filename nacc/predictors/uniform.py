@@ -34,6 +34,7 @@ class _UniformStepper(Stepper):
 @register
 class Uniform(Predictor):
     name = "uniform"
+    kernels = {"triton": "nacc.kernels.triton.drivers"}
 
     def tables(self, tokens: np.ndarray) -> Iterator[np.ndarray]:
         row = uniform_table(self.vocab, self.precision)

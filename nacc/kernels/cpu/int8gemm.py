@@ -14,6 +14,7 @@ host (and numba's target) has the instructions; callers use a float product othe
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import numba as nb
 import numpy as np
@@ -149,6 +150,14 @@ def matmul_into(xu, wp, k4, n16, corr, out):
         r += nr
 
 
+class Int8Weights(NamedTuple):
+    """Packed weights as numba kernels take them (``matmul_into``'s weight arguments)."""
+    wp: np.ndarray          # int8, see ``Packed``
+    k4: int
+    n16: int
+    corr: np.ndarray        # int32 (16 * n16,)
+
+
 class Packed:
     """An int8 (K, N) weight matrix packed for ``matmul``."""
 
@@ -168,6 +177,11 @@ class Packed:
             pad.reshape(self.k4, 4, self.n16, 16).transpose(2, 0, 3, 1).astype(np.int8)
         ).reshape(-1)
         self.corr = (128 * pad.sum(axis=0)).astype(np.int32)
+
+    @property
+    def weights(self) -> Int8Weights:
+        """The packed weights as one argument for numba kernels."""
+        return Int8Weights(self.wp, self.k4, self.n16, self.corr)
 
     def input(self, rows: int) -> np.ndarray:
         """A zeroed uint8 (rows, 4 * k4) input buffer (fill ``[:, :K]`` with x + 128)."""

@@ -2,27 +2,54 @@
 
 Same spec as the numpy reference, written as loops: a frame-level pass per frame
 (``tf_frame`` / ``lstm_frame``) and a token-level head per token (``head_table``), fused
-with rANS in ``encode_intervals`` and ``decode``.  The head's motion counts travel as one
+with rANS in ``encode_intervals`` and ``decode``. The head's motion counts travel as one
 int64[20] row per token (``cur_0..8, n_cur, prv_0..8, n_prv``): ``frame_motion`` computes
 the rows of a whole coded frame, the decoders carry one row with ``motion_start`` at each
-frame start and ``motion_push`` after each token.  All arithmetic is int64 on values that
+frame start and ``motion_push`` after each token. All arithmetic is int64 on values that
 the spec bounds below 2**31 where it says int32, so results are identical to the reference
-for any batching or thread count.  Weights come as three tuples of arrays built by
-``pack`` (fixed order; weight matrices transposed to (K, N) so that the int32 accumulation
-loops run over contiguous outputs), plus a fourth for the head's optional substitution
-table.  The integer primitives ``_rq``, ``_c8``, ``_isqrt`` and ``_first_slot`` also serve
-the batched kernels of ``nacc.kernels.cpu.neural_lanes``.
+for any batching or thread count. Weights come as the packs of ``nacc.neural.packs``
+converted by ``pack`` (a ``KernelModel``: weight matrices transposed to (K, N) so that the
+int32 accumulation loops run over contiguous outputs; a transformer's layers a tuple of
+layer packs that the kernel iterates); the model's sizes and switches as one ``Dims``
+(``dims``). The integer primitives ``_rq``,
+``_c8``, ``_isqrt`` and ``_first_slot`` also serve the batched kernels of
+``nacc.kernels.cpu.neural_lanes``.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numba as nb
 import numpy as np
 
 from nacc.kernels.cpu import rans
 from nacc.neural.config import HEAD_NEIGHBOURS, LOGIT_CLAMP, MIX_BITS
+from nacc.neural.packs import LSTM, Head, Lin, Norm, Requant, Subst, TfLayer, Transformer
 
 NB_DY = np.array([dy for dy, _ in HEAD_NEIGHBOURS], np.int64)
 NB_DX = np.array([dx for _, dx in HEAD_NEIGHBOURS], np.int64)
+
+
+class Dims(NamedTuple):
+    """The sizes and switches of a model that the kernels read (from its ``ModelConfig``)."""
+    arch: int               # 0 transformer, 1 lstm
+    k: int                  # k_frames
+    r: int                  # radius
+    nh: int                 # n_heads
+    pad: int
+    precision: int
+    mclamp: int             # motion_clamp
+    subst: bool
+    copy_max: bool
+    mix: bool               # mix_head
+    d: int                  # d_model
+
+
+def dims(cfg) -> Dims:
+    """``Dims`` of a ``ModelConfig``."""
+    return Dims(0 if cfg.arch == "transformer" else 1, int(cfg.k_frames), int(cfg.radius),
+                int(cfg.n_heads), int(cfg.pad), int(cfg.precision), int(cfg.motion_clamp),
+                bool(cfg.subst), bool(cfg.copy_max), bool(cfg.mix_head), int(cfg.d_model))
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -50,8 +77,9 @@ def _acc(x, wt, b, acc):
 
 
 @nb.njit(cache=True, nogil=True)
-def _lin(x, wt, b, m, s, out):
-    """out = clamp8(rq(W x + b))."""
+def _lin(x, p, out):
+    """out = clamp8(rq(W x + b)) of a kernel ``Lin`` pack ``p`` (w transposed)."""
+    wt, b, m, s = p
     n_out = wt.shape[1]
     acc = np.empty(n_out, np.int32)
     _acc(x, wt, b, acc)
@@ -60,8 +88,9 @@ def _lin(x, wt, b, m, s, out):
 
 
 @nb.njit(cache=True, nogil=True)
-def _logit_lin(x, wt, b, m, s, out):
+def _logit_lin(x, p, out):
     """out = clamp(rq(W x + b), -LOGIT_CLAMP, LOGIT_CLAMP): a LIN in logit units (int64)."""
+    wt, b, m, s = p
     n_out = wt.shape[1]
     acc = np.empty(n_out, np.int32)
     _acc(x, wt, b, acc)
@@ -91,7 +120,8 @@ def _isqrt(n):
 
 
 @nb.njit(cache=True, nogil=True)
-def _ln(x, g, b, out):
+def _ln(x, nrm, out):
+    g, b = nrm
     d = x.shape[0]
     sm = np.int64(0)
     for i in range(d):
@@ -197,13 +227,14 @@ def _count_features(mot, off, clamp, xin, base):
 
 
 @nb.njit(cache=True, nogil=True)
-def head_table(video, t, y, x, feat, hw, sw, mot, mclamp, subst, pad, precision, xin, u, z,
-               out):
+def head_table(video, t, y, x, feat, hd, mot, dm, bufs, out):
     """Table of the token at (t, y, x) of ``video`` (only frame t-1 and the causal part of
     frame t are read) given its frame features ``feat`` (int64[D]) and motion row ``mot``
-    (read when ``mclamp > 0``); ``subst``: apply the substitution table ``sw``."""
-    (emb, w1, b1, m1, s1, act, w2, b2, m2, s2, expt, cw, cb, cm, cs, cbias, flags,
-     xw, xb, xm, xs, ker) = hw
+    (read when ``dm.mclamp > 0``); ``hd`` the head's kernel pack (``pack``); ``bufs`` =
+    (xin, u, z) int64 scratch of the head's input, hidden and vocabulary sizes."""
+    mclamp, pad, precision = dm.mclamp, dm.pad, dm.precision
+    xin, u, z = bufs
+    emb, act, expt, cbias = hd.emb, hd.act, hd.exp_logit, hd.cb
     _, h, w = video.shape
     d = feat.shape[0]
     e = emb.shape[1]
@@ -249,20 +280,20 @@ def head_table(video, t, y, x, feat, hw, sw, mot, mclamp, subst, pad, precision,
     if mclamp > 0:
         _count_features(mot, 0, mclamp, xin, base + 18)
         _count_features(mot, 10, mclamp, xin, base + 29)
-    _lin(xin, w1, b1, m1, s1, u)
+    _lin(xin, hd.l1, u)
     for i in range(u.shape[0]):
         u[i] = act[u[i] + 128]
-    _logit_lin(u, w2, b2, m2, s2, z)
-    n_c = cw.shape[1]
-    if subst:
-        _substitute(u, cand, pad, sw, z)
+    _logit_lin(u, hd.l2, z)
+    n_c = hd.cp.w.shape[1]
+    if dm.subst:
+        _substitute(u, cand, pad, hd.sg, hd.sub, z)
     bon = np.empty(n_c, np.int64)
-    _logit_lin(u, cw, cb, cm, cs, bon)
+    _logit_lin(u, hd.cp, bon)
     for j in range(n_c):
         sc = cand[j]
         if sc == pad:
             continue
-        if flags[0] == 0:
+        if not dm.copy_max:
             z[sc] += bon[j] + cbias[sc]
             continue
         if _first_slot(cand, j):  # copy_max: the first slot holding sc adds its largest bonus
@@ -271,12 +302,12 @@ def head_table(video, t, y, x, feat, hw, sw, mot, mclamp, subst, pad, precision,
                 if cand[k] == sc and bon[k] > best:
                     best = bon[k]
             z[sc] += best + cbias[sc]
-    if flags[1] == 0:
+    if not dm.mix:
         table_from_logits(z, expt, precision, out)
         return
-    ymix = np.empty(xw.shape[1], np.int64)
-    _logit_lin(u, xw, xb, xm, xs, ymix)
-    mix_table(z, ymix, cand, pad, ker, expt, precision, np.empty(z.shape[0], np.int64), out)
+    ymix = np.empty(hd.mix.w.shape[1], np.int64)
+    _logit_lin(u, hd.mix, ymix)
+    mix_table(z, ymix, cand, pad, hd.ker, expt, precision, np.empty(z.shape[0], np.int64), out)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -331,12 +362,12 @@ def mix_table(z, ymix, cand, pad, ker, expt, precision, mix, out):
 
 
 @nb.njit(cache=True, nogil=True)
-def _substitute(u, cand, pad, sw, z):
+def _substitute(u, cand, pad, sg, sub, z):
     """z[v] += rq(sum_j g[j] SUB[v, cand[j]]) with gates g = LIN(u; head.sg)."""
-    g_w, g_b, g_m, g_s, sub_t, sub_m, sub_s = sw
-    n_c = g_w.shape[1]
+    sub_t, sub_m, sub_s = sub
+    n_c = sg.w.shape[1]
     g = np.empty(n_c, np.int64)
-    _lin(u, g_w, g_b, g_m, g_s, g)
+    _lin(u, sg, g)
     vocab = z.shape[0]
     acc = np.zeros(vocab, np.int64)
     for j in range(n_c):
@@ -350,17 +381,13 @@ def _substitute(u, cand, pad, sw, z):
 
 
 @nb.njit(cache=True, nogil=True)
-def tf_frame(video, t, k, r, nh, pad, tw, feat):
+def tf_frame(video, t, k, r, nh, pad, tf, feat):
     """Transformer frame-level features of frame t (needs frames < t of video) -> feat
-    int64[H*W, D]."""
-    (emb_q, row, col, in_w, in_b, in_m, in_s, emb_c, ln1g, ln1b, q_w, q_b, q_m, q_s,
-     k_w, k_b, k_m, k_s, v_w, v_b, v_m, v_s, att_m, att_s, bt, by, bx, expa,
-     o_w, o_b, o_m, o_s, add1, ln2g, ln2b, f1_w, f1_b, f1_m, f1_s, act, f2_w, f2_b, f2_m, f2_s,
-     add2, lnfg, lnfb) = tw
+    int64[H*W, D]; ``tf`` the kernel pack of ``pack`` (its layers a tuple of packs)."""
+    emb_q, row, col, emb_c, expa = tf.emb_q, tf.row, tf.col, tf.emb_ctx, tf.exp_att
     _, h, w = video.shape
     hw = h * w
-    n_layers = q_w.shape[0]
-    d = q_w.shape[2]
+    d = tf.inp.w.shape[1]
     e = emb_c.shape[1]
     dh = d // nh
     pe = row.shape[1]
@@ -375,7 +402,7 @@ def tf_frame(video, t, k, r, nh, pad, tw, feat):
         for i in range(pe):
             xin[e + i] = row[y, i]
             xin[e + pe + i] = col[x, i]
-        _lin(xin, in_w, in_b, in_m, in_s, s[p])
+        _lin(xin, tf.inp, s[p])
     kc = np.empty((k, hw, d), np.int64)
     vc = np.empty((k, hw, d), np.int64)
     ein = np.empty(e, np.int64)
@@ -383,26 +410,26 @@ def tf_frame(video, t, k, r, nh, pad, tw, feat):
     qv = np.empty(d, np.int64)
     o = np.empty(d, np.int64)
     tmp = np.empty(d, np.int64)
-    dff = f1_w.shape[2]
+    dff = tf.layers[0].f1.w.shape[1]
     u = np.empty(dff, np.int64)
     nwin = k * (2 * r + 1) * (2 * r + 1)
     sc = np.empty(nwin, np.int64)
     wt = np.empty(nwin, np.int64)
     js = np.empty(nwin, np.int64)
     n_e = expa.shape[0]
-    for l in range(n_layers):
+    for ly in tf.layers:
         for dt in range(1, k + 1):
             for p in range(hw):
                 tok = pad if t - dt < 0 else video[t - dt, p // w, p % w]
                 for i in range(e):
                     ein[i] = emb_c[tok, i]
-                _lin(ein, k_w[l], k_b[l], k_m[l], k_s[l], kc[dt - 1, p])
-                _lin(ein, v_w[l], v_b[l], v_m[l], v_s[l], vc[dt - 1, p])
+                _lin(ein, ly.k, kc[dt - 1, p])
+                _lin(ein, ly.v, vc[dt - 1, p])
         for p in range(hw):
             y = p // w
             x = p % w
-            _ln(s[p], ln1g[l], ln1b[l], a)
-            _lin(a, q_w[l], q_b[l], q_m[l], q_s[l], qv)
+            _ln(s[p], ly.ln1, a)
+            _lin(a, ly.q, qv)
             for hd in range(nh):
                 nj = 0
                 smax = np.int64(-(1 << 62))
@@ -413,9 +440,9 @@ def tf_frame(video, t, k, r, nh, pad, tw, feat):
                             acc = np.int64(0)
                             for i in range(hd * dh, (hd + 1) * dh):
                                 acc += qv[i] * kc[dt - 1, pp, i]
-                            v = (_rq(acc, np.int64(att_m[l]), np.int64(att_s[l]))
-                                 + bt[l, hd, dt - 1] + by[l, hd, yy - y + r]
-                                 + bx[l, hd, xx - x + r])
+                            v = (_rq(acc, np.int64(ly.att.m), np.int64(ly.att.s))
+                                 + ly.bt[hd, dt - 1] + ly.by[hd, yy - y + r]
+                                 + ly.bx[hd, xx - x + r])
                             sc[nj] = v
                             js[nj] = (dt - 1) * hw + pp
                             if v > smax:
@@ -430,23 +457,23 @@ def tf_frame(video, t, k, r, nh, pad, tw, feat):
                     for j in range(nj):
                         num += wt[j] * vc[js[j] // hw, js[j] % hw, i]
                     o[i] = _c8((2 * num + z) // (2 * z))
-            _lin(o, o_w[l], o_b[l], o_m[l], o_s[l], tmp)
-            _add(s[p], tmp, add1[l], s[p])
-            _ln(s[p], ln2g[l], ln2b[l], a)
-            _lin(a, f1_w[l], f1_b[l], f1_m[l], f1_s[l], u)
+            _lin(o, ly.o, tmp)
+            _add(s[p], tmp, ly.add1, s[p])
+            _ln(s[p], ly.ln2, a)
+            _lin(a, ly.f1, u)
             for i in range(dff):
-                u[i] = act[l, u[i] + 128]
-            _lin(u, f2_w[l], f2_b[l], f2_m[l], f2_s[l], tmp)
-            _add(s[p], tmp, add2[l], s[p])
+                u[i] = ly.act[u[i] + 128]
+            _lin(u, ly.f2, tmp)
+            _add(s[p], tmp, ly.add2, s[p])
     for p in range(hw):
-        _ln(s[p], lnfg, lnfb, feat[p])
+        _ln(s[p], tf.lnf, feat[p])
 
 
 @nb.njit(cache=True, nogil=True)
-def lstm_frame(video, t, k, r, pad, lw, hs, cs, feat):
+def lstm_frame(video, t, k, r, pad, lp, hs, cs, feat):
     """LSTM frame-level step for frame t: updates state (hs, cs int64[H*W, D]) and writes
-    feat = hs."""
-    emb, g_w, g_b, g_m, g_s, sig, tnh = lw
+    feat = hs; ``lp`` the kernel pack of ``pack``."""
+    emb, sig, tnh = lp.emb, lp.sig, lp.tanh
     _, h, w = video.shape
     hw = h * w
     d = hs.shape[1]
@@ -472,7 +499,7 @@ def lstm_frame(video, t, k, r, pad, lw, hs, cs, feat):
                     j += 1
         for i in range(d):
             xin[nwin * e + i] = hs[p, i]
-        _lin(xin, g_w, g_b, g_m, g_s, g)
+        _lin(xin, lp.gates, g)
         for i in range(d):
             ig = np.int64(sig[g[i] + 128])
             fg = np.int64(sig[g[d + i] + 128])
@@ -487,58 +514,52 @@ def lstm_frame(video, t, k, r, pad, lw, hs, cs, feat):
 
 
 @nb.njit(cache=True, nogil=True)
-def _frame_feats(video, t, arch, k, r, nh, pad, tw, lw, hs, cs, feat):
-    if arch == 0:
-        tf_frame(video, t, k, r, nh, pad, tw, feat)
+def _frame_feats(video, t, dm, ws, hs, cs, feat):
+    """The frame-level pass of frame t for either architecture (``ws`` of ``pack``)."""
+    if dm.arch == 0:
+        tf_frame(video, t, dm.k, dm.r, dm.nh, dm.pad, ws.tf, feat)
     else:
-        lstm_frame(video, t, k, r, pad, lw, hs, cs, feat)
+        lstm_frame(video, t, dm.k, dm.r, dm.pad, ws.lstm, hs, cs, feat)
 
 
 @nb.njit(cache=True, nogil=True)
-def _frame_tables_all(video, t, feat, hw_, sw, mot, mclamp, subst, pad, precision, vocab, k1,
-                      hidden, out):
-    _, h, w = video.shape
-    for p in range(h * w):
-        xin = np.empty(k1, np.int64)
-        u = np.empty(hidden, np.int64)
-        z = np.empty(vocab, np.int64)
-        head_table(video, t, p // w, p % w, feat[p], hw_, sw, mot[p], mclamp, subst, pad,
-                   precision, xin, u, z, out[p])
+def _head_bufs(hd, vocab):
+    """Scratch (xin, u, z) of ``head_table`` for the head pack ``hd``."""
+    k1, hidden = hd.l1.w.shape
+    return (np.empty(k1, np.int64), np.empty(hidden, np.int64), np.empty(vocab, np.int64))
 
 
 @nb.njit(cache=True, nogil=True)
-def frame_tables(video, t, arch, k, r, nh, pad, precision, tw, lw, hw_, sw, mclamp, subst,
-                 hs, cs, out):
-    """Tables of frame t (H*W, V) into out; updates the lstm state."""
+def frame_tables(video, t, dm, ws, hs, cs, out):
+    """Tables of frame t (H*W, V) into out; ``ws`` the model's kernel packs (``pack``);
+    updates the lstm state."""
+    hd = ws.head
     _, h, w = video.shape
-    d = hs.shape[1]
-    feat = np.empty((h * w, d), np.int64)
-    _frame_feats(video, t, arch, k, r, nh, pad, tw, lw, hs, cs, feat)
+    feat = np.empty((h * w, dm.d), np.int64)
+    _frame_feats(video, t, dm, ws, hs, cs, feat)
     mot = np.zeros((h * w, 20), np.int64)
-    if mclamp > 0:
+    if dm.mclamp > 0:
         frame_motion(video, t, mot)
-    vocab = out.shape[1]
-    k1 = hw_[1].shape[0]
-    hidden = hw_[1].shape[1]
-    _frame_tables_all(video, t, feat, hw_, sw, mot, mclamp, subst, pad, precision, vocab, k1,
-                      hidden, out)
+    for p in range(h * w):
+        head_table(video, t, p // w, p % w, feat[p], hd, mot[p], dm,
+                   _head_bufs(hd, out.shape[1]), out[p])
 
 
 @nb.njit(cache=True, nogil=True)
-def encode_intervals(video, arch, k, r, nh, pad, precision, tw, lw, hw_, sw, mclamp, subst,
-                     d):
-    """(start, freq) of every token of video (T, H, W), all frames."""
+def encode_intervals(video, dm, ws):
+    """(start, freq) of every token of video (T, H, W), all frames; ``ws`` as in
+    ``frame_tables``."""
+    d = dm.d
     t_n, h, w = video.shape
     n = t_n * h * w
-    vocab = hw_[6].shape[1]
+    vocab = ws.head.l2.w.shape[1]
     start = np.empty(n, np.uint32)
     freq = np.empty(n, np.uint32)
     hs = np.zeros((h * w, d), np.int64)
     cs = np.zeros((h * w, d), np.int64)
     tabs = np.empty((h * w, vocab), np.int32)
     for t in range(t_n):
-        frame_tables(video, t, arch, k, r, nh, pad, precision, tw, lw, hw_, sw, mclamp, subst,
-                     hs, cs, tabs)
+        frame_tables(video, t, dm, ws, hs, cs, tabs)
         for p in range(h * w):
             s = video[t, p // w, p % w]
             acc = 0
@@ -550,102 +571,100 @@ def encode_intervals(video, arch, k, r, nh, pad, precision, tw, lw, hw_, sw, mcl
 
 
 @nb.njit(cache=True, nogil=True)
-def decode(words, t_n, h, w, arch, k, r, nh, pad, precision, tw, lw, hw_, sw, mclamp, subst,
-           d):
-    """Decode t_n frames: frame-level pass once per frame, head + rANS per token."""
-    vocab = hw_[6].shape[1]
+def decode(words, t_n, h, w, dm, ws):
+    """Decode t_n frames: frame-level pass once per frame, head + rANS per token; ``ws`` as
+    in ``frame_tables``."""
+    hd = ws.head
+    d = dm.d
+    vocab = hd.l2.w.shape[1]
     video = np.zeros((t_n, h, w), np.int32)
     hs = np.zeros((h * w, d), np.int64)
     cs = np.zeros((h * w, d), np.int64)
     feat = np.empty((h * w, d), np.int64)
-    xin = np.empty(hw_[1].shape[0], np.int64)
-    u = np.empty(hw_[1].shape[1], np.int64)
-    z = np.empty(vocab, np.int64)
+    bufs = _head_bufs(hd, vocab)
     tab = np.empty(vocab, np.int32)
     mot = np.zeros(20, np.int64)
     state, pos = rans.dec_init(words)
     for t in range(t_n):
-        _frame_feats(video, t, arch, k, r, nh, pad, tw, lw, hs, cs, feat)
+        _frame_feats(video, t, dm, ws, hs, cs, feat)
         motion_start(mot, t, h * w)
         for p in range(h * w):
             y = p // w
             x = p % w
-            head_table(video, t, y, x, feat[p], hw_, sw, mot, mclamp, subst, pad, precision,
-                       xin, u, z, tab)
-            s, state, pos = rans.dec_table(state, pos, words, tab, precision)
+            head_table(video, t, y, x, feat[p], hd, mot, dm, bufs, tab)
+            s, state, pos = rans.dec_table(state, pos, words, tab, dm.precision)
             video[t, y, x] = s
             motion_push(video, t, p, mot)
     return video
 
 
 # ----------------------------------------------------------------------------- packing
-_TF_KEYS = ["tf.emb_q", "tf.row", "tf.col", "tf.in.*", "tf.emb_ctx", "tf.ln1.g", "tf.ln1.b",
-            "tf.q.*", "tf.k.*", "tf.v.*", "tf.att.m", "tf.att.s", "tf.bt", "tf.by", "tf.bx",
-            "exp_att", "tf.o.*", "tf.add1", "tf.ln2.g", "tf.ln2.b", "tf.f1.*", "tf.act",
-            "tf.f2.*", "tf.add2", "tf.lnf.g", "tf.lnf.b"]
-_LS_KEYS = ["ls.emb", "ls.gates.*", "ls.sig", "ls.tanh"]
-_HEAD_KEYS = ["head.emb", "head.l1.*", "head.act", "head.l2.*", "exp_logit", "head.cp.*"]
-_SUB_KEYS = ["head.sg.*", "head.sub.w", "head.sub.m", "head.sub.s"]
-_MIX_KEYS = ["head.mix.*", "head.ker"]
+class KernelModel(NamedTuple):
+    """The weight packs of ``nacc.neural.packs`` as these kernels read them (``pack``)."""
+    head: Head
+    tf: Transformer
+    lstm: LSTM
 
 
-def _pack(a, keys):
-    out = []
-    for k in keys:
-        names = [k[:-1] + c for c in "wbms"] if k.endswith("*") else [k]
-        for n in names:
-            arr = np.ascontiguousarray(a[n])
-            if n.endswith(".w"):  # weights transposed to (..., K, N) for the kernels
-                out.append(np.ascontiguousarray(np.swapaxes(arr, -1, -2), np.int32))
-            elif n == "head.ker":  # the mixture kernel stays uint32, row c = code c
-                out.append(np.ascontiguousarray(arr, np.uint32))
-            else:
-                out.append(arr.astype(np.int64))
-    return tuple(out)
+def _kernel_array(name, arr):
+    """An array of a weight pack as the kernels read it: a LIN's weights (and SUB)
+    transposed to (K, N) int32 (the accumulation loops then run over contiguous outputs),
+    the mixture kernel uint32 (row c = code c), a 0-d array as an int, the rest int64."""
+    arr = np.asarray(arr)
+    if arr.ndim == 0:
+        return int(arr)
+    if name == "w":
+        return np.ascontiguousarray(arr.T, np.int32)
+    if name == "ker":
+        return np.ascontiguousarray(arr, np.uint32)
+    return np.ascontiguousarray(arr, np.int64)
 
 
-def pack(m):
-    """(tw, lw, hw, sw) weight tuples of an IntModel for the kernels (the unused
-    architecture, and the substitution table of a model without one, get a dummy tuple of
-    the same types)."""
-    a = m.a
-    hw_ = (_pack(a, _HEAD_KEYS) + (np.ascontiguousarray(m.copy_bias()),
-                                   np.array([int(m.cfg.copy_max), int(m.cfg.mix_head)], np.int64))
-           + (_pack(a, _MIX_KEYS) if m.cfg.mix_head else _dummy_mix()))
-    sw = _pack(a, _SUB_KEYS) if m.cfg.subst else _dummy_sub()
-    if m.cfg.arch == "transformer":
-        tw = _pack(a, _TF_KEYS)
-        lw = _dummy_lstm()
-    else:
-        lw = _pack(a, _LS_KEYS)
-        tw = _dummy_tf()
-    return tw, lw, hw_, sw
+def _kernel_pack(x, name=""):
+    """``x`` (a pack, a tuple of layer packs or an array) with every array converted by
+    ``_kernel_array`` (by its field name)."""
+    if x is None or isinstance(x, np.ndarray):
+        return x if x is None else _kernel_array(name, x)
+    if hasattr(x, "_fields"):
+        return type(x)(*(_kernel_pack(getattr(x, f), f) for f in x._fields))
+    return tuple(_kernel_pack(item, name) for item in x)
 
 
-def _dummy_mix():
-    z1 = np.zeros(1, np.int64)
-    return (np.zeros((1, 1), np.int32), z1, z1, z1, np.zeros((1, 1), np.uint32))
+def _dummy_lin():
+    return Lin(np.zeros((1, 1), np.int32), *(np.zeros(1, np.int64) for _ in range(3)))
 
 
-def _dummy_sub():
-    z1 = np.zeros(1, np.int64)
-    w2 = np.zeros((1, 1), np.int32)
-    return (w2, z1, z1, z1, w2, z1, z1)
+def _dummy_head(hd, vocab):
+    """``hd`` with its absent optional parts as small dummies of the right types (the
+    kernels then compile one way for every config; ``Dims`` says what runs)."""
+    one = np.zeros(1, np.int64)
+    return hd._replace(
+        cb=np.zeros(vocab, np.int64) if hd.cb is None else hd.cb,
+        sg=_dummy_lin() if hd.sg is None else hd.sg,
+        sub=Subst(np.zeros((1, 1), np.int32), one, one) if hd.sub is None else hd.sub,
+        mix=_dummy_lin() if hd.mix is None else hd.mix,
+        ker=np.zeros((1, 1), np.uint32) if hd.ker is None else hd.ker)
 
 
 def _dummy_tf():
-    z1 = np.zeros(1, np.int64)
     z2 = np.zeros((1, 1), np.int64)
-    z3 = np.zeros((1, 1, 1), np.int64)
-    w2 = np.zeros((1, 1), np.int32)
-    w3 = np.zeros((1, 1, 1), np.int32)
-    lin2 = (w2, z1, z1, z1)
-    lin3 = (w3, z2, z2, z2)
-    return ((z2, z2, z2) + lin2 + (z2, z2, z2) + lin3 + lin3 + lin3 + (z1, z1, z3, z3, z3, z1)
-            + lin3 + (z2, z2, z2) + lin3 + (z2,) + lin3 + (z2, z1, z1))
+    z1 = np.zeros(1, np.int64)
+    lin = _dummy_lin()
+    layer = TfLayer(ln1=Norm(z1, z1), q=lin, k=lin, v=lin, att=Requant(0, 1), bt=z2, by=z2,
+                    bx=z2, o=lin, add1=z1, ln2=Norm(z1, z1), f1=lin, act=z1, f2=lin, add2=z1)
+    return Transformer(emb_q=z2, emb_ctx=z2, row=z2, col=z2, inp=lin, layers=(layer,),
+                       lnf=Norm(z1, z1), exp_att=z1)
 
 
 def _dummy_lstm():
     z1 = np.zeros(1, np.int64)
-    z2 = np.zeros((1, 1), np.int64)
-    return (z2, np.zeros((1, 1), np.int32), z1, z1, z1, z1, z1)
+    return LSTM(emb=np.zeros((1, 1), np.int64), gates=_dummy_lin(), sig=z1, tanh=z1)
+
+
+def pack(m) -> KernelModel:
+    """The weight packs of an IntModel for the kernels: arrays converted (``_kernel_array``),
+    absent optional parts and the other architecture's frame pass as dummies."""
+    head = _dummy_head(_kernel_pack(m.head), m.cfg.vocab)
+    if m.cfg.arch == "transformer":
+        return KernelModel(head, _kernel_pack(m.tf), _dummy_lstm())
+    return KernelModel(head, _dummy_tf(), _kernel_pack(m.lstm))

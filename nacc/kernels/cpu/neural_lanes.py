@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numba as nb
 import numpy as np
@@ -46,6 +47,7 @@ import numpy as np
 from nacc.kernels.cpu import int8gemm, rans
 from nacc.kernels.cpu.neural import _c8, _first_slot, _isqrt, _rq, mix_table
 from nacc.neural.config import HEAD_NEIGHBOURS, LOGIT_CLAMP, MATCH_NEIGHBOURS, PREV_CANDIDATES
+from nacc.neural.packs import stacked
 from nacc.spec import CODER_PRECISION
 
 I64 = np.int64
@@ -97,16 +99,54 @@ class Gemm:
         return self.float_product(x)
 
 
-def _lin_arrays(a: dict, name: str, layer: int | None = None):
-    """(W int64 (N, K), b, M, S int64 (N,)) of a LIN of the weights file."""
-    def get(k):
-        arr = a[f"{name}.{k}"]
-        return np.asarray(arr if layer is None else arr[layer], I64)
-    return get("w"), get("b"), get("m"), get("s")
+def _lin64(lin) -> tuple:
+    """(W int64 (N, K), b, M, S int64 (N,)) of a ``packs.Lin``."""
+    return tuple(np.asarray(x, I64) for x in lin)
 
 
 def _lut_max(lut) -> int:
     return int(np.abs(np.asarray(lut, I64)).max(initial=0))
+
+
+class HiddenPack(NamedTuple):
+    """What ``head_hidden`` reads of the head: head.l1 without its F part (which arrives as
+    ``fpart``), as token tables and evidence columns, then its requantization and LUT."""
+    nb_tab: np.ndarray      # int32 (6, V+1, hidden): neighbour slot j, token v
+    ev_w: np.ndarray        # int32 (18 + n_motion, hidden): match and motion columns
+    m1: np.ndarray          # int64 (hidden,)
+    s1: np.ndarray
+    act: np.ndarray         # int64 (256,)
+    mclamp: int             # motion count clamp (0: no motion columns)
+
+
+class TablePack(NamedTuple):
+    """What the table kernels read of the head besides the output product ``zf``: its
+    requantization, the optional parts and the table settings."""
+    out_b: np.ndarray       # int64 (V + 15 [+ 15] [+ 16],): l2 | cp [| sg] [| mix]
+    out_m: np.ndarray
+    out_s: np.ndarray
+    sub_t: np.ndarray       # int64 (V+1, V): row s = SUB[:, s] (dummy (1, 1) without subst)
+    sub_m: np.ndarray
+    sub_s: np.ndarray
+    cbias: np.ndarray       # int64 (V,) copy term (zeros without copy_bias)
+    ker: np.ndarray         # uint32 (V, V) mixture kernel (dummy (1, 1) without mix_head)
+    exp: np.ndarray         # int32 exp_logit (entries <= 2**16)
+    vocab: int
+    precision: int
+    pad: int
+    subst: bool
+    copy_max: bool
+    mix: bool               # mixture table (mix_head): out also holds head.mix's 16 columns
+
+
+class LaneDecoders(NamedTuple):
+    """The rANS decoders of a batch of lanes: lane b decodes ``words[woff[b]:woff[b] +
+    wlen[b]]`` from state ``dstate[b]``, ``dpos[b]`` words left (both updated in place)."""
+    words: np.ndarray       # uint32
+    woff: np.ndarray        # int64 (lanes,)
+    wlen: np.ndarray
+    dstate: np.ndarray      # uint64 (lanes,)
+    dpos: np.ndarray        # int64 (lanes,)
 
 
 @dataclass
@@ -115,25 +155,9 @@ class HeadPack:
     and evidence columns; l2, cp (and sg) fused into one output product."""
     f: Gemm                 # (D, hidden): F part of head.l1
     b1: np.ndarray          # (hidden,)
-    nb_tab: np.ndarray      # int32 (6, V+1, hidden): neighbour slot j, token v
-    ev_w: np.ndarray        # int32 (18 + n_motion, hidden): match and motion columns
-    m1: np.ndarray
-    s1: np.ndarray
-    act: np.ndarray         # int64 (256,)
+    hidden: HiddenPack
     out: Gemm               # (hidden, V + 15 [+ 15] [+ 16]): l2 | cp [| sg] [| mix]
-    out_b: np.ndarray
-    out_m: np.ndarray
-    out_s: np.ndarray
-    exp: np.ndarray         # int32 exp_logit (entries <= 2**16)
-    cbias: np.ndarray       # int64 (V,) copy term (zeros without copy_bias)
-    sub_t: np.ndarray       # int64 (V+1, V): row s = SUB[:, s] (dummy (1, 1) without subst)
-    sub_m: np.ndarray
-    sub_s: np.ndarray
-    subst: bool
-    copy_max: bool
-    mclamp: int
-    mix: bool               # mixture table (mix_head): out also holds head.mix's 16 columns
-    ker: np.ndarray         # uint32 (V, V) mixture kernel (dummy (1, 1) without mix_head)
+    tables: TablePack
 
 
 @dataclass
@@ -201,36 +225,42 @@ def _token_table(emb: np.ndarray, w_part: np.ndarray) -> np.ndarray:
 
 
 def pack_head(m) -> HeadPack:
-    cfg, a = m.cfg, m.a
+    """The head of an ``IntModel`` (weight packs of ``nacc.neural.packs``) for the kernels."""
+    cfg, hd = m.cfg, m.head
     d, eh, n_nb = cfg.d_model, cfg.head_emb, len(HEAD_NEIGHBOURS)
-    w1, b1, m1, s1 = _lin_arrays(a, "head.l1")
-    emb = np.asarray(a["head.emb"], I64)
+    w1, b1, m1, s1 = _lin64(hd.l1)
+    emb = np.asarray(hd.emb, I64)
     nb_tab = np.stack([_token_table(emb, w1[:, d + j * eh:d + (j + 1) * eh])
                        for j in range(n_nb)])
-    outs = [_lin_arrays(a, "head.l2"), _lin_arrays(a, "head.cp")]
+    outs = [_lin64(hd.l2), _lin64(hd.cp)]
     if cfg.subst:
-        outs.append(_lin_arrays(a, "head.sg"))
+        outs.append(_lin64(hd.sg))
     if cfg.mix_head:
-        outs.append(_lin_arrays(a, "head.mix"))
-    act = np.asarray(a["head.act"], I64)
+        outs.append(_lin64(hd.mix))
+    act = np.asarray(hd.act, I64)
     if cfg.subst:
-        sub_t = np.ascontiguousarray(np.asarray(a["head.sub.w"], I64).T)
+        assert hd.sub is not None
+        sub_t = np.ascontiguousarray(np.asarray(hd.sub.w, I64).T)
         sub_t = np.concatenate([sub_t, np.zeros((1, cfg.vocab), I64)])   # pad row
-        sub_m, sub_s = np.asarray(a["head.sub.m"], I64), np.asarray(a["head.sub.s"], I64)
+        sub_m, sub_s = np.asarray(hd.sub.m, I64), np.asarray(hd.sub.s, I64)
     else:
         sub_t, sub_m, sub_s = np.zeros((1, 1), I64), np.zeros(1, I64), np.ones(1, I64)
-    return HeadPack(
-        f=Gemm(w1[:, :d].T, 127), b1=b1, nb_tab=np.ascontiguousarray(nb_tab, np.int32),
+    hidden = HiddenPack(
+        nb_tab=np.ascontiguousarray(nb_tab, np.int32),
         ev_w=np.ascontiguousarray(w1[:, d + n_nb * eh:].T, np.int32), m1=m1, s1=s1, act=act,
-        out=Gemm(np.concatenate([w for w, _, _, _ in outs]).T, _lut_max(act)),
+        mclamp=int(cfg.motion_clamp))
+    tables = TablePack(
         out_b=np.concatenate([b for _, b, _, _ in outs]),
         out_m=np.concatenate([x for _, _, x, _ in outs]),
         out_s=np.concatenate([x for _, _, _, x in outs]),
-        exp=np.asarray(a["exp_logit"], np.int32), cbias=np.ascontiguousarray(m.copy_bias()),
-        sub_t=sub_t, sub_m=sub_m, sub_s=sub_s, subst=bool(cfg.subst),
-        copy_max=bool(cfg.copy_max), mclamp=int(cfg.motion_clamp), mix=bool(cfg.mix_head),
-        ker=np.ascontiguousarray(a["head.ker"] if cfg.mix_head else np.zeros((1, 1)),
-                                 np.uint32))
+        sub_t=sub_t, sub_m=sub_m, sub_s=sub_s, cbias=np.ascontiguousarray(m.copy_bias()),
+        ker=np.ascontiguousarray(hd.ker if cfg.mix_head else np.zeros((1, 1)), np.uint32),
+        exp=np.asarray(hd.exp_logit, np.int32), vocab=int(cfg.vocab),
+        precision=int(cfg.precision), pad=int(cfg.pad), subst=bool(cfg.subst),
+        copy_max=bool(cfg.copy_max), mix=bool(cfg.mix_head))
+    return HeadPack(f=Gemm(w1[:, :d].T, 127), b1=b1, hidden=hidden,
+                    out=Gemm(np.concatenate([w for w, _, _, _ in outs]).T, _lut_max(act)),
+                    tables=tables)
 
 
 def _token_lin(emb: np.ndarray, lin) -> np.ndarray:
@@ -245,57 +275,58 @@ def _rq_np(a, m, s):
     return (a * m + (np.int64(1) << (s - 1))) >> s
 
 
-def _layer_gemm(a, name, layer, x_max=127):
-    w, b, mm, ss = _lin_arrays(a, name, layer)
+def _layer_gemm(lin, x_max=127):
+    w, b, mm, ss = _lin64(lin)
     return (Gemm(w.T, x_max), b, mm, ss)
 
 
 def pack_transformer(m) -> TransformerPack:
-    cfg, a = m.cfg, m.a
+    """The transformer frame pass of an ``IntModel`` for the batched kernels."""
+    cfg, tf = m.cfg, m.tf
     h, w = cfg.frame_shape
-    e, pe, n_l = cfg.emb, cfg.pos_emb, cfg.n_layers
-    w_in, b_in, in_m, in_s = _lin_arrays(a, "tf.in")
+    e, pe = cfg.emb, cfg.pos_emb
+    ls = tf.layers
+    w_in, b_in, in_m, in_s = _lin64(tf.inp)
     yy, xx = np.divmod(np.arange(h * w), w)
-    row = _token_table(a["tf.row"], w_in[:, e:e + pe])
-    col = _token_table(a["tf.col"], w_in[:, e + pe:e + 2 * pe])
-    emb_c = np.asarray(a["tf.emb_ctx"], I64)
-    acts = np.asarray(a["tf.act"], I64)
+    row = _token_table(tf.row, w_in[:, e:e + pe])
+    col = _token_table(tf.col, w_in[:, e + pe:e + 2 * pe])
+    emb_c = np.asarray(tf.emb_ctx, I64)
+    acts = np.asarray(stacked(ls, "act"), I64)
     # the attention's value sums: at most n_window keys of weight <= max(exp_att) times 127
-    value_bound = cfg.n_window * int(np.abs(np.asarray(a["exp_att"], I64)).max()) * 127
+    value_bound = cfg.n_window * int(np.abs(np.asarray(tf.exp_att, I64)).max()) * 127
     value_type = np.int32 if value_bound < 2**31 else I64
-    kt = np.stack([_token_lin(emb_c, _lin_arrays(a, "tf.k", l)) for l in range(n_l)])
+
+    def st(field):
+        return np.asarray(stacked(ls, field), I64)
+
+    kt = np.stack([_token_lin(emb_c, _lin64(ly.k)) for ly in ls])
     return TransformerPack(
-        q_tok=_token_table(a["tf.emb_q"], w_in[:, :e]),
+        q_tok=_token_table(tf.emb_q, w_in[:, :e]),
         q_pos=np.ascontiguousarray(row[yy] + col[xx] + b_in), in_m=in_m, in_s=in_s,
-        ln1g=np.asarray(a["tf.ln1.g"], I64), ln1b=np.asarray(a["tf.ln1.b"], I64),
-        q=[_layer_gemm(a, "tf.q", l) for l in range(n_l)],
+        ln1g=st("ln1.g"), ln1b=st("ln1.b"), q=[_layer_gemm(ly.q) for ly in ls],
         kt_f=kt.astype(np.float32), kt_i=kt.astype(np.int8),
-        vt_i=np.stack([_token_lin(emb_c, _lin_arrays(a, "tf.v", l))
-                       for l in range(n_l)]).astype(value_type),
-        att_m=np.asarray(a["tf.att.m"], I64), att_s=np.asarray(a["tf.att.s"], I64),
-        bt=np.asarray(a["tf.bt"], I64), by=np.asarray(a["tf.by"], I64),
-        bx=np.asarray(a["tf.bx"], I64), exp_att=np.asarray(a["exp_att"], I64),
-        o=[_layer_gemm(a, "tf.o", l) for l in range(n_l)],
-        add1=np.asarray(a["tf.add1"], I64),
-        ln2g=np.asarray(a["tf.ln2.g"], I64), ln2b=np.asarray(a["tf.ln2.b"], I64),
-        f1=[_layer_gemm(a, "tf.f1", l) for l in range(n_l)], act=acts,
-        f2=[_layer_gemm(a, "tf.f2", l, _lut_max(acts[l])) for l in range(n_l)],
-        add2=np.asarray(a["tf.add2"], I64),
-        lnfg=np.asarray(a["tf.lnf.g"], I64), lnfb=np.asarray(a["tf.lnf.b"], I64),
+        vt_i=np.stack([_token_lin(emb_c, _lin64(ly.v)) for ly in ls]).astype(value_type),
+        att_m=st("att.m"), att_s=st("att.s"), bt=st("bt"), by=st("by"), bx=st("bx"),
+        exp_att=np.asarray(tf.exp_att, I64), o=[_layer_gemm(ly.o) for ly in ls],
+        add1=st("add1"), ln2g=st("ln2.g"), ln2b=st("ln2.b"),
+        f1=[_layer_gemm(ly.f1) for ly in ls], act=acts,
+        f2=[_layer_gemm(ly.f2, _lut_max(acts[l])) for l, ly in enumerate(ls)],
+        add2=st("add2"), lnfg=np.asarray(tf.lnf.g, I64), lnfb=np.asarray(tf.lnf.b, I64),
         att_int8=int8gemm.AVAILABLE)
 
 
 def pack_lstm(m) -> LSTMPack:
-    cfg, a = m.cfg, m.a
+    """The lstm frame pass of an ``IntModel`` for the batched kernels."""
+    cfg, lp = m.cfg, m.lstm
     e = cfg.emb
-    w, b, mm, ss = _lin_arrays(a, "ls.gates")
-    emb = np.asarray(a["ls.emb"], I64)
+    w, b, mm, ss = _lin64(lp.gates)
+    emb = np.asarray(lp.emb, I64)
     n_win = cfg.n_window
     gates = Gemm(w.T, max(127, _lut_max(emb)))
     return LSTMPack(w_win=w[:, :n_win * e], h=Gemm(w[:, n_win * e:].T, 127), emb=emb,
                     gates=gates if gates.int8 is not None else None,
-                    g_b=b, g_m=mm, g_s=ss, sig=np.asarray(a["ls.sig"], I64),
-                    tanh=np.asarray(a["ls.tanh"], I64))
+                    g_b=b, g_m=mm, g_s=ss, sig=np.asarray(lp.sig, I64),
+                    tanh=np.asarray(lp.tanh, I64))
 
 
 # ----------------------------------------------------------------------------- primitives
@@ -733,12 +764,12 @@ def _candidates(videos, lane, t, y, x, pad, cand):
 
 
 @nb.njit(cache=True, nogil=True)
-def head_hidden(videos, jobs, p0, n_p, fpart, mot, nb_tab, ev_w, m1, s1, act, mclamp, u_off,
-                u):
+def head_hidden(videos, jobs, p0, n_p, fpart, mot, hp, u_off, u):
     """Hidden layer u of the head (``LUT(LIN(x_in; head.l1); head.act)``) plus ``u_off`` for
     positions p0..p0+n_p-1 of each job (lane, t): row = job * n_p + (p - p0), columns
     0..hidden-1 of ``u``.  ``fpart`` (n_jobs, H*W, hidden) holds the F part plus the bias;
-    ``mot`` (n_jobs, n_p, 20) the motion rows."""
+    ``mot`` (n_jobs, n_p, 20) the motion rows; ``hp`` the ``HiddenPack``."""
+    nb_tab, ev_w, m1, s1, act, mclamp = hp
     _, _, h, w = videos.shape
     n_nb = NB_OFFSETS.shape[0]
     n_pv = PREV_OFFSETS.shape[0]
@@ -797,11 +828,12 @@ def _logit(zf, row, n, b, m, s):
 
 
 @nb.njit(cache=True, nogil=True)
-def _head_table(zf, row, cand, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, sub_s, cbias,
-                copy_max, mix, ker, exp, precision, pad, z, acc_sub, tab):
+def _head_table(zf, row, cand, tp, z, acc_sub, tab):
     """Table of one token (spec TABLE of the head's logits, or with ``mix`` the mixture
     table over the kernel ``ker``) from its product row ``zf[row]`` = l2 | cp [| sg]
-    [| mix] accumulators (without biases) and its 15 candidates."""
+    [| mix] accumulators (without biases) and its 15 candidates; ``tp`` the ``TablePack``."""
+    (out_b, out_m, out_s, sub_t, sub_m, sub_s, cbias, ker, exp, vocab, precision, pad, subst,
+     copy_max, mix) = tp
     n_c = cand.shape[0]
     for v in range(vocab):
         z[v] = _logit(zf, row, v, out_b, out_m, out_s)
@@ -887,10 +919,10 @@ def table_from_logits(z, vocab, exp, precision, e, tab):
 
 
 @nb.njit(cache=True, nogil=True)
-def head_intervals(zf, videos, jobs, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, sub_s,
-                   cbias, copy_max, mix, ker, exp, precision, pad, base, start, freq):
+def head_intervals(zf, videos, jobs, tp, base, start, freq):
     """(start, freq) of every token of each job's frame (rows job * H*W + p); job j's
     intervals go to start[base[j] + p]."""
+    vocab, pad = tp.vocab, tp.pad
     _, _, h, w = videos.shape
     hw = h * w
     n_rows = jobs.shape[0] * hw
@@ -907,8 +939,7 @@ def head_intervals(zf, videos, jobs, out_b, out_m, out_s, vocab, subst, sub_t, s
             y = p // w
             x = p % w
             _candidates(videos, lane, t, y, x, pad, cand)
-            _head_table(zf, row, cand, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, sub_s,
-                        cbias, copy_max, mix, ker, exp, precision, pad, z, acc_sub, tab)
+            _head_table(zf, row, cand, tp, z, acc_sub, tab)
             s = videos[lane, t, y, x]
             acc = np.int64(0)
             for v in range(s):
@@ -918,9 +949,9 @@ def head_intervals(zf, videos, jobs, out_b, out_m, out_s, vocab, subst, sub_t, s
 
 
 @nb.njit(cache=True, nogil=True)
-def head_tables(zf, videos, jobs, p0, n_p, out_b, out_m, out_s, vocab, subst, sub_t, sub_m,
-                sub_s, cbias, copy_max, mix, ker, exp, precision, pad, out):
+def head_tables(zf, videos, jobs, p0, n_p, tp, out):
     """Full tables (rows, V) int32 of positions p0..p0+n_p-1 of each job."""
+    vocab, pad = tp.vocab, tp.pad
     _, _, h, w = videos.shape
     for row in range(jobs.shape[0] * n_p):
         cand = np.empty(N_CAND, np.int64)
@@ -930,20 +961,18 @@ def head_tables(zf, videos, jobs, p0, n_p, out_b, out_m, out_s, vocab, subst, su
         j = row // n_p
         p = p0 + row % n_p
         _candidates(videos, jobs[j, 0], jobs[j, 1], p // w, p % w, pad, cand)
-        _head_table(zf, row, cand, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, sub_s,
-                    cbias, copy_max, mix, ker, exp, precision, pad, z, acc_sub, tab)
+        _head_table(zf, row, cand, tp, z, acc_sub, tab)
         for v in range(vocab):
             out[row, v] = tab[v]
 
 
 @nb.njit(cache=True, nogil=True)
-def head_decode(zf, videos, jobs, p, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, sub_s,
-                cbias, copy_max, mix, ker, exp, precision, pad, words, woff, wlen, dstate, dpos,
-                mot):
+def head_decode(zf, videos, jobs, p, tp, dec, mot):
     """Decode token p of each job (lane, t): its table, then one rANS step of the lane's
-    decoder (state ``dstate[lane]``, ``dpos[lane]`` words left of ``words[woff[lane]:
-    woff[lane] + wlen[lane]]``); writes the symbol into ``videos`` and updates the lane's
-    motion row ``mot[lane]``."""
+    decoder (``dec``, a ``LaneDecoders``); writes the symbol into ``videos`` and updates the
+    lane's motion row ``mot[lane]``."""
+    vocab, precision, pad = tp.vocab, tp.precision, tp.pad
+    words, woff, wlen, dstate, dpos = dec
     _, _, h, w = videos.shape
     shift = CODER_PRECISION - precision
     y = p // w
@@ -955,8 +984,7 @@ def head_decode(zf, videos, jobs, p, out_b, out_m, out_s, vocab, subst, sub_t, s
     for j in range(jobs.shape[0]):
         lane, t = jobs[j, 0], jobs[j, 1]
         _candidates(videos, lane, t, y, x, pad, cand)
-        _head_table(zf, j, cand, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, sub_s,
-                    cbias, copy_max, mix, ker, exp, precision, pad, z, acc_sub, tab)
+        _head_table(zf, j, cand, tp, z, acc_sub, tab)
         lw = words[woff[lane]:woff[lane] + wlen[lane]]
         state = dstate[lane]
         q = rans.dec_quantile(state, CODER_PRECISION) >> shift
@@ -982,15 +1010,13 @@ def head_decode(zf, videos, jobs, p, out_b, out_m, out_s, vocab, subst, sub_t, s
 
 
 @nb.njit(cache=True, nogil=True)
-def decode_frame_int8(videos, jobs, fpart, mot, nb_tab, ev_w, m1, s1, act, mclamp, wp, k4, n16,
-                      corr, u, zf, out_b, out_m, out_s, vocab, subst, sub_t, sub_m, sub_s,
-                      cbias, copy_max, mix, ker, exp, precision, pad, words, woff, wlen, dstate,
-                      dpos):
+def decode_frame_int8(videos, jobs, fpart, mot, hp, w8, u, zf, tp, dec):
     """Decode one frame (index ``jobs[:, 1]``, equal for all jobs) of every job's lane, token
     by token, in one call: per position the head's hidden rows of all jobs (``u``, uint8
     (n_jobs, 4 * k4), offset by 128), their int8 product with the packed output weights
-    (``nacc.kernels.cpu.int8gemm``) into ``zf`` and ``head_decode``.  ``mot`` (lanes,
-    MOTION_ROW) carries the lanes' motion rows across frames."""
+    ``w8`` (``nacc.kernels.cpu.int8gemm.Int8Weights``) into ``zf`` and ``head_decode``.
+    ``mot`` (lanes, MOTION_ROW) carries the lanes' motion rows across frames."""
+    mclamp = hp.mclamp
     n_j = jobs.shape[0]
     _, _, h, w = videos.shape
     hw = h * w
@@ -1002,11 +1028,9 @@ def decode_frame_int8(videos, jobs, fpart, mot, nb_tab, ev_w, m1, s1, act, mclam
             for j in range(n_j):
                 for c in range(MOTION_ROW):
                     cur[j, 0, c] = mot[jobs[j, 0], c]
-        head_hidden(videos, jobs, p, 1, fpart, cur, nb_tab, ev_w, m1, s1, act, mclamp, 128, u)
-        int8gemm.matmul_into(u, wp, k4, n16, corr, zf)
-        head_decode(zf, videos, jobs, p, out_b, out_m, out_s, vocab, subst, sub_t, sub_m,
-                    sub_s, cbias, copy_max, mix, ker, exp, precision, pad, words, woff, wlen,
-                    dstate, dpos, mot)
+        head_hidden(videos, jobs, p, 1, fpart, cur, hp, 128, u)
+        int8gemm.matmul_into(u, w8.wp, w8.k4, w8.n16, w8.corr, zf)
+        head_decode(zf, videos, jobs, p, tp, dec, mot)
 
 
 # ----------------------------------------------------------------------------- drivers
@@ -1109,7 +1133,7 @@ class LaneModel:
 
     def _motion(self, videos, jobs):
         mot = np.zeros((len(jobs), self.hw, MOTION_ROW), I64)
-        if self.head.mclamp > 0:
+        if self.head.hidden.mclamp > 0:
             frame_motion(videos, jobs, mot)
         return mot
 
@@ -1119,19 +1143,11 @@ class LaneModel:
         rows = len(jobs) * n_p
         if g.int8 is not None:        # padding columns of u: any value (zero weights)
             u = self.scratch("head.u", (rows, 4 * g.int8.k4), np.uint8)
-            head_hidden(videos, jobs, p0, n_p, fpart, mot, hd.nb_tab, hd.ev_w, hd.m1, hd.s1,
-                        hd.act, hd.mclamp, 128, u)
+            head_hidden(videos, jobs, p0, n_p, fpart, mot, hd.hidden, 128, u)
             return g.int8.matmul(u, self.scratch("head.z", (rows, 16 * g.int8.n16), np.int32))
         u = np.empty((rows, hd.b1.shape[0]), g.dtype)
-        head_hidden(videos, jobs, p0, n_p, fpart, mot, hd.nb_tab, hd.ev_w, hd.m1, hd.s1,
-                    hd.act, hd.mclamp, 0, u)
+        head_hidden(videos, jobs, p0, n_p, fpart, mot, hd.hidden, 0, u)
         return g.float_product(u)
-
-    def _head_args(self):
-        hd = self.head
-        return (hd.out_b, hd.out_m, hd.out_s, self.vocab, hd.subst, hd.sub_t, hd.sub_m,
-                hd.sub_s, hd.cbias, hd.copy_max, hd.mix, hd.ker, hd.exp, self.precision,
-                self.pad)
 
     @staticmethod
     def _stack(videos_list, h, w):
@@ -1155,7 +1171,7 @@ class LaneModel:
                 jobs, fpart = step_jobs[i:i + per], step_fpart[i:i + per]
                 zf = self._hidden(videos, jobs, 0, self.hw, fpart, self._motion(videos, jobs))
                 base = offsets[jobs[:, 0]] + jobs[:, 1] * self.hw
-                head_intervals(zf, videos, jobs, *self._head_args(), base, start, freq)
+                head_intervals(zf, videos, jobs, self.head.tables, base, start, freq)
         return [(start[offsets[b]:offsets[b + 1]], freq[offsets[b]:offsets[b + 1]])
                 for b in range(len(lengths))]
 
@@ -1168,7 +1184,7 @@ class LaneModel:
             mot = self._motion(videos, jobs)
             zf = self._hidden(videos, jobs, 0, self.hw, fpart, mot)
             tabs = np.empty((len(jobs) * self.hw, self.vocab), np.int32)
-            head_tables(zf, videos, jobs, 0, self.hw, *self._head_args(), tabs)
+            head_tables(zf, videos, jobs, 0, self.hw, self.head.tables, tabs)
             out[jobs[:, 1]] = tabs.reshape(len(jobs), self.hw, self.vocab)
         return out
 
@@ -1185,30 +1201,26 @@ class LaneModel:
         wlen = np.array([len(x) for x in ws], I64)
         woff = np.concatenate([[0], np.cumsum(wlen)[:-1]]).astype(I64)
         words = np.concatenate(ws) if ws else np.zeros(0, np.uint32)
-        dstate = np.zeros(n_l, np.uint64)
-        dpos = np.zeros(n_l, I64)
+        dec = LaneDecoders(words, woff, wlen, np.zeros(n_l, np.uint64), np.zeros(n_l, I64))
         for b, x in enumerate(ws):
-            dstate[b], dpos[b] = rans.dec_init(x)
+            dec.dstate[b], dec.dpos[b] = rans.dec_init(x)
         mot = np.zeros((n_l, MOTION_ROW), I64)
-        args = self._head_args()
+        hd = self.head
         no_motion = np.zeros((1, 1, MOTION_ROW), I64)
-        pk = self.head.out.int8
+        pk = hd.out.int8
         for jobs, fpart in self._decode_frames(videos, lengths):
             if pk is not None:          # the whole frame in one call
-                hd = self.head
-                decode_frame_int8(videos, jobs, fpart, mot, hd.nb_tab, hd.ev_w, hd.m1, hd.s1,
-                                  hd.act, hd.mclamp, pk.wp, pk.k4, pk.n16, pk.corr,
+                decode_frame_int8(videos, jobs, fpart, mot, hd.hidden, pk.weights,
                                   pk.input(len(jobs)),
-                                  np.empty((len(jobs), 16 * pk.n16), np.int32), *args, words,
-                                  woff, wlen, dstate, dpos)
+                                  np.empty((len(jobs), 16 * pk.n16), np.int32), hd.tables, dec)
                 continue
             lanes = jobs[:, 0]
             for lane in lanes:
                 motion_start(mot[lane], jobs[0, 1], self.hw)
             for p in range(self.hw):
-                cur = mot[lanes][:, None, :] if self.head.mclamp > 0 else no_motion
+                cur = mot[lanes][:, None, :] if hd.hidden.mclamp > 0 else no_motion
                 zf = self._hidden(videos, jobs, p, 1, fpart, cur)
-                head_decode(zf, videos, jobs, p, *args, words, woff, wlen, dstate, dpos, mot)
+                head_decode(zf, videos, jobs, p, hd.tables, dec, mot)
         return [videos[b, :n] for b, n in enumerate(lengths)]
 
     def _decode_frames(self, videos, lengths):

@@ -13,7 +13,7 @@
 * ``"cpu"``: ``pred`` unchanged.
 
 A ``TritonPredictor``'s lane methods (``intervals_lanes``, ``decode_lanes``; the lane
-runner in ``nacc.kernels.triton.batch``) run many segments per launch; that is where the
+runner in ``nacc.kernels.triton.runner``) run many segments per launch; that is where the
 GPU wins, and the archive pipeline (``nacc.codec``) hands them batches of lanes.  The bytes
 never depend on the device or the batch.
 
@@ -22,9 +22,10 @@ following its predictor's integer spec; tests compare every path with the CPU un
 interpreter).
 
 Layout: ``jit/`` holds the kernel sources (one module per predictor), ``runtime`` loads them
-per backend, ``drivers`` owns device buffers and launches, ``predictor`` wraps a CPU predictor,
-``batch`` runs many lanes per launch, ``compile_check`` compiles every kernel for a GPU
-target without a GPU (a check).
+per backend, ``base`` holds the driver base class and registry, ``drivers`` and ``neural`` the
+drivers (device buffers and launches; each registers itself), ``predictor`` wraps a CPU
+predictor, ``runner`` runs many lanes per launch and ``batch`` is its public face,
+``compile_check`` compiles every kernel for a GPU target without a GPU (a check).
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def gpu_available() -> bool:
 
 def has_kernel(pred) -> bool:
     """True when ``pred`` (a predictor, its class or its name) has Triton kernels."""
-    from .drivers import has_kernel as _has
+    from .base import has_kernel as _has
 
     return _has(getattr(pred, "inner", pred))
 
@@ -61,7 +62,7 @@ def accelerate(pred, device: str):
         except Exception as err:  # noqa: BLE001 (auto never fails: the CPU computes the same)
             import warnings
 
-            from .batch import GpuFallbackWarning
+            from .runner import GpuFallbackWarning
 
             warnings.warn(f"--device auto: the GPU path of {pred.name!r} is unusable here "
                           f"({err}); computing on the CPU", GpuFallbackWarning, stacklevel=2)

@@ -82,7 +82,7 @@ def neural_variants(model_folder: str, vocab: int, frame_shape: tuple[int, int],
     from nacc import coder
     from nacc.predictors.base import build
 
-    from .drivers import LaneBatch
+    from .base import LaneBatch
     from .neural import NeuralDriver
     from .runtime import Backend
 

@@ -1,6 +1,6 @@
 """Driver of the neural kernels (``transformer``, ``lstm``; kernels in ``jit/neural.py``).
 
-It implements the ``Driver`` operations of ``nacc.kernels.triton.drivers`` for a batch of
+It implements the ``Driver`` operations of ``nacc.kernels.triton.base`` for a batch of
 lanes (``LaneBatch``: flat tokens, per-lane offsets), so ``TritonPredictor`` and the lane
 runner (batches sized to the GPU memory, split in halves on out-of-memory) work unchanged.
 
@@ -24,17 +24,29 @@ job, the motion counts of a frame) is exact torch integer indexing.
 """
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import numpy as np
 
 from nacc.neural.config import HEAD_NEIGHBOURS, PREV_CANDIDATES
 
-from .drivers import Driver, LaneBatch, _pow2
+from .base import Driver, LaneBatch, pow2, register_driver
 from .jit import DECODE, INTERVALS, TABLES
 
 HEAD_ROWS_CUDA = 1 << 15          # head rows per encode chunk on a GPU
 HEAD_ROWS_INTERPRET = 256
 
 
+class HeadOut(NamedTuple):
+    """Where a head launch writes: full tables (TABLES), intervals of ``batch``'s tokens
+    (INTERVALS) or decoded tokens of ``batch``'s words (DECODE)."""
+    tab: Any = None
+    batch: Any = None        # LaneBatch (INTERVALS, DECODE)
+    start: Any = None
+    freq: Any = None
+
+
+@register_driver("transformer", "lstm")
 class NeuralDriver(Driver):
     """One neural model on one backend (see the module docstring)."""
 
@@ -62,6 +74,9 @@ class NeuralDriver(Driver):
         def t(a, dt=np.int32):
             return torch.from_numpy(np.ascontiguousarray(np.asarray(a).astype(dt))).to(dev)
 
+        def on_dev(pack):      # a kernel pack of neural_lanes: its arrays as int32 tensors
+            return type(pack)(*(t(x) if isinstance(x, np.ndarray) else x for x in pack))
+
         def w8(gemm):          # a neural_lanes Gemm holds W.T as exact floats
             return t(np.rint(gemm.w).T, np.int8)
 
@@ -72,16 +87,12 @@ class NeuralDriver(Driver):
         hd = pack_head(m)
         self.hid = hd.b1.shape[0]
         self.head_f = (w8(hd.f), t(hd.b1))
-        self.nbt, self.evw = t(hd.nb_tab), t(hd.ev_w)
-        self.nev = hd.ev_w.shape[0]
-        self.m1, self.s1, self.act = t(hd.m1), t(hd.s1), t(hd.act)
-        self.out = (w8(hd.out), t(hd.out_b), t(hd.out_m), t(hd.out_s))
-        self.nout = hd.out_b.shape[0]
-        self.exp = t(hd.exp)
-        self.cb = t(hd.cbias)
-        self.subt, self.subm, self.subs = t(hd.sub_t), t(hd.sub_m), t(hd.sub_s)
-        self.subst, self.copy_max, self.mclamp = hd.subst, hd.copy_max, hd.mclamp
-        self.mix, self.ker = hd.mix, t(hd.ker)
+        self.hp = on_dev(hd.hidden)        # the same packs as the CPU kernels', on device
+        self.tp = on_dev(hd.tables)
+        self.out_w = w8(hd.out)
+        self.nev = hd.hidden.ev_w.shape[0]
+        self.nout = hd.tables.out_b.shape[0]
+        self.mclamp = hd.hidden.mclamp
         self.nbo = t(np.array(HEAD_NEIGHBOURS).ravel())
         cand = list(HEAD_NEIGHBOURS) + list(PREV_CANDIDATES) + [(0, 0)]
         self.cdy = t([c[0] for c in cand])
@@ -121,7 +132,7 @@ class NeuralDriver(Driver):
                         device=self.dev)
         if rows == 0:
             return y
-        bm, bn, bk = 64, max(32, min(128, _pow2(n))), max(32, min(128, _pow2(k)))
+        bm, bn, bk = 64, max(32, min(128, pow2(n))), max(32, min(128, pow2(k)))
         d8 = self._dummy("int8")
         d32 = self._dummy()
         grid = (-(-rows // bm), -(-n // bn))
@@ -138,7 +149,7 @@ class NeuralDriver(Driver):
         rows, d = x.shape
         if rows:
             self._run(self.k.neural.layer_norm_kernel, (-(-rows // 16),), x, gb[0], gb[1], y,
-                      rows, d, BR=16, BD=max(16, _pow2(d)))
+                      rows, d, BR=16, BD=max(16, pow2(d)))
         return y
 
     def _context(self, vid, jobs):
@@ -154,13 +165,13 @@ class NeuralDriver(Driver):
         n_j = ctx.shape[0]
         nh = self.cfg.n_heads
         dh = self.d // nh
-        bq = max(16, min(64, _pow2(self.hw)))
-        bkey = max(32, min(256, _pow2(self.kf * self.hw)))
+        bq = max(16, min(64, pow2(self.hw)))
+        bkey = max(32, min(256, pow2(self.kf * self.hw)))
         self._run(self.k.neural.attention_kernel, (n_j, nh, -(-self.hw // bq)),
                   qv, ctx, lay["kt"], lay["vt"], lay["bt"], lay["by"], lay["bx"],
                   self.exp_att, o, self.hw, self.w, self.d, dh, self.kf, self.cfg.radius,
                   int(self.exp_att.numel()), lay["att"][0], lay["att"][1],
-                  BQ=bq, BKEY=bkey, BDH=max(32, _pow2(dh)))
+                  BQ=bq, BKEY=bkey, BDH=max(32, pow2(dh)))
         return o
 
     def _fpart(self, feats):
@@ -196,7 +207,7 @@ class NeuralDriver(Driver):
             self._run(self.k.neural.lstm_cell_kernel, (-(-rows // 16),), ctx, self.gate_tab,
                       hacc, self.gates[2], self.gates[3], self.sig, self.tanh, hs, cs, rows,
                       self.hw, self.w, self.d, self.kf, self.cfg.radius, self.pad,
-                      BR=16, BD=max(16, _pow2(self.d)))
+                      BR=16, BD=max(16, pow2(self.d)))
         return self._fpart(hs)
 
     def _motion_rows(self, vid, jobs):
@@ -223,10 +234,12 @@ class NeuralDriver(Driver):
         return torch.cat([cur, n_cur[None, :, None].expand(n_j, -1, 1), prv,
                           n_prv[:, None, None].expand(-1, self.hw, 1)], -1).contiguous()
 
-    def _head(self, vid, jobs, fpart, p0, n_p, mode, mot=None, mot_by_lane=False, tab=None,
-              batch=None, start=None, freq=None):
-        """The head over positions p0..p0+n_p-1 of each job (rows job * n_p + r)."""
+    def _head(self, vid, jobs, fpart, span, mode, mot=None, mot_by_lane=False,
+              out: HeadOut | None = None):
+        """The head over positions ``span = (p0, n_p)``, p0..p0+n_p-1, of each job (rows
+        job * n_p + r), writing to ``out``."""
         torch = self.torch
+        p0, n_p = span
         rows = len(jobs) * n_p
         if rows == 0:
             return
@@ -234,24 +247,26 @@ class NeuralDriver(Driver):
         d64 = self._dummy("int64")
         _, t_n, h, w = vid.shape
         mot = mot if mot is not None else d32
+        out = HeadOut() if out is None else out
+        hp, tp, batch = self.hp, self.tp, out.batch
         u = torch.empty((rows, self.hid), dtype=torch.int8, device=self.dev)
         self._run(self.k.neural.head_hidden_kernel, (rows,), vid, jobs, fpart, mot, self.nbo,
-                  self.nbt, self.evw, self.m1, self.s1, self.act, u, p0, n_p, t_n, h, w,
+                  hp.nb_tab, hp.ev_w, hp.m1, hp.s1, hp.act, u, p0, n_p, t_n, h, w,
                   self.vocab, self.hid, self.nev, self.mclamp, MOT_BY_LANE=mot_by_lane,
-                  BH=max(16, _pow2(self.hid)))
-        zf = self._lin(u, self.out[0], self.out[1], None, None, 0)
+                  BH=max(16, pow2(self.hid)))
+        zf = self._lin(u, self.out_w, tp.out_b, None, None, 0)
         dec = mode == DECODE
         self._run(self.k.neural.head_table_kernel, (rows,), zf, vid, jobs, self.cdy, self.cdx,
-                  self.out[2], self.out[3], self.subt, self.subm, self.subs, self.cb, self.exp,
-                  self.ker,
-                  tab if tab is not None else d32,
+                  tp.out_m, tp.out_s, tp.sub_t, tp.sub_m, tp.sub_s, tp.cbias, tp.exp, tp.ker,
+                  out.tab if out.tab is not None else d32,
                   batch.toff if mode == INTERVALS else d64,
-                  start if start is not None else d32, freq if freq is not None else d32,
+                  out.start if out.start is not None else d32,
+                  out.freq if out.freq is not None else d32,
                   batch.words if dec else d64, batch.woff if dec else d64,
                   batch.rst if dec else d64, batch.rpos if dec else d64, mot,
-                  p0, n_p, t_n, h, w, self.vocab, self.nout, int(self.exp.numel()),
+                  p0, n_p, t_n, h, w, self.vocab, self.nout, int(tp.exp.numel()),
                   self.precision, self.shift, self.mclamp,
-                  MODE=mode, SUBST=self.subst, COPY_MAX=self.copy_max, MIX=self.mix,
+                  MODE=mode, SUBST=tp.subst, COPY_MAX=tp.copy_max, MIX=tp.mix,
                   BV=max(16, self.bv))
 
     # -- lanes ----------------------------------------------------------------------------
@@ -312,8 +327,8 @@ class NeuralDriver(Driver):
             for i in range(0, len(jobs), per):
                 jb = jobs[i:i + per]
                 mot = self._motion_rows(vid, jb) if self.mclamp > 0 else None
-                self._head(vid, jb, fpart[i * self.hw:(i + per) * self.hw], 0, self.hw,
-                           INTERVALS, mot=mot, batch=batch, start=start, freq=freq)
+                self._head(vid, jb, fpart[i * self.hw:(i + per) * self.hw], (0, self.hw),
+                           INTERVALS, mot=mot, out=HeadOut(batch=batch, start=start, freq=freq))
         return start, freq
 
     def decode(self, batch: LaneBatch, state):
@@ -332,8 +347,8 @@ class NeuralDriver(Driver):
                 row[:, 19] = self.hw if t >= 2 else 0
                 mot[idx] = row
             for p in range(self.hw):
-                self._head(vid, jobs, fpart, p, 1, DECODE, mot=mot, mot_by_lane=True,
-                           batch=batch)
+                self._head(vid, jobs, fpart, (p, 1), DECODE, mot=mot, mot_by_lane=True,
+                           out=HeadOut(batch=batch))
         off = batch.offsets
         for b, n in enumerate(frames):
             if n:
@@ -378,7 +393,7 @@ class NeuralDriver(Driver):
             state["t"] = t
         mot = self._motion_rows(vid, jobs)[:, p0:p0 + n_p].contiguous() if self.mclamp else None
         out = torch.empty((1, n_p, self.vocab), dtype=torch.int32, device=self.dev)
-        self._head(vid, jobs, state["fpart"], p0, n_p, TABLES, mot=mot, tab=out)
+        self._head(vid, jobs, state["fpart"], (p0, n_p), TABLES, mot=mot, out=HeadOut(out))
         return out
 
     def peek(self, batch, state, i):

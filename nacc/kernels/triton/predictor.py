@@ -9,7 +9,7 @@ the CPU predictor writes, and the header never learns the device.  The four cont
 * ``intervals``: one INTERVALS launch for the whole segment, copied back;
 * ``decode``: one DECODE launch (rANS decoding fused in the kernel), tokens copied back;
 * ``intervals_lanes`` / ``decode_lanes``: many segments per launch, through the lane
-  runner of ``nacc.kernels.triton.batch`` (batches sized to the free GPU memory, the next
+  runner of ``nacc.kernels.triton.runner`` (batches sized to the free GPU memory, the next
   batch launched while the previous one is copied back).
 """
 from __future__ import annotations
@@ -22,7 +22,8 @@ import numpy as np
 from nacc.errors import NaccError
 from nacc.predictors.base import Predictor, Stepper
 
-from .drivers import LaneBatch, driver_for
+from . import runner
+from .base import LaneBatch, driver_for
 from .runtime import Backend
 
 
@@ -70,22 +71,16 @@ class TritonPredictor(Predictor):
         return _TritonStepper(self)
 
     def intervals(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        from .batch import intervals_many
-
-        return intervals_many(self, [tokens])[0]
+        return runner.intervals_many(self, [tokens])[0]
 
     def decode(self, words: np.ndarray, n_frames: int) -> np.ndarray:
         return next(self.decode_lanes([(words, n_frames)]))
 
     def intervals_lanes(self, videos):
-        from .batch import intervals_many
-
-        yield from intervals_many(self, videos)
+        yield from runner.intervals_many(self, videos)
 
     def decode_lanes(self, jobs):
-        from .batch import decode_many
-
-        yield from decode_many(self, list(jobs))
+        yield from runner.decode_many(self, list(jobs))
 
 
 class _TritonStepper(Stepper):

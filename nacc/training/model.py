@@ -5,7 +5,7 @@ Every tensor that becomes an integer in the exported model passes through an :cl
 absolute value) and, once ``qat`` is switched on, values are rounded to that grid with a
 straight-through gradient.  Weights are fake-quantized per output channel exactly as the
 exporter will quantize them (see :class:`QLinear`).  Floats here never decide a table: the
-exporter (``nacc.neural.export``) turns the trained weights and scales into integers, and
+exporter (``nacc.training.export``) turns the trained weights and scales into integers, and
 only the integer model (``nacc.neural.intref`` / ``nacc.kernels.cpu.neural``) codes.
 """
 from __future__ import annotations

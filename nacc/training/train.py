@@ -17,7 +17,7 @@ the last 10% of ``steps``.  Batches are drawn from ``default_rng([seed, step])``
 resumed run sees the same batches as an uninterrupted one.  Instead of a fixed corpus,
 training can draw every step's clips from new videos of a ``stream`` (e.g. synthetic ones,
 ``nacc.neural.synth``), which no model can memorise.  The result is exported to integers
-(``nacc.neural.export``) and its validation bits/token are measured with the integer
+(``nacc.training.export``) and its validation bits/token are measured with the integer
 reference.  Progress is a bar on a terminal and one line per evaluation otherwise.
 """
 from __future__ import annotations
@@ -36,8 +36,8 @@ import torch.nn.functional as F
 
 from nacc.neural import intref
 from nacc.neural.config import ModelConfig
-from nacc.neural.export import export, save_model
-from nacc.neural.model import NeuralModel
+from nacc.training.export import export, save_model
+from nacc.training.model import NeuralModel
 
 SCHEDULES = ("plateau", "cosine")
 

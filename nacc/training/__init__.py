@@ -1,0 +1,14 @@
+"""Training side of the neural predictors (torch): float models with fake quantization, the
+training loop, the exporter to the integer model, and training corpora.
+
+Modules:
+
+* ``model``    -- torch models with fake quantization (QAT).
+* ``train``    -- seeded, checkpointed, resumable training; exports at the end.
+* ``export``   -- the one exporter: a trained torch model -> the weight packs of
+  ``nacc.neural.packs`` (written to a model folder by ``nacc.neural.modelfile.save_model``).
+* ``datasets`` -- training corpora: ``(name, tokens)`` segments from files and shards.
+
+Nothing on the coding path imports this package: the run-time side (config, packs, the
+integer reference, the model loader) is ``nacc.neural``, which imports without torch.
+"""
