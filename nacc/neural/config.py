@@ -23,6 +23,10 @@ N_MATCH = len(MATCH_NEIGHBOURS) * len(PREV_CANDIDATES)
 # far and for the whole previous frame, per shift of PREV_CANDIDATES the deficit to the
 # best shift's match count, then the best count and the non-matching rest
 N_MOTION = 2 * (len(PREV_CANDIDATES) + 2)
+# the kernels' motion row of a token, from which those counts come: for the current frame so
+# far and the previous frame, the match count of each shift of PREV_CANDIDATES, then the
+# number of tokens counted (cur_0..8, n_cur, prv_0..8, n_prv)
+MOTION_ROW = 2 * (len(PREV_CANDIDATES) + 1)
 # bound of the head's per-code copy term (ModelConfig.copy_bias), in logit units
 COPY_BIAS_MAX = 1 << 20
 # mix_head: fixed-point bits of the mixture's fresh part and kernel (the intref spec)

@@ -21,7 +21,6 @@ counted in :attr:`Segments.n_bad`.
 """
 from __future__ import annotations
 
-import io
 import os
 import warnings
 from collections.abc import Iterable, Iterator
@@ -76,13 +75,6 @@ def _check(arr: np.ndarray, where: str, vocab: int | None) -> np.ndarray:
         top = "" if vocab is None else f"..{vocab - 1}"
         raise DatasetError(f"{where}: token values {lo}..{hi} outside 0{top}")
     return np.ascontiguousarray(arr, dtype=np.int32)
-
-
-def _load_npy_bytes(data: bytes, where: str) -> np.ndarray:
-    try:
-        return np.load(io.BytesIO(data), allow_pickle=False)
-    except Exception as e:  # noqa: BLE001  (numpy raises several types)
-        raise DatasetError(f"{where}: not a readable .npy ({e})") from None
 
 
 def _raw_file(path: Path) -> Iterator[tuple[str, np.ndarray]]:

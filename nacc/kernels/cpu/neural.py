@@ -3,8 +3,8 @@
 Same spec as the numpy reference, written as loops: a frame-level pass per frame
 (``tf_frame`` / ``lstm_frame``) and a token-level head per token (``head_table``), fused
 with rANS in ``encode_intervals`` and ``decode``. The head's motion counts travel as one
-int64[20] row per token (``cur_0..8, n_cur, prv_0..8, n_prv``): ``frame_motion`` computes
-the rows of a whole coded frame, the decoders carry one row with ``motion_start`` at each
+int64[MOTION_ROW] row per token (``cur_0..8, n_cur, prv_0..8, n_prv``): ``frame_motion``
+computes the rows of a whole coded frame, the decoders carry one row with ``motion_start`` at each
 frame start and ``motion_push`` after each token. All arithmetic is int64 on values that
 the spec bounds below 2**31 where it says int32, so results are identical to the reference
 for any batching or thread count. Weights come as the packs of ``nacc.neural.packs``
@@ -23,7 +23,7 @@ import numba as nb
 import numpy as np
 
 from nacc.kernels.cpu import rans
-from nacc.neural.config import HEAD_NEIGHBOURS, LOGIT_CLAMP, MIX_BITS
+from nacc.neural.config import HEAD_NEIGHBOURS, LOGIT_CLAMP, MIX_BITS, MOTION_ROW
 from nacc.neural.packs import LSTM, Head, Lin, Norm, Requant, Subst, TfLayer, Transformer
 
 NB_DY = np.array([dy for dy, _ in HEAD_NEIGHBOURS], np.int64)
@@ -203,10 +203,10 @@ def motion_push(video, t, p, mot):
 
 @nb.njit(cache=True, nogil=True)
 def frame_motion(video, t, rows):
-    """Motion rows (H*W, 20) of every token of frame t (reads frames t-2..t)."""
+    """Motion rows (H*W, MOTION_ROW) of every token of frame t (reads frames t-2..t)."""
     _, h, w = video.shape
     hw = h * w
-    mot = np.zeros(20, np.int64)
+    mot = np.zeros(MOTION_ROW, np.int64)
     for p in range(hw):
         _add_hits(video, t - 1, p, mot[:9])
     motion_start(mot, t, hw)
@@ -537,7 +537,7 @@ def frame_tables(video, t, dm, ws, hs, cs, out):
     _, h, w = video.shape
     feat = np.empty((h * w, dm.d), np.int64)
     _frame_feats(video, t, dm, ws, hs, cs, feat)
-    mot = np.zeros((h * w, 20), np.int64)
+    mot = np.zeros((h * w, MOTION_ROW), np.int64)
     if dm.mclamp > 0:
         frame_motion(video, t, mot)
     for p in range(h * w):
@@ -583,7 +583,7 @@ def decode(words, t_n, h, w, dm, ws):
     feat = np.empty((h * w, d), np.int64)
     bufs = _head_bufs(hd, vocab)
     tab = np.empty(vocab, np.int32)
-    mot = np.zeros(20, np.int64)
+    mot = np.zeros(MOTION_ROW, np.int64)
     state, pos = rans.dec_init(words)
     for t in range(t_n):
         _frame_feats(video, t, dm, ws, hs, cs, feat)

@@ -46,7 +46,13 @@ import numpy as np
 
 from nacc.kernels.cpu import int8gemm, rans
 from nacc.kernels.cpu.neural import _c8, _first_slot, _isqrt, _rq, mix_table
-from nacc.neural.config import HEAD_NEIGHBOURS, LOGIT_CLAMP, MATCH_NEIGHBOURS, PREV_CANDIDATES
+from nacc.neural.config import (
+    HEAD_NEIGHBOURS,
+    LOGIT_CLAMP,
+    MATCH_NEIGHBOURS,
+    MOTION_ROW,
+    PREV_CANDIDATES,
+)
 from nacc.neural.packs import stacked
 from nacc.spec import CODER_PRECISION
 
@@ -56,8 +62,6 @@ NB_OFFSETS = np.array(HEAD_NEIGHBOURS, I64)
 PREV_OFFSETS = np.array(PREV_CANDIDATES, I64)
 MATCH_OFFSETS = np.array(MATCH_NEIGHBOURS, I64)
 N_CAND = len(HEAD_NEIGHBOURS) + len(PREV_CANDIDATES)
-# motion row of a token: cur_0..8, n_cur, prv_0..8, n_prv (see motion_start / motion_push)
-MOTION_ROW = 2 * (len(PREV_CANDIDATES) + 1)
 # rows of one head chunk when encoding (bounds the float logits buffer: rows * (V + 30))
 ENCODE_ROWS = 512
 
@@ -729,7 +733,7 @@ def motion_push(videos, lane, t, p, mot):
 
 @nb.njit(cache=True, nogil=True)
 def frame_motion(videos, jobs, out):
-    """Motion rows (n_jobs, H*W, 20) of every token of each job's frame."""
+    """Motion rows (n_jobs, H*W, MOTION_ROW) of every token of each job's frame."""
     _, _, h, w = videos.shape
     hw = h * w
     for j in range(jobs.shape[0]):
@@ -768,7 +772,7 @@ def head_hidden(videos, jobs, p0, n_p, fpart, mot, hp, u_off, u):
     """Hidden layer u of the head (``LUT(LIN(x_in; head.l1); head.act)``) plus ``u_off`` for
     positions p0..p0+n_p-1 of each job (lane, t): row = job * n_p + (p - p0), columns
     0..hidden-1 of ``u``.  ``fpart`` (n_jobs, H*W, hidden) holds the F part plus the bias;
-    ``mot`` (n_jobs, n_p, 20) the motion rows; ``hp`` the ``HiddenPack``."""
+    ``mot`` (n_jobs, n_p, MOTION_ROW) the motion rows; ``hp`` the ``HiddenPack``."""
     nb_tab, ev_w, m1, s1, act, mclamp = hp
     _, _, h, w = videos.shape
     n_nb = NB_OFFSETS.shape[0]

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from nacc.neural.config import HEAD_NEIGHBOURS, PREV_CANDIDATES
+from nacc.neural.config import HEAD_NEIGHBOURS, MOTION_ROW, PREV_CANDIDATES
 
 from .base import Driver, LaneBatch, pow2, register_driver
 from .jit import DECODE, INTERVALS, TABLES
@@ -211,7 +211,7 @@ class NeuralDriver(Driver):
         return self._fpart(hs)
 
     def _motion_rows(self, vid, jobs):
-        """int32 [J, H*W, 20]: motion rows (cur_0..8, n_cur, prv_0..8, n_prv) of every
+        """int32 [J, H*W, MOTION_ROW]: motion rows (cur_0..8, n_cur, prv_0..8, n_prv) of every
         position of each job's frame, as the spec counts them."""
         torch = self.torch
         n_j = len(jobs)
@@ -336,7 +336,7 @@ class NeuralDriver(Driver):
         frames = [int(x) // self.hw for x in batch.lengths]
         vid = torch.zeros((batch.n_lanes, max(1, max(frames, default=1)), self.h, self.w),
                           dtype=torch.int32, device=self.dev)
-        mot = torch.zeros((batch.n_lanes, 20), dtype=torch.int32, device=self.dev)
+        mot = torch.zeros((batch.n_lanes, MOTION_ROW), dtype=torch.int32, device=self.dev)
         for jobs, fpart in self._decode_frames(vid, frames):
             if self.mclamp > 0:          # motion_start of the spec
                 idx = jobs[:, 0]

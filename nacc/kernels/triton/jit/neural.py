@@ -31,13 +31,14 @@ explicitly (``floordiv``).
 import triton
 import triton.language as tl
 
-from nacc.neural.config import LOGIT_CLAMP, MIX_BITS
+from nacc.neural.config import LOGIT_CLAMP, MIX_BITS, MOTION_ROW
 
 from .common import const, helper, vcumsum, vmax, vmin, vsum
 from .rans import advance, quantile
 
 ZLIM = const(LOGIT_CLAMP)                          # the head's logit clamp
 MIXB = const(MIX_BITS)                             # the mixture's fixed-point bits
+MROW = const(MOTION_ROW)                           # a token's motion row (20 entries)
 
 
 @helper
@@ -288,7 +289,7 @@ def head_hidden_kernel(vid_ptr, jobs_ptr, fpart_ptr, mot_ptr, nbo_ptr, nbt_ptr, 
     """Hidden layer u (int8 [rows, HID]) of the head, one row (job j, position P0 + r) per
     program: ``fpart`` int32 [jobs, H*W, HID] (F part + bias) + neighbour token tables
     ``nbt`` int32 [6, V+1, HID] (offsets ``nbo`` int32 [6, 2]) + evidence columns ``evw``
-    int32 [NEV = 18 (+ 22), HID]; motion rows ``mot`` int32 (20 per row, or per lane when
+    int32 [NEV = 18 (+ 22), HID]; motion rows ``mot`` int32 (MOTION_ROW per row, or per lane when
     MOT_BY_LANE) read when MCLAMP > 0."""
     row = tl.program_id(0).to(tl.int64)
     j = row // NP
@@ -324,9 +325,9 @@ def head_hidden_kernel(vid_ptr, jobs_ptr, fpart_ptr, mot_ptr, nbo_ptr, nbt_ptr, 
     ev = tl.where(ok & (cur == prv), 1, 0).to(tl.int64)
     if MCLAMP > 0:
         if MOT_BY_LANE:
-            mrow = mot_ptr + lane * 20
+            mrow = mot_ptr + lane * MROW
         else:
-            mrow = mot_ptr + row * 20
+            mrow = mot_ptr + row * MROW
         m16 = tl.arange(0, 16)
         best0 = vmax(tl.load(mrow + m16, mask=m16 < 9, other=0).to(tl.int64))
         best1 = vmax(tl.load(mrow + 10 + m16, mask=m16 < 9, other=0).to(tl.int64))
@@ -470,6 +471,6 @@ def head_table_kernel(zf_ptr, vid_ptr, jobs_ptr, cdy_ptr, cdx_ptr, om_ptr, os_pt
                 prv = tl.load(vid_ptr + ((lane * T + t - 1) * H + py) * W + px, mask=ok,
                               other=-1)
                 inc = tl.where(ok & (prv == sym), 1, 0) + tl.where(k == 9, 1, 0)
-                mrow = mot_ptr + lane * 20 + k
+                mrow = mot_ptr + lane * MROW + k
                 mv = tl.load(mrow, mask=k < 10, other=0)
                 tl.store(mrow, mv + inc.to(tl.int32), mask=k < 10)
