@@ -3,6 +3,7 @@
     python bench/bench_cm.py [CLIP.npy] [--runs 3] [--copies 8] [--prior NAME]
     python bench/bench_cm.py --ablation [CLIP.npy]
     python bench/bench_cm.py --headroom [CLIP.npy]
+    python bench/bench_cm.py --splits [CLIP.npy]
 
 Everything runs in one invocation on the same input, so compare the ratios, not the absolute
 times.  General-purpose codecs get the position-major int16 layout (tokens.reshape(-1,128).T)
@@ -14,7 +15,8 @@ resident set (from wait4).  Amortized times code ``--copies`` relabeled copies o
 (each through a different random code permutation, so no codec can deduplicate them) in one
 process.  Installs nothing; a codec that is missing is skipped with a line that says so.
 
-``--headroom`` measures what limits the rate on real data (see ``headroom``).
+``--headroom`` measures what limits the rate on real data (see ``headroom``); ``--splits``
+validates the prior recipe on frames it was not fitted on (see ``splits``).
 """
 from __future__ import annotations
 
@@ -277,13 +279,11 @@ def headroom(clip: np.ndarray, first: int = 450, recent: int = 16) -> None:
     3. a bound on better code trees: the tree fitted on the measured frames themselves (an
        oracle that no shipped prior can be), with the same warm-state recipe.
     Rates are ideal (from the coded intervals), within 0.01% of the archive's words."""
-    sys.path.insert(0, os.path.join(ROOT, "models", "cm-prior"))
     sys.path.insert(0, ROOT)
-    import fit_prior as F
-
     from nacc.kernels.cpu import cm as K
     from nacc.predictors import cm as C
     from nacc.predictors import get
+    from nacc.training import cm_prior as F
 
     tok = (clip.reshape(len(clip), 8, 16) if clip.ndim == 2 else clip).astype(np.int32)
     test = np.ascontiguousarray(tok[first:])
@@ -330,7 +330,41 @@ def headroom(clip: np.ndarray, first: int = 450, recent: int = 16) -> None:
         print(f"{name:48s} rate {r:.4f}")
 
 
+SPLITS = ((range(0, 450), range(450, 600)), (range(150, 600), range(0, 150)),
+          (range(0, 300), range(300, 600)), (range(300, 600), range(0, 300)))
+
+
+def splits(clip: np.ndarray, cfg_kw: dict | None = None) -> None:
+    """The prior recipe of ``commavq-v4``/``v5`` (``nacc.training.cm_prior.fit_recipe``) fitted
+    on some frames of the clip and measured on the others (coded as a clip of their own), with
+    the rate of the same frames coded cold (no prior).  Rates from the archive words' bytes."""
+    sys.path.insert(0, ROOT)
+    from nacc import coder
+    from nacc.kernels.cpu import cm as K
+    from nacc.predictors import cm as C
+    from nacc.training import cm_prior as F
+
+    tok = (clip.reshape(len(clip), 8, 16) if clip.ndim == 2 else clip).astype(np.int32)
+    cfg = C.make_cfg(1024, (8, 16), **(cfg_kw or {}))
+
+    def rate(x, perm, warm):
+        s, f = K.enc_pass(x.ravel(), cfg, perm, K.new_state(cfg, warm), K.TABLES)
+        return x.size * 10 / 8 / coder.encode_intervals(s, f, 24).nbytes
+
+    print(f"{'fitted on':>10s} {'measured':>9s} {'cold':>7s} {'recipe':>7s} {'gain':>6s}")
+    for fit, meas in SPLITS:
+        x = np.ascontiguousarray(tok[meas.start:meas.stop])
+        perm, warm = F.fit_recipe(tok[fit.start:fit.stop], F.V4_COUNT_CAP)
+        cold = rate(x, np.arange(1024), None)
+        warm_r = rate(x, perm, warm)
+        print(f"{fit.start:4d}-{fit.stop - 1:<5d} {meas.start:3d}-{meas.stop - 1:<5d} "
+              f"{cold:7.4f} {warm_r:7.4f} {warm_r / cold - 1:+6.1%}", flush=True)
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--splits":
+        splits(np.load(sys.argv[2] if len(sys.argv) > 2 else DEV))
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "--ablation":
         ablation(np.load(sys.argv[2] if len(sys.argv) > 2 else DEV))
         return

@@ -161,6 +161,7 @@ ALL_CTX = (1 << K0.NCTX) - 1
 ALL_CAND = (1 << K0.NCAND) - 1
 ALL_COPY = (1 << K0.NCC) - 1
 PRIORS_FILE = "priors.json"
+READ_CHUNK = 1 << 18    # prior files are hashed while read, in chunks of this many bytes
 NEURAL_ARCHS = ("transformer", "lstm")   # what a ``model`` folder may hold
 
 
@@ -183,13 +184,25 @@ def tree_bits(vocab: int) -> int:
     return max(1, int(vocab - 1).bit_length())
 
 
-def _read_checked(name: str, digest_hex: str) -> bytes:
+def _read_checked(name: str, digest_hex: str) -> bytearray:
+    """The bytes of prior file ``name``, its sha256 checked while they are read."""
     try:
-        with open(os.path.join(PRIOR_DIR, name), "rb") as f:
-            data = f.read()
+        with open(os.path.join(PRIOR_DIR, name), "rb", buffering=0) as f:
+            data = bytearray(os.fstat(f.fileno()).st_size)
+            view = memoryview(data)
+            h = hashlib.sha256()
+            pos = 0
+            while pos < len(data):
+                n = f.readinto(view[pos:pos + READ_CHUNK])
+                if not n:
+                    break
+                h.update(view[pos:pos + n])
+                pos += n
+            if pos != len(data) or f.read(1):
+                raise OSError(f"{name}: changed while read")
     except OSError as e:
         raise NaccError(f"cm prior file missing: {e}") from None
-    if hashlib.sha256(data).hexdigest() != digest_hex or digest_hex[:16] not in name:
+    if h.hexdigest() != digest_hex or digest_hex[:16] not in name:
         raise NaccError(f"cm prior file {name}: hash mismatch")
     return data
 
@@ -232,15 +245,22 @@ def _load_entry(cfg, name: str, vocab: int):
     if entry.get("warm"):
         data = _read_checked(entry["warm"], cfg["sha256"][entry["warm"]])
         h.update(data)
-        with np.load(io.BytesIO(data)) as z:
-            warm = {k: z[k] for k in z.files}
+        if entry["warm"].endswith(".cmw"):
+            warm = K0.unpack_warm(data)
+        else:
+            with np.load(io.BytesIO(data)) as z:
+                warm = {k: z[k] for k in z.files}
     return perm, warm, h.digest()
+
+
+DEFAULT_PRIOR = "commavq-v5"     # for V = 1024
 
 
 def default_prior(vocab: int) -> str:
     """The prior used unless one is named: for V = 1024 a learned code tree with the whole
-    warm-start state (``commavq-v4``, fitted on frames 0-449 of the dev clip), else none."""
-    return "commavq-v4" if vocab == 1024 else "none"
+    warm-start state (``commavq-v5``, fitted on all 600 frames of the dev clip with the
+    recipe of ``commavq-v4``, which was fitted on frames 0-449), else none."""
+    return DEFAULT_PRIOR if vocab == 1024 else "none"
 
 
 def _neural(vocab: int, frame_shape: tuple[int, int], model: str) -> _Neural:

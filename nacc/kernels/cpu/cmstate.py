@@ -5,6 +5,8 @@ it lives here so that the fast paths that run ahead-of-time compiled kernels
 """
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
 
 from nacc.coder import CODER_PRECISION
@@ -93,12 +95,31 @@ def apm_init(n_ctx: int) -> np.ndarray:
     return np.tile(row, n_ctx).astype(np.int32)
 
 
+PREFAULT_MIN = 1 << 20      # tables of at least this many bytes may be pre-faulted
+
+
+def new_table(n: int, prefault: bool) -> np.ndarray:
+    """Zeroed uint32[n], the hash table.  With ``prefault`` (a prior is about to write
+    counters all over it) its pages are mapped by the kernel in one call (an anonymous
+    ``MAP_POPULATE`` mapping where the platform has one), which costs less than one page
+    fault per page on first touch; else ``np.zeros`` (pages mapped as first touched)."""
+    flag = getattr(mmap, "MAP_POPULATE", 0)
+    if prefault and flag and 4 * n >= PREFAULT_MIN:
+        try:
+            m = mmap.mmap(-1, 4 * n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | flag)
+        except (OSError, ValueError):
+            pass
+        else:
+            return np.frombuffer(m, np.uint32)
+    return np.zeros(n, np.uint32)
+
+
 def new_state(cfg: np.ndarray, warm, apply_counters):
     """Fresh model state for config ``cfg`` (see the spec for the initial values); ``warm``
     (a dict of arrays, see ``models/cm-prior``) replaces the initial values with a prior,
     whose hashed counters ``apply_counters`` (a compiled ``cm.apply_counters``) writes."""
     b = int(cfg[C_B])
-    ht = np.zeros(1 << int(cfg[C_HTB]), np.uint32)
+    ht = new_table(1 << int(cfg[C_HTB]), warm is not None and len(warm["ht_counter"]) > 0)
     w = np.zeros((b * (NSEL1 + NSEL2), NIN), np.int32)
     w[: b * NSEL1] = int(cfg[C_WINIT])
     apm = apm_init(b * 8)
@@ -114,3 +135,59 @@ def new_state(cfg: np.ndarray, warm, apply_counters):
         apply_counters(ht, warm["ht_kind"].astype(np.int64), warm["ht_value"].astype(np.int64),
                        warm["ht_node"].astype(np.int64), warm["ht_counter"], cfg)
     return ht, w, apm, mc, cw, capm
+
+
+# -- a warm state as one raw file (the ``.cmw`` files of ``models/cm-prior``) ----------------
+# Layout: WARM_MAGIC, u32 count, then per array a record <16s name, 4s dtype, u32 ndim,
+# u32 shape[4], u64 offset>, then the arrays' bytes, each at its offset (a multiple of 16,
+# from the start of the file), little-endian, C order.  Loading is a view per array: no
+# decompression, no archive walk.
+WARM_MAGIC = b"NACCCMW1"
+_WARM_REC = np.dtype([("name", "S16"), ("dtype", "S4"), ("ndim", "<u4"), ("shape", "<u4", 4),
+                      ("offset", "<u8")])
+WARM_DTYPES = ("<i4", "<u4", "<i2", "<u2", "|u1")
+
+
+def pack_warm(arrays: dict) -> bytes:
+    """The raw file of a warm state (a dict name -> array of a dtype in WARM_DTYPES)."""
+    recs = np.zeros(len(arrays), _WARM_REC)
+    off = -(-(len(WARM_MAGIC) + 4 + recs.nbytes) // 16) * 16
+    blobs = []
+    for r, (name, arr) in zip(recs, arrays.items()):
+        a = np.ascontiguousarray(arr)
+        dt = a.dtype.newbyteorder("<") if a.dtype.itemsize > 1 else a.dtype
+        if dt.str not in WARM_DTYPES or a.ndim > 4:
+            raise ValueError(f"warm array {name}: dtype {a.dtype} / {a.ndim} dims not storable")
+        r["name"], r["dtype"], r["ndim"] = name.encode(), dt.str.encode(), a.ndim
+        r["shape"][: a.ndim] = a.shape
+        r["offset"] = off
+        data = a.astype(dt, copy=False).tobytes()
+        blobs.append(data + bytes(-len(data) % 16))
+        off += len(blobs[-1])
+    head = WARM_MAGIC + np.uint32(len(arrays)).astype("<u4").tobytes() + recs.tobytes()
+    return head + bytes(-len(head) % 16) + b"".join(blobs)
+
+
+def unpack_warm(buf) -> dict:
+    """The arrays of a raw warm-state file (read-only views into ``buf``); ValueError when
+    ``buf`` is not one."""
+    mv = memoryview(buf)
+    if bytes(mv[:8]) != WARM_MAGIC or len(mv) < 12:
+        raise ValueError("not a cm warm-state file (bad magic)")
+    count = int(np.frombuffer(mv, "<u4", 1, 8)[0])
+    if 12 + count * _WARM_REC.itemsize > len(mv):
+        raise ValueError("cm warm-state file truncated (header)")
+    recs = np.frombuffer(mv, _WARM_REC, count, 12)
+    out = {}
+    for r in recs:
+        dt = r["dtype"].decode("ascii", "replace")
+        nd = int(r["ndim"])
+        if dt not in WARM_DTYPES or nd > 4:
+            raise ValueError(f"cm warm-state file: bad dtype {dt!r} or {nd} dims")
+        shape = tuple(int(s) for s in r["shape"][:nd])
+        n = int(np.prod(shape, dtype=np.int64))
+        off = int(r["offset"])
+        if off % 16 or off + n * np.dtype(dt).itemsize > len(mv):
+            raise ValueError("cm warm-state file truncated (data)")
+        out[r["name"].decode("ascii", "replace")] = np.frombuffer(mv, dt, n, off).reshape(shape)
+    return out

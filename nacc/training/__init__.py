@@ -1,0 +1,1 @@
+"""Offline fitting of the shipped models and priors (nothing here runs when coding)."""
