@@ -203,8 +203,9 @@ def test_raw_warm_file_round_trip_and_damage():
     """pack_warm / unpack_warm give back the arrays (dtypes, shapes, values); a damaged file
     is a ValueError, and a prior file whose bytes changed is refused by its hash."""
     K0 = cm_mod.K0
-    arrays = {"w": np.arange(-6, 6, dtype=np.int32).reshape(3, 4), "k": np.arange(5, dtype=np.uint8),
-              "v": np.array([-1, 7], np.int16), "c": np.array([1, 2**32 - 1], np.uint32)}
+    arrays = {"w": np.arange(-6, 6, dtype=np.int32).reshape(3, 4),
+              "k": np.arange(5, dtype=np.uint8), "v": np.array([-1, 7], np.int16),
+              "c": np.array([1, 2**32 - 1], np.uint32)}
     data = K0.pack_warm(arrays)
     back = K0.unpack_warm(data)
     assert list(back) == list(arrays)
@@ -230,14 +231,6 @@ def test_v5_raw_prior_equals_its_arrays():
     assert set(warm) == {"w", "apm", "mc", "cw", "capm", "ht_kind", "ht_value", "ht_node",
                          "ht_counter"}
     assert cm_mod.K0.pack_warm(warm) == raw
-
-
-def test_prefaulted_table_is_a_zeroed_writable_table():
-    K0 = cm_mod.K0
-    for prefault in (False, True):
-        t = K0.new_table(1 << 20, prefault)
-        assert t.dtype == np.uint32 and t.shape == (1 << 20,) and t.flags.writeable
-        assert t.flags.c_contiguous and not t.any()
 
 
 def test_unknown_prior_is_an_error():

@@ -243,11 +243,13 @@ def _load_entry(cfg, name: str, vocab: int):
             raise NaccError(f"cm prior {name!r} is not a permutation of {vocab} codes")
     warm = None
     if entry.get("warm"):
-        data = _read_checked(entry["warm"], cfg["sha256"][entry["warm"]])
-        h.update(data)
+        digest = cfg["sha256"][entry["warm"]]
+        data = _read_checked(entry["warm"], digest)
         if entry["warm"].endswith(".cmw"):
+            h.update(bytes.fromhex(digest))     # its checked sha256 stands for its bytes
             warm = K0.unpack_warm(data)
         else:
+            h.update(data)
             with np.load(io.BytesIO(data)) as z:
                 warm = {k: z[k] for k in z.files}
     return perm, warm, h.digest()

@@ -8,10 +8,12 @@ entries without one use the file's top-level ``fitted_on``, frames 0-299): the p
 ``commavq-v3`` on frames 0-299, so that rates on frames 300-599 stay honest; ``commavq-v4``
 on frames 0-449, rates on frames 450-599; ``commavq-v5`` on all 600 frames with the recipe
 of ``commavq-v4`` (``fit_recipe``), validated by fitting it on 0-449 and measuring 450-599
-(``bench/bench_cm.py --splits``): no frame of the dev clip is held out from it.  A tree is a recursive spectral bisection of the
-graph whose edge weights count how often code a is replaced by code b (a != b) at the same
-position between consecutive frames: codes that replace each other end up in the same
-subtree.  Float code runs only here, offline; its output is frozen as an integer table
+(``bench/bench_cm.py --splits``): no frame of the dev clip is held out from it.
+
+A tree is a recursive spectral bisection of the graph whose edge weights count how often
+code a is replaced by code b (a != b) at the same position between consecutive frames:
+codes that replace each other end up in the same subtree.  Float code runs only here,
+offline; its output is frozen as an integer table
 (``tree-<sha256 prefix>.u16``: uint16 little-endian, leaf index of each code) and the
 predictor reads that file, checks its hash, and never recomputes it.  The warm-start
 states are integer model arrays taken after coding the same frames cold (see ``fit_warm``):
@@ -21,10 +23,9 @@ counters (previous tokens, position, order 0); ``commavq-v4`` caps each counter'
 ``count_cap`` so that the prior's probabilities move as fast as those of a counter seen that
 often (a clip unlike the fitting frames overrides them sooner).  ``commavq-v5`` stores the
 same arrays as one raw file (``warmraw-*.cmw``, ``cmstate.pack_warm``) that loads as views,
-without decompression.  ``priors.json`` names the
-priors and the sha256 of every file.  Files are frozen once written: a run adds the priors
-that ``priors.json`` lacks and never rewrites an existing one, so archives written with any
-shipped prior keep decoding.
+without decompression.  ``priors.json`` names the priors and the sha256 of every file.
+Files are frozen once written: a run adds the priors that ``priors.json`` lacks and never
+rewrites an existing one, so archives written with any shipped prior keep decoding.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ import io
 import json
 import os
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -148,7 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     from nacc.kernels.cpu.cmstate import pack_warm
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("clip", nargs="?", default=os.path.join(ROOT, "tests", "data", "commavq_dev.npy"))
+    ap.add_argument("clip", nargs="?",
+                    default=os.path.join(ROOT, "tests", "data", "commavq_dev.npy"))
     ap.add_argument("--out", default=PRIOR_OUT, help="folder of priors.json (default: %(default)s)")
     args = ap.parse_args(argv)
     out = args.out
@@ -161,12 +164,13 @@ def main(argv: list[str] | None = None) -> None:
         return f"{name} frames 0-{frames - 1}"
 
     path = os.path.join(out, "priors.json")
-    cfg = {"fitted_on": fitted_on(LEGACY_FRAMES), "priors": {}, "sha256": {}}
+    cfg: dict[str, Any] = {"fitted_on": fitted_on(LEGACY_FRAMES), "priors": {}, "sha256": {}}
     if os.path.exists(path):
         with open(path) as f:
             cfg = json.load(f)
         if cfg["fitted_on"] != fitted_on(LEGACY_FRAMES):
-            sys.exit(f"priors.json was fitted on {cfg['fitted_on']}, not {fitted_on(LEGACY_FRAMES)}")
+            sys.exit(f"priors.json was fitted on {cfg['fitted_on']}, "
+                     f"not {fitted_on(LEGACY_FRAMES)}")
     priors, digests = cfg["priors"], cfg["sha256"]
     trees: dict[int, tuple[str, np.ndarray]] = {}   # frames -> (file, perm)
 
@@ -181,7 +185,8 @@ def main(argv: list[str] | None = None) -> None:
 
     tree_of(LEGACY_FRAMES, priors.get("commavq-tree-v1", {}).get("tree"))
     identity = np.arange(1024, dtype=np.int64)
-    wanted = {   # name -> (frames, file stem, tree order?, context kinds, count cap, raw?)
+    # name -> (frames, file stem, tree order?, context kinds, count cap, raw file?)
+    wanted: dict[str, tuple[int, str | None, bool, dict | None, int | None, bool]] = {
         "commavq-tree-v1": (LEGACY_FRAMES, None, True, None, None, False),
         "commavq-v2": (LEGACY_FRAMES, "warm", True, LEAF_CLUSTER_KINDS, None, False),
         "commavq-warm-v1": (LEGACY_FRAMES, "warmid", False, LEAF_CLUSTER_KINDS, None, False),
@@ -192,14 +197,14 @@ def main(argv: list[str] | None = None) -> None:
     for prior, (frames, stem, use_tree, kinds, cap, raw) in wanted.items():
         if prior in priors:
             continue
-        entry = {"vocab": 1024}
+        entry: dict[str, Any] = {"vocab": 1024}
         if frames != LEGACY_FRAMES:
             entry["fitted_on"] = fitted_on(frames)
         order = identity
         if use_tree:
             entry["tree"], order = tree_of(frames, None)
         if stem is not None:
-            warm = fit_warm(clip[:frames], order, kinds, cap)
+            warm = fit_warm(clip[:frames], order, kinds or ALL_KINDS, cap)
             data, ext = (pack_warm(warm), "cmw") if raw else (_npz(warm), "npz")
             entry["warm"] = _write(data, stem, ext, digests, out)
             if cap is not None:
