@@ -3,7 +3,7 @@
     python bench/bench_cm.py [CLIP.npy] [--runs 3] [--copies 8] [--prior NAME]
     python bench/bench_cm.py --ablation [CLIP.npy]
     python bench/bench_cm.py --headroom [CLIP.npy]
-    python bench/bench_cm.py --splits [CLIP.npy]
+    python bench/bench_cm.py --splits [CLIP.npy] [--check 1]
     python bench/bench_cm.py --startup [CLIP.npy] [--runs 9] [--other CHECKOUT]...
 
 Everything runs in one invocation on the same input, so compare the ratios, not the absolute
@@ -355,7 +355,7 @@ def splits(clip: np.ndarray, cfg_kw: dict | None = None) -> None:
     print(f"{'fitted on':>10s} {'measured':>9s} {'cold':>7s} {'recipe':>7s} {'gain':>6s}")
     for fit, meas in SPLITS:
         x = np.ascontiguousarray(tok[meas.start:meas.stop])
-        perm, warm = F.fit_recipe(tok[fit.start:fit.stop], F.V4_COUNT_CAP)
+        perm, warm = F.fit_recipe(tok[fit.start:fit.stop], F.V4_COUNT_CAP, cfg_kw)
         cold = rate(x, np.arange(1024), None)
         warm_r = rate(x, perm, warm)
         print(f"{fit.start:4d}-{fit.stop - 1:<5d} {meas.start:3d}-{meas.stop - 1:<5d} "
@@ -433,7 +433,12 @@ def main() -> None:
         startup(a.clip, a.runs, a.other)
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--splits":
-        splits(np.load(sys.argv[2] if len(sys.argv) > 2 else DEV))
+        ap = argparse.ArgumentParser()
+        ap.add_argument("--splits", action="store_true")
+        ap.add_argument("clip", nargs="?", default=DEV)
+        ap.add_argument("--check", type=int, default=0, help="checked buckets (cm's check)")
+        a = ap.parse_args()
+        splits(np.load(a.clip), {"check": a.check})
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--ablation":
         ablation(np.load(sys.argv[2] if len(sys.argv) > 2 else DEV))

@@ -233,6 +233,46 @@ def test_v5_raw_prior_equals_its_arrays():
     assert cm_mod.K0.pack_warm(warm) == raw
 
 
+# -- checked buckets (parameter check) ------------------------------------------------------
+@pytest.mark.parametrize("prior,htb", [("none", 24), ("none", 10), ("commavq-v2", 24),
+                                       ("commavq-v5", 13)])
+def test_checked_buckets_four_paths(dev_clip, prior, htb):
+    """check=1: tables == stepper == intervals == decode, also with a table of 2**10 or 2**13
+    counters, where buckets are claimed and evicted all the time (and a prior's counters
+    evict each other); the null bucket is never written."""
+    tokens = np.ascontiguousarray(dev_clip[:4]).astype(np.int32)
+    pred = get("cm")(1024, (8, 16), prior=prior, check=1)
+    pred.cfg[cm_mod.K0.C_HTB] = htb
+    check_paths(pred, tokens)
+    state = cm_mod.K.new_state(pred.cfg, pred.warm)
+    cm_mod.K.enc_pass(tokens.ravel(), pred.cfg, pred.perm, state, cm_mod.K.TABLES)
+    ht = state[0]
+    assert len(ht) == (1 << htb) + 32 and not ht[1 << htb:].any()
+    used = ht[: 1 << htb].reshape(-1, 32)
+    claimed = used[:, 0] != 0
+    assert claimed.any() and np.all(used[:, 0][claimed] & 1)     # check words are odd
+    assert not used[~claimed, 1:].any()                          # unclaimed buckets untouched
+
+
+def test_checked_buckets_change_the_words_and_are_recorded(small_clip):
+    from nacc.errors import NaccError
+    from nacc.kernels.triton import has_kernel
+
+    tokens = small_clip.astype(np.int32)
+    plain = get("cm")(1024, (8, 16), prior="none")
+    checked = get("cm")(1024, (8, 16), prior="none", check=1)
+    assert plain.params() == {"prior": "none"}
+    assert checked.params() == {"prior": "none", "check": 1}
+    assert get("cm")(1024, (8, 16), prior="none", check=0).params() == {"prior": "none"}
+    again = get("cm")(1024, (8, 16), **json.loads(json.dumps(checked.params())))
+    np.testing.assert_array_equal(again.intervals(tokens)[1], checked.intervals(tokens)[1])
+    assert not np.array_equal(plain.intervals(tokens)[1], checked.intervals(tokens)[1])
+    assert has_kernel(plain) and not has_kernel(checked)
+    for bad in (2, -1, True, "1"):
+        with pytest.raises(NaccError, match="check"):
+            get("cm")(1024, (8, 16), check=bad)
+
+
 def test_unknown_prior_is_an_error():
     from nacc.errors import NaccError
 
@@ -247,10 +287,11 @@ def test_golden_words(dev_clip):
     Regenerate on purpose only: NACC_REGEN_GOLDEN=1 pytest tests/test_cm.py"""
     tokens = np.ascontiguousarray(dev_clip[:20]).astype(np.int32)
     got = {}
-    for prior in PRIORS:
-        pred = get("cm")(1024, (8, 16), prior=prior)
+    for prior, check in [(p, 0) for p in PRIORS] + [("none", 1), ("commavq-v5", 1)]:
+        pred = get("cm")(1024, (8, 16), prior=prior, check=check)
         words = coder.encode_intervals(*pred.intervals(tokens), pred.precision)
-        got[prior] = hashlib.sha256(words.astype("<u4").tobytes()).hexdigest()
+        key = f"{prior} check=1" if check else prior
+        got[key] = hashlib.sha256(words.astype("<u4").tobytes()).hexdigest()
     k = cm_mod.K
     got["tables"] = hashlib.sha256(k.SQUASH.tobytes() + k.STRETCH.tobytes()
                                    + k.RATES.tobytes()).hexdigest()

@@ -108,6 +108,19 @@ Update with the coded token s (leaf L), after its table is used, in this order
        sel2); apm[ai] as above.  clampw(v) = clamp(v, -16777215, 16777215).
     Updates apply sequentially: a counter reached twice (hash collision) is updated twice.
 
+Checked buckets (parameter ``check`` = 1; absent or 0: the plain buckets above)
+    The table has 2**HTB + 32 counters; the last 32 (the null bucket, index N0 = 2**HTB) are
+    never written.  A tree bucket is found from h = hmix(hmix(c, g + 1), gp + 1) (c, g, gp
+    as in ``bucket``), a copy bucket from h = q_k; chk(h) = ((h * H2) & M32) | 1.  Of the
+    pair j0 = ((h * H3) & M32 & mask) * 32 and j1 = j0 ^ 32, the bucket is the one whose
+    slot 0 holds chk(h) (j0 first).  Predictions (the copy node, every tree node, and every
+    node of ``tables()``) use the null bucket when neither holds it.  Updates (and a prior's
+    counters, in their order) *claim* one instead: of j0 and j1 the one whose slot 1 has the
+    smaller count n (j0 on a tie), slots 1..31 zeroed, slot 0 := chk(h).  The update walk
+    looks its buckets up again (claiming) before it updates them, the copy update likewise,
+    each context in order k = 0..6 at the first depth of each group.  A tree counter is at
+    bucket + local (local 1..31 as above); a copy counter at bucket + 1.
+
 External input (parameter ``model``: a neural predictor's folder; without it none of this runs)
     The neural predictor gives token i a table f (symbol order, total 2**P', scaled by
     << (24 - P') to total 2**24) from the same tokens before i.  cum[j] = sum of f[s] over
@@ -280,7 +293,7 @@ def _neural(vocab: int, frame_shape: tuple[int, int], model: str) -> _Neural:
 
 def make_cfg(vocab: int, frame_shape: tuple[int, int], ctx_mask: int = ALL_CTX,
              cand_mask: int = ALL_CAND, apm_weight: int = APM_WEIGHT, copy: int = 1,
-             copy_mask: int = ALL_COPY) -> np.ndarray:
+             copy_mask: int = ALL_COPY, check: int = 0) -> np.ndarray:
     """The int64 config array of the kernels (layout: nacc.kernels.cpu.cm.C_*)."""
     cfg = np.zeros(K0.C_NCFG, np.int64)
     cfg[K0.C_V] = vocab
@@ -297,6 +310,7 @@ def make_cfg(vocab: int, frame_shape: tuple[int, int], ctx_mask: int = ALL_CTX,
     cfg[K0.C_APMW] = apm_weight
     cfg[K0.C_COPY] = copy
     cfg[K0.C_CCMASK] = copy_mask
+    cfg[K0.C_CHECK] = check
     return cfg
 
 
@@ -366,22 +380,28 @@ class CM(Predictor):
     precision = PRECISION
 
     def __init__(self, vocab: int, frame_shape: tuple[int, int], prior: str = "default",
-                 model: str | None = None):
+                 model: str | None = None, check: int = 0):
         super().__init__(vocab, frame_shape)
+        if check not in (0, 1) or isinstance(check, bool):
+            raise NaccError(f"cm: check must be 0 or 1, not {check!r}")
+        self.check = int(check)     # 1: checked buckets (see the spec); recorded when 1
         self.prior = default_prior(self.vocab) if prior == "default" else str(prior)
         self.perm, self.warm, self._hash = load_prior(self.prior, self.vocab)
         # the external input: a neural predictor's tables (see the spec); None without model
         self.nn = None if model is None else _neural(self.vocab, self.frame_shape, str(model))
         self.inv = np.argsort(self.perm).astype(np.int64)
-        self.cfg = make_cfg(self.vocab, self.frame_shape)
+        self.cfg = make_cfg(self.vocab, self.frame_shape, check=self.check)
         # Position of each symbol in the interval layout of a table: with a tree prior the
         # intervals follow the tree's leaf order, not the symbol order (see the spec).
         self.order = None if np.array_equal(self.perm, np.arange(self.vocab)) else self.perm
 
     def params(self) -> dict:
-        if self.nn is None:
-            return {"prior": self.prior}
-        return {"prior": self.prior, "model": self.nn.model_path}
+        p: dict = {"prior": self.prior}
+        if self.nn is not None:
+            p["model"] = self.nn.model_path
+        if self.check:
+            p["check"] = self.check
+        return p
 
     def model_hash(self) -> bytes:
         if self.nn is None:

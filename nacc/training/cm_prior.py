@@ -89,7 +89,7 @@ def cap_counts(counters: np.ndarray, cap: int) -> np.ndarray:
 
 
 def fit_warm(tokens: np.ndarray, perm: np.ndarray, contexts: dict = LEAF_CLUSTER_KINDS,
-             count_cap: int | None = None) -> dict:
+             count_cap: int | None = None, cfg_kw: dict | None = None) -> dict:
     """Warm-start state: the cm model's small arrays (mixer weights, APMs, match and copy
     models) and the tree counters of the contexts ``contexts`` ({kind: number of values})
     after coding ``tokens`` cold with leaf order ``perm``; the counters' counts capped at
@@ -98,7 +98,7 @@ def fit_warm(tokens: np.ndarray, perm: np.ndarray, contexts: dict = LEAF_CLUSTER
     from nacc.predictors.cm import make_cfg
 
     tok = np.ascontiguousarray(tokens, np.int32)
-    cfg = make_cfg(1024, tok.shape[1:])
+    cfg = make_cfg(1024, tok.shape[1:], **(cfg_kw or {}))
     state = K.new_state(cfg)
     K.enc_pass(tok.ravel(), cfg, perm, state, K.TABLES)
     ht, w, apm, mc, cw, capm = state
@@ -119,12 +119,13 @@ def fit_warm(tokens: np.ndarray, perm: np.ndarray, contexts: dict = LEAF_CLUSTER
             "ht_counter": counters}
 
 
-def fit_recipe(tokens: np.ndarray, count_cap: int = 10) -> tuple[np.ndarray, dict]:
+def fit_recipe(tokens: np.ndarray, count_cap: int = 10,
+               cfg_kw: dict | None = None) -> tuple[np.ndarray, dict]:
     """The recipe of ``commavq-v4`` and ``commavq-v5`` on ``tokens`` (T, 8, 16): (leaf order
     fitted on them, warm state of every context after coding them cold with it, counts capped
-    at ``count_cap``)."""
+    at ``count_cap``); ``cfg_kw``: options of the model (``make_cfg``), default today's."""
     perm = fit_leaf_order(tokens)
-    return perm, fit_warm(tokens, perm, ALL_KINDS, count_cap)
+    return perm, fit_warm(tokens, perm, ALL_KINDS, count_cap, cfg_kw)
 
 
 def _write(data: bytes, stem: str, ext: str, digests: dict, out: str) -> str:

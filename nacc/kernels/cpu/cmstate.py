@@ -32,7 +32,7 @@ H3 = 0x1B873593
 
 # cfg layout (int64 array)
 (C_V, C_B, C_H, C_W, C_HTB, C_LIMIT, C_LR, C_WINIT, C_APMR, C_MLIMIT, C_CTXMASK,
- C_CANDMASK, C_APMW, C_COPY, C_CCMASK, C_NCFG) = range(16)
+ C_CANDMASK, C_APMW, C_COPY, C_CCMASK, C_CHECK, C_NCFG) = range(17)
 
 # ctx layout: the context of token i (int64[X_N]; names as in the spec's "Context" section),
 # filled by the kernels' ``_setup`` and read by every node; the Triton kernel keeps the same
@@ -100,7 +100,8 @@ def new_state(cfg: np.ndarray, warm, apply_counters):
     b = int(cfg[C_B])
     # np.zeros: pages are mapped as first touched; pre-faulting (MAP_POPULATE) or huge pages
     # measured slower in CPU time here, even with a prior that touches every page
-    ht = np.zeros(1 << int(cfg[C_HTB]), np.uint32)
+    # with checked buckets (C_CHECK) one more bucket at the end: the null bucket, always zero
+    ht = np.zeros((1 << int(cfg[C_HTB])) + (BUCKET if cfg[C_CHECK] else 0), np.uint32)
     w = np.zeros((b * (NSEL1 + NSEL2), NIN), np.int32)
     w[: b * NSEL1] = int(cfg[C_WINIT])
     apm = apm_init(b * 8)

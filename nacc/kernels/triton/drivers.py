@@ -390,14 +390,18 @@ def kernel_names() -> list[str]:
 
 def has_kernel(pred) -> bool:
     """``pred`` (a predictor, its class or its name) has Triton kernels (not ``cm`` with a
-    neural input: its external tables have no GPU kernel)."""
-    if getattr(pred, "nn", None) is not None:
+    neural input: its external tables have no GPU kernel; nor ``cm`` with checked buckets,
+    parameter ``check``, which the GPU kernel does not implement)."""
+    if getattr(pred, "nn", None) is not None or getattr(pred, "check", 0):
         return False
     return (pred if isinstance(pred, str) else getattr(pred, "name", None)) in _DRIVERS
 
 
 def driver_for(pred, backend: Backend) -> Driver:
     cls = _DRIVERS.get(str(getattr(pred, "name", "")))
+    if getattr(pred, "check", 0):
+        raise NaccError(f"predictor {pred.name!r} with checked buckets (check=1) has no GPU "
+                        "kernel; use --device cpu")
     if cls == "neural":
         from .neural import NeuralDriver as cls
     if cls is None:
