@@ -392,7 +392,7 @@ def has_kernel(pred) -> bool:
     """``pred`` (a predictor, its class or its name) has Triton kernels (not ``cm`` with a
     neural input: its external tables have no GPU kernel; nor ``cm`` with checked buckets,
     parameter ``check``, which the GPU kernel does not implement)."""
-    if getattr(pred, "nn", None) is not None or getattr(pred, "check", 0):
+    if getattr(pred, "nn", None) is not None or bool(getattr(pred, "check", 0)):
         return False
     return (pred if isinstance(pred, str) else getattr(pred, "name", None)) in _DRIVERS
 
