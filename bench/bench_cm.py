@@ -3,6 +3,8 @@
     python bench/bench_cm.py [CLIP.npy] [--runs 3] [--copies 8] [--prior NAME]
     python bench/bench_cm.py --ablation [CLIP.npy]
     python bench/bench_cm.py --headroom [CLIP.npy]
+    python bench/bench_cm.py --splits [CLIP.npy] [--check 1]
+    python bench/bench_cm.py --startup [CLIP.npy] [--runs 9] [--other CHECKOUT]...
 
 Everything runs in one invocation on the same input, so compare the ratios, not the absolute
 times.  General-purpose codecs get the position-major int16 layout (tokens.reshape(-1,128).T)
@@ -14,7 +16,8 @@ resident set (from wait4).  Amortized times code ``--copies`` relabeled copies o
 (each through a different random code permutation, so no codec can deduplicate them) in one
 process.  Installs nothing; a codec that is missing is skipped with a line that says so.
 
-``--headroom`` measures what limits the rate on real data (see ``headroom``).
+``--headroom`` measures what limits the rate on real data (see ``headroom``); ``--splits``
+validates the prior recipe on frames it was not fitted on (see ``splits``).
 """
 from __future__ import annotations
 
@@ -277,13 +280,11 @@ def headroom(clip: np.ndarray, first: int = 450, recent: int = 16) -> None:
     3. a bound on better code trees: the tree fitted on the measured frames themselves (an
        oracle that no shipped prior can be), with the same warm-state recipe.
     Rates are ideal (from the coded intervals), within 0.01% of the archive's words."""
-    sys.path.insert(0, os.path.join(ROOT, "models", "cm-prior"))
     sys.path.insert(0, ROOT)
-    import fit_prior as F
-
     from nacc.kernels.cpu import cm as K
     from nacc.predictors import cm as C
     from nacc.predictors import get
+    from nacc.training import cm_prior as F
 
     tok = (clip.reshape(len(clip), 8, 16) if clip.ndim == 2 else clip).astype(np.int32)
     test = np.ascontiguousarray(tok[first:])
@@ -330,7 +331,115 @@ def headroom(clip: np.ndarray, first: int = 450, recent: int = 16) -> None:
         print(f"{name:48s} rate {r:.4f}")
 
 
+SPLITS = ((range(0, 450), range(450, 600)), (range(150, 600), range(0, 150)),
+          (range(0, 300), range(300, 600)), (range(300, 600), range(0, 300)))
+
+
+def splits(clip: np.ndarray, cfg_kw: dict | None = None) -> None:
+    """The prior recipe of ``commavq-v4``/``v5`` (``nacc.training.cm_prior.fit_recipe``) fitted
+    on some frames of the clip and measured on the others (coded as a clip of their own), with
+    the rate of the same frames coded cold (no prior).  Rates from the archive words' bytes."""
+    sys.path.insert(0, ROOT)
+    from nacc import coder
+    from nacc.kernels.cpu import cm as K
+    from nacc.predictors import cm as C
+    from nacc.training import cm_prior as F
+
+    tok = (clip.reshape(len(clip), 8, 16) if clip.ndim == 2 else clip).astype(np.int32)
+    cfg = C.make_cfg(1024, (8, 16), **(cfg_kw or {}))
+
+    def rate(x, perm, warm):
+        s, f = K.enc_pass(x.ravel(), cfg, perm, K.new_state(cfg, warm), K.TABLES)
+        return x.size * 10 / 8 / coder.encode_intervals(s, f, 24).nbytes
+
+    print(f"{'fitted on':>10s} {'measured':>9s} {'cold':>7s} {'recipe':>7s} {'gain':>6s}")
+    for fit, meas in SPLITS:
+        x = np.ascontiguousarray(tok[meas.start:meas.stop])
+        perm, warm = F.fit_recipe(tok[fit.start:fit.stop], F.V4_COUNT_CAP, cfg_kw)
+        cold = rate(x, np.arange(1024), None)
+        warm_r = rate(x, perm, warm)
+        print(f"{fit.start:4d}-{fit.stop - 1:<5d} {meas.start:3d}-{meas.stop - 1:<5d} "
+              f"{cold:7.4f} {warm_r:7.4f} {warm_r / cold - 1:+6.1%}", flush=True)
+
+
+def startup(clip_path: str, runs: int, others: list[str]) -> None:
+    """Whole-process decode of a clip, one thread: ``python -m nacc.cli decompress`` of this
+    checkout (default predictor and prior) and of each checkout in ``others`` (each decodes
+    its own archive of the clip), and ``zpaq -m5 -threads 1``.  Runs interleaved; medians of
+    wall and CPU (user + sys) seconds, and their ratio to zpaq's.  Bytecode is cached under the
+    work folder (``PYTHONPYCACHEPREFIX``), as an installed package has its .pyc files."""
+    zpaq = shutil.which("zpaq")
+    with tempfile.TemporaryDirectory(prefix="bench_cm_start_") as work:
+        src = os.path.join(work, "clip.npy")
+        np.save(src, np.load(clip_path))
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env.update(OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
+        cmds = {}
+        for k, root in enumerate([ROOT, *others]):
+            e = dict(env, PYTHONPATH=root, PYTHONPYCACHEPREFIX=os.path.join(work, f"pyc{k}"))
+            arc = os.path.join(work, f"a{k}.nacc")
+            subprocess.run([PY, "-m", "nacc.cli", "compress", "-q", "-f", src, "-o", arc],
+                           cwd=root, env=e, check=True)
+            out = os.path.join(work, f"out{k}.npy")
+            label = f"nacc {os.path.relpath(root, os.path.dirname(ROOT))}"
+            cmds[f"{label} ({os.path.getsize(arc)} B)"] = (
+                [PY, "-m", "nacc.cli", "decompress", "-q", "-f", arc, "-o", out], root, e)
+        if zpaq:
+            arc = os.path.join(work, "z.zpaq")
+            subprocess.run([zpaq, "a", arc, "clip.npy", "-m5", "-threads", "1"], cwd=work,
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            zdir = os.path.join(work, "zx")
+            cmds[f"zpaq -m5 -threads 1 ({os.path.getsize(arc)} B)"] = (
+                [zpaq, "x", arc, "-threads", "1", "-force", "-to", zdir], work, env)
+        else:
+            print("zpaq: not installed (apt-get install zpaq); skipped")
+        times: dict[str, list[tuple[float, float]]] = {k: [] for k in cmds}
+        for r in range(runs + 1):               # the first round is untimed (OS cache)
+            for name, (cmd, cwd, e) in cmds.items():
+                if zpaq and cmd[0] == zpaq:
+                    shutil.rmtree(zdir, ignore_errors=True)   # zpaq skips existing files
+                t0 = time.perf_counter()
+                p = subprocess.Popen(cmd, cwd=cwd, env=e, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+                _, status, ru = os.wait4(p.pid, 0)
+                if status != 0:
+                    raise SystemExit(f"failed: {' '.join(cmd)}")
+                if r:
+                    times[name].append((time.perf_counter() - t0, ru.ru_utime + ru.ru_stime))
+    z = next((statistics.median(v) for k, v in times.items() if k.startswith("zpaq")), None)
+    zw = statistics.median(w for w, _ in times[next(k for k in times if k.startswith("zpaq"))]) \
+        if z is not None else None
+    zc = statistics.median(c for _, c in times[next(k for k in times if k.startswith("zpaq"))]) \
+        if z is not None else None
+    print(f"decode {clip_path}, {runs} runs interleaved, medians")
+    print(f"{'':48s} {'wall s':>7s} {'cpu s':>7s} {'wall/zpaq':>9s} {'cpu/zpaq':>8s}")
+    for name, v in times.items():
+        w = statistics.median(x for x, _ in v)
+        c = statistics.median(x for _, x in v)
+        rw = f"{w / zw:9.2f}" if zw else f"{'-':>9s}"
+        rc = f"{c / zc:8.2f}" if zc else f"{'-':>8s}"
+        print(f"{name:48s} {w:7.3f} {c:7.3f} {rw} {rc}")
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--startup":
+        ap = argparse.ArgumentParser()
+        ap.add_argument("--startup", action="store_true")
+        ap.add_argument("clip", nargs="?", default=DEV)
+        ap.add_argument("--runs", type=int, default=9)
+        ap.add_argument("--other", action="append", default=[], metavar="CHECKOUT",
+                        help="another nacc checkout to time alongside (e.g. the base commit)")
+        a = ap.parse_args()
+        startup(a.clip, a.runs, a.other)
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--splits":
+        ap = argparse.ArgumentParser()
+        ap.add_argument("--splits", action="store_true")
+        ap.add_argument("clip", nargs="?", default=DEV)
+        ap.add_argument("--check", type=int, default=0, help="checked buckets (cm's check)")
+        a = ap.parse_args()
+        splits(np.load(a.clip), {"check": a.check})
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "--ablation":
         ablation(np.load(sys.argv[2] if len(sys.argv) > 2 else DEV))
         return

@@ -16,7 +16,8 @@ from nacc.predictors import cm as cm_mod
 
 GOLDEN = Path(__file__).parent / "golden" / "cm-words.json"
 TREE = "commavq-tree-v1"
-PRIORS = ["none", "commavq-warm-v1", TREE, "commavq-v2", "commavq-v3", "commavq-v4"]
+PRIORS = ["none", "commavq-warm-v1", TREE, "commavq-v2", "commavq-v3", "commavq-v4",
+          "commavq-v5"]
 
 
 def _cdf(tables: np.ndarray, order) -> np.ndarray:
@@ -158,7 +159,8 @@ def test_prior_files_are_content_addressed():
                       "commavq-v2": "commavq_dev.npy frames 0-299",
                       "commavq-warm-v1": "commavq_dev.npy frames 0-299",
                       "commavq-v3": "commavq_dev.npy frames 0-299",
-                      "commavq-v4": "commavq_dev.npy frames 0-449"}
+                      "commavq-v4": "commavq_dev.npy frames 0-449",
+                      "commavq-v5": "commavq_dev.npy frames 0-599"}
     for fname, digest in cfg["sha256"].items():
         data = (Path(cm_mod.PRIOR_DIR) / fname).read_bytes()
         assert hashlib.sha256(data).hexdigest() == digest and digest[:16] in fname
@@ -169,7 +171,7 @@ def test_prior_files_are_content_addressed():
         hashes.add(pred.model_hash())
     assert len(hashes) == len(cfg["priors"])
     assert get("cm")(1024, (8, 16), prior="none").model_hash() == b""
-    assert get("cm")(1024, (8, 16)).params() == {"prior": "commavq-v4"}
+    assert get("cm")(1024, (8, 16)).params() == {"prior": "commavq-v5"}
     assert get("cm")(1000, (8, 16)).params() == {"prior": "none"}
 
 
@@ -186,13 +188,89 @@ def test_installed_package_ships_every_prior_file():
     assert sorted(listed) == sorted(f"models/cm-prior/{f}" for f in ["priors.json", *cfg["sha256"]])
 
 
-def test_v4_counts_are_capped():
-    """commavq-v4's counters carry counts of at most its count_cap (probabilities kept)."""
+@pytest.mark.parametrize("prior", ["commavq-v4", "commavq-v5"])
+def test_counts_are_capped(prior):
+    """commavq-v4's and v5's counters carry counts of at most their count_cap (probabilities
+    kept)."""
     cfg = json.loads((Path(cm_mod.PRIOR_DIR) / "priors.json").read_text())
-    _, warm, _ = cm_mod.load_prior("commavq-v4", 1024)
+    _, warm, _ = cm_mod.load_prior(prior, 1024)
     n = (warm["ht_counter"].astype(np.int64) ^ cm_mod.K0.SIGN) & 1023
-    assert cfg["priors"]["commavq-v4"]["count_cap"] == 10 and n.max() == 10
+    assert cfg["priors"][prior]["count_cap"] == 10 and n.max() == 10
     assert len(warm["ht_counter"]) > 400_000
+
+
+def test_raw_warm_file_round_trip_and_damage():
+    """pack_warm / unpack_warm give back the arrays (dtypes, shapes, values); a damaged file
+    is a ValueError, and a prior file whose bytes changed is refused by its hash."""
+    K0 = cm_mod.K0
+    arrays = {"w": np.arange(-6, 6, dtype=np.int32).reshape(3, 4),
+              "k": np.arange(5, dtype=np.uint8), "v": np.array([-1, 7], np.int16),
+              "c": np.array([1, 2**32 - 1], np.uint32)}
+    data = K0.pack_warm(arrays)
+    back = K0.unpack_warm(data)
+    assert list(back) == list(arrays)
+    for k, a in arrays.items():
+        assert back[k].dtype == a.dtype and back[k].shape == a.shape
+        np.testing.assert_array_equal(back[k], a)
+    assert data[:8] == b"NACCCMW1" and len(data) % 16 == 0
+    for bad in (b"NACCCMW2" + data[8:], data[:-16], data[:40]):
+        with pytest.raises(ValueError):
+            K0.unpack_warm(bad)
+    with pytest.raises(ValueError):
+        K0.pack_warm({"f": np.zeros(2, np.float32)})
+
+
+def test_v5_raw_prior_equals_its_arrays():
+    """commavq-v5's warm file is the raw format and loads the same arrays as an npz would
+    (the state it builds does not depend on how the file stores them)."""
+    cfg = json.loads((Path(cm_mod.PRIOR_DIR) / "priors.json").read_text())
+    fname = cfg["priors"]["commavq-v5"]["warm"]
+    assert fname.endswith(".cmw")
+    raw = (Path(cm_mod.PRIOR_DIR) / fname).read_bytes()
+    _, warm, _ = cm_mod.load_prior("commavq-v5", 1024)
+    assert set(warm) == {"w", "apm", "mc", "cw", "capm", "ht_kind", "ht_value", "ht_node",
+                         "ht_counter"}
+    assert cm_mod.K0.pack_warm(warm) == raw
+
+
+# -- checked buckets (parameter check) ------------------------------------------------------
+@pytest.mark.parametrize("prior,htb", [("none", 24), ("none", 10), ("commavq-v2", 24),
+                                       ("commavq-v5", 13)])
+def test_checked_buckets_four_paths(dev_clip, prior, htb):
+    """check=1: tables == stepper == intervals == decode, also with a table of 2**10 or 2**13
+    counters, where buckets are claimed and evicted all the time (and a prior's counters
+    evict each other); the null bucket is never written."""
+    tokens = np.ascontiguousarray(dev_clip[:4]).astype(np.int32)
+    pred = get("cm")(1024, (8, 16), prior=prior, check=1)
+    pred.cfg[cm_mod.K0.C_HTB] = htb
+    check_paths(pred, tokens)
+    state = cm_mod.K.new_state(pred.cfg, pred.warm)
+    cm_mod.K.enc_pass(tokens.ravel(), pred.cfg, pred.perm, state, cm_mod.K.TABLES)
+    ht = state[0]
+    assert len(ht) == (1 << htb) + 32 and not ht[1 << htb:].any()
+    used = ht[: 1 << htb].reshape(-1, 32)
+    claimed = used[:, 0] != 0
+    assert claimed.any() and np.all(used[:, 0][claimed] & 1)     # check words are odd
+    assert not used[~claimed, 1:].any()                          # unclaimed buckets untouched
+
+
+def test_checked_buckets_change_the_words_and_are_recorded(small_clip):
+    from nacc.errors import NaccError
+    from nacc.kernels.triton import has_kernel
+
+    tokens = small_clip.astype(np.int32)
+    plain = get("cm")(1024, (8, 16), prior="none")
+    checked = get("cm")(1024, (8, 16), prior="none", check=1)
+    assert plain.params() == {"prior": "none"}
+    assert checked.params() == {"prior": "none", "check": 1}
+    assert get("cm")(1024, (8, 16), prior="none", check=0).params() == {"prior": "none"}
+    again = get("cm")(1024, (8, 16), **json.loads(json.dumps(checked.params())))
+    np.testing.assert_array_equal(again.intervals(tokens)[1], checked.intervals(tokens)[1])
+    assert not np.array_equal(plain.intervals(tokens)[1], checked.intervals(tokens)[1])
+    assert has_kernel(plain) and not has_kernel(checked)
+    for bad in (2, -1, True, "1"):
+        with pytest.raises(NaccError, match="check"):
+            get("cm")(1024, (8, 16), check=bad)
 
 
 def test_unknown_prior_is_an_error():
@@ -209,10 +287,11 @@ def test_golden_words(dev_clip):
     Regenerate on purpose only: NACC_REGEN_GOLDEN=1 pytest tests/test_cm.py"""
     tokens = np.ascontiguousarray(dev_clip[:20]).astype(np.int32)
     got = {}
-    for prior in PRIORS:
-        pred = get("cm")(1024, (8, 16), prior=prior)
+    for prior, check in [(p, 0) for p in PRIORS] + [("none", 1), ("commavq-v5", 1)]:
+        pred = get("cm")(1024, (8, 16), prior=prior, check=check)
         words = coder.encode_intervals(*pred.intervals(tokens), pred.precision)
-        got[prior] = hashlib.sha256(words.astype("<u4").tobytes()).hexdigest()
+        key = f"{prior} check=1" if check else prior
+        got[key] = hashlib.sha256(words.astype("<u4").tobytes()).hexdigest()
     k = cm_mod.K
     got["tables"] = hashlib.sha256(k.SQUASH.tobytes() + k.STRETCH.tobytes()
                                    + k.RATES.tobytes()).hexdigest()

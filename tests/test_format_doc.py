@@ -495,12 +495,15 @@ def test_predictor_table_matches_the_golden_headers():
 def test_cm_prior_digest_as_documented():
     cfg = json.loads((ROOT / "models" / "cm-prior" / "priors.json").read_text())
     for name, prior in [("cm-dev12.nacc", "commavq-v2"), ("cm-v3-dev12.nacc", "commavq-v3"),
-                        ("cm-v4-dev12.nacc", "commavq-v4"), ("v1/cm-dev12.nacc", "commavq-v2")]:
+                        ("cm-v4-dev12.nacc", "commavq-v4"), ("cm-v5-dev12.nacc", "commavq-v5"),
+                        ("v1/cm-dev12.nacc", "commavq-v2")]:
         h = doc_parse((GOLDEN / name).read_bytes())["header"]
         entry = cfg["priors"][prior]
         d = hashlib.sha256(json.dumps(entry, sort_keys=True).encode())
         for key in ("tree", "warm"):
-            if key in entry:
+            if key in entry and entry[key].endswith(".cmw"):
+                d.update(bytes.fromhex(cfg["sha256"][entry[key]]))
+            elif key in entry:
                 d.update((ROOT / "models" / "cm-prior" / entry[key]).read_bytes())
         assert h["params"] == json.dumps({"prior": prior}, separators=(",", ":"))
         assert h["model_hash"] == d.digest(), name

@@ -200,7 +200,8 @@ def golden_cases(dev_clip):
         "cm-dev12": (one, codec.Options("cm", (("prior", "commavq-v2"),))),
         "cm-dev12-solid3": (parts, codec.Options("cm", (("prior", "commavq-v2"),), solid=3)),
         "cm-v3-dev12": (one, codec.Options("cm", (("prior", "commavq-v3"),))),
-        "cm-v4-dev12": (one, codec.Options("cm")),
+        "cm-v4-dev12": (one, codec.Options("cm", (("prior", "commavq-v4"),))),
+        "cm-v5-dev12": (one, codec.Options("cm")),
         "prevframe-zeros12-padded": ([("zeros.npy", npyio.from_array(np.zeros_like(clip)))],
                                      codec.Options("prevframe")),
     }

@@ -149,6 +149,11 @@ class Predictor(abc.ABC):
     # -> module that registers its drivers when imported; {} = CPU only
     kernels: ClassVar[dict[str, str]] = {}
 
+    def backend_kernels(self) -> dict[str, str]:
+        """``kernels`` less the backends this instance's parameters rule out (a subclass
+        narrows it where a parameter has no kernel on some backend)."""
+        return self.kernels
+
     def __init__(self, vocab: int, frame_shape: tuple[int, int]):
         if not 2 <= int(vocab) <= MAX_VOCAB:
             raise NaccError(f"vocabulary size {vocab} outside 2..{MAX_VOCAB}")

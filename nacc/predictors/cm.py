@@ -108,6 +108,19 @@ Update with the coded token s (leaf L), after its table is used, in this order
        sel2); apm[ai] as above.  clampw(v) = clamp(v, -16777215, 16777215).
     Updates apply sequentially: a counter reached twice (hash collision) is updated twice.
 
+Checked buckets (parameter ``check`` = 1; absent or 0: the plain buckets above)
+    The table has 2**HTB + 32 counters; the last 32 (the null bucket, index N0 = 2**HTB) are
+    never written.  A tree bucket is found from h = hmix(hmix(c, g + 1), gp + 1) (c, g, gp
+    as in ``bucket``), a copy bucket from h = q_k; chk(h) = ((h * H2) & M32) | 1.  Of the
+    pair j0 = ((h * H3) & M32 & mask) * 32 and j1 = j0 ^ 32, the bucket is the one whose
+    slot 0 holds chk(h) (j0 first).  Predictions (the copy node, every tree node, and every
+    node of ``tables()``) use the null bucket when neither holds it.  Updates (and a prior's
+    counters, in their order) *claim* one instead: of j0 and j1 the one whose slot 1 has the
+    smaller count n (j0 on a tie), slots 1..31 zeroed, slot 0 := chk(h).  The update walk
+    looks its buckets up again (claiming) before it updates them, the copy update likewise,
+    each context in order k = 0..6 at the first depth of each group.  A tree counter is at
+    bucket + local (local 1..31 as above); a copy counter at bucket + 1.
+
 External input (parameter ``model``: a neural predictor's folder; without it none of this runs)
     The neural predictor gives token i a table f (symbol order, total 2**P', scaled by
     << (24 - P') to total 2**24) from the same tokens before i.  cum[j] = sum of f[s] over
@@ -161,6 +174,7 @@ ALL_CTX = (1 << K0.NCTX) - 1
 ALL_CAND = (1 << K0.NCAND) - 1
 ALL_COPY = (1 << K0.NCC) - 1
 PRIORS_FILE = "priors.json"
+READ_CHUNK = 1 << 18    # prior files are hashed while read, in chunks of this many bytes
 NEURAL_ARCHS = ("transformer", "lstm")   # what a ``model`` folder may hold
 
 
@@ -183,13 +197,25 @@ def tree_bits(vocab: int) -> int:
     return max(1, int(vocab - 1).bit_length())
 
 
-def _read_checked(name: str, digest_hex: str) -> bytes:
+def _read_checked(name: str, digest_hex: str) -> bytearray:
+    """The bytes of prior file ``name``, its sha256 checked while they are read."""
     try:
-        with open(os.path.join(PRIOR_DIR, name), "rb") as f:
-            data = f.read()
+        with open(os.path.join(PRIOR_DIR, name), "rb", buffering=0) as f:
+            data = bytearray(os.fstat(f.fileno()).st_size)
+            view = memoryview(data)
+            h = hashlib.sha256()
+            pos = 0
+            while pos < len(data):
+                n = f.readinto(view[pos:pos + READ_CHUNK])
+                if not n:
+                    break
+                h.update(view[pos:pos + n])
+                pos += n
+            if pos != len(data) or f.read(1):
+                raise OSError(f"{name}: changed while read")
     except OSError as e:
         raise NaccError(f"cm prior file missing: {e}") from None
-    if hashlib.sha256(data).hexdigest() != digest_hex or digest_hex[:16] not in name:
+    if h.hexdigest() != digest_hex or digest_hex[:16] not in name:
         raise NaccError(f"cm prior file {name}: hash mismatch")
     return data
 
@@ -230,17 +256,26 @@ def _load_entry(cfg, name: str, vocab: int):
             raise NaccError(f"cm prior {name!r} is not a permutation of {vocab} codes")
     warm = None
     if entry.get("warm"):
-        data = _read_checked(entry["warm"], cfg["sha256"][entry["warm"]])
-        h.update(data)
-        with np.load(io.BytesIO(data)) as z:
-            warm = {k: z[k] for k in z.files}
+        digest = cfg["sha256"][entry["warm"]]
+        data = _read_checked(entry["warm"], digest)
+        if entry["warm"].endswith(".cmw"):
+            h.update(bytes.fromhex(digest))     # its checked sha256 stands for its bytes
+            warm = K0.unpack_warm(data)
+        else:
+            h.update(data)
+            with np.load(io.BytesIO(data)) as z:
+                warm = {k: z[k] for k in z.files}
     return perm, warm, h.digest()
+
+
+DEFAULT_PRIOR = "commavq-v5"     # for V = 1024
 
 
 def default_prior(vocab: int) -> str:
     """The prior used unless one is named: for V = 1024 a learned code tree with the whole
-    warm-start state (``commavq-v4``, fitted on frames 0-449 of the dev clip), else none."""
-    return "commavq-v4" if vocab == 1024 else "none"
+    warm-start state (``commavq-v5``, fitted on all 600 frames of the dev clip with the
+    recipe of ``commavq-v4``, which was fitted on frames 0-449), else none."""
+    return DEFAULT_PRIOR if vocab == 1024 else "none"
 
 
 def _neural(vocab: int, frame_shape: tuple[int, int], model: str) -> _Neural:
@@ -258,7 +293,7 @@ def _neural(vocab: int, frame_shape: tuple[int, int], model: str) -> _Neural:
 
 def make_cfg(vocab: int, frame_shape: tuple[int, int], ctx_mask: int = ALL_CTX,
              cand_mask: int = ALL_CAND, apm_weight: int = APM_WEIGHT, copy: int = 1,
-             copy_mask: int = ALL_COPY) -> np.ndarray:
+             copy_mask: int = ALL_COPY, check: int = 0) -> np.ndarray:
     """The int64 config array of the kernels (layout: nacc.kernels.cpu.cm.C_*)."""
     cfg = np.zeros(K0.C_NCFG, np.int64)
     cfg[K0.C_V] = vocab
@@ -275,6 +310,7 @@ def make_cfg(vocab: int, frame_shape: tuple[int, int], ctx_mask: int = ALL_CTX,
     cfg[K0.C_APMW] = apm_weight
     cfg[K0.C_COPY] = copy
     cfg[K0.C_CCMASK] = copy_mask
+    cfg[K0.C_CHECK] = check
     return cfg
 
 
@@ -344,23 +380,33 @@ class CM(Predictor):
     kernels = {"triton": "nacc.kernels.triton.drivers"}
     precision = PRECISION
 
+    def backend_kernels(self) -> dict[str, str]:
+        """No GPU kernel with a neural input (its external tables) or checked buckets."""
+        return {} if self.nn is not None or self.check else self.kernels
+
     def __init__(self, vocab: int, frame_shape: tuple[int, int], prior: str = "default",
-                 model: str | None = None):
+                 model: str | None = None, check: int = 0):
         super().__init__(vocab, frame_shape)
+        if check not in (0, 1) or isinstance(check, bool):
+            raise NaccError(f"cm: check must be 0 or 1, not {check!r}")
+        self.check = int(check)     # 1: checked buckets (see the spec); recorded when 1
         self.prior = default_prior(self.vocab) if prior == "default" else str(prior)
         self.perm, self.warm, self._hash = load_prior(self.prior, self.vocab)
         # the external input: a neural predictor's tables (see the spec); None without model
         self.nn = None if model is None else _neural(self.vocab, self.frame_shape, str(model))
         self.inv = np.argsort(self.perm).astype(np.int64)
-        self.cfg = make_cfg(self.vocab, self.frame_shape)
+        self.cfg = make_cfg(self.vocab, self.frame_shape, check=self.check)
         # Position of each symbol in the interval layout of a table: with a tree prior the
         # intervals follow the tree's leaf order, not the symbol order (see the spec).
         self.order = None if np.array_equal(self.perm, np.arange(self.vocab)) else self.perm
 
     def params(self) -> dict:
-        if self.nn is None:
-            return {"prior": self.prior}
-        return {"prior": self.prior, "model": self.nn.model_path}
+        p: dict = {"prior": self.prior}
+        if self.nn is not None:
+            p["model"] = self.nn.model_path
+        if self.check:
+            p["check"] = self.check
+        return p
 
     def model_hash(self) -> bytes:
         if self.nn is None:

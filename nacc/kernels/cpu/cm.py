@@ -35,6 +35,7 @@ from nacc.kernels.cpu.cmstate import (  # noqa: F401  (numba-free part, re-expor
     C_B,
     C_CANDMASK,
     C_CCMASK,
+    C_CHECK,
     C_COPY,
     C_CTXMASK,
     C_H,
@@ -272,6 +273,7 @@ def apply_counters(ht, kinds, values, nodes, counters, cfg):
     """Write prior counters: entry j is tree context kinds[j] with value values[j], at the
     node nodes[j] = 2**d + prefix (depth d, prefix the d leading leaf bits)."""
     mask = (np.int64(1) << (cfg[C_HTB] - 5)) - 1
+    chk = cfg[C_CHECK]
     for j in range(kinds.shape[0]):
         node = nodes[j]
         d = 0
@@ -282,22 +284,24 @@ def apply_counters(ht, kinds, values, nodes, counters, cfg):
         dd = d - g * GROUP
         local = (1 << dd) | (prefix & ((1 << dd) - 1))
         ch = _ctx_hash(kinds[j], values[j])
-        ht[_bucket(ch, g, prefix >> dd, mask) + local] = counters[j]
+        ht[_tree_bucket(ht, ch, g, prefix >> dd, mask, chk, True) + local] = counters[j]
 
 
 def read_counters(ht, cfg, kind: int, values):
     """(values, nodes, counters) of every non-zero counter of tree context ``kind`` for the
     given context values (used to build priors)."""
     B = int(cfg[C_B])
-    mask = (1 << (int(cfg[C_HTB]) - 5)) - 1
+    mask = np.int64((1 << (int(cfg[C_HTB]) - 5)) - 1)
+    chk = np.int64(cfg[C_CHECK])
     vals, nodes, ctrs = [], [], []
     for v in values:
-        ch = int(_ctx_hash(np.int64(kind), np.int64(v)))
+        ch = _ctx_hash(np.int64(kind), np.int64(v))
         for d in range(B):
             g, dd = divmod(d, GROUP)
             for prefix in range(1 << d):
                 local = (1 << dd) | (prefix & ((1 << dd) - 1))
-                j = int(_bucket(ch, g, prefix >> dd, mask)) + local
+                j = int(_tree_bucket(ht, ch, np.int64(g), np.int64(prefix >> dd), mask, chk,
+                                     False)) + local
                 if ht[j]:
                     vals.append(v)
                     nodes.append((1 << d) + prefix)
@@ -312,6 +316,54 @@ def _bucket(ch, g, prefix, mask):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
+def _check_word(h):
+    """The check word of bucket hash h in checked mode (never 0: 0 marks an empty bucket)."""
+    return ((h * H2) & M32) | 1
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _checked_slot(ht, h, mask, claim):
+    """Checked mode: of the bucket pair (j, j ^ BUCKET), j = ((h * H3) & M32 & mask) * BUCKET,
+    the one whose slot 0 holds h's check word; else, with ``claim``, the one whose slot 1
+    counts fewer updates (j on a tie), emptied, its check word set; else the null bucket
+    (index (mask + 1) * BUCKET, never written)."""
+    j0 = ((h * H3) & M32 & mask) * BUCKET
+    j1 = j0 ^ BUCKET
+    c = _check_word(h)
+    if np.int64(ht[j0]) == c:
+        return j0
+    if np.int64(ht[j1]) == c:
+        return j1
+    if not claim:
+        return (mask + 1) * BUCKET
+    n0 = (np.int64(ht[j0 + 1]) ^ SIGN) & 1023
+    n1 = (np.int64(ht[j1 + 1]) ^ SIGN) & 1023
+    j = j0 if n0 <= n1 else j1
+    for k in range(1, BUCKET):
+        ht[j + k] = 0
+    ht[j] = c
+    return j
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _tree_bucket(ht, ch, g, prefix, mask, chk, claim):
+    """First counter of the bucket of tree context hash ch, group g, group prefix ``prefix``:
+    plain (chk == 0) or checked (``_checked_slot``, claiming when ``claim``)."""
+    if chk == 0:
+        return _bucket(ch, g, prefix, mask)
+    return _checked_slot(ht, _hmix(_hmix(ch, g + 1), prefix + 1), mask, claim)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _copy_slot(ht, c, mask, chk, claim):
+    """Counter index of copy context hash c: slot 0 of its bucket (plain) or slot 1 of its
+    checked bucket."""
+    if chk == 0:
+        return ((c * H3) & M32 & mask) * BUCKET
+    return _checked_slot(ht, c, mask, claim) + 1
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
 def _copy_p(cfg, S, TB, ctx, mask, xc, cinfo):
     """P(token == previous-frame token) in 12 bits; fills xc / cinfo for the update."""
     ht = S[0]
@@ -319,8 +371,9 @@ def _copy_p(cfg, S, TB, ctx, mask, xc, cinfo):
     capm = S[5]
     st = TB[1]
     ccmask = cfg[C_CCMASK]
+    chk = cfg[C_CHECK]
     for k in range(NCC):
-        j = ((ctx[X_COPY + k] * H3) & M32 & mask) * BUCKET
+        j = _copy_slot(ht, ctx[X_COPY + k], mask, chk, False)
         cinfo[CI_SLOT + k] = j
         if (ccmask >> k) & 1:
             e = np.int64(ht[j]) ^ SIGN
@@ -341,15 +394,18 @@ def _copy_p(cfg, S, TB, ctx, mask, xc, cinfo):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _copy_update(y, cfg, S, TB, xc, cinfo):
+def _copy_update(y, cfg, S, TB, ctx, mask, xc, cinfo):
     ht = S[0]
     cw = S[4]
     capm = S[5]
     rates = TB[2]
     ccmask = cfg[C_CCMASK]
+    chk = cfg[C_CHECK]
     for k in range(NCC):
         if (ccmask >> k) & 1:
             j = cinfo[CI_SLOT + k]
+            if chk:     # the prediction read the null bucket on a miss: claim one now
+                j = _copy_slot(ht, ctx[X_COPY + k], mask, chk, True)
             e = np.int64(ht[j]) ^ SIGN
             ht[j] = _ctr_update(e, y, cfg[C_LIMIT], rates) ^ SIGN
     sel = cinfo[CI_SEL]
@@ -627,6 +683,7 @@ def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, WK, E):
     B = cfg[C_B]
     V = cfg[C_V]
     has_ext = E[0].shape[0] > 0
+    chk = cfg[C_CHECK]
     ax, cmass, mask = _token_setup(i, cfg, hist, perm, S, TB, WK, E)
     start = np.int64(0)
     M = np.int64(ONE)
@@ -634,7 +691,8 @@ def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, WK, E):
     for d in range(B):
         if d % GROUP == 0:
             for k in range(NCTX):
-                bkt[k] = _bucket(ctx[X_TREE + k], d // GROUP, prefix, mask)
+                bkt[k] = _tree_bucket(S[0], ctx[X_TREE + k], d // GROUP, prefix, mask, chk,
+                                      False)
         size = np.int64(1) << (B - 1 - d)
         lo = prefix * 2 * size
         p = _node_p(d, prefix, cfg, S, TB, bkt, ctx, xs[d], infos[d])
@@ -662,7 +720,7 @@ def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, WK, E):
         infos[d, I_BIT] = y
         prefix = prefix * 2 + y
     if ax >= 0:
-        _copy_update(1 if prefix == ax else 0, cfg, S, TB, xc, cinfo)
+        _copy_update(1 if prefix == ax else 0, cfg, S, TB, ctx, mask, xc, cinfo)
         if has_ext:
             _ext_update(B, 1 if prefix == ax else 0, cfg, E)
     if prefix != ax:
@@ -670,8 +728,8 @@ def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, WK, E):
         for d in range(B):
             if d % GROUP == 0:
                 for k in range(NCTX):
-                    bkt[k] = _bucket(ctx[X_TREE + k], d // GROUP, prefix >> (B - d),
-                                     mask)
+                    bkt[k] = _tree_bucket(S[0], ctx[X_TREE + k], d // GROUP,
+                                          prefix >> (B - d), mask, chk, True)
             _node_update(d, infos[d, I_BIT], cfg, S, TB, bkt, ctx, xs[d], infos[d])
             if has_ext:
                 _ext_update(d, infos[d, I_BIT], cfg, E)
@@ -740,7 +798,7 @@ def _full_table(i, cfg, hist, perm, S, TB, WK, masses, out, E):
                 continue
             gp = prefix >> (d - g * GROUP)
             for k in range(NCTX):
-                bkt[k] = _bucket(ctx[X_TREE + k], g, gp, mask)
+                bkt[k] = _tree_bucket(S[0], ctx[X_TREE + k], g, gp, mask, cfg[C_CHECK], False)
             p = _node_p(d, prefix, cfg, S, TB, bkt, ctx, xs[0], infos[0])
             if has_ext:
                 pn = _ext_node_p(lo, size, ax, E[2])

@@ -32,7 +32,7 @@ H3 = 0x1B873593
 
 # cfg layout (int64 array)
 (C_V, C_B, C_H, C_W, C_HTB, C_LIMIT, C_LR, C_WINIT, C_APMR, C_MLIMIT, C_CTXMASK,
- C_CANDMASK, C_APMW, C_COPY, C_CCMASK, C_NCFG) = range(16)
+ C_CANDMASK, C_APMW, C_COPY, C_CCMASK, C_CHECK, C_NCFG) = range(17)
 
 # ctx layout: the context of token i (int64[X_N]; names as in the spec's "Context" section),
 # filled by the kernels' ``_setup`` and read by every node; the Triton kernel keeps the same
@@ -98,7 +98,10 @@ def new_state(cfg: np.ndarray, warm, apply_counters):
     (a dict of arrays, see ``models/cm-prior``) replaces the initial values with a prior,
     whose hashed counters ``apply_counters`` (a compiled ``cm.apply_counters``) writes."""
     b = int(cfg[C_B])
-    ht = np.zeros(1 << int(cfg[C_HTB]), np.uint32)
+    # np.zeros: pages are mapped as first touched; pre-faulting (MAP_POPULATE) or huge pages
+    # measured slower in CPU time here, even with a prior that touches every page
+    # with checked buckets (C_CHECK) one more bucket at the end: the null bucket, always zero
+    ht = np.zeros((1 << int(cfg[C_HTB])) + (BUCKET if cfg[C_CHECK] else 0), np.uint32)
     w = np.zeros((b * (NSEL1 + NSEL2), NIN), np.int32)
     w[: b * NSEL1] = int(cfg[C_WINIT])
     apm = apm_init(b * 8)
@@ -114,3 +117,59 @@ def new_state(cfg: np.ndarray, warm, apply_counters):
         apply_counters(ht, warm["ht_kind"].astype(np.int64), warm["ht_value"].astype(np.int64),
                        warm["ht_node"].astype(np.int64), warm["ht_counter"], cfg)
     return ht, w, apm, mc, cw, capm
+
+
+# -- a warm state as one raw file (the ``.cmw`` files of ``models/cm-prior``) ----------------
+# Layout: WARM_MAGIC, u32 count, then per array a record <16s name, 4s dtype, u32 ndim,
+# u32 shape[4], u64 offset>, then the arrays' bytes, each at its offset (a multiple of 16,
+# from the start of the file), little-endian, C order.  Loading is a view per array: no
+# decompression, no archive walk.
+WARM_MAGIC = b"NACCCMW1"
+_WARM_REC = np.dtype([("name", "S16"), ("dtype", "S4"), ("ndim", "<u4"), ("shape", "<u4", 4),
+                      ("offset", "<u8")])
+WARM_DTYPES = ("<i4", "<u4", "<i2", "<u2", "|u1")
+
+
+def pack_warm(arrays: dict) -> bytes:
+    """The raw file of a warm state (a dict name -> array of a dtype in WARM_DTYPES)."""
+    recs = np.zeros(len(arrays), _WARM_REC)
+    off = -(-(len(WARM_MAGIC) + 4 + recs.nbytes) // 16) * 16
+    blobs = []
+    for r, (name, arr) in zip(recs, arrays.items()):
+        a = np.ascontiguousarray(arr)
+        dt = a.dtype.newbyteorder("<") if a.dtype.itemsize > 1 else a.dtype
+        if dt.str not in WARM_DTYPES or a.ndim > 4:
+            raise ValueError(f"warm array {name}: dtype {a.dtype} / {a.ndim} dims not storable")
+        r["name"], r["dtype"], r["ndim"] = name.encode(), dt.str.encode(), a.ndim
+        r["shape"][: a.ndim] = a.shape
+        r["offset"] = off
+        data = a.astype(dt, copy=False).tobytes()
+        blobs.append(data + bytes(-len(data) % 16))
+        off += len(blobs[-1])
+    head = WARM_MAGIC + np.uint32(len(arrays)).astype("<u4").tobytes() + recs.tobytes()
+    return head + bytes(-len(head) % 16) + b"".join(blobs)
+
+
+def unpack_warm(buf) -> dict:
+    """The arrays of a raw warm-state file (read-only views into ``buf``); ValueError when
+    ``buf`` is not one."""
+    mv = memoryview(buf)
+    if bytes(mv[:8]) != WARM_MAGIC or len(mv) < 12:
+        raise ValueError("not a cm warm-state file (bad magic)")
+    count = int(np.frombuffer(mv, "<u4", 1, 8)[0])
+    if 12 + count * _WARM_REC.itemsize > len(mv):
+        raise ValueError("cm warm-state file truncated (header)")
+    recs = np.frombuffer(mv, _WARM_REC, count, 12)
+    out = {}
+    for r in recs:
+        dt = r["dtype"].decode("ascii", "replace")
+        nd = int(r["ndim"])
+        if dt not in WARM_DTYPES or nd > 4:
+            raise ValueError(f"cm warm-state file: bad dtype {dt!r} or {nd} dims")
+        shape = tuple(int(s) for s in r["shape"][:nd])
+        n = int(np.prod(shape, dtype=np.int64))
+        off = int(r["offset"])
+        if off % 16 or off + n * np.dtype(dt).itemsize > len(mv):
+            raise ValueError("cm warm-state file truncated (data)")
+        out[r["name"].decode("ascii", "replace")] = np.frombuffer(mv, dt, n, off).reshape(shape)
+    return out

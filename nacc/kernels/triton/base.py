@@ -199,13 +199,15 @@ def _predictor_class(pred):
 
 
 def kernel_module(pred) -> str | None:
-    """The module of ``pred``'s Triton kernels (a predictor, its class or its name), or
-    None: none declared, or ``cm`` with a neural input (its external tables have no GPU
-    kernel)."""
-    if getattr(pred, "nn", None) is not None:
-        return None
-    cls = _predictor_class(pred)
-    return None if cls is None else getattr(cls, "kernels", {}).get(BACKEND)
+    """The module of ``pred``'s Triton kernels, or None: for a predictor, what its
+    parameters allow (``Predictor.backend_kernels``); for its class or name, what the class
+    declares."""
+    if isinstance(pred, (str, type)):
+        cls = _predictor_class(pred)
+        kernels = {} if cls is None else getattr(cls, "kernels", {})
+    else:
+        kernels = pred.backend_kernels()
+    return kernels.get(BACKEND)
 
 
 def has_kernel(pred) -> bool:

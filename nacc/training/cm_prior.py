@@ -1,15 +1,19 @@
 """Fit the shipped ``cm`` priors for V = 1024 commaVQ tokens: code trees (leaf orders) and
 warm-start states.
 
-Usage: python models/cm-prior/fit_prior.py [CLIP.npy]
+Usage: python -m nacc.training.cm_prior [CLIP.npy] [--out DIR]   (DIR: models/cm-prior)
 
-Every prior is fitted on a prefix of the dev clip only, named in its entry (``fitted_on``;
+Every prior is fitted on a prefix of the dev clip, named in its entry (``fitted_on``;
 entries without one use the file's top-level ``fitted_on``, frames 0-299): the priors up to
 ``commavq-v3`` on frames 0-299, so that rates on frames 300-599 stay honest; ``commavq-v4``
-on frames 0-449, rates on frames 450-599.  A tree is a recursive spectral bisection of the
-graph whose edge weights count how often code a is replaced by code b (a != b) at the same
-position between consecutive frames: codes that replace each other end up in the same
-subtree.  Float code runs only here, offline; its output is frozen as an integer table
+on frames 0-449, rates on frames 450-599; ``commavq-v5`` on all 600 frames with the recipe
+of ``commavq-v4`` (``fit_recipe``), validated by fitting it on 0-449 and measuring 450-599
+(``bench/bench_cm.py --splits``): no frame of the dev clip is held out from it.
+
+A tree is a recursive spectral bisection of the graph whose edge weights count how often
+code a is replaced by code b (a != b) at the same position between consecutive frames:
+codes that replace each other end up in the same subtree.  Float code runs only here,
+offline; its output is frozen as an integer table
 (``tree-<sha256 prefix>.u16``: uint16 little-endian, leaf index of each code) and the
 predictor reads that file, checks its hash, and never recomputes it.  The warm-start
 states are integer model arrays taken after coding the same frames cold (see ``fit_warm``):
@@ -17,10 +21,11 @@ states are integer model arrays taken after coding the same frames cold (see ``f
 the leaf-cluster counters; ``warmall-*.npz`` (tree order) also holds every other context's
 counters (previous tokens, position, order 0); ``commavq-v4`` caps each counter's count at
 ``count_cap`` so that the prior's probabilities move as fast as those of a counter seen that
-often (a clip unlike the fitting frames overrides them sooner).  ``priors.json`` names the
-priors and the sha256 of every file.  Files are frozen once written: a run adds the priors
-that ``priors.json`` lacks and never rewrites an existing one, so archives written with any
-shipped prior keep decoding.
+often (a clip unlike the fitting frames overrides them sooner).  ``commavq-v5`` stores the
+same arrays as one raw file (``warmraw-*.cmw``, ``cmstate.pack_warm``) that loads as views,
+without decompression.  ``priors.json`` names the priors and the sha256 of every file.
+Files are frozen once written: a run adds the priors that ``priors.json`` lacks and never
+rewrites an existing one, so archives written with any shipped prior keep decoding.
 """
 from __future__ import annotations
 
@@ -30,11 +35,12 @@ import io
 import json
 import os
 import sys
+from typing import Any
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PRIOR_OUT = os.path.join(ROOT, "models", "cm-prior")   # the checkout's shipped priors
 
 
 def fit_leaf_order(tokens: np.ndarray, vocab: int = 1024) -> np.ndarray:
@@ -83,17 +89,16 @@ def cap_counts(counters: np.ndarray, cap: int) -> np.ndarray:
 
 
 def fit_warm(tokens: np.ndarray, perm: np.ndarray, contexts: dict = LEAF_CLUSTER_KINDS,
-             count_cap: int | None = None) -> dict:
+             count_cap: int | None = None, cfg_kw: dict | None = None) -> dict:
     """Warm-start state: the cm model's small arrays (mixer weights, APMs, match and copy
     models) and the tree counters of the contexts ``contexts`` ({kind: number of values})
     after coding ``tokens`` cold with leaf order ``perm``; the counters' counts capped at
     ``count_cap`` when it is given."""
-    sys.path.insert(0, ROOT)
     from nacc.kernels.cpu import cm as K
     from nacc.predictors.cm import make_cfg
 
     tok = np.ascontiguousarray(tokens, np.int32)
-    cfg = make_cfg(1024, tok.shape[1:])
+    cfg = make_cfg(1024, tok.shape[1:], **(cfg_kw or {}))
     state = K.new_state(cfg)
     K.enc_pass(tok.ravel(), cfg, perm, state, K.TABLES)
     ht, w, apm, mc, cw, capm = state
@@ -114,10 +119,19 @@ def fit_warm(tokens: np.ndarray, perm: np.ndarray, contexts: dict = LEAF_CLUSTER
             "ht_counter": counters}
 
 
-def _write(data: bytes, stem: str, ext: str, digests: dict) -> str:
+def fit_recipe(tokens: np.ndarray, count_cap: int = 10,
+               cfg_kw: dict | None = None) -> tuple[np.ndarray, dict]:
+    """The recipe of ``commavq-v4`` and ``commavq-v5`` on ``tokens`` (T, 8, 16): (leaf order
+    fitted on them, warm state of every context after coding them cold with it, counts capped
+    at ``count_cap``); ``cfg_kw``: options of the model (``make_cfg``), default today's."""
+    perm = fit_leaf_order(tokens)
+    return perm, fit_warm(tokens, perm, ALL_KINDS, count_cap, cfg_kw)
+
+
+def _write(data: bytes, stem: str, ext: str, digests: dict, out: str) -> str:
     digest = hashlib.sha256(data).hexdigest()
     fname = f"{stem}-{digest[:16]}.{ext}"
-    with open(os.path.join(HERE, fname), "wb") as f:
+    with open(os.path.join(out, fname), "wb") as f:
         f.write(data)
     digests[fname] = digest
     return fname
@@ -133,10 +147,15 @@ LEGACY_FRAMES = 300     # the priors without a fitted_on of their own: frames 0-
 V4_COUNT_CAP = 10       # chosen on a tree and warm state fitted on 0-149, measured on 150-299
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("clip", nargs="?", default=os.path.join(ROOT, "tests", "data", "commavq_dev.npy"))
-    args = ap.parse_args()
+def main(argv: list[str] | None = None) -> None:
+    from nacc.kernels.cpu.cmstate import pack_warm
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("clip", nargs="?",
+                    default=os.path.join(ROOT, "tests", "data", "commavq_dev.npy"))
+    ap.add_argument("--out", default=PRIOR_OUT, help="folder of priors.json (default: %(default)s)")
+    args = ap.parse_args(argv)
+    out = args.out
     clip = np.load(args.clip)
     if clip.ndim == 2:
         clip = clip.reshape(len(clip), 8, 16)
@@ -145,13 +164,14 @@ def main() -> None:
     def fitted_on(frames: int) -> str:
         return f"{name} frames 0-{frames - 1}"
 
-    path = os.path.join(HERE, "priors.json")
-    cfg = {"fitted_on": fitted_on(LEGACY_FRAMES), "priors": {}, "sha256": {}}
+    path = os.path.join(out, "priors.json")
+    cfg: dict[str, Any] = {"fitted_on": fitted_on(LEGACY_FRAMES), "priors": {}, "sha256": {}}
     if os.path.exists(path):
         with open(path) as f:
             cfg = json.load(f)
         if cfg["fitted_on"] != fitted_on(LEGACY_FRAMES):
-            sys.exit(f"priors.json was fitted on {cfg['fitted_on']}, not {fitted_on(LEGACY_FRAMES)}")
+            sys.exit(f"priors.json was fitted on {cfg['fitted_on']}, "
+                     f"not {fitted_on(LEGACY_FRAMES)}")
     priors, digests = cfg["priors"], cfg["sha256"]
     trees: dict[int, tuple[str, np.ndarray]] = {}   # frames -> (file, perm)
 
@@ -159,32 +179,35 @@ def main() -> None:
         if frames not in trees:
             if known is None:
                 perm = fit_leaf_order(clip[:frames])
-                known = _write(perm.astype("<u2").tobytes(), "tree", "u16", digests)
-            with open(os.path.join(HERE, known), "rb") as f:
+                known = _write(perm.astype("<u2").tobytes(), "tree", "u16", digests, out)
+            with open(os.path.join(out, known), "rb") as f:
                 trees[frames] = (known, np.frombuffer(f.read(), "<u2").astype(np.int64))
         return trees[frames]
 
     tree_of(LEGACY_FRAMES, priors.get("commavq-tree-v1", {}).get("tree"))
     identity = np.arange(1024, dtype=np.int64)
-    wanted = {   # name -> (frames, file stem, tree order?, context kinds, count cap)
-        "commavq-tree-v1": (LEGACY_FRAMES, None, True, None, None),
-        "commavq-v2": (LEGACY_FRAMES, "warm", True, LEAF_CLUSTER_KINDS, None),
-        "commavq-warm-v1": (LEGACY_FRAMES, "warmid", False, LEAF_CLUSTER_KINDS, None),
-        "commavq-v3": (LEGACY_FRAMES, "warmall", True, ALL_KINDS, None),
-        "commavq-v4": (450, "warmall", True, ALL_KINDS, V4_COUNT_CAP),
+    # name -> (frames, file stem, tree order?, context kinds, count cap, raw file?)
+    wanted: dict[str, tuple[int, str | None, bool, dict | None, int | None, bool]] = {
+        "commavq-tree-v1": (LEGACY_FRAMES, None, True, None, None, False),
+        "commavq-v2": (LEGACY_FRAMES, "warm", True, LEAF_CLUSTER_KINDS, None, False),
+        "commavq-warm-v1": (LEGACY_FRAMES, "warmid", False, LEAF_CLUSTER_KINDS, None, False),
+        "commavq-v3": (LEGACY_FRAMES, "warmall", True, ALL_KINDS, None, False),
+        "commavq-v4": (450, "warmall", True, ALL_KINDS, V4_COUNT_CAP, False),
+        "commavq-v5": (len(clip), "warmraw", True, ALL_KINDS, V4_COUNT_CAP, True),
     }
-    for prior, (frames, stem, use_tree, kinds, cap) in wanted.items():
+    for prior, (frames, stem, use_tree, kinds, cap, raw) in wanted.items():
         if prior in priors:
             continue
-        entry = {"vocab": 1024}
+        entry: dict[str, Any] = {"vocab": 1024}
         if frames != LEGACY_FRAMES:
             entry["fitted_on"] = fitted_on(frames)
         order = identity
         if use_tree:
             entry["tree"], order = tree_of(frames, None)
         if stem is not None:
-            tok = clip[:frames]
-            entry["warm"] = _write(_npz(fit_warm(tok, order, kinds, cap)), stem, "npz", digests)
+            warm = fit_warm(clip[:frames], order, kinds or ALL_KINDS, cap)
+            data, ext = (pack_warm(warm), "cmw") if raw else (_npz(warm), "npz")
+            entry["warm"] = _write(data, stem, ext, digests, out)
             if cap is not None:
                 entry["count_cap"] = cap
         priors[prior] = entry
