@@ -76,16 +76,21 @@ def unblock_signals() -> None:
 
 
 @contextlib.contextmanager
-def signals_raise() -> Iterator[None]:
+def signals_raise() -> Iterator[list[int]]:
     """While active, SIGTERM and SIGHUP raise ``SystemExit(128 + signal)`` in this process
     (SIGINT raises KeyboardInterrupt already), so that the ``finally`` blocks that remove
     temporary files run when the process is killed.  A forked child that inherits the
-    handler dies of the signal as by default.  No-op outside the main thread."""
+    handler dies of the signal as by default.  Yields the list of signals caught: an
+    exception raised where Python ignores exceptions (a weakref callback during an import,
+    a ``__del__``) is lost, so writers check it before publishing (``check_signals``), and
+    the block ends with the SystemExit the signal asked for.  No-op outside the main
+    thread."""
     import signal
     import threading
 
+    caught: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield caught
         return
     pid = os.getpid()
 
@@ -94,6 +99,7 @@ def signals_raise() -> Iterator[None]:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
+        caught.append(signum)
         raise SystemExit(128 + signum)
 
     old = {}
@@ -102,10 +108,17 @@ def signals_raise() -> Iterator[None]:
         if sig is not None:
             old[sig] = signal.signal(sig, handler)
     try:
-        yield
+        yield caught
+        check_signals(caught)
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
+
+
+def check_signals(caught: list[int]) -> None:
+    """SystemExit for the first signal ``signals_raise`` caught (if its own was lost)."""
+    if caught:
+        raise SystemExit(128 + caught[0])
 
 
 # -- identities --------------------------------------------------------------------------
@@ -164,14 +177,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def clean_stale(folder: str | os.PathLike) -> int:
+def clean_stale(folder: str | Path) -> int:
     """Remove the temporary files and folders (``.NAME.nacc-PID-XXXX.tmp``) that writers
     killed by SIGKILL left in ``folder``: those whose PID no longer runs and that this user
     owns (a reused PID keeps them, on the safe side).  Returns how many were removed;
     errors are ignored (cleaning is best effort)."""
     n = 0
     try:
-        entries = list(os.scandir(folder))
+        entries = list(os.scandir(os.fspath(folder)))
     except OSError:
         return 0
     uid = os.geteuid() if hasattr(os, "geteuid") else None
@@ -284,7 +297,7 @@ def write_atomic(dest: str, chunks: Iterable[bytes], force: bool,
     target = Path(dest)
     folder = target.parent if str(target.parent) else Path(".")
     clean_stale(folder)
-    with signals_raise():
+    with signals_raise() as caught:
         it = iter(chunks)
         first = next(it, b"")
         tmp = None
@@ -300,6 +313,7 @@ def write_atomic(dest: str, chunks: Iterable[bytes], force: bool,
                     n += len(c)
                 os.fchmod(f.fileno(), 0o666 & ~umask())
                 ident = identity(os.fstat(f.fileno()))
+            check_signals(caught)
             publish(tmp, dest, force, keep)
             tmp = None
             if written is not None:
@@ -500,7 +514,7 @@ def write_folder(root: Path, names: list[str], items, force: bool,
         parent = parent.parent
     undo: list = []
     tmp = None
-    with signals_raise():
+    with signals_raise() as caught:
         try:
             for p in reversed(made_parents):
                 p.mkdir()
@@ -521,6 +535,8 @@ def write_folder(root: Path, names: list[str], items, force: bool,
             if n != len(names):
                 raise NaccError(f"{n} of {len(names)} segments decoded")
             os.chmod(tmp, 0o777 & ~umask())
+            check_signals(caught)
+            staged = tmp
             try:
                 if os.path.lexists(root):
                     raise FileExistsError
@@ -530,7 +546,7 @@ def write_folder(root: Path, names: list[str], items, force: bool,
                 if not isinstance(e, FileExistsError) and e.errno not in (errno.ENOTEMPTY,
                                                                           errno.EEXIST):
                     raise
-                _merge_into(root, tmp, names, undo, force, keep)
+                _merge_into(root, staged, names, undo, force, keep)
                 undo.clear()
             made_parents = []
         except BaseException:
@@ -548,6 +564,8 @@ def write_folder(root: Path, names: list[str], items, force: bool,
 
 
 MAX_INPUT_BYTES = 1 << 36      # what read_input reads at most (an archive)
+MAX_CONFIG_BYTES = 1 << 20     # a model folder's config.json, a prior index
+MAX_MODEL_FILE_BYTES = 1 << 28  # a model's weights, a prior's tables
 
 
 def read_input(path: str, magic: bytes = b"", limit: int = MAX_INPUT_BYTES) -> bytes:

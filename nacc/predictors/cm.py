@@ -137,6 +137,7 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 
 from nacc.errors import NaccError
+from nacc.fileio import MAX_MODEL_FILE_BYTES, load_json, read_regular
 from nacc.kernels.cpu import aot
 from nacc.kernels.cpu import cmstate as K0
 from nacc.models import shipped
@@ -185,8 +186,7 @@ def tree_bits(vocab: int) -> int:
 
 def _read_checked(name: str, digest_hex: str) -> bytes:
     try:
-        with open(os.path.join(PRIOR_DIR, name), "rb") as f:
-            data = f.read()
+        data = read_regular(os.path.join(PRIOR_DIR, name), MAX_MODEL_FILE_BYTES, "prior file")
     except OSError as e:
         raise NaccError(f"cm prior file missing: {e}") from None
     if hashlib.sha256(data).hexdigest() != digest_hex or digest_hex[:16] not in name:
@@ -201,8 +201,7 @@ def load_prior(name: str, vocab: int):
         return np.arange(vocab, dtype=np.int64), None, b""
     path = os.path.join(PRIOR_DIR, PRIORS_FILE)
     try:
-        with open(path) as f:
-            cfg = json.load(f)
+        cfg = load_json(path, what="prior index")
     except OSError as e:
         raise NaccError(f"cm priors missing: {e}") from None
     except (ValueError, RecursionError) as e:
@@ -246,8 +245,7 @@ def default_prior(vocab: int) -> str:
 def _neural(vocab: int, frame_shape: tuple[int, int], model: str) -> _Neural:
     """The neural predictor of the model folder ``model`` (architecture from its config)."""
     try:
-        with open(os.path.join(model, "config.json")) as f:
-            arch = json.load(f)["arch"]
+        arch = load_json(os.path.join(model, "config.json"), what="model config")["arch"]
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
         raise NaccError(f"{model}: not a model folder ({e})") from None
     if arch not in NEURAL_ARCHS:       # "cm" here would recurse without end
