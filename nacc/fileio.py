@@ -151,10 +151,13 @@ def identities(paths: Iterable[str]) -> set[tuple[int, int]]:
     return out
 
 
-def remove_if_unchanged(path: str, state: tuple[int, ...] | None) -> None:
+def remove_if_unchanged(path: str, state: tuple[int, ...] | None,
+                        content: bytes | None = None) -> None:
     """Remove the input ``path`` if it is still the file of ``state`` (``file_state`` taken
-    before it was read), unchanged; else NaccError and the file is kept."""
-    if state is None or file_state(path) != state:
+    before it was read), unchanged, and (when given) holds exactly ``content`` (file times
+    can miss a rewrite within one clock tick); else NaccError and the file is kept."""
+    if state is None or file_state(path) != state or (
+            content is not None and read_regular(path, len(content), "input") != content):
         raise NaccError(f"{path} changed or was replaced while nacc read it; kept")
     os.unlink(path)
 

@@ -32,7 +32,9 @@ one is refused before anything is written.
 Memory: an ``.npy`` (a file, stdin, a FIFO, a directory's files) is read header first; its
 data is read only once the header is valid and says how many bytes follow (for a regular
 file, once its size matches), so ``/dev/zero`` or a sparse file is refused after a few
-bytes.  A compressed input (a shard, ``.npz`` members) may expand to at most
+bytes; a sparse file may not claim more than ``budget_of`` its bytes on disk (a few KB
+of disk that read as gigabytes are a bomb too).  A compressed input (a shard, ``.npz``
+members) may expand to at most
 ``budget_of(bytes read)``: ``BUDGET_RATIO`` times its compressed size, or
 ``BUDGET_FLOOR``, whichever is more, checked while it streams; gzip never expands that much,
 so only a bomb (bzip2, xz, or a bzip2 stream under a ``.tar.gz`` name) is refused.  The
@@ -188,6 +190,11 @@ def read_npy_file(path: Path | str, where: str = "", streams: bool = True) -> np
     when ``streams``), opened by ``fileio.open_input``."""
     fd, st = fileio.open_input(path, streams)
     with os.fdopen(fd, "rb") as f:
+        disk = getattr(st, "st_blocks", None)
+        if stat.S_ISREG(st.st_mode) and disk is not None and st.st_size > budget_of(disk * 512):
+            raise NaccError((f"{where}: " if where else "") + f"a sparse file ({st.st_size} "
+                            f"bytes, {disk * 512} of them on disk); nacc reads at most "
+                            f"{BUDGET_RATIO} times what a file holds on disk")
         return read_npy(f, where, st.st_size if stat.S_ISREG(st.st_mode) else None)
 
 

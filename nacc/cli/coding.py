@@ -95,7 +95,7 @@ def compress(inputs, output, to_stdout, force, keep, remove, threads, predictor,
     stdin).  Each input is read and verified whole before anything is written; with --rm
     an input file is removed only after its archive was written and decoded back to it
     (directories are kept)."""
-    from nacc import codec
+    from nacc import codec, npyio
 
     rep = Reporter(verbose, quiet)
     if keep and remove:
@@ -119,7 +119,7 @@ def compress(inputs, output, to_stdout, force, keep, remove, threads, predictor,
         try:
             if dest != "-" and Path(dest).exists() and not force:
                 raise NaccError(f"{dest} already exists (use -f to overwrite)")
-            segments, read, states, written = [], [], {}, []
+            segments, read, states, written, contents = [], [], {}, [], {}
             for src in srcs:
                 where = src
                 states[src] = fileio.file_state(src)
@@ -127,6 +127,8 @@ def compress(inputs, output, to_stdout, force, keep, remove, threads, predictor,
                 if remove and src != "-" and _not_restored(src):
                     raise NaccError(f"--rm: the archive restores the token arrays of {src}, "
                                     "not the file itself; compress it without --rm")
+                if remove and len(segs) == 1 and not Path(src).is_dir():
+                    contents[src] = npyio.npy_bytes(segs[0][1])   # what --rm may remove
                 segments += segs
                 read += _files_read(src, segs)
             where = srcs[0] if len(srcs) == 1 else dest
@@ -150,7 +152,7 @@ def compress(inputs, output, to_stdout, force, keep, remove, threads, predictor,
                     raise
                 for src in srcs:
                     if src != "-" and Path(src).is_file():
-                        fileio.remove_if_unchanged(src, states[src])
+                        fileio.remove_if_unchanged(src, states[src], contents.get(src))
         except (NaccError, OSError) as e:
             rep.failure(where, e)
     rep.exit()
