@@ -1164,14 +1164,61 @@ RSS_LIMIT_KB = 1 << 20          # no input of at most 64 KB may make nacc hold m
 _NPZ_BOMBS: dict[tuple[int, int], bytes] = {}
 
 
+# Linux counts the RSS a process had when it forked into its child's peak (fork copies the
+# peak, exec keeps it): a child of a big process (pytest, after many tests) looks big.  So
+# every measured command is started by a small wrapper, a fresh process whose child's peak
+# is its own; the wrapper writes that peak (wait4, KB) to the file argv[1], then ends as its
+# child did.  Signals to the group reach both; the wrapper outlives SIGTERM and SIGHUP.
+_WRAP = """import os, signal, sys
+for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+    signal.signal(s, lambda *a: None)
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+while True:
+    try:
+        _, status, ru = os.wait4(pid, 0)
+        break
+    except InterruptedError:
+        pass
+with open(sys.argv[1], "w") as f:
+    f.write(str(ru.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+if code < 0:
+    signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+sys.exit(code)
+"""
+
+
+def measured(argv: list[str], rss_file: str) -> list[str]:
+    """The command line that runs ``python ARGV`` under ``_WRAP`` (peak RSS to rss_file)."""
+    return [sys.executable, "-c", _WRAP, rss_file, *argv]
+
+
+def peak_rss_kb(rss_file: str) -> int:
+    """What ``_WRAP`` wrote (0 when it was killed before writing)."""
+    try:
+        with open(rss_file) as f:
+            return int(f.read() or 0)
+    except (OSError, ValueError):
+        return 0
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(rss_file)
+
+
 def _spawn(argv: list[str], d: Path, mem_mb: int) -> subprocess.Popen:
     """``python -m nacc.cli ARGV`` in ``d``; its stdout and stderr go to files outside
     ``d`` (``_reap`` reads them), so that the process is reaped by ``os.wait4`` alone."""
     out = tempfile.TemporaryFile()
     err = tempfile.TemporaryFile()
-    p = subprocess.Popen([sys.executable, "-m", "nacc.cli", *argv], cwd=d, stdin=subprocess.DEVNULL,
-                         stdout=out, stderr=err, env=_child_env(), preexec_fn=_limits(mem_mb))
-    p.outputs = (out, err)  # type: ignore[attr-defined]
+    fd, rss_file = tempfile.mkstemp(prefix="nacc-fuzz-rss-")
+    os.close(fd)
+    p = subprocess.Popen(measured(["-m", "nacc.cli", *argv], rss_file), cwd=d,
+                         stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=_child_env(),
+                         preexec_fn=_limits(mem_mb))
+    p.outputs = (out, err, rss_file)  # type: ignore[attr-defined]
     return p
 
 
@@ -1192,9 +1239,11 @@ def _reap(p: subprocess.Popen, d: Path, timeout: float, t0: float) -> dict:
             _, status, ru = os.wait4(p.pid, 0)
             break
         time.sleep(0.01)
-    p.returncode, rss = os.waitstatus_to_exitcode(status), ru.ru_maxrss
+    p.returncode = os.waitstatus_to_exitcode(status)
+    out_f, err_f, rss_file = p.outputs  # type: ignore[attr-defined]
+    rss = peak_rss_kb(rss_file)
     outs = []
-    for f in p.outputs:  # type: ignore[attr-defined]
+    for f in (out_f, err_f):
         f.seek(0)
         outs.append(f.read())
         f.close()

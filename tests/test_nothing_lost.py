@@ -47,24 +47,25 @@ def cli(*args, cwd):
 
 
 def run_nacc(args, cwd, stdin=None, timeout=120):
-    """``python -m nacc.cli ARGS`` as a real process: (exit code, stderr, peak RSS bytes);
-    under RLIMIT_AS of 4 GiB, so that a regression fails without starving the machine."""
+    """``python -m nacc.cli ARGS`` as a real process: (exit code, stderr, its own peak RSS
+    in bytes, ``fuzz.measured``); under RLIMIT_AS of 4 GiB, so that a regression fails
+    without starving the machine."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
 
     def limit():
         resource.setrlimit(resource.RLIMIT_AS, (4 * GIB, 4 * GIB))
 
-    p = subprocess.Popen([sys.executable, "-m", "nacc.cli", *args], cwd=cwd, env=env,
+    rss_file = str(cwd / ".." / f"rss-{os.getpid()}")
+    p = subprocess.Popen(fuzz.measured(["-m", "nacc.cli", *args], rss_file), cwd=cwd, env=env,
                          preexec_fn=limit,
                          stdin=stdin if stdin is not None else subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     t = threading.Timer(timeout, p.kill)
     t.start()
     err = p.stderr.read() if p.stderr else b""
-    _, status, ru = os.wait4(p.pid, 0)
+    p.wait()
     t.cancel()
-    p.returncode = os.waitstatus_to_exitcode(status)
-    return p.returncode, err.decode("utf8", "replace"), ru.ru_maxrss * 1024
+    return p.returncode, err.decode("utf8", "replace"), fuzz.peak_rss_kb(rss_file) * 1024
 
 
 def listing(d: Path) -> list[str]:
