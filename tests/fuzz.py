@@ -1124,14 +1124,8 @@ def exec_cases(rng: random.Random):
 
 def run_exec(case: Case, timeout: float, mem_mb: int) -> list[dict] | tuple[str, str]:
     """One case through ``python -m nacc.cli`` as a real process; peak RSS from wait4."""
-    d = Path(tempfile.mkdtemp(prefix="nacc-fuzz-x-"))
+    d = _case_dir(case)
     try:
-        for rel, data in case.files.items():
-            (d / rel).parent.mkdir(parents=True, exist_ok=True)
-            if rel.endswith("/"):
-                (d / rel).mkdir(exist_ok=True)
-            else:
-                (d / rel).write_bytes(data)
         obs = []
         for argv in case.steps:
             t0 = time.perf_counter()
@@ -1450,6 +1444,17 @@ def _model_config(rng: random.Random) -> tuple[str, bytes | None, str]:
     return bad, None if bad == "fifo" else text.encode(), cfg["weights"]
 
 
+def model_folder(root: Path, config: bytes | None) -> Path:
+    """``root/m`` with ``config`` as its config.json (None: a FIFO there)."""
+    m = root / "m"
+    m.mkdir()
+    if config is None:
+        os.mkfifo(m / "config.json")
+    else:
+        (m / "config.json").write_bytes(config)
+    return m
+
+
 def model_cases(rng: random.Random):
     """Model folders that must not hang or crash nacc: config.json a FIFO, huge (sparse),
     with NaN or Infinity; weights a FIFO or huge; through --model with the cm and lstm
@@ -1458,12 +1463,7 @@ def model_cases(rng: random.Random):
         bad, cfg, weights = _model_config(rng)
 
         def setup(d, bad=bad, cfg=cfg, weights=weights):
-            m = d / "m"
-            m.mkdir()
-            if cfg is None:
-                os.mkfifo(m / "config.json")
-            else:
-                (m / "config.json").write_bytes(cfg)
+            m = model_folder(d, cfg)
             if bad == "huge":
                 with open(m / "config.json", "r+b") as f:
                     f.truncate(3 << 30)

@@ -273,14 +273,7 @@ def test_decompress_reads_only_the_magic_of_dev_zero(tmp_path):
 
 
 # -- model folders ----------------------------------------------------------------------
-def _model_folder(tmp_path, config: bytes | None) -> Path:
-    m = tmp_path / "m"
-    m.mkdir()
-    if config is None:
-        os.mkfifo(m / "config.json")
-    else:
-        (m / "config.json").write_bytes(config)
-    return m
+_model_folder = fuzz.model_folder
 
 
 def _in_time(fn, seconds=20):
