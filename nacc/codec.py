@@ -450,6 +450,9 @@ def _start_worker(parent: int, run: _Run) -> None:
     ends (Linux: the kernel sends SIGKILL; elsewhere a thread polls the parent's pid)."""
     global _WORKER_RUN
     _WORKER_RUN = run
+    from nacc.fileio import unblock_signals
+
+    unblock_signals()                   # blocked by the parent while it forked us
     if sys.platform.startswith("linux"):
         try:
             import ctypes
@@ -487,6 +490,9 @@ def _map(fn: Callable, run: _Run, batches: Sequence[list[int]], threads: int) ->
     import collections
     import concurrent.futures as cf  # here: a one-process run need not import them
     import multiprocessing
+    from concurrent.futures.process import BrokenProcessPool
+
+    from nacc.fileio import signals_blocked
 
     workers = min(threads, len(batches))
     with cf.ProcessPoolExecutor(max_workers=workers,
@@ -495,12 +501,19 @@ def _map(fn: Callable, run: _Run, batches: Sequence[list[int]], threads: int) ->
                                 initargs=(os.getpid(), run)) as pool:
         pending: collections.deque = collections.deque()
         try:
-            for batch in batches:
-                pending.append(pool.submit(_in_worker, fn, batch))
+            for k, batch in enumerate(batches):
+                if k == 0:      # the first submit forks every worker: no signal meanwhile
+                    with signals_blocked():
+                        pending.append(pool.submit(_in_worker, fn, batch))
+                else:
+                    pending.append(pool.submit(_in_worker, fn, batch))
                 if len(pending) >= IN_FLIGHT_PER_WORKER * workers:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
+        except BrokenProcessPool:
+            raise NaccError(f"a worker process died (killed by a signal, out of memory?); "
+                            f"try fewer -T than {threads}") from None
         finally:
             for f in pending:
                 f.cancel()

@@ -29,6 +29,19 @@ one is refused before anything is written.
   one frame size per input (a directory or shard mixing frame sizes is almost always a
   mistake); its name is a safe relative path (``safe_name``).
 
+Memory: an ``.npy`` (a file, stdin, a FIFO, a directory's files) is read header first; its
+data is read only once the header is valid and says how many bytes follow (for a regular
+file, once its size matches), so ``/dev/zero`` or a sparse file is refused after a few
+bytes; a sparse file may not claim more than ``budget_of`` its bytes on disk (a few KB
+of disk that read as gigabytes are a bomb too).  A compressed input (a shard, ``.npz``
+members) may expand to at most
+``budget_of(bytes read)``: ``BUDGET_RATIO`` times its compressed size, or
+``BUDGET_FLOOR``, whichever is more, checked while it streams; gzip never expands that much,
+so only a bomb (bzip2, xz, or a bzip2 stream under a ``.tar.gz`` name) is refused.  The
+``.npz`` members must be stored or deflated (what numpy writes; zipfile decodes bzip2 and
+lzma members without a bound).  Only regular files, FIFOs and character devices are read;
+a FIFO is opened without blocking on a missing writer (``fileio.open_input``).
+
 Any exception a damaged input makes a parser raise becomes NaccError (``segments_of``).
 """
 from __future__ import annotations
@@ -38,6 +51,7 @@ import errno
 import json
 import lzma
 import os
+import stat
 import struct
 import sys
 import tarfile
@@ -49,7 +63,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-from nacc import npyio
+from nacc import fileio, npyio
 from nacc.errors import NaccError
 
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
@@ -59,6 +73,20 @@ MAX_NPY_BYTES = (1 << 28) * 8 + npyio.MAX_HEADER + 12
 MAX_JSON_BYTES = 1 << 20
 MAX_NAME_BYTES = 4096          # PATH_MAX
 MAX_PART_BYTES = 255           # NAME_MAX of common file systems
+BUDGET_FLOOR = 64 << 20        # what any compressed input may expand to
+BUDGET_RATIO = 1024            # ... or this times its compressed size (gzip's limit is ~1032)
+_STREAM_CHUNK = 16 << 20
+
+
+def budget_of(n_read: int) -> int:
+    """How many bytes an input of ``n_read`` compressed bytes may expand to."""
+    return max(BUDGET_FLOOR, BUDGET_RATIO * n_read)
+
+
+def _bomb(what: str, n_read: int) -> NaccError:
+    return NaccError(f"{what} expands to more than {budget_of(n_read)} bytes ({BUDGET_RATIO} "
+                     f"times its {n_read} compressed bytes, or {BUDGET_FLOOR >> 20} MiB); "
+                     "a compression bomb?")
 
 # what a damaged or hostile input can make the standard parsers raise
 INPUT_ERRORS = (ValueError, TypeError, LookupError, ArithmeticError, RuntimeError, EOFError,
@@ -120,14 +148,60 @@ def check_same_frames(segments: list[tuple[str, npyio.NpyFile]]) -> None:
                             "(one frame size per input; compress it separately)")
 
 
-def read_stdin() -> bytes:
-    return sys.stdin.buffer.read()
+def _read_stream(f: BinaryIO, n: int) -> bytes:
+    """Up to ``n`` bytes of a stream, in chunks (memory grows with what arrives, not with
+    ``n``)."""
+    if n <= _STREAM_CHUNK:
+        return f.read(n)
+    buf = bytearray()
+    while len(buf) < n:
+        c = f.read(min(_STREAM_CHUNK, n - len(buf)))
+        if not c:
+            break
+        buf += c
+    return bytes(buf)
+
+
+def read_npy(f: BinaryIO, where: str = "", size: int | None = None) -> npyio.NpyFile:
+    """The ``.npy`` file that ``f`` holds (to its end), header first: no data byte is read
+    before the header is valid and, when ``size`` (the file's size) is known, agrees with
+    it.  NaccError as ``npyio.parse_npy``."""
+    head = f.read(12)
+    n = npyio.prefix_size(head, where)
+    prefix = head[:n] if n <= len(head) else head + f.read(n - len(head))
+    descr, fortran, shape, want = npyio.parse_prefix(prefix, where)
+    if want > MAX_NPY_BYTES:
+        raise NaccError((f"{where}: " if where else "") + f".npy data of {want} bytes, more "
+                        "than any token video nacc codes")
+    if size is not None and size - n != want:
+        raise NaccError((f"{where}: " if where else "")
+                        + f".npy data is {size - n} bytes, header says {want}")
+    rest = head[n:]
+    data = rest + _read_stream(f, want - len(rest)) if len(rest) < want else rest
+    if len(data) != want or f.read(1):
+        have = f"{len(data)} bytes" if len(data) < want else "more than that"
+        raise NaccError((f"{where}: " if where else "")
+                        + f".npy data is {have}, header says {want}")
+    return npyio.NpyFile(bytes(prefix), descr, fortran, shape, data)
+
+
+def read_npy_file(path: Path | str, where: str = "", streams: bool = True) -> npyio.NpyFile:
+    """``read_npy`` of the file ``path`` (a regular file; also a FIFO or a character device
+    when ``streams``), opened by ``fileio.open_input``."""
+    fd, st = fileio.open_input(path, streams)
+    with os.fdopen(fd, "rb") as f:
+        disk = getattr(st, "st_blocks", None)
+        if stat.S_ISREG(st.st_mode) and disk is not None and st.st_size > budget_of(disk * 512):
+            raise NaccError((f"{where}: " if where else "") + f"a sparse file ({st.st_size} "
+                            f"bytes, {disk * 512} of them on disk); nacc reads at most "
+                            f"{BUDGET_RATIO} times what a file holds on disk")
+        return read_npy(f, where, st.st_size if stat.S_ISREG(st.st_mode) else None)
 
 
 def npy_file(path: Path, name: str) -> list[tuple[str, npyio.NpyFile]]:
     """A single file; its errors need no name (the caller names the file).  Its shape is
     checked by the codec."""
-    npy = npyio.parse_npy(path.read_bytes())
+    npy = read_npy_file(path)
     return [(safe_name(name, ""), npy)]
 
 
@@ -139,7 +213,7 @@ def directory(root: Path) -> list[tuple[str, npyio.NpyFile]]:
     for q in files:
         name = q.relative_to(root).as_posix()
         name = safe_name(name, "")
-        npy = npyio.parse_npy(q.read_bytes(), name)
+        npy = read_npy_file(q, name, streams=False)
         check_segment(name, npy)
         out.append((name, npy))
     check_same_frames(out)
@@ -211,8 +285,9 @@ def _check_zip_layout(f: BinaryIO, z: zipfile.ZipFile, size: int) -> None:
 def npz_file(path: Path) -> list[tuple[str, npyio.NpyFile]]:
     out = []
     seen = set()
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
+    fd, st = fileio.open_input(path, streams=False)
+    held, size = 0, st.st_size
+    with os.fdopen(fd, "rb") as f:
         try:
             z = zipfile.ZipFile(f)
         except (*INPUT_ERRORS, OSError) as e:
@@ -232,6 +307,12 @@ def npz_file(path: Path) -> list[tuple[str, npyio.NpyFile]]:
                 if info.file_size > MAX_NPY_BYTES:
                     raise NaccError(f"{where}: {info.file_size} bytes, more than any token "
                                     "video nacc codes")
+                if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                    raise NaccError(f"{where}: compression method {info.compress_type} (numpy "
+                                    "writes only stored or deflated members)")
+                held += info.file_size
+                if held > budget_of(size):
+                    raise _bomb("the .npz", size)
                 try:
                     raw = z.read(info)
                 except zipfile.BadZipFile as e:
@@ -269,6 +350,7 @@ class _Source:
         self.f = f
         self.raw = f.read(_CHUNK)          # input bytes not yet fed
         self.raw_done = False
+        self.n_read = len(self.raw)        # input bytes read so far (for the budget)
         self.buf = bytearray()             # tar bytes not yet handed out
         self.pos = 0                       # tar bytes handed out so far
         found = next(((name, new) for magic, name, new in _COMPRESSIONS
@@ -284,6 +366,7 @@ class _Source:
         if not self.raw and not self.raw_done:
             self.raw = self.f.read(_CHUNK)
             self.raw_done = not self.raw
+            self.n_read += len(self.raw)
         return bool(self.raw)
 
     def _more(self) -> bool:
@@ -312,6 +395,8 @@ class _Source:
                 raise NaccError(f"damaged {self.kind} data ({e})") from None
             if out:
                 self.buf += out
+                if self.pos + len(self.buf) > budget_of(self.n_read):
+                    raise _bomb(f"the {self.kind} data", self.n_read)
                 return True
             if self.dec.eof:
                 continue
@@ -459,7 +544,8 @@ def read_shard(path: Path) -> list[ShardItem]:
     arrays: dict[str, tuple[str, bytes]] = {}
     metas: dict[str, str | None] = {}
     json_member: dict[str, str] = {}
-    with open(path, "rb") as f:
+    fd, _ = fileio.open_input(path)
+    with os.fdopen(fd, "rb") as f:
         for name, data in tar_files(f, want):
             key, ext = _split_member(name)
             where = f"member {name}"
@@ -517,7 +603,7 @@ def segments_of(path: str) -> list[tuple[str, npyio.NpyFile]]:
     only for the file system's own errors."""
     try:
         if path == "-":
-            return [("stdin.npy", npyio.parse_npy(read_stdin()))]
+            return [("stdin.npy", read_npy(sys.stdin.buffer))]
         p = Path(path)
         if p.is_dir():
             return directory(p)

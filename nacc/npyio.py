@@ -119,31 +119,39 @@ def check_descr_shape(descr, shape, where: str = "") -> tuple[np.dtype, int]:
     return np.dtype(descr), n
 
 
-def parse_npy(raw: bytes, where: str = "") -> NpyFile:
-    """Split the bytes of an ``.npy`` file; NaccError (prefixed ``where: `` when given)
-    unless it is one: magic, version 1, 2 or 3, a header that is a Python-literal dict with
-    exactly the keys descr, fortran_order (a bool) and shape, a token dtype and shape
-    (``check_descr_shape``), and exactly as many data bytes as they say.  Nothing is
-    allocated from the header's numbers."""
-    if len(raw) < 10 or not raw.startswith(MAGIC):
+def prefix_size(head: bytes, where: str = "") -> int:
+    """The length of the prefix (magic, version, header length and header) of an ``.npy``
+    file that starts with ``head`` (its first 12 bytes, or all of a shorter file);
+    NaccError unless magic, version and header length are valid."""
+    if len(head) < 10 or not head.startswith(MAGIC):
         raise NaccError(_prefixed(where, "not a .npy file (bad magic)"))
-    major = raw[6]
-    if raw[7] != 0:
-        raise NaccError(_prefixed(where, f"unsupported .npy version {major}.{raw[7]}"))
+    major = head[6]
+    if head[7] != 0:
+        raise NaccError(_prefixed(where, f"unsupported .npy version {major}.{head[7]}"))
     if major == 1:
-        (hlen,) = struct.unpack("<H", raw[8:10])
+        (hlen,) = struct.unpack("<H", head[8:10])
         start = 10
     elif major in (2, 3):
-        if len(raw) < 12:
+        if len(head) < 12:
             raise NaccError(_prefixed(where, "truncated .npy header"))
-        (hlen,) = struct.unpack("<I", raw[8:12])
+        (hlen,) = struct.unpack("<I", head[8:12])
         start = 12
     else:
         raise NaccError(_prefixed(where, f"unsupported .npy version {major}"))
-    if hlen > MAX_HEADER or start + hlen > len(raw):
+    if hlen > MAX_HEADER:
         raise NaccError(_prefixed(where, "truncated or oversized .npy header"))
+    return start + hlen
+
+
+def parse_prefix(prefix: bytes, where: str = "") -> tuple[str, bool, tuple[int, ...], int]:
+    """``(descr, fortran, shape, number of data bytes)`` of a whole ``.npy`` prefix (see
+    ``parse_npy`` for what is checked), before any data is read."""
+    size = prefix_size(prefix[:12], where)
+    if size > len(prefix):
+        raise NaccError(_prefixed(where, "truncated or oversized .npy header"))
+    start = 10 if prefix[6] == 1 else 12
     try:
-        text = raw[start:start + hlen].decode("utf8" if major == 3 else "latin1")
+        text = prefix[start:size].decode("utf8" if prefix[6] == 3 else "latin1")
         d = ast.literal_eval(text)
     except Exception as e:  # noqa: BLE001 - any parse failure (incl. RecursionError) is the same
         raise NaccError(_prefixed(where, f"unreadable .npy header ({type(e).__name__})")) \
@@ -155,10 +163,21 @@ def parse_npy(raw: bytes, where: str = "") -> NpyFile:
     if not isinstance(fortran, bool):
         raise NaccError(_prefixed(where, f"bad fortran_order {_short(fortran)} in .npy header"))
     dtype, n = check_descr_shape(descr, shape, where)
-    have, want = len(raw) - start - hlen, n * dtype.itemsize
+    return descr, fortran, shape, n * dtype.itemsize
+
+
+def parse_npy(raw: bytes, where: str = "") -> NpyFile:
+    """Split the bytes of an ``.npy`` file; NaccError (prefixed ``where: `` when given)
+    unless it is one: magic, version 1, 2 or 3, a header that is a Python-literal dict with
+    exactly the keys descr, fortran_order (a bool) and shape, a token dtype and shape
+    (``check_descr_shape``), and exactly as many data bytes as they say.  Nothing is
+    allocated from the header's numbers."""
+    size = prefix_size(raw[:12], where)
+    descr, fortran, shape, want = parse_prefix(raw[:size], where)
+    have = len(raw) - size
     if have != want:
         raise NaccError(_prefixed(where, f".npy data is {have} bytes, header says {want}"))
-    return NpyFile(bytes(raw[:start + hlen]), descr, fortran, shape, bytes(raw[start + hlen:]))
+    return NpyFile(bytes(raw[:size]), descr, fortran, shape, bytes(raw[size:]))
 
 
 def from_array(arr: np.ndarray) -> NpyFile:

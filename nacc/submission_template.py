@@ -7,10 +7,10 @@ source and any models it needs are in this zip (nacc_src/; the shipped models in
 nacc_src/models, used whatever $NACC_MODELS says).  NACC_SUBMISSION_SAMPLE=N writes only
 the first N segments (the self-test of `nacc submission`).  Made by `nacc submission`."""
 import importlib
+import itertools
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,18 +37,6 @@ def ensure_requirements():
         importlib.invalidate_caches()
 
 
-def write_file(target, data):
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main():
     out = os.environ.get("OUTPUT_DIR") or (sys.argv[1] if len(sys.argv) > 1 else "")
     if not out:
@@ -63,25 +51,28 @@ def main():
     sys.path.insert(0, str(HERE / "nacc_src"))
     from nacc import codec, container
     from nacc.errors import NaccError
+    from nacc.fileio import write_folder
 
     root = Path(out)
     t0 = time.perf_counter()
     override = {k: str(HERE / v) for k, v in CONFIG["path_params"].items()} or None
-    n = 0
     try:
         buf = archive.read_bytes()
-        header, _ = container.read_header(buf)
+        header, blocks = container.read_archive(buf)
+        names = [seg.name for seg in container.segments_of(blocks)]
+        del blocks
         sample = int(os.environ.get("NACC_SUBMISSION_SAMPLE") or 0)
+        if sample:
+            names = names[:sample]
         threads = 1 if sample else max(1, min(os.cpu_count() or 1, header.n_segments))
-        for name, data in codec.decompress_archive(buf, threads, override):
-            if Path(name).is_absolute() or ".." in Path(name).parts:
-                fail(archive.name, f"unsafe segment name {name!r}")
-            write_file(root / name, data)
-            n += 1
-            if n == sample:
-                break
+        # all or nothing, with the CLI's file modes (nacc.fileio.write_folder): a bad
+        # segment leaves OUTPUT_DIR as it was
+        items = itertools.islice(codec.decompress_archive(buf, threads, override), len(names))
+        n = write_folder(root, names, items, force=True)
     except NaccError as e:
         fail(archive.name, str(e))
+    except OSError as e:
+        fail(root, e.strerror or str(e))
     print(f"decompress.py: {n} segment(s) -> {root} in {time.perf_counter() - t0:.1f} s",
           file=sys.stderr)
 

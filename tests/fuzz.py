@@ -34,8 +34,22 @@ Families (each case is a list of CLI steps, judged by an oracle):
   several segments) compressed and decompressed: byte-identical, ``test`` exit 0.
 * ``exec``: a sample of hostile archives through ``python -m nacc.cli`` as a real process
   (RLIMIT_AS, timeout, peak RSS from wait4).
+* ``bombs``: inputs of at most 64 KB that expand without bound (bzip2, xz and gzip shards
+  under any shard name, .npz with bzip2 or lzma members, sparse .npy files claiming GiBs):
+  exit 1, nothing written, the input kept, never more than 1 GiB of peak RSS.
+* ``oddfiles``: FIFOs, sockets and /dev/zero as inputs and outputs, a special file where
+  an output folder's member goes, the archive as its own output with ``--rm``: exit 1, no
+  hang, no special file replaced, nothing lost.
+* ``models``: model folders whose config.json is a FIFO, huge, or holds NaN/Infinity,
+  whose weights are a FIFO or huge: exit 1 quickly, a clean message.
+* ``races``: two runs writing one ``-o`` at once (without ``-f``, with or without ``--rm``):
+  exactly one succeeds, the archive restores its input, no input lost.
+* ``kills``: SIGKILL or SIGTERM (to the process group, ``-T 2`` too) at a random moment,
+  then a rerun with ``-f``: a signalled run never exits 0 nor leaves a partial output;
+  after the rerun no temporary file is left and the archive restores the input.
 
-All other families run in a worker process (``--worker``) that calls the CLI in process with
+These five run as real processes too (``run_steps``).  All other families run in a worker
+process (``--worker``) that calls the CLI in process with
 click's CliRunner (about 2 ms a case instead of a process start each); the worker runs under
 RLIMIT_AS and every case under a timeout, so a hang or a runaway allocation is caught and the
 worker restarted.  A case fails on a traceback, a hang, a crash, a wrong exit code, a message
@@ -51,6 +65,7 @@ each saved under ``--save``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import io
 import json
@@ -76,10 +91,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FAMILIES = ("damaged", "hostile", "npyheader", "badinput", "shard", "roundtrip", "exec")
+FAMILIES = ("damaged", "hostile", "npyheader", "badinput", "shard", "roundtrip", "exec",
+            "bombs", "oddfiles", "models", "races", "kills")
 # relative cost of a case, to share a --cases count or a budget between families
 WEIGHTS = {"damaged": 10, "hostile": 6, "npyheader": 4, "badinput": 2, "shard": 3,
-           "roundtrip": 1.5, "exec": 0.05}
+           "roundtrip": 1.5, "exec": 0.05, "bombs": 0.03, "oddfiles": 0.03, "models": 0.02,
+           "races": 0.02, "kills": 0.01}
 MSG = re.compile(r"^nacc: (.+?): (.+)$")
 
 
@@ -89,6 +106,8 @@ def _snapshot(root: Path) -> dict[str, bytes]:
     for p in sorted(root.rglob("*")):
         if p.is_symlink():
             out[p.relative_to(root).as_posix()] = b"<symlink>"
+        elif p.is_file() and p.stat().st_size > 64 << 20:       # a sparse file of a case
+            out[p.relative_to(root).as_posix()] = b"<%d bytes>" % p.stat().st_size
         elif p.is_file():
             out[p.relative_to(root).as_posix()] = p.read_bytes()
         elif p.is_dir() and not any(p.iterdir()):
@@ -274,6 +293,9 @@ class Case:
     hostile_size: int | None = None             # bytes of a hostile archive, for figures
     exec_: bool = False                         # run as a real process (family exec)
     meta: dict = field(default_factory=dict)
+    setup: Callable[[Path], None] | None = None  # makes special files in the case folder
+    parallel: int = 0                           # the first N steps run at once
+    signal: tuple[int, float] | None = None     # (signal, delay) sent to the first step
 
 
 def _tb_class(tb: str) -> str:
@@ -829,6 +851,69 @@ def _make_container(kind: str, segs: dict[str, bytes], rng: random.Random) -> by
     return blob
 
 
+# -- bombs: inputs of at most 64 KB that expand without bound --------------------------
+BOMB_MAX_INPUT = 64 << 10
+_ZEROS_8M: dict[str, bytes] = {}
+
+
+def _zero_stream(kind: str) -> bytes:
+    """One compressed stream of 8 MiB of zero bytes (made once: bz2 takes ~0.5 s)."""
+    import bz2
+    import lzma
+
+    if kind not in _ZEROS_8M:
+        z = bytes(8 << 20)
+        _ZEROS_8M[kind] = {"bzip2": lambda: bz2.compress(z, 9), "xz": lambda: lzma.compress(z),
+                           "gzip": lambda: gzip.compress(z, 9, mtime=0)}[kind]()
+    return _ZEROS_8M[kind]
+
+
+def shard_bomb(kind: str, mib: int, name: str = "000000.token.npy", npy_header: bool = True
+               ) -> bytes:
+    """A tar of one member ``name`` of ``mib`` MiB (a valid .npy header of int16 zeros when
+    ``npy_header``, then zeros) compressed by ``kind`` (bzip2, xz, gzip) as concatenated
+    streams of 8 MiB of zeros: a few KB that expand to ``mib`` MiB and more."""
+    import bz2
+    import lzma
+
+    size = mib << 20
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = 0
+    head = info.tobuf(tarfile.USTAR_FORMAT)
+    if npy_header:
+        from nacc import npyio
+
+        n_items = (size - 128) // 2
+        prefix = npyio.canonical_prefix("<i2", False, (n_items // 128, 128))
+        head += prefix
+        size = len(prefix) + (n_items // 128) * 128 * 2
+    comp = {"bzip2": lambda b: bz2.compress(b, 9), "xz": lzma.compress,
+            "gzip": lambda b: gzip.compress(b, 9, mtime=0)}[kind]
+    first = head + bytes(-len(head) % 512)      # header and padding to a tar block
+    streams = [comp(first)]
+    left = size + (-size % 512) + 1024 - (len(first) - 512)   # data, padding, end marker
+    streams += [_zero_stream(kind)] * (left // (8 << 20))
+    streams.append(comp(bytes(left % (8 << 20))))
+    return b"".join(streams)
+
+
+def npz_bomb(method: int, mib: int) -> bytes:
+    """An .npz of one member ``a.npy`` (int16 zeros, ``mib`` MiB) compressed by zipfile's
+    ``method`` (bzip2 or lzma: what numpy never writes)."""
+    import numpy as np
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", method) as z:
+        with z.open("a.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(
+                f, {"descr": "<i2", "fortran_order": False, "shape": ((mib << 19) // 128, 128)})
+            zero = bytes(1 << 20)
+            for _ in range(mib):
+                f.write(zero)
+    return out.getvalue()
+
+
 def _tar_segments(blob: bytes) -> dict[str, bytes] | None:
     """What a plain commaVQ ``.tar`` holds as read by Python's tarfile (its headers carry a
     checksum, its data none): each ``k.json``'s ``file_name`` (``k.npy`` when the JSON has
@@ -1039,14 +1124,8 @@ def exec_cases(rng: random.Random):
 
 def run_exec(case: Case, timeout: float, mem_mb: int) -> list[dict] | tuple[str, str]:
     """One case through ``python -m nacc.cli`` as a real process; peak RSS from wait4."""
-    d = Path(tempfile.mkdtemp(prefix="nacc-fuzz-x-"))
+    d = _case_dir(case)
     try:
-        for rel, data in case.files.items():
-            (d / rel).parent.mkdir(parents=True, exist_ok=True)
-            if rel.endswith("/"):
-                (d / rel).mkdir(exist_ok=True)
-            else:
-                (d / rel).write_bytes(data)
         obs = []
         for argv in case.steps:
             t0 = time.perf_counter()
@@ -1074,11 +1153,421 @@ def run_exec(case: Case, timeout: float, mem_mb: int) -> list[dict] | tuple[str,
         shutil.rmtree(d, ignore_errors=True)
 
 
+# -- nothing lost (issue 28): bombs, odd file types, model folders, races, kills ---------
+RSS_LIMIT_KB = 1 << 20          # no input of at most 64 KB may make nacc hold more (1 GiB)
+_NPZ_BOMBS: dict[tuple[int, int], bytes] = {}
+
+
+# Linux counts the RSS a process had when it forked into its child's peak (fork copies the
+# peak, exec keeps it): a child of a big process (pytest, after many tests) looks big.  So
+# every measured command is started by a small wrapper, a fresh process whose child's peak
+# is its own; the wrapper writes that peak (wait4, KB) to the file argv[1], then ends as its
+# child did.  Signals to the group reach both; the wrapper outlives SIGTERM and SIGHUP.
+_WRAP = """import os, signal, sys
+for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+    signal.signal(s, lambda *a: None)
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+while True:
+    try:
+        _, status, ru = os.wait4(pid, 0)
+        break
+    except InterruptedError:
+        pass
+with open(sys.argv[1], "w") as f:
+    f.write(str(ru.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+if code < 0:
+    signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+sys.exit(code)
+"""
+
+
+def measured(argv: list[str], rss_file: str) -> list[str]:
+    """The command line that runs ``python ARGV`` under ``_WRAP`` (peak RSS to rss_file)."""
+    return [sys.executable, "-c", _WRAP, rss_file, *argv]
+
+
+def peak_rss_kb(rss_file: str) -> int:
+    """What ``_WRAP`` wrote (0 when it was killed before writing)."""
+    try:
+        with open(rss_file) as f:
+            return int(f.read() or 0)
+    except (OSError, ValueError):
+        return 0
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(rss_file)
+
+
+def _spawn(argv: list[str], d: Path, mem_mb: int) -> subprocess.Popen:
+    """``python -m nacc.cli ARGV`` in ``d``; its stdout and stderr go to files outside
+    ``d`` (``_reap`` reads them), so that the process is reaped by ``os.wait4`` alone."""
+    out = tempfile.TemporaryFile()
+    err = tempfile.TemporaryFile()
+    fd, rss_file = tempfile.mkstemp(prefix="nacc-fuzz-rss-")
+    os.close(fd)
+    p = subprocess.Popen(measured(["-m", "nacc.cli", *argv], rss_file), cwd=d,
+                         stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=_child_env(),
+                         preexec_fn=_limits(mem_mb))
+    p.outputs = (out, err, rss_file)  # type: ignore[attr-defined]
+    return p
+
+
+def _reap(p: subprocess.Popen, d: Path, timeout: float, t0: float) -> dict:
+    """Wait for ``p`` (killing its group after ``timeout``): its observation, with
+    ``code`` negative for a signal, ``hang`` set when it had to be killed, and its own
+    peak RSS (from wait4)."""
+    hang = False
+    end = time.monotonic() + timeout
+    while True:
+        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > end:
+            hang = True
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            _, status, ru = os.wait4(p.pid, 0)
+            break
+        time.sleep(0.01)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    out_f, err_f, rss_file = p.outputs  # type: ignore[attr-defined]
+    rss = peak_rss_kb(rss_file)
+    outs = []
+    for f in (out_f, err_f):
+        f.seek(0)
+        outs.append(f.read())
+        f.close()
+    out, err = outs
+    err_s = err.decode("utf8", "replace")
+    return {"code": p.returncode, "stdout": out, "stderr": err_s, "hang": hang,
+            "tb": err_s if "Traceback (most recent call last)" in err_s else None,
+            "time": time.perf_counter() - t0, "files": _snapshot(d), "maxrss_kb": rss,
+            "hidden": sorted(n for n in os.listdir(d) if ".nacc-" in n and n.endswith(".tmp"))}
+
+
+def _case_dir(case: Case) -> Path:
+    d = Path(tempfile.mkdtemp(prefix="nacc-fuzz-x-"))
+    for rel, data in case.files.items():
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        if rel.endswith("/"):
+            (d / rel).mkdir(exist_ok=True)
+        else:
+            (d / rel).write_bytes(data)
+    if case.setup is not None:
+        case.setup(d)
+    return d
+
+
+def run_steps(case: Case, timeout: float, mem_mb: int) -> list[dict] | tuple[str, str]:
+    """The steps of ``case`` as real processes, one after the other (``case.parallel``
+    first ones at once, ``case.signal`` sent to the first after a delay); None-safe
+    cleanup of the case folder."""
+    d = _case_dir(case)
+    try:
+        obs: list[dict] = []
+        t0 = time.perf_counter()
+        k = max(1, case.parallel)
+        procs = [_spawn(a, d, mem_mb) for a in case.steps[:k]]
+        if case.signal is not None:
+            sig, delay = case.signal
+            time.sleep(delay)
+            # still running (an exited child stays waitable: WNOWAIT)
+            running = os.waitid(os.P_PID, procs[0].pid,
+                                os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+            if running:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(procs[0].pid, sig)
+            case.meta["signalled_while_running"] = running
+        obs += [_reap(p, d, timeout, t0) for p in procs]
+        for argv in case.steps[k:]:
+            obs.append(_reap(_spawn(argv, d, mem_mb), d, timeout, time.perf_counter()))
+        if any(o["hang"] for o in obs):
+            return ("hang", f"no exit in {timeout:.0f} s")
+        return obs
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _clip_npy(rng: random.Random, frames: int | None = None) -> bytes:
+    import numpy as np
+
+    a = np.random.default_rng(rng.randrange(1 << 30)).integers(
+        0, 1024, (frames or rng.randrange(1, 5), 8, 16)).astype(np.int16)
+    b = io.BytesIO()
+    np.save(b, a)
+    return b.getvalue()
+
+
+def _held_too_much(o: dict) -> list[str]:
+    return [f"held {o['maxrss_kb'] >> 10} MB (more than 1 GiB)"] \
+        if o["maxrss_kb"] > RSS_LIMIT_KB else []
+
+
+def bomb_cases(rng: random.Random):
+    """Inputs of at most 64 KB that expand without bound: shards compressed with bzip2, xz
+    or gzip under any shard name, .npz with bzip2 or lzma members, .npy headers claiming
+    gigabytes (a sparse file), through compress (sometimes with --rm): exit 1 (or 0 with a
+    correct archive), never more than 1 GiB held."""
+    while True:
+        kind = rng.choice(("shard", "shard", "npz", "sparse"))
+        setup = None
+        if kind == "shard":
+            comp = rng.choice(("bzip2", "xz", "gzip"))
+            cap = {"bzip2": 2047, "xz": 400, "gzip": 60}[comp]
+            mib = rng.randrange(32, cap)
+            name = "in/b" + rng.choice((".tar.gz", ".tar", ".tgz"))
+            blob = shard_bomb(comp, mib, rng.choice(("000000.token.npy", "000000.cls",
+                                                     "000000.token.npy")),
+                              npy_header=rng.random() < 0.8)
+            what = f"{comp} shard bomb of {mib} MiB as {name}"
+        elif kind == "npz":
+            method = rng.choice((zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA))
+            mib = rng.choice((4, 8))
+            if (method, mib) not in _NPZ_BOMBS:
+                _NPZ_BOMBS[method, mib] = npz_bomb(method, mib)
+            name, blob = "in/b.npz", _NPZ_BOMBS[method, mib]
+            what = f".npz with a method-{method} member of {mib} MiB"
+        else:
+            gib = rng.choice((1, 3, 16))
+            name, blob = "in/b.npy", _npy(f"{{'descr': '<i2', 'fortran_order': False, "
+                                          f"'shape': ({(gib << 30) // 256}, 128), }}", b"")
+
+            def setup(d, gib=gib, name=name):
+                with open(d / name, "r+b") as f:
+                    f.truncate(rng.choice((gib << 30, (gib << 30) + 128)))
+            what = f"sparse .npy claiming {gib} GiB"
+        if len(blob) > BOMB_MAX_INPUT:
+            continue
+        argv = ["compress", name, "-o", "out/b.nacc", "--predictor", "uniform"] \
+            + (["--rm"] if rng.random() < 0.3 else [])
+        files = _with_dirs({name: blob, "out/": b""})
+        snap = files_snapshot(files)
+
+        def judge(obs, snap=snap, name=name, sparse=setup is not None):
+            o = obs[0]
+            bad = _held_too_much(o)
+            if sparse:           # the snapshot reads files: compare the listing only
+                o = dict(o, files={k: snap.get(k) for k in o["files"]})
+            return bad + expect_refused(o, snap, [name])
+
+        yield Case("bombs", what, files, [argv], judge, hostile_size=len(blob), exec_=True,
+                   setup=setup)
+
+
+def _mkfifo(rel: str):
+    return lambda d: os.mkfifo(d / rel)
+
+
+def _mksock(rel: str):
+    def make(d):
+        import socket
+
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(d / rel))
+        s.close()
+    return make
+
+
+def _special_kept(d_files: dict, rels: list[str]) -> list[str]:
+    return [f"special file {r} replaced by a regular file" for r in rels if r in d_files]
+
+
+def oddfile_cases(rng: random.Random):
+    """FIFOs (no writer), sockets, /dev/zero and the archive itself where nacc reads or
+    writes: as inputs of compress, decompress, test and info, as -o with -f, as a member's
+    place in an output folder, the archive as its own output with --rm: exit 1, a clean
+    message, no special file replaced, the input kept, no hang."""
+    while True:
+        kind = rng.choice(("fifo-in", "zero-in", "sock-out", "fifo-member", "self-out",
+                           "self-member"))
+        npy_ = _clip_npy(rng)
+        files: dict = {"a.npy": npy_}
+        special: list[str] = []
+        setup = None
+        if kind == "fifo-in":
+            cmd = rng.choice(("compress", "decompress", "test", "info"))
+            name = "p.npy" if cmd == "compress" else "p.nacc"
+            setup, special = _mkfifo(name), [name]
+            steps = [[cmd, name] + (["-o", "out.x"] if cmd != "test" and cmd != "info" else [])]
+        elif kind == "zero-in":
+            cmd = rng.choice(("compress", "decompress", "test", "info"))
+            steps = [[cmd, "/dev/zero"] + (["-o", "out.x"] if cmd in ("compress",
+                                                                       "decompress") else [])]
+        elif kind == "sock-out":
+            setup, special = _mksock("s"), ["s"]
+            steps = [["compress", "a.npy", "-o", "s", "-f", "--predictor", "uniform"]]
+        elif kind == "fifo-member":
+            make = _mkfifo("ab/b.npy") if rng.random() < 0.5 else _mksock("ab/b.npy")
+
+            def setup(d, make=make):
+                (d / "ab").mkdir()
+                make(d)
+            special = ["ab/b.npy"]
+            files["b.npy"] = _clip_npy(rng)
+            steps = [["compress", "a.npy", "b.npy", "-o", "ab.nacc", "--predictor", "uniform"],
+                     ["decompress", "ab.nacc", "-f"]]
+        elif kind == "self-out":
+            steps = [["compress", "a.npy", "--predictor", "uniform"],
+                     ["decompress", "a.npy.nacc", "-o", "a.npy.nacc", "-f", "--rm"]]
+        else:
+            files["d/a.npy"], files["d/b.npy"] = npy_, _clip_npy(rng)
+            files["out/"] = b""
+            steps = [["compress", "d", "-o", "out/a.npy", "--predictor", "uniform"],
+                     ["decompress", "out/a.npy", "-o", "out", "-f", "--rm"]]
+        files = _with_dirs(files)
+
+        def judge(obs, special=special, steps=steps, files=files):
+            o = obs[-1]
+            if len(obs) > 1 and obs[0]["code"] != 0:
+                return [f"setup step exit {obs[0]['code']}: {obs[0]['stderr'][-200:]}"]
+            before = obs[-2]["files"] if len(obs) > 1 else files_snapshot(files)
+            src = steps[-1][1]
+            return expect_refused(o, before, [src]) + _special_kept(o["files"], special)
+
+        yield Case("oddfiles", f"{kind}: {' '.join(steps[-1])}", files, steps, judge,
+                   exec_=True, setup=setup)
+
+
+def _model_config(rng: random.Random) -> tuple[str, bytes | None, str]:
+    bad = rng.choice(("fifo", "inf", "nan", "huge", "fifo-weights", "huge-weights"))
+    cfg = {"arch": "lstm", "format": "nacc-int-v2", "frame_shape": [8, 16],
+           "weights": "weights-0000000000000000.npz", "sha256": "0" * 64}
+    text = json.dumps(cfg)
+    if bad == "inf":
+        text = text.replace("[8, 16]", "[8, Infinity]")
+    elif bad == "nan":
+        text = text.replace('"lstm"', '"lstm", "x": NaN')
+    return bad, None if bad == "fifo" else text.encode(), cfg["weights"]
+
+
+def model_folder(root: Path, config: bytes | None) -> Path:
+    """``root/m`` with ``config`` as its config.json (None: a FIFO there)."""
+    m = root / "m"
+    m.mkdir()
+    if config is None:
+        os.mkfifo(m / "config.json")
+    else:
+        (m / "config.json").write_bytes(config)
+    return m
+
+
+def model_cases(rng: random.Random):
+    """Model folders that must not hang or crash nacc: config.json a FIFO, huge (sparse),
+    with NaN or Infinity; weights a FIFO or huge; through --model with the cm and lstm
+    predictors: exit 1 with a clean message, quickly."""
+    while True:
+        bad, cfg, weights = _model_config(rng)
+
+        def setup(d, bad=bad, cfg=cfg, weights=weights):
+            m = model_folder(d, cfg)
+            if bad == "huge":
+                with open(m / "config.json", "r+b") as f:
+                    f.truncate(3 << 30)
+            if bad == "fifo-weights":
+                os.mkfifo(m / weights)
+            elif bad == "huge-weights":
+                with open(m / weights, "wb") as f:
+                    f.truncate(8 << 30)
+        pred = rng.choice(("cm", "lstm"))
+        argv = ["compress", "a.npy", "--predictor", pred, "--model", "m"]
+        files = {"a.npy": _clip_npy(rng)}
+        snap = files_snapshot(files)
+
+        def judge(obs, snap=snap):
+            o = obs[0]
+            return _held_too_much(o) + expect_refused(
+                dict(o, files={k: v for k, v in o["files"].items() if not k.startswith("m/")}),
+                snap, ["a.npy"])
+
+        yield Case("models", f"{bad} model folder, --predictor {pred}", files, [argv], judge,
+                   exec_=True, setup=setup)
+
+
+def race_cases(rng: random.Random):
+    """Two runs writing one -o at once (without -f, sometimes with --rm): at most one
+    succeeds; whatever is published decodes to the input of a run that succeeded; an input
+    is gone only if the archive restores it."""
+    while True:
+        a, b = _clip_npy(rng), _clip_npy(rng)
+        rm = rng.random() < 0.6
+        pred = ["--predictor", rng.choice(("uniform", "prevframe"))]
+        steps = [["compress", "a.npy", "-o", "x.nacc", *pred] + (["--rm"] if rm else []),
+                 ["compress", "b.npy", "-o", "x.nacc", *pred] + (["--rm"] if rm else []),
+                 ["decompress", "x.nacc", "-c"]]
+        files = {"a.npy": a, "b.npy": b}
+
+        def judge(obs, files=files):
+            bad = [_tb_class(o["tb"]) for o in obs[:2] if o["tb"]]
+            ok = [k for k in (0, 1) if obs[k]["code"] == 0]
+            if len(ok) != 1:
+                return bad + [f"{len(ok)} of two writers of one output succeeded"]
+            restored = obs[2]["stdout"]
+            src = ("a.npy", "b.npy")[ok[0]]
+            if restored != files[src]:
+                bad.append("the archive does not restore the input of the run that succeeded")
+            final = obs[2]["files"]
+            for name, data in files.items():
+                if name not in final and data != restored:
+                    bad.append("an input removed that the archive does not restore")
+            return bad
+
+        yield Case("races", f"two writers of x.nacc{' --rm' if rm else ''}", files, steps,
+                   judge, exec_=True, parallel=2)
+
+
+def kill_cases(rng: random.Random):
+    """compress (sometimes -T 2) sent SIGKILL or SIGTERM (to its process group) at a random
+    moment, then compress -f again: a signalled run never exits 0 and never leaves a
+    partial output; after the second run no temporary file is left and the archive
+    restores the input."""
+    while True:
+        n = rng.randrange(2, 6)
+        files = {f"d/s{k}.npy": _clip_npy(rng, rng.randrange(20, 60)) for k in range(n)}
+        sig = rng.choice((signal.SIGKILL, signal.SIGTERM, signal.SIGTERM))
+        threads = rng.choice(("1", "2", "2"))
+        base = ["compress", "d", "-o", "x.nacc", "-T", threads, "--predictor", "cm"]
+        steps = [base, base + ["-f"], ["decompress", "x.nacc", "-o", "y"]]
+        delay = rng.uniform(0.3, 3.0)
+
+        def judge(obs, files=files, sig=sig, case_meta=None):
+            first, second, third = obs
+            bad = [_tb_class(o["tb"]) for o in obs if o["tb"] and sig != signal.SIGTERM]
+            if first["code"] == 0 and first.get("signalled"):
+                bad.append("a signalled run exited 0")
+            if first["code"] != 0 and "x.nacc" in first["files"] \
+                    and first["files"]["x.nacc"] != second["files"].get("x.nacc"):
+                bad.append("partial output after a signal")   # (a complete one may stay)
+            if second["code"] != 0 or third["code"] != 0:
+                bad.append(f"the rerun failed: {second['stderr'][-200:]}{third['stderr'][-200:]}")
+            if second["hidden"] or third["hidden"]:
+                bad.append("temporary files left after the rerun")
+            got = {k[2:]: v for k, v in third["files"].items() if k.startswith("y/")}
+            want = {k[2:]: v for k, v in files.items()}
+            if third["code"] == 0 and got != want:
+                bad.append("the rerun's archive does not restore the input")
+            return bad
+
+        c = Case("kills", f"{signal.Signals(sig).name} after {delay:.2f} s, -T {threads}",
+                 _with_dirs(files), steps, judge, exec_=True, signal=(sig, delay))
+        yield c
+
+
+def _mark_signalled(case: Case, obs):
+    if not isinstance(obs, tuple) and case.signal is not None and obs:
+        obs[0]["signalled"] = bool(case.meta.get("signalled_while_running"))
+    return obs
+
+
 # -- the driver ------------------------------------------------------------------------
 HOSTILE = ("damaged", "hostile", "exec")
 GENERATORS = {"damaged": damaged_cases, "hostile": hostile_cases, "npyheader": npyheader_cases,
               "badinput": badinput_cases, "shard": shard_cases, "roundtrip": roundtrip_cases,
-              "exec": exec_cases}
+              "exec": exec_cases, "bombs": bomb_cases, "oddfiles": oddfile_cases,
+              "models": model_cases, "races": race_cases, "kills": kill_cases}
 
 
 @dataclass
@@ -1160,7 +1649,9 @@ def run(families=FAMILIES, seed: int = 1, cases: int | None = None, budget: floa
             index += 1
             per_step = hostile_timeout if fam in HOSTILE else timeout
             limit = per_step * len(case.steps)
-            if case.exec_:
+            if case.exec_ and fam != "exec":
+                obs = _mark_signalled(case, run_steps(case, per_step + 3.0, mem_mb))
+            elif case.exec_:
                 obs = run_exec(case, per_step + 3.0, mem_mb)   # + the process start
             else:
                 w = hostile_w if fam in ("hostile", "damaged") else other_w
@@ -1184,6 +1675,8 @@ def run(families=FAMILIES, seed: int = 1, cases: int | None = None, budget: floa
             if fam == "roundtrip":
                 st.roundtrips_exact += 1
             elif fam in ("npyheader", "shard", "badinput") and obs[0]["code"] in (1, 2):
+                st.refused_ok += 1
+            elif fam in ("bombs", "oddfiles", "models") and obs[-1]["code"] == 1:
                 st.refused_ok += 1
             elif fam in ("damaged", "hostile", "exec") and obs[0]["code"] == 1:
                 st.refused_ok += 1
@@ -1210,8 +1703,9 @@ def report(st: Stats, elapsed: float) -> str:
     for f in st.tried:
         lines.append(f"  {f:10s} {st.tried[f]:6d} tried, {st.passed[f]:6d} passed")
     lines.append(f"  peak RSS of the hostile-archive worker (worst case): "
-                 f"{d['hostile_worker_peak_rss_mb']} MB; of a real `nacc` process on the "
-                 f"crafted corpus: {d['exec_peak_rss_mb']} MB ({d['exec_peak_rss_case']})")
+                 f"{d['hostile_worker_peak_rss_mb']} MB; of a real `nacc` process (exec, "
+                 f"bombs, oddfiles, models, races, kills): {d['exec_peak_rss_mb']} MB "
+                 f"({d['exec_peak_rss_case']})")
     lines.append(f"  longest refusal of a hostile archive under 1 KB: "
                  f"{d['slowest_hostile_under_1kb_s']:.3f} s ({d['slowest_hostile_under_1kb']})")
     if st.restarts:

@@ -17,6 +17,11 @@ SLICE = {
     "badinput": (60, None),
     "shard": (60, None),
     "exec": (4, None),
+    "bombs": (2, None),
+    "oddfiles": (3, None),
+    "models": (2, None),
+    "races": (1, None),
+    "kills": (1, None),
 }
 
 
@@ -35,6 +40,8 @@ def test_fuzz_family(family, tmp_path):
         # a flip in a tar time stamp or padding is harmless: such a shard may compress, and
         # passing then means its archive restored exactly the original segments
         assert st.refused_ok >= cases * 9 // 10
+    elif family in ("races", "kills"):
+        pass                # no refusal expected: the oracle judges what is left
     else:
         assert st.refused_ok == cases
 

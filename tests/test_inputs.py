@@ -319,14 +319,27 @@ def test_output_that_is_an_input_is_refused(tmp_path, small_clip, spelling):
     assert (tmp_path / shown).read_bytes() == before
 
 
-def test_rm_removes_a_shard_only_after_its_archive_decodes(tmp_path, shard):
+def test_rm_keeps_a_shard_its_archive_does_not_restore(tmp_path, shard):
+    """A shard's archive holds its token members only (not the other members, nor the
+    json's other fields): --rm must not remove it (README: an input is removed only once
+    its archive restores it).  Refused before anything is written."""
+    before = shard.read_bytes()
     r = cli("compress", "-q", "--rm", "--predictor", "prevframe", shard.name, cwd=tmp_path)
-    assert r.exit_code == 0, r.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data-0000.tar.gz.nacc"]
+    assert r.exit_code == 1
+    assert r.output == (f"nacc: {shard.name}: --rm: the archive restores the token arrays of "
+                        f"{shard.name}, not the file itself; compress it without --rm\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [shard.name]
+    assert shard.read_bytes() == before
 
 
-def test_rm_keeps_inputs_when_the_archive_does_not_decode_to_them(tmp_path, shard, monkeypatch):
+def test_rm_keeps_inputs_when_the_archive_does_not_decode_to_them(tmp_path, dev_clip,
+                                                                  monkeypatch):
     from nacc import codec
+
+    d = tmp_path / "d"
+    d.mkdir()
+    for k, name in enumerate(NAMES):
+        (d / name).write_bytes(npy_bytes(dev_clip[4 * k:4 * k + 4]))
 
     real = codec.decompress_archive
 
@@ -335,13 +348,14 @@ def test_rm_keeps_inputs_when_the_archive_does_not_decode_to_them(tmp_path, shar
             yield name, data if k != 1 else data[:-1] + bytes([data[-1] ^ 1])
 
     monkeypatch.setattr(codec, "decompress_archive", corrupt)
-    before = shard.read_bytes()
-    r = cli("compress", "-q", "--rm", "--predictor", "prevframe", shard.name, cwd=tmp_path)
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    r = cli("compress", "-q", "--rm", "--predictor", "prevframe", "-o", "all.nacc",
+            *(f"d/{n}" for n in NAMES), cwd=tmp_path)
     assert r.exit_code == 1
-    assert r.output == (f"nacc: {shard.name}: {shard.name}.nacc does not decode to segment "
+    assert r.output == (f"nacc: all.nacc: all.nacc does not decode to segment "
                         f"'{NAMES[1]}'; inputs kept\n")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [shard.name]
-    assert shard.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before
 
 
 def test_rm_to_stdout_is_a_usage_error(tmp_path, small_clip):

@@ -97,6 +97,32 @@ def test_decompress_py_needs_output_dir(zip_path, tmp_path):
     assert r.returncode == 2 and "usage: OUTPUT_DIR=dir python decompress.py" in r.stderr
 
 
+def test_decompress_py_writes_all_or_nothing_with_the_cli_modes(zip_path, tmp_path):
+    """A segment that cannot be written (here a folder where the third goes) leaves
+    OUTPUT_DIR as it was; a run that succeeds writes files of mode 0o666 & ~umask, as the
+    CLI does (issue 28: segments before a bad one were left, readable by their owner only)."""
+    zipfile.ZipFile(zip_path).extractall(tmp_path / "sub")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "OUTPUT_DIR")}
+    out = tmp_path / "out"
+    (out / NAMES[2]).mkdir(parents=True)
+
+    def run():
+        return subprocess.run(["sh", "-c", f"umask 022 && exec {sys.executable} "
+                               f"{tmp_path / 'sub' / 'decompress.py'}"],
+                              capture_output=True, text=True,
+                              env=dict(env, OUTPUT_DIR=str(out)))
+
+    r = run()
+    assert r.returncode == 1
+    assert f"nacc: submission.nacc: {out / NAMES[2]} is a folder" in r.stderr, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == [NAMES[2]]
+    (out / NAMES[2]).rmdir()
+    r = run()
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(NAMES)
+    assert {oct((out / n).stat().st_mode & 0o777) for n in NAMES} == {"0o644"}
+
+
 def test_existing_output_is_refused(zip_path, real):
     before = zip_path.read_bytes()
     r = CliRunner().invoke(main, ["submission", str(real / "originals"), "-o", str(zip_path)])

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from nacc import fileio
 from nacc.cli.common import (
     SUFFIX,
     Reporter,
@@ -57,12 +58,15 @@ def _check_not_an_input(dest: str, files: list[str]) -> None:
             raise NaccError(f"output {dest} is the input {f} (choose another -o)")
 
 
-def _check_archive(dest: str, segments, threads: int, override, device: str) -> None:
-    """Decode the archive written at ``dest``; NaccError unless it gives back exactly the
-    names and bytes of ``segments`` (the check ``--rm`` needs before removing anything)."""
+def _check_archive(dest: str, segments, threads: int, override, device: str,
+                   ident=None) -> None:
+    """Decode the archive written at ``dest`` (still the file ``ident`` this run wrote);
+    NaccError unless it gives back exactly the names and bytes of ``segments`` (the check
+    ``--rm`` needs before removing anything)."""
     from nacc import codec, npyio
 
-    restored = codec.decompress_archive(Path(dest).read_bytes(), threads, override, device)
+    restored = codec.decompress_archive(fileio.read_written(dest, ident), threads, override,
+                                        device)
     n = 0
     for (name, npy), (name2, data) in zip(segments, restored):
         if name != name2 or data != npyio.npy_bytes(npy):
@@ -91,7 +95,7 @@ def compress(inputs, output, to_stdout, force, keep, remove, threads, predictor,
     stdin).  Each input is read and verified whole before anything is written; with --rm
     an input file is removed only after its archive was written and decoded back to it
     (directories are kept)."""
-    from nacc import codec
+    from nacc import codec, npyio
 
     rep = Reporter(verbose, quiet)
     if keep and remove:
@@ -115,10 +119,16 @@ def compress(inputs, output, to_stdout, force, keep, remove, threads, predictor,
         try:
             if dest != "-" and Path(dest).exists() and not force:
                 raise NaccError(f"{dest} already exists (use -f to overwrite)")
-            segments, read = [], []
+            segments, read, states, written, contents = [], [], {}, [], {}
             for src in srcs:
                 where = src
+                states[src] = fileio.file_state(src)
                 segs = segments_of(src)
+                if remove and src != "-" and _not_restored(src):
+                    raise NaccError(f"--rm: the archive restores the token arrays of {src}, "
+                                    "not the file itself; compress it without --rm")
+                if remove and len(segs) == 1 and not Path(src).is_dir():
+                    contents[src] = npyio.npy_bytes(segs[0][1])   # what --rm may remove
                 segments += segs
                 read += _files_read(src, segs)
             where = srcs[0] if len(srcs) == 1 else dest
@@ -129,22 +139,31 @@ def compress(inputs, output, to_stdout, force, keep, remove, threads, predictor,
             t0 = time.perf_counter()
             plan = codec.plan_blocks(segments, opts)
             chunks = codec.compress_segments(segments, opts, threads, plan)
-            n = write_atomic(dest, progress(chunks, len(plan) + 1, rep, "compress"), force)
+            n = write_atomic(dest, progress(chunks, len(plan) + 1, rep, "compress"), force,
+                             protect=read, written=written)
             rep.info(f"{where}: {rate_line(n_tokens(segments), n)}, {n} bytes -> {dest}"
                      + (f" in {time.perf_counter() - t0:.2f} s" if rep.level >= 1 else ""))
             if remove:
                 try:
                     _check_archive(dest, segments, threads, {"model": model} if model else None,
-                                   device)
+                                   device, written[0] if written else None)
                 except NaccError:
-                    Path(dest).unlink(missing_ok=True)
+                    fileio.unlink_written(dest, written[0] if written else None)
                     raise
                 for src in srcs:
                     if src != "-" and Path(src).is_file():
-                        Path(src).unlink()
+                        fileio.remove_if_unchanged(src, states[src], contents.get(src))
         except (NaccError, OSError) as e:
             rep.failure(where, e)
     rep.exit()
+
+
+def _not_restored(src: str) -> bool:
+    """True for an input file whose archive does not restore it byte for byte (a shard or
+    an .npz: the archive holds their token arrays only); --rm keeps those."""
+    from nacc import inputs
+
+    return not Path(src).is_dir() and (inputs.is_shard(src) or src.endswith(".npz"))
 
 
 # -- decompress -------------------------------------------------------------------------
@@ -193,6 +212,7 @@ def decompress(inputs, output, to_stdout, force, keep, remove, threads, model, d
     override = {"model": model} if model else None
     for src in inputs:
         try:
+            state = fileio.file_state(src) if src != "-" else None
             buf = read_input(src)
             header, blocks = container.read_archive(buf)    # every check before any work
             dest, folder = _archive_output(src, output, header.n_segments)
@@ -205,18 +225,18 @@ def decompress(inputs, output, to_stdout, force, keep, remove, threads, model, d
                     raise NaccError(f"{dest} already exists (use -f to overwrite)")
                 (name, data), = codec.decompress_blocks(header, blocks, threads, override,
                                                         device)
-                write_atomic(dest, [data], force)
+                write_atomic(dest, [data], force, protect=[src])
             else:
                 names = [seg.name for seg in container.segments_of(blocks)]
                 items = progress(codec.decompress_blocks(header, blocks, threads, override,
                                                          device),
                                  header.n_segments, rep, "decompress")
-                write_folder(Path(dest), names, items, force)
+                write_folder(Path(dest), names, items, force, protect=[src])
             rep.info(f"{src}: {header.n_segments} segment(s) -> {dest}"
                      + (f" in {time.perf_counter() - t0:.2f} s" if rep.level >= 1 else ""),
                      level=1)
             if remove and src != "-":
-                Path(src).unlink()
+                fileio.remove_if_unchanged(src, state)
         except Exception as e:  # noqa: BLE001 (one error path for any damaged archive)
             rep.failure(src, e)
     rep.exit()

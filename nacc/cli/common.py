@@ -3,7 +3,6 @@ decorators and types, and the small input/output helpers of the coding commands.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
@@ -164,9 +163,10 @@ def options(predictor, vocab, frame_shape, model, device="cpu", params=(), solid
 
 
 def read_input(path: str) -> bytes:
-    if path == "-":
-        return sys.stdin.buffer.read()
-    return Path(path).read_bytes()
+    """An archive's bytes, bounded and type-checked (``nacc.fileio.read_input``)."""
+    from nacc import container, fileio
+
+    return fileio.read_input(path, container.MAGIC)
 
 
 def segments_of(path: str):

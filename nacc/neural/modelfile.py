@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import numpy as np
 
 from nacc.container import MAX_VOCAB
 from nacc.errors import NaccError
+from nacc.fileio import MAX_CONFIG_BYTES, MAX_MODEL_FILE_BYTES, load_json, read_regular
 from nacc.neural import packs
 from nacc.neural.config import HEAD_NEIGHBOURS, MIX_BITS, N_MATCH, N_SLOTS, ModelConfig
 from nacc.neural.intref import IntModel
@@ -226,7 +226,7 @@ def load_model(folder) -> tuple[IntModel, bytes]:
     if "\x00" in str(folder) or not cfg_path.is_file():
         raise ModelError(f"{folder}: no config.json (not a model folder)")
     try:
-        info = json.loads(cfg_path.read_text())
+        info = load_json(cfg_path, MAX_CONFIG_BYTES, "model config")
         cfg = ModelConfig.from_json(info)
         fs = tuple(int(x) for x in cfg.frame_shape)
         if len(fs) != 2:
@@ -249,7 +249,7 @@ def load_model(folder) -> tuple[IntModel, bytes]:
     wpath = folder / name
     if not wpath.is_file():
         raise ModelError(f"{folder}: weights file {name} missing")
-    data = wpath.read_bytes()
+    data = read_regular(wpath, MAX_MODEL_FILE_BYTES, "weights file")
     digest = hashlib.sha256(data)
     if digest.hexdigest() != want or not name.startswith(f"weights-{want[:16]}"):
         raise ModelError(f"{wpath}: sha256 {digest.hexdigest()[:16]}... does not match the "

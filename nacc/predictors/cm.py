@@ -150,6 +150,7 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 
 from nacc.errors import NaccError
+from nacc.fileio import MAX_MODEL_FILE_BYTES, load_json, open_input
 from nacc.kernels.cpu import aot
 from nacc.kernels.cpu import cmstate as K0
 from nacc.models import shipped
@@ -200,8 +201,12 @@ def tree_bits(vocab: int) -> int:
 def _read_checked(name: str, digest_hex: str) -> bytearray:
     """The bytes of prior file ``name``, its sha256 checked while they are read."""
     try:
-        with open(os.path.join(PRIOR_DIR, name), "rb", buffering=0) as f:
-            data = bytearray(os.fstat(f.fileno()).st_size)
+        fd, st = open_input(os.path.join(PRIOR_DIR, name), streams=False)
+        with os.fdopen(fd, "rb", buffering=0) as f:
+            if st.st_size > MAX_MODEL_FILE_BYTES:
+                raise NaccError(f"cm prior file {name}: {st.st_size} bytes, more than "
+                                f"{MAX_MODEL_FILE_BYTES}")
+            data = bytearray(st.st_size)
             view = memoryview(data)
             h = hashlib.sha256()
             pos = 0
@@ -227,8 +232,7 @@ def load_prior(name: str, vocab: int):
         return np.arange(vocab, dtype=np.int64), None, b""
     path = os.path.join(PRIOR_DIR, PRIORS_FILE)
     try:
-        with open(path) as f:
-            cfg = json.load(f)
+        cfg = load_json(path, what="prior index")
     except OSError as e:
         raise NaccError(f"cm priors missing: {e}") from None
     except (ValueError, RecursionError) as e:
@@ -281,8 +285,7 @@ def default_prior(vocab: int) -> str:
 def _neural(vocab: int, frame_shape: tuple[int, int], model: str) -> _Neural:
     """The neural predictor of the model folder ``model`` (architecture from its config)."""
     try:
-        with open(os.path.join(model, "config.json")) as f:
-            arch = json.load(f)["arch"]
+        arch = load_json(os.path.join(model, "config.json"), what="model config")["arch"]
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
         raise NaccError(f"{model}: not a model folder ({e})") from None
     if arch not in NEURAL_ARCHS:       # "cm" here would recurse without end
