@@ -9,7 +9,7 @@ from nacc import coder
 from nacc.errors import NaccError
 from nacc.predictors import available, base, get
 
-MODEL_FREE = [n for n in available() if n not in ("transformer", "lstm")]
+MODEL_FREE = [n for n in available() if n not in ("transformer", "lstm", "gpt")]
 
 
 def clips(dev):
@@ -61,7 +61,7 @@ def test_rebuilt_from_params_is_identical(name, small_clip):
 
 
 def test_registry_names_are_stable():
-    assert available() == ["cm", "lstm", "prevframe", "transformer", "uniform"]
+    assert available() == ["cm", "gpt", "lstm", "prevframe", "transformer", "uniform"]
     with pytest.raises(NaccError, match="unknown predictor 'nope'"):
         get("nope")
 

@@ -1,10 +1,12 @@
 """The context policy of the ``gpt`` predictor: which frames each window holds and codes.
 
 A *window* of ``n`` frames is the id sequence ``BOS, frame (raster), BOS, frame, ...`` at
-positions 0, 1, ... (positions restart in every window).  ``windows(T, window, stride)``:
-the first window holds frames ``0 .. min(T, window) - 1`` and codes all of them; after it,
-each window codes the next ``stride`` frames (fewer at the end) and holds the ``window``
-frames ending with them: its first frames are context only.  ``stride = window`` restarts
+positions 0, 1, ... (positions restart in every window).  The first window holds frames
+``0 .. window - 1`` and codes all of them; after it, the window that codes frames from
+``code`` on holds frames ``code + stride - window .. code + stride - 1`` and codes the last
+``stride`` of them: its first frames are context only.  A video of T frames stops at frame
+T - 1 (the last window codes fewer frames; what it holds does not depend on T, so a decoder
+that does not know T yet computes the same windows).  ``stride = window`` restarts
 the context every ``window`` frames; a smaller stride costs ``window / stride`` passes per
 frame and gives every coded frame at least ``window - stride`` frames of context.
 """
@@ -21,24 +23,31 @@ class Window(NamedTuple):
     end: int        # one past the last frame (held and coded)
 
 
-def windows(n_frames: int, window: int, stride: int) -> list[Window]:
+def window_at(code: int, window: int, stride: int) -> Window:
+    """The window that codes frames from ``code`` on (``code`` 0 or the end of the window
+    before), not cut at the end of the video."""
     if not 1 <= stride <= window:
         raise ValueError(f"stride {stride} outside 1..{window}")
+    if code == 0:
+        return Window(0, 0, window)
+    return Window(max(0, code + stride - window), code, code + stride)
+
+
+def windows(n_frames: int, window: int, stride: int) -> list[Window]:
+    """The windows of a video of ``n_frames`` frames, the last cut at its end."""
     out = []
-    end = min(n_frames, window)
-    if n_frames > 0:
-        out.append(Window(0, 0, end))
-    while end < n_frames:
-        code = end
-        end = min(code + stride, n_frames)
-        out.append(Window(max(0, end - window), code, end))
+    code = 0
+    while code < n_frames:
+        w = window_at(code, window, stride)
+        out.append(w._replace(end=min(w.end, n_frames)))
+        code = w.end
     return out
 
 
 def window_ids(frames: np.ndarray, bos: int) -> np.ndarray:
     """The id sequence of frames (n, H, W): each frame's tokens after a BOS."""
     n = len(frames)
-    flat = np.asarray(frames, np.int64).reshape(n, -1)
+    flat = np.asarray(frames, np.int64).reshape(n, int(np.prod(np.shape(frames)[1:])))
     return np.concatenate([np.full((n, 1), bos, np.int64), flat], axis=1).reshape(-1)
 
 

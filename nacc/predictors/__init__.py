@@ -17,7 +17,7 @@ from nacc.predictors.base import (  # noqa: F401  (the package's interface)
     register,
 )
 
-_BUILTIN_LAZY = ("uniform", "prevframe")
+_BUILTIN_LAZY = ("uniform", "prevframe", "gpt")
 for _name in _BUILTIN_LAZY:
     _base.declare_lazy(f"nacc.predictors.{_name}")
 
