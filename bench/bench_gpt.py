@@ -31,8 +31,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from nacc.gpt.intref import GPTConfig  # noqa: E402
-from nacc.neural import synth  # noqa: E402
+from nacc.gpt.intref import GPTConfig
+from nacc.neural import synth
 
 FRAME = (4, 8)
 WINDOW = 20
@@ -114,7 +114,7 @@ def evaluate(args) -> dict:
         clip, _ = synth.generate((args.frames, *FRAME), seed=(2, k))
         fs = FRAME[0] * FRAME[1]
 
-        def wins():
+        def wins(clip=clip, fs=fs):
             for w in windows(len(clip), WINDOW, args.stride):
                 ids = window_ids(clip[w.start:w.end], VOCAB)
                 r = coded_rows(w, fs)

@@ -12,7 +12,7 @@ from nacc.predictors import base, get
 
 pytest.importorskip("torch")
 
-from gpt_models import TINY, clip, tiny_checkpoint  # noqa: E402
+from gpt_models import TINY, clip, tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
