@@ -359,17 +359,22 @@ def table_from_logits(z: np.ndarray, exp_tab: np.ndarray,
 
 # -- KV cache and the forward pass (the window pass and the step are the same code) -----------
 class Cache:
-    """Keys (quantized) and values of every token fed so far, per layer."""
+    """Keys (quantized) and values of every token fed so far, per layer, for up to
+    ``capacity`` positions (default: the model's).  Values are kept as their two limbs
+    ``v >> 16`` and ``v & 0xFFFF`` side by side."""
 
-    def __init__(self, cfg: GPTConfig):
-        n, h, dh = cfg.n_positions, cfg.n_head, cfg.d_head
+    def __init__(self, cfg: GPTConfig, capacity: int | None = None):
+        n = cfg.n_positions if capacity is None else min(int(capacity), cfg.n_positions)
+        h, dh = cfg.n_head, cfg.d_head
         self.cfg = cfg
+        self.capacity = n
         self.n = 0
-        self.kq = np.zeros((cfg.n_layer, h, n, dh), np.float64)
+        # |q . k| <= 127 * 127 * dh < 2**24 when A = 8: float32 products are exact
+        kdt = np.float32 if cfg.act_bits == 8 and dh <= 1040 else np.float64
+        self.kq = np.zeros((cfg.n_layer, h, n, dh), kdt)
         self.km = np.zeros((cfg.n_layer, h, n), I64)
         self.ke = np.zeros((cfg.n_layer, h, n), I64)
-        self.v_hi = np.zeros((cfg.n_layer, h, n, dh), np.float64)
-        self.v_lo = np.zeros((cfg.n_layer, h, n, dh), np.float64)
+        self.v2 = np.zeros((cfg.n_layer, h, n, 2 * dh), np.float64)
 
     def reset(self) -> None:
         self.n = 0
@@ -380,7 +385,7 @@ class Runner:
     appending them to the cache; a window in one call or token by token give identical
     results."""
 
-    QUERY_CHUNK = 512     # query rows per attention block (bounds the score matrix)
+    QUERY_CHUNK = 256     # query rows per attention block (bounds the score matrices)
 
     def __init__(self, model: Model):
         self.model = model
@@ -402,45 +407,44 @@ class Runner:
         h, dh = cfg.n_head, cfg.d_head
         n = q.shape[0]
         p1 = p0 + n
-        out = np.empty((n, cfg.d_model), I64)
-        for hh in range(h):
-            sl = slice(hh * dh, (hh + 1) * dh)
-            kq, km, ke = quant(k[:, sl], a)
-            cache.kq[li, hh, p0:p1] = kq
-            cache.km[li, hh, p0:p1] = km
-            cache.ke[li, hh, p0:p1] = ke
-            vv = v[:, sl]
-            cache.v_hi[li, hh, p0:p1] = vv >> 16
-            cache.v_lo[li, hh, p0:p1] = vv & 0xFFFF
-        for hh in range(h):
-            sl = slice(hh * dh, (hh + 1) * dh)
-            qq_all, mq_all, eq_all = quant(q[:, sl], a)
-            for c0 in range(0, n, self.QUERY_CHUNK):
-                c1 = min(n, c0 + self.QUERY_CHUNK)
-                out[c0:c1, sl] = self._head(cache, li, hh, qq_all[c0:c1], mq_all[c0:c1],
-                                            eq_all[c0:c1], p0 + c0)
-        return out
+        if p1 > cache.capacity:
+            raise ValueError(f"position {p1 - 1} beyond the cache's {cache.capacity}")
+        kq, km, ke = quant(k.reshape(n, h, dh), a)
+        cache.kq[li, :, p0:p1] = kq.transpose(1, 0, 2)
+        cache.km[li, :, p0:p1] = km.T
+        cache.ke[li, :, p0:p1] = ke.T
+        vv = v.reshape(n, h, dh).transpose(1, 0, 2)
+        cache.v2[li, :, p0:p1, :dh] = vv >> 16
+        cache.v2[li, :, p0:p1, dh:] = vv & 0xFFFF
+        qq, mq, eq = quant(q.reshape(n, h, dh), a)
+        out = np.empty((h, n, dh), I64)
+        for c0 in range(0, n, self.QUERY_CHUNK):
+            c1 = min(n, c0 + self.QUERY_CHUNK)
+            out[:, c0:c1] = self._heads(cache, li, qq[c0:c1].transpose(1, 0, 2),
+                                        mq[c0:c1].T, eq[c0:c1].T, p0 + c0)
+        return out.transpose(1, 0, 2).reshape(n, cfg.d_model)
 
-    def _head(self, cache: Cache, li: int, hh: int, qq, mq, eq, p0: int) -> np.ndarray:
-        """One head's output for query rows at positions p0.. (keys 0..their position)."""
+    def _heads(self, cache: Cache, li: int, qq, mq, eq, p0: int) -> np.ndarray:
+        """Every head's output (H, rows, dh) for query rows at positions p0.. (``qq`` (H,
+        rows, dh), ``mq``/``eq`` (H, rows)) over keys 0..their position."""
         a = self.cfg.act_bits
-        p1 = p0 + len(qq)
+        dh = self.cfg.d_head
+        p1 = p0 + qq.shape[1]
         exp_att = self.model.tables.exp_att
-        kq = cache.kq[li, hh, :p1]
-        km = cache.km[li, hh, :p1]
-        ke = cache.ke[li, hh, :p1]
-        dot = np.rint(qq.astype(np.float64) @ kq.T).astype(I64)     # |dot| < 2**28
-        t = rq(dot * mq[:, None], km[None, :], AMB)
-        s = rq(t, self.att_m, self.att_s + 2 * (a - 1) + 22 - AMB - eq[:, None] - ke[None, :])
+        kq = cache.kq[li, :, :p1]
+        km = cache.km[li, :, None, :p1]
+        ke = cache.ke[li, :, None, :p1]
+        dot = np.rint(np.matmul(qq.astype(kq.dtype), kq.transpose(0, 2, 1))).astype(I64)
+        t = rq(dot * mq[:, :, None], km, AMB)                       # |dot| < 2**28
+        s = rq(t, self.att_m, self.att_s + 2 * (a - 1) + 22 - AMB - eq[:, :, None] - ke)
         valid = np.arange(p1)[None, :] <= np.arange(p0, p1)[:, None]
         s = np.where(valid, s, np.iinfo(I64).min // 4)
-        smax = s.max(axis=1, keepdims=True)
+        smax = s.max(axis=2, keepdims=True)
         w = np.where(valid, exp_att[np.minimum(smax - s, len(exp_att) - 1)], 0)
-        z = w.sum(axis=1, keepdims=True)
-        wf = w.astype(np.float64)
-        hi = np.rint(wf @ cache.v_hi[li, hh, :p1]).astype(I64)   # |.| < 2**16 * 2**15 * NP
-        lo = np.rint(wf @ cache.v_lo[li, hh, :p1]).astype(I64)   # < 2**16 * 2**16 * NP
-        return (2 * ((hi << 16) + lo) + z) // (2 * z)
+        z = w.sum(axis=2, keepdims=True)
+        # limbs: |w * (v >> 16)| sums < 2**16 * 2**15 * NP, w * (v & 0xFFFF) < 2**32 * NP
+        hl = np.rint(np.matmul(w.astype(np.float64), cache.v2[li, :, :p1])).astype(I64)
+        return (2 * ((hl[..., :dh] << 16) + hl[..., dh:]) + z) // (2 * z)
 
     def feed(self, ids: np.ndarray, cache: Cache, head_rows=None) -> np.ndarray:
         """Run ``ids`` at the cache's next positions; returns the logits (rows, NV) of the

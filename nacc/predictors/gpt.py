@@ -56,7 +56,7 @@ class _Lane:
         self.frames: list[np.ndarray] = []     # the last ``window`` frames
         self.done = 0                           # frames decoded
         self.cur = np.zeros(pred.frame_size, np.int32)
-        self.cache = Cache(pred.cfg)
+        self.cache = Cache(pred.cfg, pred.window * (pred.frame_size + 1))
         self.win = None
         self.i = 0                   # token in the frame
         self.pending: list[int] = []
@@ -165,7 +165,7 @@ class GPT(Predictor):
         fs = self.frame_size
         for win in windows(len(video), self.window, self.stride):
             ids = window_ids(video[win.start:win.end], self.cfg.vocab)[:-1]
-            z = run.feed(ids, Cache(self.cfg), coded_rows(win, fs))
+            z = run.feed(ids, Cache(self.cfg, len(ids)), coded_rows(win, fs))
             tabs = run.tables(z)
             for k in range(win.end - win.code):
                 yield tabs[k * fs:(k + 1) * fs]
