@@ -119,8 +119,8 @@ def run(process, arch, args, work: Path):
     import torch
     from click.testing import CliRunner
 
+    from nacc.cli.train import train as train_cmd
     from nacc.neural import intref
-    from nacc.neural.cli import train as train_cmd
     from nacc.neural.export import load_model
     from nacc.neural.model import NeuralModel
     from nacc.neural.train import float_bits

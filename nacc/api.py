@@ -62,6 +62,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, TypeAlias
 
+from nacc.spec import DEFAULT_VOCAB
+
 if TYPE_CHECKING:  # imported for annotations only; the real imports are in the functions
     import numpy as np
 
@@ -87,7 +89,7 @@ def _npy_segments(segments: SegmentsLike) -> list[tuple[str, npyio.NpyFile]]:
     return out
 
 
-def compress(tokens: np.ndarray, *, predictor: str | None = None, vocab: int = 1024,
+def compress(tokens: np.ndarray, *, predictor: str | None = None, vocab: int = DEFAULT_VOCAB,
              frame_shape: tuple[int, int] | None = None, device: str = "cpu",
              name: str = "tokens.npy", **params) -> bytes:
     """One integer token array (T, H, W) or (T, N) to the bytes of a ``.nacc`` archive.
@@ -100,7 +102,7 @@ def compress(tokens: np.ndarray, *, predictor: str | None = None, vocab: int = 1
 
 
 def compress_segments(segments: SegmentsLike, *, predictor: str | None = None,
-                      vocab: int = 1024, frame_shape: tuple[int, int] | None = None,
+                      vocab: int = DEFAULT_VOCAB, frame_shape: tuple[int, int] | None = None,
                       device: str = "cpu", threads: int = 1, solid: int = 1,
                       **params) -> bytes:
     """Named arrays (a mapping or ``(name, array)`` pairs) to one archive's bytes; names

@@ -37,11 +37,10 @@ import numpy as np
 from nacc import coder, container, npyio
 from nacc.errors import NaccError
 from nacc.predictors import base as predictors
+from nacc.spec import COMMAVQ_FRAME, COMMAVQ_FRAME_TOKENS, DEFAULT_VOCAB
 
 DEFAULT_PREDICTOR = "cm"
 FALLBACK_PREDICTOR = "prevframe"
-DEFAULT_VOCAB = 1024
-COMMAVQ_FRAME = (8, 16)
 IN_FLIGHT_PER_WORKER = 2        # batches queued per worker process
 
 
@@ -122,7 +121,7 @@ def frame_shape_of(shape: tuple[int, ...], requested: tuple[int, int] | None) ->
     if len(shape) == 3:
         fs = (shape[1], shape[2])
     elif len(shape) == 2:
-        fs = requested or (COMMAVQ_FRAME if shape[1] == 128 else (1, shape[1]))
+        fs = requested or (COMMAVQ_FRAME if shape[1] == COMMAVQ_FRAME_TOKENS else (1, shape[1]))
         if fs[0] * fs[1] != shape[1]:
             raise NaccError(f"--frame-shape {fs[0]}x{fs[1]} ({fs[0] * fs[1]} tokens) does not "
                             f"fit frames of {shape[1]} tokens (shape {shape})")
@@ -206,11 +205,13 @@ def pack_members(members: Sequence[tuple[str, npyio.NpyFile]], frame_shape: tupl
     return container.pack_block(block)
 
 
-def archive_header(opts: Options, n_segments: int, n_blocks: int) -> bytes:
-    """The packed archive header for segments coded with ``opts``."""
-    probe = predictors.build(opts.predictor_name(), opts.vocab, (1, 1), dict(opts.params))
+def archive_header(opts: Options, pred: predictors.Predictor, n_segments: int,
+                   n_blocks: int) -> bytes:
+    """The packed archive header for segments coded with ``opts`` by ``pred``, one of the
+    run's predictors (they differ only in frame shape: name, parameters, model hash and
+    precision are the same for all)."""
     return container.pack_header(container.Header(
-        opts.predictor_name(), probe.params(), probe.model_hash(), probe.precision,
+        opts.predictor_name(), pred.params(), pred.model_hash(), pred.precision,
         n_segments, n_blocks))
 
 
@@ -373,15 +374,19 @@ def _decode_lanes(pred: predictors.Predictor, blocks: list) -> list[np.ndarray]:
 
 
 def compress_segments(segments: Sequence[tuple[str, npyio.NpyFile]], opts: Options,
-                      threads: int = 1) -> Iterator[bytes]:
-    """Archive bytes in pieces (header first, then one piece per block)."""
+                      threads: int = 1, plan: list[list[int]] | None = None
+                      ) -> Iterator[bytes]:
+    """Archive bytes in pieces (header first, then one piece per block).  ``plan``: the
+    blocks ``plan_blocks(segments, opts)`` gives, when the caller made it already (to count
+    them); each predictor is built once and also writes the header."""
     if not segments:
         raise NaccError("nothing to compress")
     container.check_names([name for name, _ in segments])
-    plan = plan_blocks(segments, opts)
-    yield archive_header(opts, len(segments), len(plan))
+    if plan is None:
+        plan = plan_blocks(segments, opts)
     shapes = [frame_shape_of(segments[b[0]][1].shape, opts.frame_shape) for b in plan]
     cache = _Predictors(lambda fs: opts.build(opts.vocab, fs))
+    yield archive_header(opts, cache.get(shapes[0]), len(segments), len(plan))
     gpu = any(on_gpu(cache.get(fs)) for fs in dict.fromkeys(shapes))
     run = _Run([[segments[k] for k in b] for b in plan], shapes, cache, opts,
                threads if gpu else 1)
@@ -399,6 +404,14 @@ def decompress_archive(buf: bytes, threads: int = 1, params_override: dict | Non
                        ) -> Iterator[tuple[str, bytes]]:
     """``(name, npy bytes)`` of every segment, in archive order."""
     header, blocks = container.read_archive(buf)
+    return decompress_blocks(header, blocks, threads, params_override, device, lanes)
+
+
+def decompress_blocks(header: container.Header, blocks: Sequence[container.Block],
+                      threads: int = 1, params_override: dict | None = None,
+                      device: str = "cpu", lanes: int | None = None
+                      ) -> Iterator[tuple[str, bytes]]:
+    """``decompress_archive`` of an archive already read by ``container.read_archive``."""
     keys = [(b.coding, b.vocab, b.frame_shape) for b in blocks]
     first = {key: k for k, key in reversed(list(enumerate(keys)))}
     cache = _Predictors(lambda key: block_predictor(blocks[first[key]], header,

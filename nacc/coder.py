@@ -19,8 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from nacc.kernels.cpu import aot
-
-CODER_PRECISION = 24    # the one definition: every table is coded at 2**24 (see the module doc)
+from nacc.spec import CODER_PRECISION  # every table is coded at 2**24 (see the module doc)
 
 
 def _rans():

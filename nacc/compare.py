@@ -27,7 +27,6 @@ It needs matplotlib (``pip install 'nacc[plot]'``).
 from __future__ import annotations
 
 import bz2
-import json
 import lzma
 import shutil
 import subprocess
@@ -38,11 +37,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import click
 import numpy as np
 
-from nacc.container import MAX_VOCAB
-from nacc.errors import NaccError
+from nacc.errors import NaccError, OptionError
+from nacc.spec import DEFAULT_VOCAB
 
 DEFAULT_AGAINST = "xz,lzma,zstd,brotli,bz2,zpaq"
 LAYOUT = ("general-purpose codecs compress the commaVQ baseline layout: tokens as int16, "
@@ -126,8 +124,7 @@ def codec(key: str) -> Codec:
         if prog is None:
             return Codec(key, "zpaq -m5", why_not="the zpaq program is not installed")
         return _zpaq_codec(prog)
-    raise click.BadParameter(f"unknown codec {key!r} (known: {DEFAULT_AGAINST})",
-                             param_hint="'--against'")
+    raise OptionError(f"unknown codec {key!r} (known: {DEFAULT_AGAINST})", "--against")
 
 
 def baseline_layout(tokens: np.ndarray) -> bytes:
@@ -281,9 +278,10 @@ def _warm_up(opts, device, segments) -> None:
     list(ncodec.decompress_archive(archive, device=device))
 
 
-def run_bench(paths: list[str], against: list[str], predictors: list[str], vocab: int = 1024,
-              frame_shape: tuple[int, int] | None = None, threads: int = 1,
-              device: str = "cpu", want_bits: bool = False, quiet: bool = True) -> Report:
+def run_bench(paths: list[str], against: list[str], predictors: list[str],
+              vocab: int = DEFAULT_VOCAB, frame_shape: tuple[int, int] | None = None,
+              threads: int = 1, device: str = "cpu", want_bits: bool = False,
+              quiet: bool = True) -> Report:
     """Measure every codec on ``paths``; NaccError (prefixed with the input) on bad input."""
     from tqdm import tqdm
 
@@ -339,7 +337,7 @@ def run_bench(paths: list[str], against: list[str], predictors: list[str], vocab
 
 
 # -- plot -------------------------------------------------------------------------------
-def _pyplot():
+def pyplot():
     try:
         import matplotlib
     except ImportError:
@@ -352,7 +350,7 @@ def _pyplot():
 
 def plot(report: Report, path: str) -> None:
     """Bits per frame over time for every codec, and nacc's mean bits per token position."""
-    plt = _pyplot()
+    plt = pyplot()
     fig = plt.figure(figsize=(14, 6), layout="constrained")
     grid = fig.add_gridspec(1, 2, width_ratios=[1.3, 1])
     ax = fig.add_subplot(grid[0])
@@ -398,69 +396,3 @@ def plot(report: Report, path: str) -> None:
                  f"({report.n_frames} frames, {report.n_tokens} tokens)", fontsize=11)
     fig.savefig(path, dpi=130)
     plt.close(fig)
-
-
-# -- command ----------------------------------------------------------------------------
-def _write_text(path: str, text: str) -> None:
-    from nacc.fileio import write_atomic
-
-    write_atomic(path, [text.encode()], True)
-
-
-def _frame_shape(ctx, param, value):
-    from nacc.codec import parse_frame_shape
-
-    try:
-        return parse_frame_shape(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
-
-
-@click.command()
-@click.argument("inputs", nargs=-1, required=True)
-@click.option("--against", default=DEFAULT_AGAINST, show_default=True, metavar="LIST",
-              help="General-purpose codecs, comma separated ('none' for nacc only).")
-@click.option("--predictor", default="", metavar="LIST",
-              help="nacc predictor(s), comma separated; the first is the time reference "
-                   "[default predictor].")
-@click.option("--vocab", type=click.IntRange(2, MAX_VOCAB), default=1024, show_default=True)
-@click.option("--frame-shape", "fs", callback=_frame_shape, default=None, metavar="HxW",
-              help="Frame shape for (T, N) arrays [8x16 when N=128].")
-@click.option("-T", "--threads", type=click.IntRange(1, 256), default=1, show_default=True,
-              help="nacc processes over segments.")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
-              show_default=True)
-@click.option("--json", "json_out", default=None, metavar="F", help="Write results as JSON.")
-@click.option("--markdown", default=None, metavar="F", help="Write the table as Markdown.")
-@click.option("--plot", "plot_out", default=None, metavar="F.png",
-              help="Bits per frame and per token position (needs matplotlib).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def bench(inputs, against, predictor, vocab, fs, threads, device, json_out, markdown,
-          plot_out, quiet):
-    """Compare nacc with xz, lzma, zstd, brotli, bz2 and zpaq on the same inputs."""
-    keys = [] if against.strip() == "none" else [k.strip() for k in against.split(",")
-                                                  if k.strip()]
-    preds = [p.strip() for p in predictor.split(",")] if predictor else [""]
-    try:
-        if plot_out:
-            _pyplot()
-        report = run_bench(list(inputs), keys, preds, vocab, fs, threads, device,
-                           want_bits=bool(plot_out), quiet=quiet)
-        click.echo(report.text())
-        if json_out:
-            _write_text(json_out, json.dumps(report.as_json(), indent=1) + "\n")
-        if markdown:
-            _write_text(markdown, report.markdown())
-        if plot_out:
-            plot(report, plot_out)
-    except NaccError as e:
-        msg = str(e)
-        where, _, rest = msg.partition(": ")
-        if where in inputs:
-            click.echo(f"nacc: {msg}", err=True)
-        else:
-            click.echo(f"nacc: bench: {msg}", err=True)
-        sys.exit(1)
-    except OSError as e:
-        click.echo(f"nacc: {e.filename or 'bench'}: {e.strerror or e}", err=True)
-        sys.exit(1)

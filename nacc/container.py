@@ -67,8 +67,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nacc import npyio
-from nacc.coder import CODER_PRECISION as MAX_PRECISION  # the rANS precision, 24
 from nacc.errors import NaccError
+from nacc.spec import CODER_PRECISION as MAX_PRECISION  # the rANS precision, 24
 
 MAGIC = b"\x89NAC"
 VERSION = 3

@@ -45,9 +45,6 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-import click
-
-from nacc.cli import VOCAB
 from nacc.errors import NaccError
 
 ARCHIVE = "submission.nacc"
@@ -358,58 +355,3 @@ def check_names(names: list[str]) -> None:
         top = PurePosixPath(n).parts[0]
         if top in RESERVED:
             raise NaccError(f"segment name {n!r} clashes with the submission's own {top!r}")
-
-
-@click.command()
-@click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--output", required=True, help="The zip to write, e.g. submission.zip.")
-@click.option("-f", "--force", is_flag=True, help="Overwrite an existing output.")
-@click.option("--predictor", default=None, metavar="NAME", help="Predictor [cm].")
-@click.option("--model", type=click.Path(), default=None,
-              help="Model folder, for predictors that need one (it goes into the zip).")
-@click.option("--vocab", type=VOCAB, default=1024, show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
-              show_default=True, help="Where tables are computed; the zip is identical.")
-@click.option("-T", "--threads", type=click.IntRange(1, 256), default=1, show_default=True,
-              help="Processes over segments; the zip does not depend on it.")
-@click.option("--minify/--no-minify", default=True, show_default=True,
-              help="Strip docstrings and comments from the shipped nacc source.")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
-def submission(inputs, output, force, predictor, model, vocab, device, threads, minify, quiet):
-    """Write a commaVQ challenge zip: compressed segments + decompress.py + nacc source."""
-    from nacc import codec, npyio
-    from nacc import inputs as ninputs
-    from nacc.fileio import write_atomic
-
-    where = output
-    try:
-        if Path(output).exists() and not force:
-            raise NaccError(f"{output} already exists (use -f to overwrite)")
-        segments = []
-        for src in inputs:
-            where = src
-            segments += ninputs.segments_of(src)
-        where = output
-        check_names([n for n, _ in segments])
-        params = (("model", str(Path(model).resolve())),) if model else ()
-        opts = codec.Options(predictor or "", params, vocab, None, device)
-        archive = b"".join(codec.compress_segments(segments, opts, threads))
-        data = build_zip(archive, plan(archive, minify))
-        if not quiet:
-            click.echo(f"{output}: self-test: decoding {SELFTEST_SEGMENTS} segment(s) with "
-                       "the zip alone in a clean environment (compiles its kernels)", err=True)
-        t_test = self_test(data, [(name, npyio.npy_bytes(npy)) for name, npy in segments])
-        n = write_atomic(output, [data], force)
-    except NaccError as e:
-        click.echo(f"nacc: {where}: {e}", err=True)
-        sys.exit(1)
-    except OSError as e:
-        click.echo(f"nacc: {e.filename or where}: {e.strerror or e}", err=True)
-        sys.exit(1)
-    if not quiet:
-        n_tok = sum(int(npy.array.size) for _, npy in segments)
-        click.echo(f"{output}: {len(segments)} segment(s), {n_tok} tokens, {n} bytes "
-                   f"(archive {len(archive)}, decompress.py + nacc source + models "
-                   f"{n - len(archive)}), rate {n_tok * 10 / 8 / n:.4f}; self-test passed "
-                   f"({SELFTEST_SEGMENTS} segment(s) from the zip alone in {t_test:.1f} s)",
-                   err=True)

@@ -1,17 +1,17 @@
-"""``nacc.cli.Reporter.failure``: the one path from an exception to ``nacc: WHERE: msg``."""
+"""``nacc.cli.common.Reporter.failure``: the one path from an exception to ``nacc: WHERE: msg``."""
 from __future__ import annotations
 
 import errno
 
 import numpy as np
 
-from nacc import cli
+from nacc.cli import common
 from nacc.errors import NaccError
 from nacc.kernels.cpu import neural
 
 
 def _report(capsys, e: Exception) -> tuple[str, int]:
-    rep = cli.Reporter(0, False)
+    rep = common.Reporter(0, False)
     rep.failure("in\x1b.npy", e)
     return capsys.readouterr().err, rep.failed
 

@@ -368,7 +368,7 @@ def test_table_param_groups():
 def test_cli_train(tmp_path):
     from click.testing import CliRunner
 
-    from nacc.neural.cli import train as train_cmd
+    from nacc.cli.train import train as train_cmd
 
     v = _videos()[0]
     np.save(tmp_path / "d.npy", v)
@@ -637,7 +637,7 @@ def test_cli_train_set_and_weight_decay(tmp_path):
     error that names the known ones; --weight-decay reaches the training config."""
     from click.testing import CliRunner
 
-    from nacc.neural.cli import train as train_cmd
+    from nacc.cli.train import train as train_cmd
 
     np.save(tmp_path / "d.npy", _videos()[0])
     base = [str(tmp_path / "d.npy"), "--arch", "lstm", "--steps", "2", "--vocab", str(V), "-q"]

@@ -85,10 +85,11 @@ def test_usage_errors(inputs):
 def test_task_argv_keeps_predictor_params():
     import click
 
-    from nacc import cli, distributed
+    from nacc import distributed
+    from nacc.cli import coding
 
-    ctx = cli.compress.make_context("compress", ["--param", "prior=none", "--frame-shape", "8x16",
-                                                 "-q", "a.npy"])
+    ctx = coding.compress.make_context("compress", ["--param", "prior=none", "--frame-shape",
+                                                    "8x16", "-q", "a.npy"])
     argv = distributed.jobs_of(ctx)[0]
     assert argv[:1] == ["compress"] and argv[-2:] == ["--", "a.npy"]
     assert "--param" in argv and argv[argv.index("--param") + 1] == "prior=none"

@@ -215,9 +215,10 @@ def test_vocab_option_bound_is_the_container_limit(command, monkeypatch):
     from click.testing import CliRunner
 
     from nacc import cli, container
+    from nacc.cli import common
 
     def at_limit(value):
-        return cli.VOCAB.convert(value, None, None)
+        return common.VOCAB.convert(value, None, None)
 
     assert at_limit(str(container.MAX_VOCAB)) == container.MAX_VOCAB
     monkeypatch.setattr(container, "MAX_VOCAB", 300)

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from nacc.coder import CODER_PRECISION
 from nacc.container import MAX_VOCAB
 from nacc.errors import NaccError
 from nacc.neural.config import HEAD_NEIGHBOURS, MIX_BITS, N_MATCH, N_SLOTS, ModelConfig
 from nacc.neural.intref import IntModel
+from nacc.spec import CODER_PRECISION
 
 # the spec version a model folder is written in; v2 changed only the mixture table
 # (mix_head), so folders of v1 load unless they are mix models

@@ -34,9 +34,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from nacc.coder import CODER_PRECISION
 from nacc.container import MAX_VOCAB
 from nacc.errors import NaccError
+from nacc.spec import CODER_PRECISION
 
 MAX_PRECISION = CODER_PRECISION     # a table of total 2**P is coded after << (24 - P)
 
@@ -97,6 +97,15 @@ def get(name: str) -> type[Predictor]:
     return _REGISTRY[name]
 
 
+def required_params(cls: type[Predictor]) -> list[str]:
+    """The parameters ``cls`` cannot be built without (``model`` for the neural ones)."""
+    import inspect
+
+    return [p.name for p in list(inspect.signature(cls).parameters.values())[2:]
+            if p.default is inspect.Parameter.empty
+            and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+
+
 def build(name: str, vocab: int, frame_shape: tuple[int, int], params: dict) -> Predictor:
     """The predictor ``name`` built with ``params``; NaccError naming a missing or unknown
     parameter (checked against the constructor before it runs)."""
@@ -106,8 +115,7 @@ def build(name: str, vocab: int, frame_shape: tuple[int, int], params: dict) -> 
     try:
         inspect.signature(cls).bind(vocab, frame_shape, **params)
     except TypeError as e:
-        needs = [p.name for p in list(inspect.signature(cls).parameters.values())[2:]
-                 if p.default is inspect.Parameter.empty and p.name not in params]
+        needs = [n for n in required_params(cls) if n not in params]
         hint = f" (needs {', '.join('--' + n for n in needs)})" if needs else ""
         raise NaccError(f"predictor {name!r}: {e}{hint}") from None
     return cls(vocab, frame_shape, **params)

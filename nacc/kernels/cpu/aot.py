@@ -34,8 +34,8 @@ import sysconfig
 MODULE = "_nacc_aot"
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # the sources the extension is compiled from, relative to this folder (any change gives a
-# new cache key); ../../coder.py holds CODER_PRECISION, which the kernels compile in
-SOURCES = ("aot.py", "rans.py", "cm.py", "cmstate.py", "../../coder.py")
+# new cache key); ../../spec.py holds CODER_PRECISION, which the kernels compile in
+SOURCES = ("aot.py", "rans.py", "cm.py", "cmstate.py", "../../spec.py")
 BUILD_TIMEOUT_S = 900
 
 _loaded = None          # the CompiledKernels once loaded

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nacc.coder import CODER_PRECISION
+from nacc.spec import CODER_PRECISION
 
 PREC = CODER_PRECISION      # table total 2**24, the coder's full precision
 ONE = 1 << PREC

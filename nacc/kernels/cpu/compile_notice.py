@@ -4,7 +4,7 @@ ahead-of-time build of ``aot`` runs): ``nacc: compiling kernels (first run only)
 Printed at most once per process, and only when stderr is a terminal or ``enable(True)``
 was called (the CLI's ``-v``); never in pipes or logs otherwise, and never after
 ``enable(False, quiet=True)`` (the CLI's ``-q``).  The CLI calls ``enable`` once per
-command (``nacc.cli.Reporter``).  ``install()`` listens to
+command (``nacc.cli.common.Reporter``).  ``install()`` listens to
 numba's ``numba:compile`` event, which fires only when a function is really compiled, not
 when it is loaded from the cache.
 """

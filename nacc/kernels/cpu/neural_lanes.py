@@ -43,10 +43,10 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
-from nacc.coder import CODER_PRECISION
 from nacc.kernels.cpu import int8gemm, rans
 from nacc.kernels.cpu.neural import _c8, _first_slot, _isqrt, _rq, mix_table
 from nacc.neural.config import HEAD_NEIGHBOURS, LOGIT_CLAMP, MATCH_NEIGHBOURS, PREV_CANDIDATES
+from nacc.spec import CODER_PRECISION
 
 I64 = np.int64
 # offsets (dy, dx) of the head's causal neighbours and of the previous frame's window

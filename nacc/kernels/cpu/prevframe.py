@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from nacc.coder import CODER_PRECISION
 from nacc.kernels.cpu import rans
+from nacc.spec import CODER_PRECISION
 
 PRECISION = CODER_PRECISION     # the coder's full precision, 24
 COND_LIMIT = 4096           # a row of cond summing to more is halved

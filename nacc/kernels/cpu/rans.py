@@ -27,8 +27,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from nacc.coder import CODER_PRECISION
 from nacc.kernels.cpu import compile_notice
+from nacc.spec import CODER_PRECISION
 
 compile_notice.install()    # every JIT kernel module imports this one
 WORD_MASK = np.uint64(0xFFFFFFFF)

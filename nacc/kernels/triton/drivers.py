@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from nacc.coder import CODER_PRECISION
 from nacc.errors import NaccError
 from nacc.kernels.cpu import rans as cpu_rans
+from nacc.spec import CODER_PRECISION
 
 from .jit import DECODE, INTERVALS, PEEK, PUSH, TABLES
 from .runtime import Backend

@@ -3,7 +3,7 @@ lanes.  ``state`` is uint64, ``pos`` int64 (words not yet consumed, read from th
 lane's words at ``words_ptr + woff``); words are stored as int64 holding u32 values."""
 import triton.language as tl
 
-from nacc.coder import CODER_PRECISION
+from nacc.spec import CODER_PRECISION
 
 from .common import const, helper
 

@@ -7,7 +7,8 @@ import sys
 
 import click
 
-from nacc.cli import VOCAB
+from nacc.cli.common import VOCAB
+from nacc.spec import DEFAULT_VOCAB
 
 TORCH_HINT = ("pip install 'nacc[neural]'; on a machine without a GPU the CPU build is much "
               "smaller: pip install torch --index-url https://download.pytorch.org/whl/cpu")
@@ -74,7 +75,7 @@ def _config_sets(sets, config_cls) -> dict:
 @click.option("--val-frac", type=float, default=0.1, show_default=True,
               help="held-out fraction (whole segments, or the last frames of a single one)")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--vocab", type=VOCAB, default=1024, show_default=True,
+@click.option("--vocab", type=VOCAB, default=DEFAULT_VOCAB, show_default=True,
               help="vocabulary size: token ids are 0..vocab-1")
 @click.option("--preset", type=click.Choice(["transformer", "lstm", "tiny"]), default=None,
               help="model size preset [the arch's own]")

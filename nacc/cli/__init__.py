@@ -1,0 +1,64 @@
+"""``nacc`` command line, shaped like zstd/xz: the group and where each command lives.
+
+    nacc compress INPUT... [-o OUT] [-c] [-f] [-k|--rm] [-T N] [--predictor NAME] [-v|-q]
+    nacc decompress FILE.nacc... [-o OUT] [-c] [-f] [-T N]
+    nacc test FILE.nacc...          decode and check, write nothing
+    nacc verify INPUT...            compress + decompress in memory, report rate and times
+    nacc info FILE.nacc...          header, rate, bits/token
+    nacc train | bench | submission (their own modules; optional extras)
+
+One module per command group (``coding``: compress, decompress, test, verify, info;
+``train``; ``bench``; ``submission``); ``common`` holds what they share.  Each command is
+imported only when it is called, so ``nacc decompress`` never imports training code.  No
+library module imports this package.  Errors: ``nacc: FILE: message`` on stderr; exit 0
+ok, 1 data or runtime error, 2 usage.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+import click
+
+# command name -> "module:attribute"; a command whose module (or an extra it needs) is
+# missing is not listed
+COMMANDS = {
+    "compress": "nacc.cli.coding:compress",
+    "decompress": "nacc.cli.coding:decompress",
+    "test": "nacc.cli.coding:test_cmd",
+    "verify": "nacc.cli.coding:verify",
+    "info": "nacc.cli.coding:info",
+    "train": "nacc.cli.train:train",
+    "bench": "nacc.cli.bench:bench",
+    "submission": "nacc.cli.submission:submission",
+}
+
+
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
+
+
+class _Group(click.Group):
+    """A group whose commands are imported on first use (see ``COMMANDS``)."""
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self._known()))
+
+    def _known(self):
+        return {n: t for n, t in COMMANDS.items() if _module_exists(t.split(":")[0])}
+
+    def get_command(self, ctx, name):
+        cmd = super().get_command(ctx, name)
+        if cmd is None and name in self._known():
+            mod, attr = COMMANDS[name].split(":")
+            cmd = getattr(importlib.import_module(mod), attr)
+        return cmd
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="nacc", message="nacc %(version)s")
+def main():
+    """nacc: lossless compression of VQ token videos (commaVQ and friends)."""

@@ -1,0 +1,198 @@
+"""What the command modules share: the reporter (messages, exit code), the option
+decorators and types, and the small input/output helpers of the coding commands."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from nacc.errors import NaccError
+from nacc.kernels.cpu import compile_notice
+from nacc.spec import DEFAULT_VOCAB
+
+SUFFIX = ".nacc"
+
+
+def printable(text: str) -> str:
+    """``text`` with every unprintable character (terminal escapes, control and format
+    characters) written as a Python escape, so that names from an archive cannot drive the
+    terminal."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+class Reporter:
+    """Messages on stderr at the chosen verbosity; counts failures for the exit code."""
+
+    def __init__(self, verbose: int, quiet: bool):
+        self.level = -1 if quiet else verbose
+        self.failed = 0
+        # the one-line first-run notice: on a terminal, or with -v; never with -q
+        compile_notice.enable(self.level >= 1, quiet)
+
+    def info(self, msg: str, level: int = 0) -> None:
+        if self.level >= level:
+            click.echo(msg, err=True)
+
+    def error(self, where: str, msg: str) -> None:
+        self.failed += 1
+        click.echo(f"nacc: {printable(where)}: {printable(msg)}", err=True)
+
+    def failure(self, where: str, e: Exception) -> None:
+        """Report the exception that stopped work on ``where``: a NaccError by its message,
+        an OSError by its strerror, anything else as ``unexpected``."""
+        if isinstance(e, NaccError):
+            self.error(where, str(e))
+        elif isinstance(e, OSError):
+            self.error(where, e.strerror or str(e))
+        else:
+            self.unexpected(where, e)
+
+    def unexpected(self, where: str, e: Exception) -> None:
+        """An exception no check turned into a NaccError (a damaged or hostile input the
+        parser let through): reported like one, exit 1, never a traceback."""
+        if isinstance(e, MemoryError):
+            self.error(where, "out of memory")
+        else:
+            self.error(where, f"unreadable input ({type(e).__name__}: {e})")
+
+    def exit(self) -> None:
+        sys.exit(1 if self.failed else 0)
+
+
+def verbosity(f):
+    f = click.option("-v", "--verbose", count=True, help="More messages (repeatable).")(f)
+    return click.option("-q", "--quiet", is_flag=True, help="Only errors.")(f)
+
+
+def frame_shape_callback(ctx, param, value):
+    from nacc.codec import parse_frame_shape
+
+    try:
+        return parse_frame_shape(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def output_options(f):
+    """-c, -f and -k, the output flags compress and decompress share."""
+    f = click.option("-k", "--keep", is_flag=True, help="Keep inputs (the default).")(f)
+    f = click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")(f)
+    return click.option("-c", "--stdout", "to_stdout", is_flag=True,
+                        help="Write to standard output.")(f)
+
+
+def engine_options(f):
+    """--engine and --address (see ``nacc.distributed``)."""
+    f = click.option("--address", default=None, metavar="ADDR",
+                     help="Ray cluster address for --engine ray [a local Ray instance].")(f)
+    return click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
+                        show_default=True,
+                        help="ray: one Ray task per input (see nacc.distributed).")(f)
+
+
+class _Vocab(click.ParamType):
+    """A vocabulary size: an integer in 2..container.MAX_VOCAB (the container is imported
+    when a value is converted, so that the CLI starts without numpy)."""
+
+    name = "integer range"
+
+    def convert(self, value, param, ctx):
+        from nacc.container import MAX_VOCAB
+
+        v = click.INT.convert(value, param, ctx)
+        if not 2 <= v <= MAX_VOCAB:
+            self.fail(f"{v} is not in the range 2<=x<={MAX_VOCAB}.", param, ctx)
+        return v
+
+
+VOCAB = _Vocab()  # the --vocab type of every command
+
+
+def device_option(f):
+    return click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
+                        show_default=True,
+                        help="Where tables are computed; archives are identical on all.")(f)
+
+
+def _params(ctx, param, values):
+    out = []
+    for v in values:
+        key, sep, val = v.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{v!r} is not KEY=VALUE")
+        out.append((key, val))
+    return tuple(out)
+
+
+def predictor_options(f):
+    f = device_option(f)
+    f = click.option("--param", "params", multiple=True, callback=_params, metavar="KEY=VALUE",
+                     help="Predictor parameter, repeatable (e.g. --param prior=none for cm).")(f)
+    f = click.option("--model", type=click.Path(), default=None,
+                     help="Model folder, for predictors that need one.")(f)
+    f = click.option("--frame-shape", callback=frame_shape_callback, default=None, metavar="HxW",
+                     help="Frame shape for (T, N) arrays [8x16 when N=128, else 1xN].")(f)
+    f = click.option("--vocab", type=VOCAB, default=DEFAULT_VOCAB, show_default=True,
+                     help="Vocabulary size: token ids are 0..vocab-1.")(f)
+    return click.option(
+        "--predictor", default=None, metavar="NAME",
+        help="Predictor [cm]: cm, prevframe, uniform; transformer and lstm need --model and "
+             "run at only ~20k-35k tokens/s on one CPU core (seconds per commaVQ segment, "
+             "too slow as a CPU default); cm with --model mixes that model in.")(f)
+
+
+def solid_option(f):
+    return click.option(
+        "--solid-group", "solid", type=click.IntRange(1, 1 << 20), default=1,
+        show_default=True, metavar="N",
+        help="Code runs of up to N consecutive segments as one solid group: the predictor's "
+             "state carries across them (better rates); groups stay independent and "
+             "parallel, and a group decodes as a whole.")(f)
+
+
+def options(predictor, vocab, frame_shape, model, device="cpu", params=(), solid=1):
+    from nacc.codec import Options
+
+    params = dict(params)
+    if model:
+        params["model"] = model
+    return Options.of(predictor, params, vocab, frame_shape, device, solid)
+
+
+def read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    return Path(path).read_bytes()
+
+
+def segments_of(path: str):
+    """``(name, NpyFile)`` pairs of a .npy file, a directory of them, an .npz, a commaVQ
+    webdataset shard (.tar/.tar.gz, streamed), or stdin, verified whole; see nacc.inputs.
+    NaccError (or OSError from the file system) for anything wrong with it."""
+    from nacc import inputs
+
+    return inputs.segments_of(path)
+
+
+def progress(items, total: int, rep: Reporter, what: str):
+    """tqdm over ``items`` on stderr when it is a terminal and there is more than one."""
+    if total <= 1 or rep.level < 0 or not sys.stderr.isatty():
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, total=total, desc=what, unit="seg", file=sys.stderr, leave=False)
+
+
+def rate_line(n_tokens: int, n_bytes: int) -> str:
+    return (f"rate {n_tokens * 10 / 8 / n_bytes:.4f}, "
+            f"{8 * n_bytes / n_tokens:.4f} bits/token")
+
+
+def n_tokens(segments) -> int:
+    return sum(int(s.array.size) for _, s in segments)
+
+
