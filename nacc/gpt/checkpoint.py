@@ -1,7 +1,8 @@
 """Read a GPT-2 checkpoint tensor by tensor: ``.safetensors`` (parsed here, memory-mapped) or
-a ``torch.save`` file (``pytorch_model.bin``: torch's weights-only loader, memory-mapped when
-the file is in torch's zip format).  ``Checkpoint.get(name)`` returns one tensor as a fresh
-float64 numpy array, so that an import holds about one tensor at a time beside the mapping.
+a ``torch.save`` file (``pytorch_model.bin``): in torch's zip format read without torch
+(``nacc.gpt.torchfile``, memory-mapped), older formats with torch's weights-only loader.
+``Checkpoint.get(name)`` returns one tensor as a fresh float64 numpy array, so that an import
+holds about one tensor at a time beside the mapping.
 """
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ class Checkpoint:
         self._torch: dict = {}
         if self.kind == "safetensors":
             self._open_safetensors(head)
+        elif head[:4] == b"PK\x03\x04":        # torch's zip format: no torch needed
+            from nacc.gpt.torchfile import read_index
+
+            self._st = read_index(self.path)
         else:
             self._open_torch()
 
@@ -88,16 +93,16 @@ class Checkpoint:
         self._torch = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
 
     def names(self) -> list[str]:
-        return sorted(self._st if self.kind == "safetensors" else self._torch)
+        return sorted(self._torch or self._st)
 
     def shape(self, name: str) -> tuple[int, ...]:
-        if self.kind == "safetensors":
+        if name in self._st:
             return self._st[name][1]
         return tuple(self._torch[name].shape)
 
     def get(self, name: str) -> np.ndarray:
         """The tensor ``name`` as a float64 array (a copy)."""
-        if self.kind == "safetensors":
+        if name in self._st:
             dt, shape, raw = self._st[name]
             if dt == "bf16":
                 u = np.frombuffer(raw, "<u2").astype(np.uint32) << 16
