@@ -227,3 +227,25 @@ def test_submission_finds_gpt2m_like_commavq_evaluate_sh(gpt, tmp_path):
     assert r.returncode == 0, r.stderr
     for name in NAMES:
         assert (unpacked / name).read_bytes() == (gpt / "segs" / name).read_bytes()
+
+
+@pytest.mark.slow
+def test_bench_gpt(gpt):
+    """``nacc bench --predictor gpt,prevframe --model DIR``: the model goes to gpt only, and
+    gpt's row is the archive nacc writes with it."""
+    import nacc
+    from nacc.cli import main
+
+    r = CliRunner().invoke(main, ["bench", str(gpt / "segs" / NAMES[0]), "--predictor",
+                                  "gpt,prevframe", "--model", str(gpt / "model"), "--vocab",
+                                  "16", "--against", "none", "-q", "--json",
+                                  str(gpt / "bench.json")])
+    assert r.exit_code == 0, r.output
+    rows = {row["codec"]: row for row in json.loads((gpt / "bench.json").read_text())["rows"]}
+    clip = np.load(gpt / "segs" / NAMES[0])
+    size = len(nacc.compress(clip, predictor="gpt", model=str(gpt / "model"), vocab=16,
+                             name=NAMES[0]))
+    assert rows["nacc-gpt"]["bytes"] == size and rows["nacc-prevframe"]["bytes"] > 0
+    r = CliRunner().invoke(main, ["bench", str(gpt / "segs" / NAMES[0]), "--predictor", "gpt",
+                                  "--vocab", "16", "--against", "none", "-q"])
+    assert r.exit_code == 1 and "needs --model" in r.output
