@@ -11,7 +11,10 @@ The zip holds, and its size counts, everything the decompressor needs beyond PyP
     nacc_src/models/... shipped model files that decoding reads (e.g. the cm prior), from
                         wherever nacc.models finds them (a checkout's models/, or
                         <prefix>/share/nacc/models of a pip install)
-    nacc_src/model/...  the --model folder, if any
+    nacc_src/model/...  the --model folder, if any -- except a gpt model's: the challenge
+                        counts the commaVQ repository (gpt2m) as available, so decompress.py
+                        rebuilds that folder from the public checkpoint (``gpt_source``,
+                        ``nacc.gpt.source``) and checks its hash against the archive's
 
 Which modules and files go in is measured, not listed: a child process decodes the first
 segment with an audit hook on ``open`` and reports the nacc modules it imported, the files
@@ -119,7 +122,7 @@ class Plan:
     requirements: list[str] = field(default_factory=list)     # pip specifiers
     modules: list[str] = field(default_factory=list)          # import names to check
     path_params: dict[str, str] = field(default_factory=dict)  # param -> zip path
-    gpt: dict = field(default_factory=dict)   # the gpt model's public checkpoint (GPT_SOURCE)
+    gpt: dict = field(default_factory=dict)   # where the gpt model comes from (gpt_source)
 
 
 def package_root() -> Path:
