@@ -80,7 +80,12 @@ def test_bad_parameters_are_refused(folder):
         list(pred.tables(np.zeros((2, 8, 16), np.int32)))
 
 
-def test_cm_mixes_a_gpt_folder(folder):
+def test_cm_mixes_a_gpt_folder(tmp_path):
+    from nacc.gpt.importer import import_gpt
+
+    cfg = TINY._replace(n_positions=20 * 7)        # cm runs gpt's default 20-frame windows
+    import_gpt(tiny_checkpoint(tmp_path / "m.bin", cfg), tmp_path / "model", heads=4)
+    folder = str(tmp_path / "model")
     tokens = clip(TINY, 5)
     pred = get("cm")(16, (2, 3), model=folder)
     assert pred.params() == {"prior": "none", "model": folder}
