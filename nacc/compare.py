@@ -1,6 +1,7 @@
 """``nacc bench``: nacc and general-purpose codecs side by side, on the same inputs, in one run.
 
     nacc bench INPUT... [--against xz,lzma,zstd,brotli,bz2,zpaq] [--predictor cm,prevframe]
+               [--model DIR]   (for the predictors that need one: transformer, lstm, gpt)
                [--json F] [--markdown F] [--plot F.png] [-T N] [--device cpu|cuda|auto]
 
 Every codec's output is decoded and compared with its input before a row is printed.
@@ -278,11 +279,22 @@ def _warm_up(opts, device, segments) -> None:
     list(ncodec.decompress_archive(archive, device=device))
 
 
+def _model_params(name: str, model: str | None) -> tuple:
+    """``(("model", model),)`` if the predictor ``name`` ("" the default) needs a model."""
+    from nacc import codec as ncodec
+    from nacc.predictors import base
+
+    cls = base.get(ncodec.Options(name).predictor_name())
+    return (("model", model),) if model and "model" in base.required_params(cls) else ()
+
+
 def run_bench(paths: list[str], against: list[str], predictors: list[str],
               vocab: int = DEFAULT_VOCAB, frame_shape: tuple[int, int] | None = None,
               threads: int = 1, device: str = "cpu", want_bits: bool = False,
-              quiet: bool = True) -> Report:
-    """Measure every codec on ``paths``; NaccError (prefixed with the input) on bad input."""
+              quiet: bool = True, model: str | None = None) -> Report:
+    """Measure every codec on ``paths``; NaccError (prefixed with the input) on bad input.
+    ``model`` (a model folder) goes to each predictor that needs one (``transformer``,
+    ``lstm``, ``gpt``)."""
     from tqdm import tqdm
 
     from nacc import codec as ncodec
@@ -307,7 +319,8 @@ def run_bench(paths: list[str], against: list[str], predictors: list[str],
     with tqdm(total=steps, disable=True if quiet else None, leave=False, file=sys.stderr,
               unit="seg") as progress:
         for name in predictors:
-            opts = ncodec.Options(name, (), vocab, frame_shape, device)
+            opts = ncodec.Options(name, _model_params(name, model), vocab, frame_shape,
+                                  device)
             pred_name = opts.predictor_name()
             progress.set_description(f"nacc {pred_name}")
             _warm_up(opts, device, segments)

@@ -11,7 +11,10 @@ The zip holds, and its size counts, everything the decompressor needs beyond PyP
     nacc_src/models/... shipped model files that decoding reads (e.g. the cm prior), from
                         wherever nacc.models finds them (a checkout's models/, or
                         <prefix>/share/nacc/models of a pip install)
-    nacc_src/model/...  the --model folder, if any
+    nacc_src/model/...  the --model folder, if any -- except a gpt model's: the challenge
+                        counts the commaVQ repository (gpt2m) as available, so decompress.py
+                        rebuilds that folder from the public checkpoint (``gpt_source``,
+                        ``nacc.gpt.source``) and checks its hash against the archive's
 
 Which modules and files go in is measured, not listed: a child process decodes the first
 segment with an audit hook on ``open`` and reports the nacc modules it imported, the files
@@ -65,7 +68,9 @@ def _hook(event, args):
     if event == "open" and args and isinstance(args[0], (str, bytes)):
         opened.add(os.path.abspath(os.fsdecode(args[0])))
 sys.addaudithook(_hook)
-archive, root, blocked = sys.argv[1], sys.argv[2], set(sys.argv[3:])
+archive, root = sys.argv[1], sys.argv[2]
+extra = [a[1:] for a in sys.argv[3:] if a.startswith("+")]
+blocked = {a for a in sys.argv[3:] if not a.startswith("+")}
 class _Block:
     def find_spec(self, name, path=None, target=None):
         if name in blocked:
@@ -76,6 +81,9 @@ from nacc import codec, container
 from nacc.predictors import base
 header, blocks = container.read_archive(open(archive, "rb").read())
 codec.decode_block(blocks[0], header)
+import importlib
+for m in extra:
+    importlib.import_module(m)
 mods = {n: getattr(m, "__file__", None) for n, m in list(sys.modules.items())}
 models = sys.modules.get("nacc.models")
 sys.stdout.write(json.dumps({"opened": sorted(opened), "modules": mods,
@@ -103,6 +111,8 @@ finally:
 """
 SELFTEST_SEGMENTS = 1
 SELFTEST_TIMEOUT_S = 1800
+# what decompress.py imports to rebuild a gpt model from its public checkpoint
+GPT_MODULES = ("nacc.gpt.source", "nacc.gpt.importer", "nacc.gpt.torchfile")
 
 
 @dataclass
@@ -112,6 +122,7 @@ class Plan:
     requirements: list[str] = field(default_factory=list)     # pip specifiers
     modules: list[str] = field(default_factory=list)          # import names to check
     path_params: dict[str, str] = field(default_factory=dict)  # param -> zip path
+    gpt: dict = field(default_factory=dict)   # where the gpt model comes from (gpt_source)
 
 
 def package_root() -> Path:
@@ -152,9 +163,11 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def trace(archive_bytes: bytes, root: Path, blocked: tuple[str, ...] = ()) -> dict | str:
-    """Decode the first segment in a child process; what it imported and opened (or the
-    error text).  Modules in ``blocked`` are made to look absent."""
+def trace(archive_bytes: bytes, root: Path, blocked: tuple[str, ...] = (),
+          extra: tuple[str, ...] = ()) -> dict | str:
+    """Decode the first segment in a child process, then import the modules ``extra``;
+    what it imported and opened (or the error text).  Modules in ``blocked`` are made to
+    look absent."""
     with tempfile.TemporaryDirectory(prefix="nacc-submission-") as d:
         path = Path(d) / ARCHIVE
         path.write_bytes(archive_bytes)
@@ -163,7 +176,8 @@ def trace(archive_bytes: bytes, root: Path, blocked: tuple[str, ...] = ()) -> di
         # trace the portable path (numba JIT): an ahead-of-time build in this user's cache
         # (nacc.kernels.cpu.aot) would hide the kernel modules and numba from the trace
         env["NACC_AOT"] = "0"
-        r = subprocess.run([sys.executable, "-c", _TRACE, str(path), str(root), *blocked],
+        r = subprocess.run([sys.executable, "-c", _TRACE, str(path), str(root), *blocked,
+                            *(f"+{m}" for m in extra)],
                            capture_output=True, env=env, cwd=d)
     if r.returncode != 0:
         tail = r.stderr.decode(errors="replace").strip().splitlines()[-3:]
@@ -179,18 +193,20 @@ def optional_predictors(root: Path) -> list[str]:
     return [f"nacc.predictors.{n}" for n in names]
 
 
-def trace_minimal(archive_bytes: bytes, root: Path, predictor: str) -> dict:
-    """Trace decoding with the optional predictor modules the archive does not use made
-    absent (they need not ship); if that fails, trace again with everything."""
+def trace_minimal(archive_bytes: bytes, root: Path, predictor: str,
+                  extra: tuple[str, ...] = ()) -> dict:
+    """Trace decoding (and importing ``extra``) with the optional predictor modules the
+    archive does not use made absent (they need not ship); if that fails, trace again with
+    everything."""
     from nacc.predictors import base
 
     used = base.get(predictor).__module__
     unused = tuple(m for m in optional_predictors(root) if m != used)
     if unused:
-        small = trace(archive_bytes, root, unused)
+        small = trace(archive_bytes, root, unused, extra)
         if isinstance(small, dict):
             return small
-    full = trace(archive_bytes, root)
+    full = trace(archive_bytes, root, (), extra)
     if isinstance(full, str):
         raise NaccError(f"decoding the archive in a child process failed: {full}")
     return full
@@ -205,15 +221,17 @@ def _skipped(p: Path) -> bool:
             or any(part.endswith(_SKIP_DIR_SUFFIXES) for part in p.parts))
 
 
-def plan(archive_bytes: bytes, do_minify: bool = True) -> Plan:
-    """Measure what decoding ``archive_bytes`` needs (see the module docstring)."""
+def plan(archive_bytes: bytes, do_minify: bool = True, gpt: dict | None = None) -> Plan:
+    """Measure what decoding ``archive_bytes`` needs (see the module docstring).  With
+    ``gpt`` (``gpt_source``'s dict) the model folder stays out of the zip and the modules
+    that rebuild it from its checkpoint go in."""
     from nacc import container
 
     header, _ = container.read_header(archive_bytes)
     header_params = header.params
     root = package_root()
-    used = trace_minimal(archive_bytes, root, header.predictor)
-    out = Plan()
+    used = trace_minimal(archive_bytes, root, header.predictor, GPT_MODULES if gpt else ())
+    out = Plan(gpt=dict(gpt or {}))
     # nacc modules: their source files
     for name, file in sorted(used["modules"].items()):
         if file and (name == "nacc" or name.startswith("nacc.")):
@@ -236,6 +254,8 @@ def plan(archive_bytes: bytes, do_minify: bool = True) -> Plan:
         if not p.is_file() or p.suffix == ".py":
             continue
         if model_path is not None and _under(p, model_path):
+            if gpt:
+                continue
             base = model_path if model_path.is_dir() else model_path.parent
             out.files[f"{SRC}/model/{p.relative_to(base).as_posix()}"] = p.read_bytes()
             out.path_params["model"] = f"{SRC}/model" + ("" if model_path.is_dir()
@@ -265,10 +285,24 @@ def plan(archive_bytes: bytes, do_minify: bool = True) -> Plan:
     return out
 
 
+def gpt_source(model, checkpoint: str, expected: bytes) -> dict:
+    """The zip's record of where its gpt model comes from (``Plan.gpt``), checked now: the
+    checkpoint at ``checkpoint`` (a path or URL, ``nacc.gpt.source``) must import, with the
+    head count and activation bits of the folder ``model``, to weights of sha256
+    ``expected`` (the archive's model hash), else NaccError."""
+    from nacc.gpt.modelfile import read_config
+    from nacc.gpt.source import obtain_model
+
+    cfg, _ = read_config(model)
+    with tempfile.TemporaryDirectory(prefix="nacc-gpt-") as d:
+        obtain_model(checkpoint, Path(d) / "model", expected, cfg.n_head, cfg.act_bits)
+    return {"checkpoint": checkpoint, "heads": cfg.n_head, "act_bits": cfg.act_bits}
+
+
 def decompress_script(p: Plan) -> str:
     template = (Path(__file__).parent / "submission_template.py").read_text()
     config = {"archive": ARCHIVE, "requirements": p.requirements, "modules": p.modules,
-              "path_params": p.path_params}
+              "path_params": p.path_params, "gpt": p.gpt}
     line = "CONFIG: dict = {}  # filled in by `nacc submission`"
     if line not in template:
         raise NaccError("submission template lacks its CONFIG line")
@@ -293,19 +327,23 @@ def build_zip(archive_bytes: bytes, p: Plan) -> bytes:
 
 
 def self_test(data: bytes, expected: list[tuple[str, bytes]],
-              sample: int = SELFTEST_SEGMENTS) -> float:
+              sample: int = SELFTEST_SEGMENTS, cwd: Path | None = None,
+              forbid: tuple[Path, ...] = ()) -> float:
     """Unzip ``data`` into an empty temporary folder and run its ``decompress.py`` there
     with nothing else: ``python -I`` (no PYTHONPATH, no user site), a clean environment
     (PATH, a fresh HOME, OUTPUT_DIR, NACC_AOT=0: the JIT kernels from the zip's source),
-    cwd the temporary folder, writing only the first ``sample`` segments.  NaccError unless
-    it exits 0, writes exactly ``expected``'s first ``sample`` (name, .npy bytes), and
-    opened no file of this installation's nacc package or models folder.  Returns the
-    seconds it took."""
+    cwd the temporary folder (or ``cwd``: where a relative gpt checkpoint is found),
+    writing only the first ``sample`` segments.  NaccError unless it exits 0, writes
+    exactly ``expected``'s first ``sample`` (name, .npy bytes), and opened no file of this
+    installation's nacc package or models folder, nor below a folder of ``forbid`` (the gpt
+    model folder, which the zip rebuilds from its checkpoint).  Returns the seconds it
+    took."""
     import time
 
     from nacc.models import models_dir
 
-    own = [package_root() / "nacc", models_dir().resolve()]
+    own = [package_root() / "nacc", models_dir().resolve(), *(Path(f).resolve()
+                                                              for f in forbid)]
     with tempfile.TemporaryDirectory(prefix="nacc-selftest-") as tmp:
         d = Path(tmp).resolve()
         sub, out, home = d / "submission", d / "out", d / "home"
@@ -320,7 +358,7 @@ def self_test(data: bytes, expected: list[tuple[str, bytes]],
         t0 = time.perf_counter()
         try:
             r = subprocess.run([sys.executable, "-I", "-c", _SELFTEST, str(sub / SCRIPT),
-                                str(report)], cwd=d, env=env, capture_output=True,
+                                str(report)], cwd=cwd or d, env=env, capture_output=True,
                                timeout=SELFTEST_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             raise NaccError(f"self-test: decompress.py from the zip alone ran past "

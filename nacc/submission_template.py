@@ -4,8 +4,11 @@
 Writes every original segment to $OUTPUT_DIR under its dataset name, byte for byte (the
 original .npy files).  Installs its dependencies from PyPI when they are missing; the nacc
 source and any models it needs are in this zip (nacc_src/; the shipped models in
-nacc_src/models, used whatever $NACC_MODELS says).  NACC_SUBMISSION_SAMPLE=N writes only
-the first N segments (the self-test of `nacc submission`).  Made by `nacc submission`."""
+nacc_src/models, used whatever $NACC_MODELS says); a gpt model is rebuilt from its public
+checkpoint (CONFIG["gpt"]: gpt2m of the commaVQ repository, or the path or URL given to
+`nacc submission --checkpoint`) and must hash to the archive's model hash.
+NACC_SUBMISSION_SAMPLE=N writes only the first N segments (the self-test of `nacc
+submission`).  Made by `nacc submission`."""
 import importlib
 import itertools
 import os
@@ -37,6 +40,27 @@ def ensure_requirements():
         importlib.invalidate_caches()
 
 
+def gpt_model(expected, override):
+    """``override`` with ``model`` the gpt model folder rebuilt from its public checkpoint
+    in a temporary folder (removed at exit), checked against ``expected`` (the archive's
+    model hash); ``override`` unchanged when the archive needs no gpt model."""
+    gpt = CONFIG.get("gpt")
+    if not gpt:
+        return override
+    import atexit
+    import shutil
+    import tempfile
+
+    from nacc.gpt.source import obtain_model
+
+    work = Path(tempfile.mkdtemp(prefix="nacc-gpt-"))
+    atexit.register(shutil.rmtree, work, True)
+    print(f"decompress.py: rebuilding the gpt model from {gpt['checkpoint']}", file=sys.stderr)
+    folder = obtain_model(gpt["checkpoint"], work / "model", expected, gpt["heads"],
+                          gpt["act_bits"], bases=(HERE.parent, HERE))
+    return {**(override or {}), "model": str(folder)}
+
+
 def main():
     out = os.environ.get("OUTPUT_DIR") or (sys.argv[1] if len(sys.argv) > 1 else "")
     if not out:
@@ -61,6 +85,7 @@ def main():
         header, blocks = container.read_archive(buf)
         names = [seg.name for seg in container.segments_of(blocks)]
         del blocks
+        override = gpt_model(header.model_hash, override)
         sample = int(os.environ.get("NACC_SUBMISSION_SAMPLE") or 0)
         if sample:
             names = names[:sample]

@@ -5,7 +5,7 @@
     nacc test FILE.nacc...          decode and check, write nothing
     nacc verify INPUT...            compress + decompress in memory, report rate and times
     nacc info FILE.nacc...          header, rate, bits/token
-    nacc train | bench | submission (their own modules; optional extras)
+    nacc train | bench | submission | import-gpt (their own modules; optional extras)
 
 One module per command group (``coding``: compress, decompress, test, verify, info;
 ``train``; ``bench``; ``submission``); ``common`` holds what they share.  Each command is
@@ -31,6 +31,7 @@ COMMANDS = {
     "train": "nacc.cli.train:train",
     "bench": "nacc.cli.bench:bench",
     "submission": "nacc.cli.submission:submission",
+    "import-gpt": "nacc.cli.gpt:import_gpt_command",
 }
 
 

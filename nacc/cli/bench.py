@@ -25,6 +25,8 @@ def _write_text(path: str, text: str) -> None:
 @click.option("--predictor", default="", metavar="LIST",
               help="nacc predictor(s), comma separated; the first is the time reference "
                    "[default predictor].")
+@click.option("--model", type=click.Path(), default=None, metavar="DIR",
+              help="Model folder for the predictors that need one (transformer, lstm, gpt).")
 @click.option("--vocab", type=VOCAB, default=DEFAULT_VOCAB, show_default=True)
 @click.option("--frame-shape", "fs", callback=frame_shape_callback, default=None, metavar="HxW",
               help="Frame shape for (T, N) arrays [8x16 when N=128].")
@@ -37,7 +39,7 @@ def _write_text(path: str, text: str) -> None:
 @click.option("--plot", "plot_out", default=None, metavar="F.png",
               help="Bits per frame and per token position (needs matplotlib).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def bench(inputs, against, predictor, vocab, fs, threads, device, json_out, markdown,
+def bench(inputs, against, predictor, model, vocab, fs, threads, device, json_out, markdown,
           plot_out, quiet):
     """Compare nacc with xz, lzma, zstd, brotli, bz2 and zpaq on the same inputs."""
     keys = [] if against.strip() == "none" else [k.strip() for k in against.split(",")
@@ -47,7 +49,7 @@ def bench(inputs, against, predictor, vocab, fs, threads, device, json_out, mark
         if plot_out:
             pyplot()
         report = run_bench(list(inputs), keys, preds, vocab, fs, threads, device,
-                           want_bits=bool(plot_out), quiet=quiet)
+                           want_bits=bool(plot_out), quiet=quiet, model=model)
         click.echo(report.text())
         if json_out:
             _write_text(json_out, json.dumps(report.as_json(), indent=1) + "\n")

@@ -103,7 +103,10 @@ def compress(inputs, output, to_stdout, force, keep, remove, threads, predictor,
     if remove and (to_stdout or output == "-" or (inputs == ("-",) and output is None)):
         raise click.UsageError("--rm needs an output file: an archive on stdout cannot be "
                                "read back to check it")
-    if engine == "ray" or address is not None:
+    # --engine ray: -o ARCHIVE spreads the segments over Ray workers (the same pieces as
+    # codec.compress_segments); otherwise one Ray task per input runs this command
+    spread = engine == "ray" and output not in (None, "-") and not to_stdout
+    if (engine == "ray" or address is not None) and not spread:
         from nacc import distributed
 
         distributed.run_cli(click.get_current_context())
@@ -138,7 +141,12 @@ def compress(inputs, output, to_stdout, force, keep, remove, threads, predictor,
             _check_not_an_input(dest, read)
             t0 = time.perf_counter()
             plan = codec.plan_blocks(segments, opts)
-            chunks = codec.compress_segments(segments, opts, threads, plan)
+            if spread:
+                from nacc import distributed
+
+                chunks = distributed.compress_segments(segments, opts, threads, plan, address)
+            else:
+                chunks = codec.compress_segments(segments, opts, threads, plan)
             n = write_atomic(dest, progress(chunks, len(plan) + 1, rep, "compress"), force,
                              protect=read, written=written)
             rep.info(f"{where}: {rate_line(n_tokens(segments), n)}, {n} bytes -> {dest}"

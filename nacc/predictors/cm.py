@@ -121,7 +121,8 @@ Checked buckets (parameter ``check`` = 1; absent or 0: the plain buckets above)
     each context in order k = 0..6 at the first depth of each group.  A tree counter is at
     bucket + local (local 1..31 as above); a copy counter at bucket + 1.
 
-External input (parameter ``model``: a neural predictor's folder; without it none of this runs)
+External input (parameter ``model``: a neural predictor's folder, ``transformer``, ``lstm`` or
+``gpt``; without it none of this runs)
     The neural predictor gives token i a table f (symbol order, total 2**P', scaled by
     << (24 - P') to total 2**24) from the same tokens before i.  cum[j] = sum of f[s] over
     symbols with perm[s] < j (j = 0..2**B).  fa = cum[ax + 1] - cum[ax] when ax >= 0, else 0.
@@ -283,9 +284,16 @@ def default_prior(vocab: int) -> str:
 
 
 def _neural(vocab: int, frame_shape: tuple[int, int], model: str) -> _Neural:
-    """The neural predictor of the model folder ``model`` (architecture from its config)."""
+    """The neural predictor of the model folder ``model`` (architecture from its config; a
+    ``gpt`` folder, ``nacc.gpt.modelfile``, gives the ``gpt`` predictor with its default
+    context policy)."""
+    from nacc.gpt.modelfile import FORMAT as GPT_FORMAT
+
     try:
-        arch = load_json(os.path.join(model, "config.json"), what="model config")["arch"]
+        info = load_json(os.path.join(model, "config.json"), what="model config")
+        if isinstance(info, dict) and info.get("format") == GPT_FORMAT:
+            return cast("_Neural", build("gpt", vocab, frame_shape, {"model": model}))
+        arch = info["arch"]
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
         raise NaccError(f"{model}: not a model folder ({e})") from None
     if arch not in NEURAL_ARCHS:       # "cm" here would recurse without end
