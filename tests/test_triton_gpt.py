@@ -1,0 +1,121 @@
+"""The ``gpt`` predictor's Triton kernels under the interpreter: logits and tables equal the
+numpy reference ``nacc.gpt.intref`` exactly (window pass of several lanes, KV-cache steps,
+the TABLE and its intervals), and the coder round-trips through them.  Tiny models only:
+the interpreter costs about 1 s per step of a 2-layer model."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("triton")
+
+from gpt_models import clip, tiny_checkpoint
+
+from nacc import coder
+from nacc.errors import NaccError
+from nacc.gpt.intref import Cache, GPTConfig, Runner
+from nacc.predictors import get
+
+CFG = GPTConfig(n_layer=2, d_model=32, n_head=2, d_ff=64, n_vocab=17, n_positions=24)
+FS = (2, 3)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    from nacc.gpt.importer import import_gpt
+
+    d = tmp_path_factory.mktemp("gpttriton")
+    import_gpt(tiny_checkpoint(d / "m.bin", CFG, seed=3), d / "model", heads=2)
+    return str(d / "model")
+
+
+@pytest.fixture(scope="module")
+def engine(folder):
+    from nacc.gpt.modelfile import load_model
+    from nacc.kernels.triton.gpt import GptTriton
+
+    model, _ = load_model(folder)
+    return model, GptTriton(model, "interpret")
+
+
+def test_triton_gpt_window_and_steps_equal_intref(engine):
+    """Two lanes in one window pass, then the same lanes as a context pass plus KV-cache
+    steps (one lane feeding two ids in a step, as after a frame's last token), give the
+    reference's logits and tables bit for bit."""
+    model, eng = engine
+    run = Runner(model)
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, CFG.n_vocab, 21)
+    b = rng.integers(0, CFG.n_vocab, 9)
+    ref = [run.feed(x, Cache(CFG, 21)) for x in (a, b)]
+    cache = eng.new_cache(3, 21)
+    got = eng.feed([(2, a), (0, b)], cache, [None, [8, 3]]).cpu().numpy()
+    np.testing.assert_array_equal(got[:21], ref[0])
+    np.testing.assert_array_equal(got[21:], ref[1][[8, 3]])
+    tab = eng.tables(eng.feed([(1, a[:6])], cache)).cpu().numpy()
+    np.testing.assert_array_equal(tab, run.tables(ref[0][:6]))
+    # steps: lane a from position 6 one id at a time, lane b two ids then one
+    cache.n[:] = 0
+    eng.feed([(0, a[:6]), (1, b[:5])], cache)
+    z = eng.feed([(0, a[6:7]), (1, b[5:7])], cache, [[0], [1]]).cpu().numpy()
+    np.testing.assert_array_equal(z, np.stack([ref[0][6], ref[1][6]]))
+    z = eng.feed([(1, b[7:8]), (0, a[7:8])], cache, [[0], [0]]).cpu().numpy()
+    np.testing.assert_array_equal(z, np.stack([ref[1][7], ref[0][7]]))
+    assert list(cache.n) == [8, 8, 0]
+    syms = rng.integers(0, CFG.vocab, 2).astype(np.int32)
+    import torch
+
+    start, freq = eng.intervals(torch.from_numpy(z), torch.from_numpy(syms))
+    t = run.tables(z)
+    np.testing.assert_array_equal(freq.numpy(), t[[0, 1], syms])
+    np.testing.assert_array_equal(start.numpy(), [t[0, :syms[0]].sum(), t[1, :syms[1]].sum()])
+
+
+def test_triton_gpt_refuses_wide_activations(tmp_path):
+    from nacc.gpt.importer import import_gpt
+    from nacc.gpt.modelfile import load_model
+    from nacc.kernels.triton.gpt import GptTriton
+
+    import_gpt(tiny_checkpoint(tmp_path / "m.bin", CFG), tmp_path / "model", heads=2,
+               act_bits=12)
+    model, _ = load_model(tmp_path / "model")
+    with pytest.raises(NaccError, match="8 activation bits"):
+        GptTriton(model, "interpret")
+
+
+@pytest.mark.slow
+def test_triton_gpt_round_trip_equals_cpu(folder):
+    """Tables and intervals of every window (windows of two videos batched as lanes) equal
+    the CPU predictor's; the CPU's words decode on the Triton path (two segments stepped
+    together, and through the driver interface) to the tokens."""
+    from nacc.kernels.triton.drivers import LaneBatch
+    from nacc.kernels.triton.gpt import GptDriver, GptLanes
+    from nacc.kernels.triton.runtime import Backend
+
+    pred = get("gpt")(16, FS, model=folder, window=3, stride=2)
+    tok, other = clip(CFG, 4), clip(CFG, 2, seed=9)
+    gl = GptLanes(pred, "interpret", lanes=2)
+    tabs = gl.video_tables([tok, other])
+    for v, t in zip((tok, other), tabs, strict=True):
+        np.testing.assert_array_equal(t, np.concatenate(list(pred.tables(v))))
+    words = []
+    for v, (s, f) in zip((tok, other), gl.video_intervals([tok, other]), strict=True):
+        s0, f0 = pred.intervals(v)
+        np.testing.assert_array_equal(s, s0)
+        np.testing.assert_array_equal(f, f0)
+        words.append(coder.encode_intervals(s0, f0, pred.precision))
+    dec = gl.decode_lanes([(words[0], 4), (words[1], 2), (np.zeros(0, np.uint32), 0)])
+    np.testing.assert_array_equal(dec[0], tok)
+    np.testing.assert_array_equal(dec[1], other)
+    assert dec[2].shape == (0, *FS)
+    drv = GptDriver(pred, Backend("interpret", "cpu"))
+    batch = LaneBatch.for_words([words[1]], [other.size], "cpu")
+    drv.decode(batch, drv.new_state(1))
+    np.testing.assert_array_equal(batch.token_arrays()[0], other.ravel())
+    batch = LaneBatch.for_tokens([other], "cpu")
+    st = drv.new_state(1)
+    ref = np.concatenate(list(pred.tables(other)))
+    for i in range(3):
+        np.testing.assert_array_equal(drv.peek(batch, st, i).numpy(), ref[i])
+        drv.push(batch, st, i)
