@@ -477,3 +477,56 @@ class GptDriver:
             self.peek(batch, state, i)
         state["lane"].push(int(batch.tok[i].item()))
         state["tab"] = None
+
+
+# -- compile check (``nacc.kernels.triton.compile_check``) ---------------------------------
+def compile_variants(cfg: intref.GPTConfig | None = None) -> list[tuple]:
+    """Variants (as ``compile_check.variants()``) of every gpt launch ``GptTriton`` makes on
+    a GPU for ``cfg`` (default: gpt2m's shape): pass them as ``compile_all(extra=...)``."""
+    c = cfg or intref.GPTConfig(n_layer=24, d_model=1024, n_head=16, d_ff=4096,
+                                n_vocab=1025, n_positions=2580)
+    out: list[tuple] = []
+    i32, i8, i64 = "*i32", "*i8", "*i64"
+    opts: dict = {}
+    for br in (4,):
+        out.append((f"gpt ln_quant_kernel BR={br}", ("gpt", "ln_quant_kernel"),
+                    {"x_ptr": i64, "g_ptr": i32, "b_ptr": i32, "q_ptr": i8, "mu_ptr": i32,
+                     "eu_ptr": i32, "M": "i32", "D": "i32", "EPS": "i32", "A": "constexpr",
+                     "BR": "constexpr", "BD": "constexpr"},
+                    {"A": 8, "BR": br, "BD": _pow2(c.d_model)}, opts))
+        out.append((f"gpt quant_kernel BR={br}", ("gpt", "quant_kernel"),
+                    {"u_ptr": i32, "q_ptr": i8, "mu_ptr": i32, "eu_ptr": i32, "M": "i32",
+                     "K": "i32", "A": "constexpr", "BR": "constexpr", "BK": "constexpr"},
+                    {"A": 8, "BR": br, "BK": 1024}, opts))
+    for epi in (0, 1, 2):
+        for bm in (16, 64):
+            out.append((f"gpt lin_kernel EPI={epi} BM={bm}", ("gpt", "lin_kernel"),
+                        {"q_ptr": i8, "mu_ptr": i32, "eu_ptr": i32, "w_ptr": i8, "m_ptr": i32,
+                         "s_ptr": i32, "b_ptr": i32, "gt_ptr": i32,
+                         "out_ptr": i64 if epi == 1 else i32, "M": "i32", "N": "i32",
+                         "K": "i32", "A": "constexpr", "EPI": "constexpr", "BM": "constexpr",
+                         "BN": "constexpr", "BK": "constexpr"},
+                        {"A": 8, "EPI": epi, "BM": bm, "BN": 128, "BK": 64}, opts))
+    out.append(("gpt qkv_kernel", ("gpt", "qkv_kernel"),
+                {"qkv_ptr": i32, "rslot_ptr": i32, "rpos_ptr": i32, "qq_ptr": i8,
+                 "mq_ptr": i32, "eq_ptr": i32, "kq_ptr": i8, "km_ptr": i32, "ke_ptr": i32,
+                 "v_ptr": i32, "layer": "i32", "NL": "i32", "H": "i32", "P": "i32", "D": "i32",
+                 "DH": "i32", "A": "constexpr", "BH": "constexpr", "BDH": "constexpr"},
+                {"A": 8, "BH": _pow2(c.n_head), "BDH": _pow2(c.d_head)}, opts))
+    for bq in (16, 64):
+        out.append((f"gpt attention_kernel BQ={bq}", ("gpt", "attention_kernel"),
+                    {"qq_ptr": i8, "mq_ptr": i32, "eq_ptr": i32, "kq_ptr": i8, "km_ptr": i32,
+                     "ke_ptr": i32, "v_ptr": i32, "ea_ptr": i32, "o_ptr": i32,
+                     "jrow_ptr": i32, "jn_ptr": i32, "jpos_ptr": i32, "jslot_ptr": i32,
+                     "layer": "i32", "NL": "i32", "H": "i32", "P": "i32", "D": "i32",
+                     "DH": "i32", "LENA": "i32", "att_m": "i32", "att_s": "i32",
+                     "A": "constexpr", "BQ": "constexpr", "BKEY": "constexpr",
+                     "BDH": "constexpr"},
+                    {"A": 8, "BQ": bq, "BKEY": 64, "BDH": max(32, _pow2(c.d_head))}, opts))
+    for mode in (TABLES, INTERVALS):
+        out.append((f"gpt table_kernel MODE={mode}", ("gpt", "table_kernel"),
+                    {"z_ptr": i32, "et_ptr": i32, "sym_ptr": i32, "tab_ptr": i32,
+                     "start_ptr": i32, "freq_ptr": i32, "NV": "i32", "V": "i32",
+                     "LENT": "i32", "MODE": "constexpr", "BV": "constexpr"},
+                    {"MODE": mode, "BV": _pow2(c.vocab)}, opts))
+    return out
