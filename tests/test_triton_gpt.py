@@ -119,3 +119,36 @@ def test_triton_gpt_round_trip_equals_cpu(folder):
     for i in range(3):
         np.testing.assert_array_equal(drv.peek(batch, st, i).numpy(), ref[i])
         drv.push(batch, st, i)
+
+
+_COMPILE_GPT = """
+import json
+from nacc.kernels.triton.compile_check import compile_all
+from nacc.kernels.triton.gpt import compile_variants
+done = compile_all(90, only="gpt ", extra=compile_variants())
+print(json.dumps({k: [len(a["cubin"]), "s32.s8.s8" in a["ptx"]] for k, a in done}))
+"""
+
+
+@pytest.mark.slow
+def test_triton_gpt_kernels_compile_for_sm90():
+    """Every launch of the gpt driver at gpt2m's shape compiles for sm_90 (fresh process,
+    see test_triton.py's compile test); LIN and attention run on int8 tensor cores."""
+    pytest.importorskip("triton.backends.nvidia")
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from nacc.kernels.triton.gpt import compile_variants
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    root = Path(__file__).resolve().parents[1]
+    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-c", _COMPILE_GPT], capture_output=True, text=True,
+                         env=env, cwd=root, check=True).stdout
+    done = json.loads(out.strip().splitlines()[-1])
+    assert sorted(done) == sorted(v[0] for v in compile_variants())
+    assert all(size > 0 for size, _ in done.values())
+    assert all(int8 for k, (_, int8) in done.items() if "lin_" in k or "attention" in k)
