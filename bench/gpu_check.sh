@@ -135,7 +135,7 @@ fi
 if [ "$GPT" != 0 ]; then
     step "5. gpt (gpt2m size) CPU <-> $DEV, segments/s" "$T_GPT" "$PY" bench/gpu_gpt.py \
         --device "$DEV" "${GPT_ARGS[@]}" --json "$RES/gpu_gpt.json"
-    grep -E "^  |^model|^clip|^ALL" "$TMP/step.log" >> "$SUMMARY" || true
+    grep -E "^  |^model|^clip" "$TMP/step.log" >> "$SUMMARY" || true
 fi
 
 echo

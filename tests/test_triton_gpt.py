@@ -16,6 +16,7 @@ from nacc import coder
 from nacc.errors import NaccError
 from nacc.gpt.intref import Cache, GPTConfig, Runner
 from nacc.predictors import get
+from nacc.predictors.base import check_table
 
 CFG = GPTConfig(n_layer=2, d_model=32, n_head=2, d_ff=64, n_vocab=17, n_positions=24)
 FS = (2, 3)
@@ -98,6 +99,7 @@ def test_triton_gpt_round_trip_equals_cpu(folder):
     gl = GptLanes(pred, "interpret", lanes=2)
     tabs = gl.video_tables([tok, other])
     for v, t in zip((tok, other), tabs, strict=True):
+        check_table(t, 16, pred.precision)
         np.testing.assert_array_equal(t, np.concatenate(list(pred.tables(v))))
     words = []
     for v, (s, f) in zip((tok, other), gl.video_intervals([tok, other]), strict=True):
@@ -110,6 +112,10 @@ def test_triton_gpt_round_trip_equals_cpu(folder):
     np.testing.assert_array_equal(dec[1], other)
     assert dec[2].shape == (0, *FS)
     drv = GptDriver(pred, Backend("interpret", "cpu"))
+    start, freq = drv.intervals(LaneBatch.for_tokens([other, tok], "cpu"), drv.new_state(2))
+    ivs = [pred.intervals(v) for v in (other, tok)]
+    np.testing.assert_array_equal(start.numpy(), np.concatenate([s for s, _ in ivs]))
+    np.testing.assert_array_equal(freq.numpy(), np.concatenate([f for _, f in ivs]))
     batch = LaneBatch.for_words([words[1]], [other.size], "cpu")
     drv.decode(batch, drv.new_state(1))
     np.testing.assert_array_equal(batch.token_arrays()[0], other.ravel())

@@ -161,7 +161,7 @@ class GptTriton:
         import torch
 
         cfg = self.cfg
-        d, h, dh = cfg.d_model, cfg.n_head, cfg.d_head
+        d, h = cfg.d_model, cfg.n_head
         ids_l, rslot, rpos, jrow, jn, jpos, jslot, sel = [], [], [], [], [], [], [], []
         r = 0
         for k, (slot, ids) in enumerate(jobs):
@@ -186,15 +186,24 @@ class GptTriton:
         if m == 0:
             return torch.zeros((0, cfg.n_vocab), dtype=torch.int32, device=self.dev)
 
-        def t(a, dtype=np.int32):
-            return torch.from_numpy(np.ascontiguousarray(a, dtype)).to(self.dev)
-
-        ids_t = t(np.concatenate(ids_l), np.int64)
-        pos_t = t(np.concatenate(rpos), np.int64)
-        x = (self.top["wte"][ids_t].to(torch.int64) + self.top["wpe"][pos_t].to(torch.int64))
-        x = x.contiguous()
-        rslot_t, rpos_t = t(np.concatenate(rslot)), t(np.concatenate(rpos))
-        jrow_t, jn_t, jpos_t, jslot_t = t(jrow), t(jn), t(jpos), t(jslot)
+        if len({slot for slot, _ in jobs}) != len(jobs):
+            raise ValueError("two jobs of one feed share a cache slot")
+        # every index vector in one host-to-device copy (int32), then views of it, each
+        # starting 16-byte aligned (Triton specializes kernels on pointer alignment)
+        parts: list[np.ndarray] = [np.concatenate(ids_l), np.concatenate(rpos),
+                                   np.concatenate(rslot), np.concatenate(sel),
+                                   *(np.asarray(a, np.int64) for a in (jrow, jn, jpos, jslot))]
+        lens = [len(a) for a in parts]
+        pad = [-n % 4 + n for n in lens]
+        host = np.zeros(sum(pad), np.int32)
+        offs = [int(o) for o in np.concatenate([[0], np.cumsum(pad)])]
+        for a, o0, n in zip(parts, offs, lens):
+            host[o0:o0 + n] = a
+        flat = torch.from_numpy(host).to(self.dev)
+        ids_t, rpos_t, rslot_t, sel_t, jrow_t, jn_t, jpos_t, jslot_t = (
+            flat[o0:o0 + n] for o0, n in zip(offs, lens))
+        x = (self.top["wte"][ids_t.long()].to(torch.int64)
+             + self.top["wpe"][rpos_t.long()].to(torch.int64)).contiguous()
         qkv = torch.empty((m, 3 * d), dtype=torch.int32, device=self.dev)
         qq = torch.empty((m, d), dtype=torch.int8, device=self.dev)
         mq = torch.empty((m, h), dtype=torch.int32, device=self.dev)
@@ -202,6 +211,29 @@ class GptTriton:
         o = torch.empty((m, d), dtype=torch.int32, device=self.dev)
         hid = torch.empty((m, cfg.d_ff), dtype=torch.int32, device=self.dev)
         nmax = max(jn)
+        with self._on_device():
+            self._layers(x, qkv, qq, mq, eq, o, hid, cache, rslot_t, rpos_t,
+                         (jrow_t, jn_t, jpos_t, jslot_t), len(jn), nmax)
+            z = self._head(x[sel_t.long()].contiguous())
+        for (slot, _), n in zip(jobs, jn):
+            cache.n[slot] += n
+        return z
+
+    def _on_device(self):
+        import contextlib
+
+        if not self.gpu:
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.cuda.device(torch.device(self.dev))
+
+    def _layers(self, x, qkv, qq, mq, eq, o, hid, cache: KVCache, rslot_t, rpos_t, jt,
+                n_jobs: int, nmax: int) -> None:
+        """Every layer over the rows of ``x`` (int64 [M, D], updated in place)."""
+        cfg = self.cfg
+        m = x.shape[0]
+        d, h, dh = cfg.d_model, cfg.n_head, cfg.d_head
         bq = 16 if (nmax <= 16 or not self.gpu) else 64
         bkey = 32 if not self.gpu else 64
         p = cache.capacity
@@ -211,19 +243,16 @@ class GptTriton:
             self.k.qkv_kernel[(m,)](qkv, rslot_t, rpos_t, qq, mq, eq, cache.kq, cache.km,
                                     cache.ke, cache.v, li, cfg.n_layer, h, p, d, dh,
                                     A=8, BH=_pow2(h), BDH=_pow2(dh))
-            self.k.attention_kernel[(len(jn), h, triton_cdiv(nmax, bq))](
-                qq, mq, eq, cache.kq, cache.km, cache.ke, cache.v, self.ea, o,
-                jrow_t, jn_t, jpos_t, jslot_t, li, cfg.n_layer, h, p, d, dh, len(self.ea),
-                self.att_m, self.att_s, A=8, BQ=bq, BKEY=bkey, BDH=self.bdh)
+            self.k.attention_kernel[(n_jobs, h, triton_cdiv(nmax, bq))](
+                qq, mq, eq, cache.kq, cache.km, cache.ke, cache.v, self.ea, o, *jt, li,
+                cfg.n_layer, h, p, d, dh, len(self.ea), self.att_m, self.att_s,
+                A=8, BQ=bq, BKEY=bkey, BDH=self.bdh)
             q, mu, eu = self._quant(o)
             self._lin(q, mu, eu, lay, "proj", x, 1)
             q, mu, eu = self._ln_quant(x, lay["ln2_g"], lay["ln2_b"])
             self._lin(q, mu, eu, lay, "fc", hid, 2)
             q, mu, eu = self._quant(hid)
             self._lin(q, mu, eu, lay, "out", x, 1)
-        for (slot, _), n in zip(jobs, jn):
-            cache.n[slot] += n
-        return self._head(x[t(np.concatenate(sel), np.int64)].contiguous())
 
     def _table_launch(self, z, mode: int, symbols=None):
         import torch
