@@ -283,6 +283,19 @@ class GptTriton:
         return self._table_launch(z, INTERVALS, symbols)[1:]
 
 
+_ENGINES: dict = {}       # the last model put on a device (predictors of one model share it)
+
+
+def engine_for(model: intref.Model, backend: Backend | str) -> GptTriton:
+    """``GptTriton(model, backend)``, reused while the same model object and backend ask."""
+    key = (id(model), str(backend))
+    hit = _ENGINES.get(key)
+    if hit is None or hit[0] is not model:
+        _ENGINES.clear()
+        _ENGINES[key] = hit = (model, GptTriton(model, backend))
+    return hit[1]
+
+
 def triton_cdiv(a: int, b: int) -> int:
     return max(1, (int(a) + b - 1) // b)
 
@@ -295,7 +308,7 @@ class GptLanes:
     def __init__(self, pred, backend: Backend | str = "cuda", lanes: int = 16):
         pred._check_shape()
         self.pred = pred
-        self.eng = GptTriton(pred.model, backend)
+        self.eng = engine_for(pred.model, backend)
         self.lanes = max(1, int(lanes))
         self.fs = pred.frame_size
         self.cap = pred.window * (self.fs + 1)
@@ -480,18 +493,14 @@ class GptDriver:
         words = batch.words.cpu().numpy()
         woff = batch.woff.cpu().numpy().astype(np.int64)
         ends = np.append(woff[1:], len(words))
-        n_words = sum(int(e - s) for s, e in zip(woff, ends))
-        jobs = []
-        for k, (s, e) in enumerate(zip(woff, ends)):
-            w = words[s:e] if n_words else words[:0]
-            jobs.append((w.astype(np.uint32), int(batch.lengths[k]) // self.pred.frame_size))
+        fs = self.pred.frame_size
+        jobs = [(words[s:e].astype(np.uint32), int(n) // fs)
+                for s, e, n in zip(woff, ends, batch.lengths)]
         toks = self.run.decode_lanes(jobs)
         flat = np.concatenate([t.ravel() for t in toks]) if toks else np.zeros(0, np.int32)
         batch.tok[:flat.size] = torch.from_numpy(flat.astype(np.int32)).to(batch.tok.device)
 
     def peek(self, batch, state, i: int):
-        import torch
-
         if state["lane"] is None:
             state["cache"] = self.run.eng.new_cache(1, self.run.cap)
             state["lane"] = _Lane(self.pred, state["cache"], 0)
@@ -499,7 +508,7 @@ class GptDriver:
             ids, slot = state["lane"].job()
             z = self.run.eng.feed([(slot, ids)], state["cache"], [[len(ids) - 1]])
             state["tab"] = self.run.eng.tables(z)[0]
-        return state["tab"] if torch.is_tensor(state["tab"]) else state["tab"]
+        return state["tab"]
 
     def push(self, batch, state, i: int) -> None:
         if state["tab"] is None:
