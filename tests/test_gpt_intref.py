@@ -131,6 +131,16 @@ def test_window_pass_step_and_lanes_are_identical(tiny_model):
     cache = R.Cache(TINY)                               # a prefix in one pass, then steps
     parts = [run.feed(ids[:40], cache)] + [run.feed(ids[i:i + 1], cache) for i in range(40, 70)]
     assert np.array_equal(whole, np.concatenate(parts))
+    from nacc.kernels.cpu.gpt import attend_rows, gemm_i8
+
+    fast = R.Runner(model, small=gemm_i8, attend=attend_rows)    # the CPU path's kernels
+    cache = R.Cache(TINY)
+    fast_steps = [fast.feed(ids[:30], cache)] + [fast.feed(ids[i:i + 1], cache)
+                                                 for i in range(30, 70)]
+    assert np.array_equal(whole, np.concatenate(fast_steps))
+    limbs = R.Runner(model)
+    limbs.ONE_LIMB = 0                                  # the two-limb path gives the same
+    assert np.array_equal(whole, limbs.feed(ids, R.Cache(TINY)))
     other = rng.integers(0, TINY.n_vocab, 25)
     c1, c2 = R.Cache(TINY), R.Cache(TINY)
     a, b = run.feed_lanes([(ids, c1, None), (other, c2, [3, 24])])
@@ -179,3 +189,19 @@ def test_golden_logits_of_a_random_integer_model(bits, pinned):
     tab = run.tables(z)
     digest = hashlib.sha256(z.astype("<i8").tobytes() + tab.astype("<i4").tobytes())
     assert digest.hexdigest() == pinned
+
+
+def test_integer_kernel_of_few_rows_equals_blas():
+    from nacc.kernels.cpu.gpt import gemm_i8
+
+    rng = np.random.default_rng(7)
+    for bits in (8, 12):
+        qm = (1 << (bits - 1)) - 1
+        w = rng.integers(-127, 128, (4096, 40)).astype(np.int8)
+        w[:, 0] = 127
+        q = rng.integers(-qm, qm + 1, (5, 4096))
+        q[0] = qm
+        out = np.empty((5, 40), np.int32)
+        gemm_i8(q.astype(np.int32), w, out)
+        assert np.array_equal(out, R.IntDot(w, bits)(q))
+        assert np.array_equal(R.IntDot(w, bits, gemm_i8)(q), R.IntDot(w, bits)(q))

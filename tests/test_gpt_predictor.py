@@ -78,3 +78,24 @@ def test_bad_parameters_are_refused(folder):
     pred = get("gpt")(16, (8, 16), model=folder)
     with pytest.raises(NaccError, match="needs 2580 positions, the model has 80"):
         list(pred.tables(np.zeros((2, 8, 16), np.int32)))
+
+
+def test_cm_mixes_a_gpt_folder(tmp_path):
+    from nacc.gpt.importer import import_gpt
+
+    cfg = TINY._replace(n_positions=20 * 7)        # cm runs gpt's default 20-frame windows
+    import_gpt(tiny_checkpoint(tmp_path / "m.bin", cfg), tmp_path / "model", heads=4)
+    folder = str(tmp_path / "model")
+    tokens = clip(TINY, 5)
+    pred = get("cm")(16, (2, 3), model=folder)
+    assert pred.params() == {"prior": "none", "model": folder}
+    ref = np.concatenate(list(pred.tables(tokens)))
+    base.check_table(ref, 16, pred.precision)
+    st = pred.stepper()
+    for i, x in enumerate(tokens.ravel()):
+        np.testing.assert_array_equal(st.table(), ref[i], err_msg=f"step {i}")
+        st.push(int(x))
+    data = api.compress(tokens, predictor="cm", vocab=16, model=folder)
+    np.testing.assert_array_equal(api.decompress(data).reshape(tokens.shape), tokens)
+    alone = api.compress(tokens, predictor="cm", vocab=16)
+    assert api.info(data).model_hash != api.info(alone).model_hash

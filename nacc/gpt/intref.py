@@ -76,7 +76,7 @@ values as computed) give identical tables; so do batches of any size and any ord
 integer sums.  The reference computes the integer products with float BLAS where they are
 exact (``IntDot``): float32 when every partial sum stays below 2**24 (``A = 8`` and K cut in
 chunks of at most 1024), float64 otherwise (below 2**53); the attention sums ``w * v``
-(up to 2**60) split ``v`` in two 16-bit limbs.
+run in float64 when ``sum(w) * max|v| < 2**53``, else with ``v`` split in two 16-bit limbs.
 
 Backends.  With ``A = 8`` every product of the model is int8 x int8: ``LIN`` accumulates
 in int32 (``|acc| < 127 * 127 * 4096 < 2**26``) and requantizes in int64; ``q . k`` is an
@@ -268,7 +268,7 @@ def isqrt(n: np.ndarray) -> np.ndarray:
     """Floor square root of non-negative int64 values (below 2**62)."""
     n = np.asarray(n, I64)
     r = np.floor(np.sqrt(n.astype(np.float64))).astype(I64)
-    for _ in range(4):
+    for _ in range(2):           # float64's root of n < 2**62 is off by at most 1
         r = np.where(r * r > n, r - 1, r)
         r = np.where((r + 1) * (r + 1) <= n, r + 1, r)
     return r
@@ -313,22 +313,34 @@ class IntDot:
     the sums, so any BLAS, thread count or blocking gives the same integers."""
 
     CHUNK = 1024
+    SMALL = 8          # rows at most: the optional integer kernel instead of BLAS
 
-    def __init__(self, w: np.ndarray, bits: int):
-        k = w.shape[0]
-        if bits == 8:
-            self.dtype: type = np.float32
-            self.parts = [np.ascontiguousarray(w[i:i + self.CHUNK], np.float32)
-                          for i in range(0, k, self.CHUNK)]
-        else:
-            self.dtype = np.float64
-            self.parts = [np.ascontiguousarray(w, np.float64)]
+    def __init__(self, w: np.ndarray, bits: int, small=None):
+        self.w = w
+        self.bits = bits
+        self.small = small           # kernel(q, w, out int32) for few rows, or None
+        self.parts: list[np.ndarray] = []
+
+    def _float_parts(self) -> list[np.ndarray]:
+        if not self.parts:           # float copies made on first use (4 or 8 bytes a weight)
+            w, k = self.w, self.w.shape[0]
+            if self.bits == 8:
+                self.parts = [np.ascontiguousarray(w[i:i + self.CHUNK], np.float32)
+                              for i in range(0, k, self.CHUNK)]
+            else:
+                self.parts = [np.ascontiguousarray(w, np.float64)]
+        return self.parts
 
     def __call__(self, q: np.ndarray) -> np.ndarray:
-        qf: np.ndarray = q.astype(self.dtype)
-        acc = np.zeros((len(q), self.parts[0].shape[1]), I64)
+        if self.small is not None and len(q) <= self.SMALL:
+            out = np.empty((len(q), self.w.shape[1]), np.int32)
+            self.small(np.ascontiguousarray(q, np.int32), self.w, out)
+            return out.astype(I64)
+        parts = self._float_parts()
+        qf: np.ndarray = q.astype(np.float32 if self.bits == 8 else np.float64)
+        acc = np.zeros((len(q), self.w.shape[1]), I64)
         i = 0
-        for p in self.parts:
+        for p in parts:
             acc += (qf[:, i:i + p.shape[0]] @ p).astype(I64)
             i += p.shape[0]
         return acc
@@ -360,8 +372,7 @@ def table_from_logits(z: np.ndarray, exp_tab: np.ndarray,
 # -- KV cache and the forward pass (the window pass and the step are the same code) -----------
 class Cache:
     """Keys (quantized) and values of every token fed so far, per layer, for up to
-    ``capacity`` positions (default: the model's).  Values are kept as their two limbs
-    ``v >> 16`` and ``v & 0xFFFF`` side by side."""
+    ``capacity`` positions (default: the model's), and the largest ``|v|`` of each layer."""
 
     def __init__(self, cfg: GPTConfig, capacity: int | None = None):
         n = cfg.n_positions if capacity is None else min(int(capacity), cfg.n_positions)
@@ -374,7 +385,8 @@ class Cache:
         self.kq = np.zeros((cfg.n_layer, h, n, dh), kdt)
         self.km = np.zeros((cfg.n_layer, h, n), I64)
         self.ke = np.zeros((cfg.n_layer, h, n), I64)
-        self.v2 = np.zeros((cfg.n_layer, h, n, 2 * dh), np.float64)
+        self.v = np.zeros((cfg.n_layer, h, n, dh), np.float64)
+        self.vmax = np.zeros(cfg.n_layer, I64)         # max |v| stored per layer
 
     def reset(self) -> None:
         self.n = 0
@@ -386,14 +398,18 @@ class Runner:
     results."""
 
     QUERY_CHUNK = 256     # query rows per attention block (bounds the score matrices)
+    ONE_LIMB = 1 << 53    # sum(w) * max|v| below this: w * v in one float64 product
 
-    def __init__(self, model: Model):
+    def __init__(self, model: Model, small=None, attend=None):
+        """``small``: an exact integer kernel for products of few rows (see ``IntDot``);
+        ``attend``: a kernel of the attention of few rows (``kernels.cpu.gpt.attend_rows``)."""
+        self.attend = attend
         self.model = model
         self.cfg = model.cfg
         bits = self.cfg.act_bits
-        self.dots = [{name: IntDot(getattr(lay, f"{name}_w"), bits) for name in LINS}
+        self.dots = [{name: IntDot(getattr(lay, f"{name}_w"), bits, small) for name in LINS}
                      for lay in model.layers]
-        self.head_dot = IntDot(model.top.head_w, bits)
+        self.head_dot = IntDot(model.top.head_w, bits, small)
         self.att_m, self.att_s = att_scale(self.cfg)
 
     def _lin(self, u, layer: Layer, li: int, name: str):
@@ -414,10 +430,17 @@ class Runner:
         cache.km[li, :, p0:p1] = km.T
         cache.ke[li, :, p0:p1] = ke.T
         vv = v.reshape(n, h, dh).transpose(1, 0, 2)
-        cache.v2[li, :, p0:p1, :dh] = vv >> 16
-        cache.v2[li, :, p0:p1, dh:] = vv & 0xFFFF
+        cache.v[li, :, p0:p1] = vv
+        if n:
+            cache.vmax[li] = max(int(cache.vmax[li]) if p0 else 0, int(np.abs(vv).max()))
         qq, mq, eq = quant(q.reshape(n, h, dh), a)
         out = np.empty((h, n, dh), I64)
+        if self.attend is not None and n <= IntDot.SMALL:
+            self.attend(np.ascontiguousarray(qq.transpose(1, 0, 2)), np.ascontiguousarray(mq.T),
+                        np.ascontiguousarray(eq.T), cache.kq[li], cache.km[li], cache.ke[li],
+                        cache.v[li], p0, self.att_m, self.att_s, a, AMB,
+                        self.model.tables.exp_att, out)
+            return out.transpose(1, 0, 2).reshape(n, cfg.d_model)
         for c0 in range(0, n, self.QUERY_CHUNK):
             c1 = min(n, c0 + self.QUERY_CHUNK)
             out[:, c0:c1] = self._heads(cache, li, qq[c0:c1].transpose(1, 0, 2),
@@ -428,7 +451,6 @@ class Runner:
         """Every head's output (H, rows, dh) for query rows at positions p0.. (``qq`` (H,
         rows, dh), ``mq``/``eq`` (H, rows)) over keys 0..their position."""
         a = self.cfg.act_bits
-        dh = self.cfg.d_head
         p1 = p0 + qq.shape[1]
         exp_att = self.model.tables.exp_att
         kq = cache.kq[li, :, :p1]
@@ -442,9 +464,16 @@ class Runner:
         smax = s.max(axis=2, keepdims=True)
         w = np.where(valid, exp_att[np.minimum(smax - s, len(exp_att) - 1)], 0)
         z = w.sum(axis=2, keepdims=True)
+        wf = w.astype(np.float64)
+        if int(z.max()) * int(cache.vmax[li]) < self.ONE_LIMB:
+            # every partial sum of w * v is below sum(w) * max|v| < 2**53: exact in float64
+            return (2 * np.rint(np.matmul(wf, cache.v[li, :, :p1])).astype(I64) + z) // (2 * z)
         # limbs: |w * (v >> 16)| sums < 2**16 * 2**15 * NP, w * (v & 0xFFFF) < 2**32 * NP
-        hl = np.rint(np.matmul(w.astype(np.float64), cache.v2[li, :, :p1])).astype(I64)
-        return (2 * ((hl[..., :dh] << 16) + hl[..., dh:]) + z) // (2 * z)
+        v = cache.v[li, :, :p1]
+        hi = np.floor(v / 65536.0)
+        hi_s = np.rint(np.matmul(wf, hi)).astype(I64)
+        lo_s = np.rint(np.matmul(wf, v - hi * 65536.0)).astype(I64)
+        return (2 * ((hi_s << 16) + lo_s) + z) // (2 * z)
 
     def feed(self, ids: np.ndarray, cache: Cache, head_rows=None) -> np.ndarray:
         """Run ``ids`` at the cache's next positions; returns the logits (rows, NV) of the

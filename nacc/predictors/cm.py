@@ -108,7 +108,8 @@ Update with the coded token s (leaf L), after its table is used, in this order
        sel2); apm[ai] as above.  clampw(v) = clamp(v, -16777215, 16777215).
     Updates apply sequentially: a counter reached twice (hash collision) is updated twice.
 
-External input (parameter ``model``: a neural predictor's folder; without it none of this runs)
+External input (parameter ``model``: a neural predictor's folder, ``transformer``, ``lstm`` or
+``gpt``; without it none of this runs)
     The neural predictor gives token i a table f (symbol order, total 2**P', scaled by
     << (24 - P') to total 2**24) from the same tokens before i.  cum[j] = sum of f[s] over
     symbols with perm[s] < j (j = 0..2**B).  fa = cum[ax + 1] - cum[ax] when ax >= 0, else 0.
@@ -244,10 +245,17 @@ def default_prior(vocab: int) -> str:
 
 
 def _neural(vocab: int, frame_shape: tuple[int, int], model: str) -> _Neural:
-    """The neural predictor of the model folder ``model`` (architecture from its config)."""
+    """The neural predictor of the model folder ``model`` (architecture from its config; a
+    ``gpt`` folder, ``nacc.gpt.modelfile``, gives the ``gpt`` predictor with its default
+    context policy)."""
+    from nacc.gpt.modelfile import FORMAT as GPT_FORMAT
+
     try:
         with open(os.path.join(model, "config.json")) as f:
-            arch = json.load(f)["arch"]
+            info = json.load(f)
+        if isinstance(info, dict) and info.get("format") == GPT_FORMAT:
+            return cast("_Neural", build("gpt", vocab, frame_shape, {"model": model}))
+        arch = info["arch"]
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
         raise NaccError(f"{model}: not a model folder ({e})") from None
     if arch not in NEURAL_ARCHS:       # "cm" here would recurse without end

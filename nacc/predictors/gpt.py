@@ -12,7 +12,8 @@ Paths: ``tables``/``intervals`` run each window in one pass; ``stepper``/``decod
 window's context frames in one pass, then step token by token with the KV cache; the lane
 methods step several segments together (their rows share every matrix product).  All give
 the same tables, because every quantity of the spec is computed per token from integers.
-Coding needs numpy only (no torch, no numba).
+Coding needs numpy and numba (``nacc.kernels.cpu.gpt``: the integer kernel of the
+few-row products of a step); no torch.
 """
 from __future__ import annotations
 
@@ -132,8 +133,9 @@ class GPT(Predictor):
         self._check_shape()
         if self._runner is None:
             from nacc.gpt.intref import Runner
+            from nacc.kernels.cpu.gpt import attend_rows, gemm_i8
 
-            self._runner = Runner(self.model)
+            self._runner = Runner(self.model, small=gemm_i8, attend=attend_rows)
         return self._runner
 
     def params(self) -> dict:
