@@ -8,9 +8,9 @@
    ``pytorch_model.bin`` and imported with ``nacc.gpt.importer.import_gpt`` (A = 8).
 2. The first ``--frames`` frames of the real dev clip (``tests/data/commavq_dev.npy``) under
    ``--predictor gpt`` (window ``--window``, stride ``--stride``; with 25 frames, 20 / 5: two
-   windows, so decoding crosses a window change with its context pass).  The numpy CPU path
-   at this size is slow (a 2580-token window pass took about 48 s per layer on a loaded
-   2-core machine, a KV-cache step about 0.17 s per layer), so the CPU legs are prefixes:
+   windows, so decoding crosses a window change with its context pass).  The CPU path at
+   this size is slow (the numpy reference's 2580-token window pass took about 48 s per layer
+   on a loaded 2-core machine, one run), so the CPU legs are prefixes:
    * the GPU's words (tables from its window passes) decoded on the GPU (KV-cache steps) ==
      the clip, all ``--frames`` frames;
    * CPU intervals of the first ``--cpu-frames`` frames == the GPU's (of the whole clip),
