@@ -10,7 +10,12 @@
 #   3. the CLI: `nacc compress --device cuda` == `--device cpu`, and each archive decompresses
 #      on the other device to the input (cmp);
 #   4. one table of segments/s, encode and decode, at batch 1, 16, 256 and the largest that
-#      fits, beside the CPU path in the same run (bench/bench_gpu.py).
+#      fits, beside the CPU path in the same run (bench/bench_gpu.py);
+#   5. gpt at gpt2m's size (bench/gpu_gpt.py): a random 24x1024 checkpoint in the published
+#      layout, imported; a 25-frame dev clip encoded on the GPU decodes on the GPU, the CPU's
+#      tables/words of its first frame equal the GPU's and decode on the GPU, the GPU's words
+#      decode on the CPU (first 48 tokens); segments/s at batch 1, 16 and the most that fits.
+#      About 5 minutes; NACC_GPU_CHECK_GPT=only runs this step alone (0: skip it).
 # Usage: bench/gpu_check.sh [--dry-run]     (or NACC_GPU_CHECK_DRY=1)
 # NACC_GPU_CHECK_PREDICTORS=a,b limits steps 2-4 to those predictors (default: all five).
 # --dry-run runs the same steps on the CPU through Triton's interpreter with tiny sizes (the
@@ -22,6 +27,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 DRY=${NACC_GPU_CHECK_DRY:-0}
 PREDS=${NACC_GPU_CHECK_PREDICTORS:-uniform,prevframe,cm,transformer,lstm}
+GPT=${NACC_GPU_CHECK_GPT:-1}
 for arg in "$@"; do
     case "$arg" in
         --dry-run) DRY=1 ;;
@@ -73,6 +79,9 @@ EOF
            --cpu-segments 2 --threads 1)
     CLI_CLIP="import numpy as np; np.save('$TMP/clip.npy', np.load('tests/data/commavq_dev.npy')[:2, :2, :4] % 16)"
     T_TESTS=120; T_TRIP=240; T_CLI=120; T_BENCH=240
+    GPT_ARGS=(--tiny --frames 4 --window 3 --stride 2 --cpu-frames 4 --cpu-tokens 24
+              --decode-frames 1 --batches 1,max --max-lanes 2)
+    T_GPT=400
 else
     DEV=cuda; CLI_DEV=cuda; CLI_VOCAB=1024
     MODEL_ARGS=()
@@ -81,9 +90,12 @@ else
     BENCH=(--frames 20 --batches 1,16,256,max --max-lanes 4096)
     CLI_CLIP="import numpy as np; np.save('$TMP/clip.npy', np.load('tests/data/commavq_dev.npy'))"
     T_TESTS=120; T_TRIP=70; T_CLI=40; T_BENCH=70
+    GPT_ARGS=(--frames 25 --cpu-frames 1 --cpu-tokens 48 --decode-frames 2 --batches 1,16,max)
+    T_GPT=480
 fi
 note "gpu_check $([ "$DRY" = 1 ] && echo 'DRY RUN (interpreter, tiny sizes)' || echo "on $DEV"): $("$PY" -c 'import torch, triton; print("torch", torch.__version__, "triton", triton.__version__, "cuda", torch.cuda.is_available())' 2>&1 | tail -1)"
 
+if [ "$GPT" != only ]; then
 step "1. Triton tests on $DEV" "$T_TESTS" "$PY" -m pytest -q -p no:cacheprovider "${TESTS[@]}"
 
 step "2. round trips CPU <-> $DEV, every predictor" "$T_TRIP" "$PY" bench/gpu_roundtrip.py \
@@ -117,6 +129,14 @@ step "3. CLI --device $CLI_DEV <-> cpu" "$T_CLI" bash -c "$(declare -f cli_round
 step "4. segments/s on $DEV beside the CPU" "$T_BENCH" "$PY" bench/bench_gpu.py \
     --device "$DEV" --predictors "$PREDS" "${BENCH[@]}" "${MODEL_ARGS[@]}" --json "$RES/bench_gpu.json"
 tac "$TMP/step.log" | sed '/^device:/q' | tac | grep -A 1000 "^device:" >> "$SUMMARY" || true
+
+fi
+
+if [ "$GPT" != 0 ]; then
+    step "5. gpt (gpt2m size) CPU <-> $DEV, segments/s" "$T_GPT" "$PY" bench/gpu_gpt.py \
+        --device "$DEV" "${GPT_ARGS[@]}" --json "$RES/gpu_gpt.json"
+    grep -E "^  |^model|^clip" "$TMP/step.log" >> "$SUMMARY" || true
+fi
 
 echo
 echo "== summary"

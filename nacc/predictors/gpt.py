@@ -109,6 +109,11 @@ class _GPTStepper(Stepper):
 class GPT(Predictor):
     name = "gpt"
     lane_batch = LANE_BATCH
+    kernels = {"triton": "nacc.kernels.triton.gpt"}
+
+    def backend_kernels(self) -> dict[str, str]:
+        """The Triton kernels take models of 8 activation bits only (int8 x int8 products)."""
+        return self.kernels if self.cfg.act_bits == 8 else {}
 
     def __init__(self, vocab, frame_shape, model: str, window: int = DEFAULT_WINDOW,
                  stride: int = DEFAULT_STRIDE):
