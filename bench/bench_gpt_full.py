@@ -11,15 +11,31 @@ trip of a 20-frame clip on the CPU, and tokens/s against the machine's float32 G
 heads, MLP 4096, 1025 ids, 2580 positions; 307,052,544 parameters, GPT-2's initialisation;
 ``--buffers`` adds the ``attn.bias`` masks some GPT-2 files carry: +640 MB).
 
-``speed``: the float32 GEMM peak of this process (a 1024 x 1024 x 4096 product, best of
+``speed`` (times in CPU seconds of this one-thread process, so that a shared machine's load
+does not count): the float32 GEMM peak of this process (a 1024 x 1024 x 4096 product, best of
 5); the KV-cache step at ``--lanes`` segments in lockstep, each at positions 1290.. (the
-middle of a window): tokens/s and the multiply-adds per token over the GEMM peak; the
+middle of a window; ``--context``): tokens/s and the multiply-adds per token over the GEMM peak; the
 window pass (one 2580-position window, 2580 rows at once).
 
 ``roundtrip``: a random 8 x 16 clip coded by the predictor ``gpt`` (window pass ->
 rANS words) and decoded token by token with the KV cache; exact or not, and the time of
 each direction.  Single runs: quote
 them as such.
+
+Measured 2026-12-06, single runs on a shared 2-core machine (one thread each; no VNNI):
+
+* ``make``: 307,052,544 parameters, 1,171 MiB fp32 (``/usr/bin/time -v``: 1.41 GiB peak).
+* ``import``: 48.9 s (54.8 s wall, the machine loaded by other jobs), peak RSS 1.49 GiB =
+  1.27 x the checkpoint (memory-mapped, one tensor at a time); weights file 306 MiB.
+* ``speed --lanes 1 4 --steps 4 --context 256 --window-rows 512`` (CPU time): float32 GEMM
+  peak 88.9 GFLOP/s; the KV-cache step 5.85 tokens/s at 1 lane (171 ms, 4% of the peak:
+  it reads every weight once per token) and 17.7 tokens/s at 4 lanes (13%); the window pass
+  38.1 tokens/s (512 rows at once, 24.1 GFLOP/s, 27%).
+* ``roundtrip --frames 2``: exact (window pass -> 83 words -> KV-cache decode), peak RSS
+  2.3 GiB.  ``roundtrip --frames 20`` (2,560 tokens, one 20-frame window): exact, 825
+  words (10.31 bits/token: a random model), encode 818 s and decode 478 s wall (5.35
+  tokens/s) with the process getting 38% of a core: 405 s user + 99 s system CPU in all;
+  peak RSS 3.1 GiB.
 """
 from __future__ import annotations
 
@@ -64,9 +80,9 @@ def gemm_peak() -> float:
     b = np.random.default_rng(1).integers(-127, 128, (1024, 4096)).astype(np.float32)
     best = 1e9
     for _ in range(5):
-        t = time.perf_counter()
+        t = time.process_time()
         a @ b
-        best = min(best, time.perf_counter() - t)
+        best = min(best, time.process_time() - t)
     return 2 * 1024 * 1024 * 4096 / best / 1e9
 
 
@@ -91,22 +107,26 @@ def speed(args) -> None:
         caches = [Cache(cfg) for _ in range(b)]
         run.feed_lanes([(ctx, c, []) for c in caches])      # prefill, not timed
         t = time.perf_counter()
+        c0 = time.process_time()
         for _ in range(args.steps):
             run.feed_lanes([(rng.integers(0, cfg.vocab, 1), c, [0]) for c in caches])
-        dt = (time.perf_counter() - t) / args.steps
+        wall = (time.perf_counter() - t) / args.steps
+        dt = (time.process_time() - c0) / args.steps     # CPU time: the machine is shared
         tps = b / dt
         att = 2 * cfg.d_model * (args.context + args.steps / 2) * cfg.n_layer
-        print(f"step, {b:3d} lanes: {tps:8.2f} tokens/s ({dt * 1000:.0f} ms per step); "
+        print(f"step, {b:3d} lanes: {tps:8.2f} tokens/s of CPU time ({dt * 1000:.0f} ms CPU, "
+              f"{wall * 1000:.0f} ms wall per step); "
               f"{2 * (macs + att) * tps / 1e9:.1f} GFLOP/s = "
               f"{100 * 2 * (macs + att) * tps / 1e9 / peak:.0f}% of the GEMM peak")
-    ids = rng.integers(0, cfg.vocab, cfg.n_positions)
-    t = time.perf_counter()
+    rows = args.window_rows
+    ids = rng.integers(0, cfg.vocab, rows)
+    c0 = time.process_time()
     run.feed(ids, Cache(cfg), [])
-    dt = time.perf_counter() - t
-    att = cfg.d_model * cfg.n_positions * cfg.n_layer   # causal: half of 2 * n * d per row
-    print(f"window pass, {cfg.n_positions} rows: {cfg.n_positions / dt:.1f} tokens/s "
-          f"({dt:.1f} s); {2 * (macs + att) * cfg.n_positions / dt / 1e9:.1f} GFLOP/s = "
-          f"{100 * 2 * (macs + att) * cfg.n_positions / dt / 1e9 / peak:.0f}% of the peak")
+    dt = time.process_time() - c0
+    att = cfg.d_model * rows * cfg.n_layer   # causal: half of 2 * n * d per row
+    print(f"window pass, {rows} rows: {rows / dt:.1f} tokens/s of CPU time "
+          f"({dt:.1f} s); {2 * (macs + att) * rows / dt / 1e9:.1f} GFLOP/s = "
+          f"{100 * 2 * (macs + att) * rows / dt / 1e9 / peak:.0f}% of the peak")
 
 
 def roundtrip(args) -> None:
@@ -155,6 +175,7 @@ def main() -> None:
     s.add_argument("--lanes", type=int, nargs="+", default=[1, 4, 16])
     s.add_argument("--steps", type=int, default=8)
     s.add_argument("--context", type=int, default=1290)
+    s.add_argument("--window-rows", type=int, default=2580)
     r = sub.add_parser("roundtrip")
     r.add_argument("folder")
     r.add_argument("--frames", type=int, default=20)

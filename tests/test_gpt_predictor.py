@@ -80,6 +80,7 @@ def test_bad_parameters_are_refused(folder):
         list(pred.tables(np.zeros((2, 8, 16), np.int32)))
 
 
+@pytest.mark.slow      # compiles cm's external-input kernels when no other test did
 def test_cm_mixes_a_gpt_folder(tmp_path):
     from nacc.gpt.importer import import_gpt
 
