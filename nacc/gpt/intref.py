@@ -436,10 +436,13 @@ class Runner:
         qq, mq, eq = quant(q.reshape(n, h, dh), a)
         out = np.empty((h, n, dh), I64)
         if self.attend is not None and n <= IntDot.SMALL:
-            self.attend(np.ascontiguousarray(qq.transpose(1, 0, 2)), np.ascontiguousarray(mq.T),
-                        np.ascontiguousarray(eq.T), cache.kq[li], cache.km[li], cache.ke[li],
-                        cache.v[li], p0, self.att_m, self.att_s, a, AMB,
-                        self.model.tables.exp_att, out)
+            from nacc.kernels.cpu.gpt import AttConst, KVLayer, Queries
+
+            rows = Queries(np.ascontiguousarray(qq.transpose(1, 0, 2)),
+                           np.ascontiguousarray(mq.T), np.ascontiguousarray(eq.T))
+            kv = KVLayer(cache.kq[li], cache.km[li], cache.ke[li], cache.v[li])
+            spec = AttConst(int(self.att_m), int(self.att_s), int(a), AMB)
+            self.attend(rows, kv, p0, spec, self.model.tables.exp_att, out)
             return out.transpose(1, 0, 2).reshape(n, cfg.d_model)
         for c0 in range(0, n, self.QUERY_CHUNK):
             c1 = min(n, c0 + self.QUERY_CHUNK)

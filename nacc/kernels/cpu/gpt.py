@@ -5,11 +5,42 @@
 4096 < 2**31``): exact, so equal to the float-BLAS product of ``intref.IntDot``.  It reads
 the weights once as bytes for all rows, which is what a token-by-token step needs (a float32
 copy reads four bytes a weight); large row counts go to BLAS instead.
+
+``attend_rows(q, kv, p0, spec, exp_att, out)``: the spec's attention of a few query rows;
+the rows, one layer's KV cache and the attention constants travel as the packs ``Queries``,
+``KVLayer`` and ``AttConst``.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba as nb
 import numpy as np
+
+
+class Queries(NamedTuple):
+    """Quantized query rows: ``qq`` (H, rows, dh) and their scales ``mq``, ``eq`` (H, rows)."""
+    qq: np.ndarray
+    mq: np.ndarray
+    eq: np.ndarray
+
+
+class KVLayer(NamedTuple):
+    """One layer of the KV cache: quantized keys ``kq`` (H, cap, dh) with scales ``km``,
+    ``ke`` (H, cap), values ``v`` (H, cap, dh) (floats holding integers)."""
+    kq: np.ndarray
+    km: np.ndarray
+    ke: np.ndarray
+    v: np.ndarray
+
+
+class AttConst(NamedTuple):
+    """The attention's constants: 1/sqrt(dh) ~ ``att_m * 2**-att_s``, activation bits,
+    mantissa bits of a row scale (``intref.AMB``)."""
+    att_m: int
+    att_s: int
+    bits: int
+    amb: int
 
 
 @nb.njit(cache=True, nogil=True)
@@ -36,11 +67,14 @@ def _rq(t, m, s):
 
 
 @nb.njit(cache=True, nogil=True)
-def attend_rows(qq, mq, eq, kq, km, ke, v, p0, att_m, att_s, bits, amb, exp_att, out):
-    """The spec's attention (``nacc.gpt.intref``, step 2) of query rows at positions
-    ``p0, p0 + 1, ...`` over the cached keys ``0..position``, every sum in int64: ``qq``
-    (H, rows, dh), ``mq``/``eq`` (H, rows); the cache's ``kq`` (H, cap, dh), ``km``/``ke``
-    (H, cap), ``v`` (H, cap, dh) (floats holding integers); ``out`` (H, rows, dh) int64."""
+def attend_rows(q, kv, p0, spec, exp_att, out):
+    """The spec's attention (``nacc.gpt.intref``, step 2) of the query rows ``q``
+    (``Queries``) at positions ``p0, p0 + 1, ...`` over the cached keys ``0..position`` of
+    ``kv`` (``KVLayer``), every sum in int64; ``spec`` an ``AttConst``; ``out`` (H, rows,
+    dh) int64."""
+    qq, mq, eq = q.qq, q.mq, q.eq
+    kq, km, ke, v = kv.kq, kv.km, kv.ke, kv.v
+    att_m, att_s, bits, amb = spec.att_m, spec.att_s, spec.bits, spec.amb
     h_n, rows, dh = qq.shape
     last = len(exp_att) - 1
     for h in range(h_n):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -39,6 +39,29 @@ INTERVALS = 1
 
 def _pow2(n: int) -> int:
     return 1 << max(0, int(n) - 1).bit_length()
+
+
+class _Scratch(NamedTuple):
+    """Device buffers of one feed's rows: ``qkv`` int32 [M, 3D], the quantized queries
+    ``qq`` int8 [M, D] with scales ``mq``, ``eq`` int32 [M, H], the attention output ``o``
+    int32 [M, D] and the MLP's hidden ``hid`` int32 [M, F]."""
+    qkv: Any
+    qq: Any
+    mq: Any
+    eq: Any
+    o: Any
+    hid: Any
+
+
+class _Feed(NamedTuple):
+    """Where one feed's rows go: each row's cache slot and position (int32 device vectors),
+    the jobs' (first row, row count, first position, slot) vectors, the job count and the
+    most rows of one job."""
+    rslot: Any
+    rpos: Any
+    jobs: tuple
+    n_jobs: int
+    nmax: int
 
 
 @dataclass
@@ -205,16 +228,15 @@ class GptTriton:
             flat[o0:o0 + n] for o0, n in zip(offs, lens))
         x = (self.top["wte"][ids_t.long()].to(torch.int64)
              + self.top["wpe"][rpos_t.long()].to(torch.int64)).contiguous()
-        qkv = torch.empty((m, 3 * d), dtype=torch.int32, device=self.dev)
-        qq = torch.empty((m, d), dtype=torch.int8, device=self.dev)
         mq = torch.empty((m, h), dtype=torch.int32, device=self.dev)
-        eq = torch.empty_like(mq)
-        o = torch.empty((m, d), dtype=torch.int32, device=self.dev)
-        hid = torch.empty((m, cfg.d_ff), dtype=torch.int32, device=self.dev)
-        nmax = max(jn)
+        buf = _Scratch(torch.empty((m, 3 * d), dtype=torch.int32, device=self.dev),
+                       torch.empty((m, d), dtype=torch.int8, device=self.dev), mq,
+                       torch.empty_like(mq), torch.empty((m, d), dtype=torch.int32,
+                                                         device=self.dev),
+                       torch.empty((m, cfg.d_ff), dtype=torch.int32, device=self.dev))
+        feed = _Feed(rslot_t, rpos_t, (jrow_t, jn_t, jpos_t, jslot_t), len(jn), max(jn))
         with self._on_device():
-            self._layers(x, qkv, qq, mq, eq, o, hid, cache, rslot_t, rpos_t,
-                         (jrow_t, jn_t, jpos_t, jslot_t), len(jn), nmax)
+            self._layers(x, buf, cache, feed)
             z = self._head(x[sel_t.long()].contiguous())
         for (slot, _), n in zip(jobs, jn):
             cache.n[slot] += n
@@ -229,9 +251,10 @@ class GptTriton:
 
         return torch.cuda.device(torch.device(self.dev))
 
-    def _layers(self, x, qkv, qq, mq, eq, o, hid, cache: KVCache, rslot_t, rpos_t, jt,
-                n_jobs: int, nmax: int) -> None:
+    def _layers(self, x, buf: _Scratch, cache: KVCache, feed: _Feed) -> None:
         """Every layer over the rows of ``x`` (int64 [M, D], updated in place)."""
+        qkv, qq, mq, eq, o, hid = buf
+        rslot_t, rpos_t, jt, n_jobs, nmax = feed
         cfg = self.cfg
         m = x.shape[0]
         d, h, dh = cfg.d_model, cfg.n_head, cfg.d_head
