@@ -18,6 +18,7 @@ from nacc.cli.common import (
     Reporter,
     device_option,
     engine_options,
+    model_override,
     n_tokens,
     options,
     output_options,
@@ -70,6 +71,14 @@ def _check_archive(dest: str, segments, threads: int, override, device: str) -> 
         n += 1
     if n != len(segments) or next(restored, None) is not None:
         raise NaccError(f"{dest} does not decode to {len(segments)} segments; inputs kept")
+
+
+def _block_progress(chunks, n_blocks: int, rep: Reporter):
+    """``chunks`` (the archive header, then one piece per block) with a progress bar that
+    counts the blocks only."""
+    it = iter(chunks)
+    yield next(it)
+    yield from progress(it, n_blocks, rep, "compress", unit="block")
 
 
 # -- compress ---------------------------------------------------------------------------
@@ -129,13 +138,17 @@ def compress(inputs, output, to_stdout, force, keep, remove, threads, predictor,
             t0 = time.perf_counter()
             chunks = codec.compress_segments(segments, opts, threads)
             n_blocks = len(codec.plan_blocks(segments, opts))
-            n = write_atomic(dest, progress(chunks, n_blocks + 1, rep, "compress"), force)
-            rep.info(f"{where}: {rate_line(n_tokens(segments), n)}, {n} bytes -> {dest}"
-                     + (f" in {time.perf_counter() - t0:.2f} s" if rep.level >= 1 else ""))
+            try:
+                n = write_atomic(dest, _block_progress(chunks, n_blocks, rep), force)
+            except OSError:
+                where = dest        # the output could not be written (the inputs were read)
+                raise
+            rep.summary(f"{where}: {rate_line(n_tokens(segments), n)}, {n} bytes -> "
+                        f"{'(stdout)' if dest == '-' else dest}"
+                        + (f" in {time.perf_counter() - t0:.2f} s" if rep.level >= 1 else ""))
             if remove:
                 try:
-                    _check_archive(dest, segments, threads, {"model": model} if model else None,
-                                   device)
+                    _check_archive(dest, segments, threads, model_override(model), device)
                 except NaccError:
                     Path(dest).unlink(missing_ok=True)
                     raise
@@ -190,8 +203,9 @@ def decompress(inputs, output, to_stdout, force, keep, remove, threads, model, d
         from nacc import distributed
 
         distributed.run_cli(click.get_current_context())
-    override = {"model": model} if model else None
+    override = model_override(model)
     for src in inputs:
+        where = src
         try:
             buf = read_input(src)
             header, blocks = container.read_archive(buf)    # every check before any work
@@ -204,20 +218,23 @@ def decompress(inputs, output, to_stdout, force, keep, remove, threads, model, d
                 if dest != "-" and Path(dest).exists() and not force:
                     raise NaccError(f"{dest} already exists (use -f to overwrite)")
                 (name, data), = codec.decompress_archive(buf, threads, override, device)
+                where = dest        # an OSError now is the output's (the input was read)
                 write_atomic(dest, [data], force)
             else:
                 names = [seg.name for seg in container.segments_of(blocks)]
                 del blocks
                 items = progress(codec.decompress_archive(buf, threads, override, device),
                                   header.n_segments, rep, "decompress")
+                where = dest
                 write_folder(Path(dest), names, items, force)
-            rep.info(f"{src}: {header.n_segments} segment(s) -> {dest}"
-                     + (f" in {time.perf_counter() - t0:.2f} s" if rep.level >= 1 else ""),
-                     level=1)
+            where = src
+            rep.summary(f"{src}: {header.n_segments} segment(s) -> "
+                        f"{'(stdout)' if dest == '-' else dest}"
+                        + (f" in {time.perf_counter() - t0:.2f} s" if rep.level >= 1 else ""))
             if remove and src != "-":
                 Path(src).unlink()
         except Exception as e:  # noqa: BLE001 (one error path for any damaged archive)
-            rep.failure(src, e)
+            rep.failure(where if isinstance(e, OSError) else src, e)
     rep.exit()
 
 
@@ -233,12 +250,12 @@ def test_cmd(inputs, threads, model, device, verbose, quiet):
     from nacc import codec
 
     rep = Reporter(verbose, quiet)
-    override = {"model": model} if model else None
+    override = model_override(model)
     for src in inputs:
         try:
             n = sum(1 for _ in codec.decompress_archive(read_input(src), threads, override,
                                                         device))
-            rep.info(f"{src}: OK ({n} segment(s))", level=1)
+            rep.summary(f"{src}: OK ({n} segment(s))")
         except Exception as e:  # noqa: BLE001 (one error path for any damaged archive)
             rep.failure(src, e)
     rep.exit()

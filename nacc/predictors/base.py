@@ -36,7 +36,7 @@ import numpy as np
 
 from nacc.coder import CODER_PRECISION
 from nacc.container import MAX_VOCAB
-from nacc.errors import NaccError
+from nacc.errors import NaccError, OptionError
 
 MAX_PRECISION = CODER_PRECISION     # a table of total 2**P is coded after << (24 - P)
 
@@ -84,7 +84,8 @@ def available() -> list[str]:
 
 
 def get(name: str) -> type[Predictor]:
-    """The predictor class registered as ``name``; NaccError if unknown."""
+    """The predictor class registered as ``name``; OptionError (``--predictor``) if
+    unknown."""
     from nacc import predictors  # noqa: F401  (as in available())
 
     if name not in _REGISTRY:
@@ -93,13 +94,15 @@ def get(name: str) -> type[Predictor]:
         return _REGISTRY[name]
     names = available()
     if name not in _REGISTRY:
-        raise NaccError(f"unknown predictor {name!r} (known: {', '.join(names)})")
+        raise OptionError(f"unknown predictor {name!r} (known: {', '.join(names)})",
+                          "--predictor")
     return _REGISTRY[name]
 
 
 def build(name: str, vocab: int, frame_shape: tuple[int, int], params: dict) -> Predictor:
-    """The predictor ``name`` built with ``params``; NaccError naming a missing or unknown
-    parameter (checked against the constructor before it runs)."""
+    """The predictor ``name`` built with ``params``; OptionError naming a missing or unknown
+    parameter (checked against the constructor before it runs: ``--model`` when the model
+    is missing, else ``--param``)."""
     import inspect
 
     cls = get(name)
@@ -109,7 +112,8 @@ def build(name: str, vocab: int, frame_shape: tuple[int, int], params: dict) -> 
         needs = [p.name for p in list(inspect.signature(cls).parameters.values())[2:]
                  if p.default is inspect.Parameter.empty and p.name not in params]
         hint = f" (needs {', '.join('--' + n for n in needs)})" if needs else ""
-        raise NaccError(f"predictor {name!r}: {e}{hint}") from None
+        raise OptionError(f"predictor {name!r}: {e}{hint}",
+                          "--model" if "model" in needs else "--param") from None
     return cls(vocab, frame_shape, **params)
 
 
