@@ -191,9 +191,9 @@ def options(predictor, vocab, frame_shape, model, device="cpu", params=(), solid
     except NaccError as e:
         if not model:           # no file involved: a parameter the predictor refuses
             raise click.BadParameter(str(e), param_hint="'--param'") from None
-        msg = printable(str(e))
-        click.echo(f"nacc: {msg}" if msg.startswith(printable(model)) else
-                   f"nacc: {printable(model)}: {msg}", err=True)
+        msg, where = printable(str(e)), printable(str(Path(model)))
+        click.echo(f"nacc: {msg}" if msg.startswith(where) else f"nacc: {where}: {msg}",
+                   err=True)
         sys.exit(1)
     return opts
 
