@@ -243,7 +243,7 @@ def test_pip_installed_submission_passes_the_protocol(real, tmp_path):
     """The whole flow from a plain (non-editable) pip install: `nacc submission` with the
     default cm prior (in share/nacc/models there), then bench/evaluate_submission.sh with a
     fresh venv holding only numpy and numba (decompress.py's requirements)."""
-    deps = ["numpy", "numba", "llvmlite", "constriction", "click", "zstandard", "tqdm"]
+    deps = ["numpy", "numba", "llvmlite", "click", "tqdm"]   # install_requires only
     py = _venv(tmp_path / "inst", deps)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "NACC_MODELS",
                                                             "NUMBA_CACHE_DIR")}
