@@ -187,7 +187,8 @@ def _archive_output(src: str, output: str | None, n_segments: int) -> tuple[str,
 @click.option("--rm", "remove", is_flag=True, help="Remove archives after success.")
 @click.option("-T", "--threads", type=click.IntRange(1, 256), default=1, show_default=True)
 @click.option("--model", type=click.Path(), default=None,
-              help="Model folder, if it moved since compression (its hash must match).")
+              help="Model folder or zoo name, for a model outside the zoo that moved since "
+                   "compression (its hash must match).")
 @engine_options
 @device_option
 @verbosity
@@ -242,7 +243,8 @@ def decompress(inputs, output, to_stdout, force, keep, remove, threads, model, d
 @click.command("test")
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-T", "--threads", type=click.IntRange(1, 256), default=1, show_default=True)
-@click.option("--model", type=click.Path(), default=None, help="Model folder, if it moved.")
+@click.option("--model", type=click.Path(), default=None,
+              help="Model folder or zoo name, if it moved (see decompress).")
 @device_option
 @verbosity
 def test_cmd(inputs, threads, model, device, verbose, quiet):

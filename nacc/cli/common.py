@@ -149,7 +149,8 @@ def predictor_options(f):
     f = click.option("--param", "params", multiple=True, callback=_params, metavar="KEY=VALUE",
                      help="Predictor parameter, repeatable (e.g. --param prior=none for cm).")(f)
     f = click.option("--model", type=click.Path(), default=None,
-                     help="Model folder, for predictors that need one.")(f)
+                     help="Model folder, or the name of a model of the zoo (nacc models), "
+                          "for predictors that need one.")(f)
     f = click.option("--frame-shape", callback=frame_shape_callback, default=None, metavar="HxW",
                      help="Frame shape for (T, N) arrays [8x16 when N=128, else 1xN].")(f)
     f = click.option("--vocab", type=VOCAB, default=1024, show_default=True,
