@@ -225,6 +225,9 @@ def train(data, arch, out, force, frame_shape, checkpoint, steps, batch_size, cl
     brackets: the default of the arch's preset (the `tiny` preset has the head options off).
     """
     torch = need_torch("train")
+    from nacc.kernels.cpu import compile_notice
+
+    compile_notice.enable(not quiet, quiet)     # as every command: in pipes too, not with -q
 
     from nacc.neural.config import ModelConfig, make_config
     from nacc.neural.train import Interrupted, TrainConfig, checkpoint_path
