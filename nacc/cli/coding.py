@@ -226,8 +226,7 @@ def decompress(inputs, output, to_stdout, force, keep, remove, threads, model, d
                 del blocks
                 items = progress(codec.decompress_archive(buf, threads, override, device),
                                   header.n_segments, rep, "decompress")
-                where = dest
-                write_folder(Path(dest), names, items, force)
+                write_folder(Path(dest), names, items, force)   # errors: the archive's names
             where = src
             rep.summary(f"{src}: {header.n_segments} segment(s) -> "
                         f"{'(stdout)' if dest == '-' else dest}"
