@@ -174,8 +174,8 @@ class Report:
 
     def fitted_notes(self) -> list[str]:
         """One line per shipped prior or model that saw frames of the inputs."""
-        return [f"WARNING: {sum(m)} of the {self.n_frames} frames are frames the {what} was "
-                "fitted on: its rates there are not held-out rates (nacc.fitted)"
+        return [f"WARNING: {sum(m)} of the {self.n_frames} frames are training frames of "
+                f"{what}: rates there are not held-out rates (nacc.fitted)"
                 for what, m in self.fitted]
 
     def table(self) -> list[list[str]]:
@@ -389,7 +389,7 @@ def plot(report: Report, path: str) -> None:
         stops = np.flatnonzero(np.diff(np.r_[0, np.asarray(m, int), 0]) == -1)
         for k, (lo, hi) in enumerate(zip(starts, stops)):
             ax.axvspan(lo - 0.5, hi - 0.5, color="tab:orange", alpha=0.08,
-                       label=f"frames the {what} was fitted on (not held out)" if k == 0
+                       label=f"training frames of {what} (not held out)" if k == 0
                        else None)
         break       # the widest entry (the default prior) is enough to explain the jump
     for k, start in enumerate(report.boundaries[1:]):

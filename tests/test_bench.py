@@ -119,7 +119,7 @@ def test_devclip_fingerprints_match_the_clip(dev_clip):
     dev = fitted.dev_frames()
     np.testing.assert_array_equal(dev, fitted.fingerprints(dev_clip))
     assert len(set(dev.tolist())) == 600
-    assert fitted.FITTED["cm prior commavq-v4 (the default)"] == (0, 450)
+    assert fitted.FITTED["the cm prior commavq-v4 (the default)"] == (0, 450)
 
 
 def test_bench_says_when_inputs_overlap_fitted_frames(tmp_path, dev_clip):
@@ -132,10 +132,10 @@ def test_bench_says_when_inputs_overlap_fitted_frames(tmp_path, dev_clip):
                             ["uniform"])
     assert rep.boundaries == [0, 20]
     (what, mask), = rep.fitted
-    assert what == "cm prior commavq-v4 (the default)"
+    assert what == "the cm prior commavq-v4 (the default)"
     assert mask == [True] * 10 + [False] * 30
-    assert ("WARNING: 10 of the 40 frames are frames the cm prior commavq-v4 (the default) "
-            "was fitted on: its rates there are not held-out rates (nacc.fitted)") in rep.text()
+    assert ("WARNING: 10 of the 40 frames are training frames of the cm prior commavq-v4 "
+            "(the default): rates there are not held-out rates (nacc.fitted)") in rep.text()
     lz = rep.rows[1].bits_per_frame
     assert len(set(lz[:20])) == 1 and len(set(lz[20:])) == 1 and lz[0] != lz[20]
     assert sum(lz) / 8 == pytest.approx(rep.rows[1].bytes)
@@ -162,6 +162,6 @@ def test_plot_tells_codecs_apart(tmp_path, dev_clip, monkeypatch):
     general = [ln for ln in ax.get_lines() if ln.get_label().startswith(("lzma", "bz2", "zstd"))]
     assert len(general) == 3 and len({ln.get_linestyle() for ln in general}) == 3
     assert "segment boundary" in labels
-    assert any(p.get_label().startswith("frames the cm prior commavq-v4")
+    assert any(p.get_label().startswith("training frames of the cm prior commavq-v4")
                for p in ax.patches)
     real_close(seen["fig"])
