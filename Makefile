@@ -1,24 +1,43 @@
-# Entry points on a fresh machine: `make demo`, `make check` (ruff, mypy and the fast tests,
-# under 2 minutes; `make -k check` runs all three even when one fails) and `make test`
-# (every test). Each creates .venv and installs the pinned dependencies first. torch is
-# pinned to the CPU build found on this project's machines (an unpinned torch pulls a
-# multi-GB CUDA build).
+# Entry points on a fresh machine: `make demo` (a light .venv: only what coding needs, numpy,
+# numba, click and tqdm; no torch, triton or ray), `make check` (ruff, mypy and the fast tests,
+# under 2 minutes; `make -k check` runs all three even when one fails) and `make test` (every
+# test). The test targets add everything else to the same .venv: torch (the CPU build on a
+# machine without an NVIDIA GPU, see TORCH_INDEX), triton, ray, matplotlib, brotli,
+# zstandard, constriction (the reference coder the tests compare with), pytest, ruff, mypy.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install -q --disable-pip-version-check
 TORCH_PIN := torch==2.13.0
-STAMP := $(VENV)/.installed
+# Where torch comes from. Without an NVIDIA GPU (no nvidia-smi on PATH) PyTorch's CPU wheel
+# index is added as an extra index, so pip takes the CPU build (about 200 MB) instead of the
+# CUDA build PyPI serves on Linux (several GB); when that index cannot be reached, pip uses
+# its configured indexes alone (a line says so). TORCH_INDEX= turns the CPU index off (e.g.
+# with a GPU), TORCH_INDEX=URL names another index.
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,$(TORCH_CPU_INDEX))
+STAMP := $(VENV)/.installed-coding
+STAMP_ALL := $(VENV)/.installed-all
 
-.PHONY: demo test fuzz venv clean
+.PHONY: demo test fuzz venv venv-all clean
 
 venv: $(STAMP)
+venv-all: $(STAMP_ALL)
 
 $(STAMP): setup.cfg pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check $(TORCH_PIN)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,neural,gpu,bench,ray]'
+	$(PIP) -e .
 	$(PY) -m nacc.kernels.cpu.aot build || true  # optional: without a compiler nacc uses the JIT
 	touch $(STAMP)
+
+$(STAMP_ALL): $(STAMP)
+	@extra=""; if [ -n "$(TORCH_INDEX)" ]; then \
+	  if $(PY) -c "import urllib.request; urllib.request.urlopen('$(TORCH_INDEX)/torch/', timeout=10)" 2>/dev/null; \
+	  then extra="--extra-index-url $(TORCH_INDEX)"; echo "torch: CPU build from $(TORCH_INDEX)"; \
+	  else echo "torch: $(TORCH_INDEX) not reachable; pip's configured indexes choose the build"; fi; fi; \
+	echo "$(PIP) $$extra $(TORCH_PIN)"; $(PIP) $$extra $(TORCH_PIN)
+	$(PIP) -e '.[test,neural,gpu,bench,ray]'
+	touch $(STAMP_ALL)
 
 demo: $(STAMP)
 	@tmp=$$(mktemp -d) && cp tests/data/commavq_dev.npy $$tmp/clip.npy && \
@@ -34,7 +53,7 @@ demo: $(STAMP)
 	$(PY) -c "import numpy as n; n.save('$$tmp/frames450-599.npy', n.load('tests/data/commavq_dev.npy')[450:])" && \
 	bin/nacc verify $$tmp/frames450-599.npy && rm -rf $$tmp
 
-test: $(STAMP)
+test: $(STAMP_ALL)
 	$(PY) -m pytest -q tests
 
 # the fuzz suite (tests/fuzz.py): every family for a fixed budget with a fixed seed; it fails
@@ -43,7 +62,7 @@ test: $(STAMP)
 FUZZ_BUDGET ?= 240
 FUZZ_SEED ?= 1
 FUZZ_SAVE ?= $${TMPDIR:-/tmp}/nacc-fuzz-failures
-fuzz: $(STAMP)
+fuzz: $(STAMP_ALL)
 	OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 $(PY) tests/fuzz.py --budget $(FUZZ_BUDGET) \
 		--seed $(FUZZ_SEED) --save $(FUZZ_SAVE)
 
@@ -57,14 +76,14 @@ _empty :=
 _space := $(_empty) $(_empty)
 _comma := ,
 
-lint: $(STAMP)
+lint: $(STAMP_ALL)
 	$(VENV)/bin/ruff check . $(if $(PENDING),--extend-exclude '$(subst $(_space),$(_comma),$(strip $(PENDING)))')
 
 # a pending module imported by a checked one is still read, its errors silenced
-types: $(STAMP)
+types: $(STAMP_ALL)
 	$(VENV)/bin/mypy $(if $(PENDING),--follow-imports=silent --exclude '^($(subst $(_space),|,$(strip $(PENDING))))')
 
-test-fast: $(STAMP)
+test-fast: $(STAMP_ALL)
 	$(PY) -m pytest -q -m "not slow" tests
 
 clean:

@@ -5,7 +5,7 @@
 
 For the model folder it reports, on the given frames (never the training frames):
 * bits/token of the integer model (ideal -log2 of the tables, and the actual rANS words);
-* bits/token of the float (QAT) torch model from ``checkpoint.pt`` when the folder has one,
+* bits/token of the float (QAT) torch model from the training checkpoint ``FOLDER.ckpt``,
   and the quantization cost = integer / float - 1;
 * encode speed (``intervals``: frame-level pass once per frame, head for all tokens of a
   frame) and decode speed (fused frame pass + head + rANS per token), tokens/s, with
@@ -26,7 +26,7 @@ from nacc.predictors.base import get
 
 
 def float_bits_from_checkpoint(folder: Path, video) -> float | None:
-    ck = folder / "checkpoint.pt"
+    ck = folder.with_name(folder.name + ".ckpt")   # nacc.training.train.checkpoint_path
     if not ck.is_file():
         return None
     import torch

@@ -123,7 +123,7 @@ def run(process, arch, args, work: Path):
     from nacc.neural import intref
     from nacc.training.export import load_model
     from nacc.training.model import NeuralModel
-    from nacc.training.train import float_bits
+    from nacc.training.train import checkpoint_path, float_bits
 
     corpus, test, vocab, hw, limit = source(process, args)
     data = work / process / "data"
@@ -145,7 +145,7 @@ def run(process, arch, args, work: Path):
     im, _ = load_model(out)
     ib = float(intref.code_length_bits(im, test).mean())
     # the float (QAT) model from the checkpoint's best weights: the export cost
-    st = torch.load(out / "checkpoint.pt", weights_only=True)
+    st = torch.load(checkpoint_path(out), weights_only=True)
     model = NeuralModel(im.cfg)
     model.load_state_dict(st.get("best_model", st["model"]))
     model.set_qat(True)

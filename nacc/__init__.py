@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+__version__ = "0.1.0"   # the one definition (setup.cfg reads it; ``nacc --version`` prints it)
 _API = ("compress", "decompress", "compress_segments", "compress_to", "open", "Archive",
         "ArchiveInfo", "info", "read_segments", "available_predictors")
 

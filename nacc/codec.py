@@ -70,8 +70,14 @@ class Options:
            device: str = "cpu", solid: int = 1) -> Options:
         """The options of one API call or command line: ``predictor`` None or "" for the
         default, ``params`` a mapping or ``(key, value)`` pairs (stored sorted, so equal
-        choices give equal options)."""
-        return cls(predictor or "", tuple(sorted(dict(params).items())), int(vocab),
+        choices give equal options).  A ``model`` parameter that names a model of the zoo
+        rather than a folder becomes that model's folder (``nacc.models.resolve``)."""
+        params = dict(params)
+        if isinstance(params.get("model"), str):
+            from nacc import models
+
+            params["model"] = models.resolve(params["model"])
+        return cls(predictor or "", tuple(sorted(params.items())), int(vocab),
                    None if frame_shape is None else (int(frame_shape[0]), int(frame_shape[1])),
                    device, int(solid))
 
@@ -220,19 +226,27 @@ def archive_predictor(header: container.Header, vocab: int, frame_shape: tuple[i
                       params_override: dict | None = None,
                       device: str = "cpu") -> predictors.Predictor:
     """The predictor an archive was written with, checked against its model hash and
-    precision."""
+    precision.  When the model folder the archive names does not load here or holds
+    another model, and no override names one, the zoo's model of the archive's hash is
+    used (``zoo_predictor``)."""
     params = dict(header.params)
     params.update(params_override or {})
+    recorded = header.params.get("model")
+    from_zoo = recorded is not None and "model" not in (params_override or {})
     try:
-        pred = on_device(predictors.build(header.predictor, vocab, frame_shape, params),
-                         device)
+        pred = predictors.build(header.predictor, vocab, frame_shape, params)
     except NaccError as e:
-        recorded = header.params.get("model")
-        if recorded is None or "model" in (params_override or {}):
-            raise
-        raise NaccError(f"{e} (the archive names the model folder {recorded!r} as given "
-                        "when it was compressed; pass --model FOLDER to use it from "
-                        "elsewhere)") from None
+        found = zoo_predictor(header, vocab, frame_shape) if from_zoo else None
+        if found is None:
+            if not from_zoo:
+                raise
+            raise NaccError(f"{e} (the archive names the model folder {recorded!r} as "
+                            "given when it was compressed, and no model of the zoo has its "
+                            "hash; pass --model FOLDER)") from None
+        pred = found
+    if pred.model_hash() != header.model_hash and from_zoo:
+        pred = zoo_predictor(header, vocab, frame_shape) or pred
+    pred = on_device(pred, device)
     if pred.model_hash() != header.model_hash:
         raise NaccError(f"archive was written with predictor {header.predictor!r} model "
                         f"{header.model_hash.hex()[:16] or '(none)'}, but the model given has "
@@ -240,6 +254,24 @@ def archive_predictor(header: container.Header, vocab: int, frame_shape: tuple[i
     if pred.precision != header.precision:
         raise NaccError(f"predictor precision {pred.precision} != archive {header.precision}")
     return pred
+
+
+def zoo_predictor(header: container.Header, vocab: int,
+                  frame_shape: tuple[int, int]) -> predictors.Predictor | None:
+    """The archive's predictor built with the first model folder of the zoo (listed or
+    not, ``nacc.models.zoo``) whose model gives the archive's model hash; None if none
+    does."""
+    from nacc import models
+
+    for _, folder in models.zoo(listed_only=False):
+        params = dict(header.params, model=str(folder))
+        try:
+            pred = predictors.build(header.predictor, vocab, frame_shape, params)
+        except NaccError:
+            continue
+        if pred.model_hash() == header.model_hash:
+            return pred
+    return None
 
 
 def block_predictor(block: container.Block, header: container.Header,

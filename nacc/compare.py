@@ -169,6 +169,16 @@ class Report:
     rows: list[Row]
     skipped: list[tuple[str, str]]
     heatmap: list[list[float]] | None = None
+    # frames where each segment starts (all inputs in order), and for every shipped prior or
+    # model fitted on frames of the inputs (nacc.fitted): what, and those frames' mask
+    boundaries: list[int] = field(default_factory=list)
+    fitted: list[tuple[str, list[bool]]] = field(default_factory=list, repr=False)
+
+    def fitted_notes(self) -> list[str]:
+        """One line per shipped prior or model that saw frames of the inputs."""
+        return [f"WARNING: {sum(m)} of the {self.n_frames} frames are training frames of "
+                f"{what}: rates there are not held-out rates (nacc.fitted)"
+                for what, m in self.fitted]
 
     def table(self) -> list[list[str]]:
         head = ["codec", "bytes", "rate", "bits/token", "encode s", "decode s",
@@ -185,7 +195,8 @@ class Report:
                 "every output decoded and checked byte-exact",
                 "rate = tokens*10/8/bytes; nacc rows are whole archives, one per input",
                 self.layout,
-                f"x nacc = time / time of {self.reference} in this run (numba warmed up first)"]
+                f"x nacc = time / time of {self.reference} in this run (numba warmed up first)",
+                *self.fitted_notes()]
 
     def text(self) -> str:
         rows = self.table()
@@ -211,6 +222,8 @@ class Report:
     def as_json(self) -> dict:
         d = asdict(self)
         d["skipped"] = [{"codec": k, "reason": why} for k, why in self.skipped]
+        d["fitted"] = [{"what": what, "frames": [k for k, x in enumerate(m) if x]}
+                       for what, m in self.fitted]
         for r in d["rows"]:
             r.pop("bits_per_frame")
         return d
@@ -254,6 +267,8 @@ def _nacc_row(pred_name, inputs, opts, threads, device, progress,
 
 
 def _codec_row(c: Codec, streams, progress):
+    """The codec's row over ``streams`` (one per segment, each coded on its own); its
+    ``bits_per_frame`` holds each segment's bits per token (spread over the segment)."""
     row = Row(c.key, c.label, 0, 0, 0.0, 0.0)
     for n_tokens, raw in streams:
         blob, t_enc = _timed(c.encode, raw)
@@ -264,6 +279,7 @@ def _codec_row(c: Codec, streams, progress):
         row.tokens += n_tokens
         row.encode_s += t_enc
         row.decode_s += t_dec
+        row.bits_per_frame.append(8 * len(blob) / n_tokens)
         progress.update(1)
     return row
 
@@ -331,11 +347,15 @@ def run_bench(paths: list[str], against: list[str], predictors: list[str],
         for c in available:
             progress.set_description(c.key)
             rows.append(_codec_row(c, streams, progress))
+    lengths = [len(t) for _, (t, _) in arrays]
     for r in rows:
         r.finish(rows[0])
         if r.codec in bits_of and bits_of[r.codec]:
             r.bits_per_frame = np.concatenate(
                 [b.reshape(len(b), -1).sum(axis=1) for b in bits_of[r.codec]]).tolist()
+        elif len(r.bits_per_frame) == len(arrays):     # a general codec: per segment
+            r.bits_per_frame = [bpt * int(t[0].size) for bpt, (_, (t, _)) in
+                                zip(r.bits_per_frame, arrays) for _ in range(len(t))]
         else:
             r.bits_per_frame = [8 * r.bytes / n_frames] * n_frames
     heat = None
@@ -344,9 +364,19 @@ def run_bench(paths: list[str], against: list[str], predictors: list[str],
     if same:
         heat = np.concatenate(same).mean(axis=0).tolist()
     n = fs0[0] * fs0[1]
+    from nacc import fitted
+
+    masks: dict[str, list[bool]] = {}
+    for _, (t, _) in arrays:
+        found = dict(fitted.overlaps(t))
+        for what in fitted.FITTED:
+            m = found.get(what)
+            masks.setdefault(what, []).extend(m.tolist() if m is not None else [False] * len(t))
     return Report(list(paths), len(segments), n_frames, sum(r for r, _ in streams), tuple(fs0),
                   LAYOUT.format(n=n), rows[0].label, rows,
-                  [(c.key, c.why_not) for c in codecs if c.encode is None], heat)
+                  [(c.key, c.why_not) for c in codecs if c.encode is None], heat,
+                  np.cumsum([0, *lengths[:-1]]).tolist(),
+                  [(what, m) for what, m in masks.items() if any(m)])
 
 
 # -- plot -------------------------------------------------------------------------------
@@ -368,6 +398,18 @@ def plot(report: Report, path: str) -> None:
     grid = fig.add_gridspec(1, 2, width_ratios=[1.3, 1])
     ax = fig.add_subplot(grid[0])
     n_tok_frame = report.frame_shape[0] * report.frame_shape[1]
+    styles = iter(["--", "-.", ":", (0, (5, 1, 1, 1)), (0, (1, 1)), (0, (3, 1, 1, 1, 1, 1))] * 4)
+    for what, m in report.fitted:
+        starts = np.flatnonzero(np.diff(np.r_[0, np.asarray(m, int), 0]) == 1)
+        stops = np.flatnonzero(np.diff(np.r_[0, np.asarray(m, int), 0]) == -1)
+        for k, (lo, hi) in enumerate(zip(starts, stops)):
+            ax.axvspan(lo - 0.5, hi - 0.5, color="tab:orange", alpha=0.08,
+                       label=f"training frames of {what} (not held out)" if k == 0
+                       else None)
+        break       # the widest entry (the default prior) is enough to explain the jump
+    for k, start in enumerate(report.boundaries[1:]):
+        ax.axvline(start - 0.5, color="grey", lw=0.6, ls=(0, (2, 3)),
+                   label="segment boundary" if k == 0 else None)
     for r in report.rows:
         y = np.asarray(r.bits_per_frame)
         if r.codec.startswith("nacc-"):
@@ -379,8 +421,12 @@ def plot(report: Report, path: str) -> None:
                     label=f"{r.label}: {r.bits_per_token:.2f} bits/token"
                     + (f" (line: {k}-frame mean)" if k > 1 else ""))
         else:
-            ax.plot(y, lw=1.2, ls="--",
-                    label=f"{r.label}: {r.bits_per_token:.2f} bits/token (total spread evenly)")
+            line, = ax.plot(y, lw=1.3, ls=next(styles),
+                            label=f"{r.label}: {r.bits_per_token:.2f} bits/token (each "
+                                  "segment's total spread over its frames)")
+            ax.annotate(r.label.split(" ")[0], (len(y) - 1, y[-1]), xytext=(3, 0),
+                        textcoords="offset points", fontsize=7, color=line.get_color(),
+                        va="center")
     ax.axhline(10 * n_tok_frame, color="grey", lw=0.8, ls=":")
     ax.text(0, 10 * n_tok_frame, " raw 10-bit tokens", va="bottom", color="grey", fontsize=8)
     ax.set_xlabel("frame (all inputs in order)")

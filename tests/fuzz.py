@@ -747,19 +747,26 @@ def badinput_cases(rng: random.Random):
         elif kind == 5:
             a = np.zeros((2, 8, 16), np.int16)
             extra = ["--frame-shape", rng.choice(("7x15", "16x16", "4x4"))]
+        # 6-9: options the predictor refuses are usage errors (exit 2, said once), but for a
+        # model folder that does not load (exit 1, the folder named)
         elif kind == 6:
             a = np.zeros((3, 5), np.uint8)
+            usage = True
             extra = ["--vocab", "4", "--predictor", rng.choice(("transformer", "lstm"))]
         elif kind == 7:
             a = np.zeros((3, 5), np.uint8)
+            usage = True
             extra = ["--predictor", rng.choice(("nosuch", "Uniform", "base", "cm,uniform"))]
         elif kind == 8:
             a = np.zeros((3, 5), np.uint8)
+            usage = True
             extra = ["--predictor", "cm", "--param", rng.choice(("prior=bogus", "prior=../x",
                                                                   "nope=1", "prior="))]
         elif kind == 9:
             a = np.zeros((3, 5), np.uint8)
-            extra = ["--predictor", "cm", "--model", rng.choice(("nosuch", "in", "models"))]
+            model = rng.choice(("nosuch", "in", "models"))
+            usage = model != "in"           # not a folder, nor a name of the zoo
+            extra = ["--predictor", "cm", "--model", model]
         elif kind == 10:   # compress onto its own input
             a = np.zeros((2, 3), np.uint8) + 1
             files = {"in/x.npy": npy(a)}
@@ -796,6 +803,8 @@ def badinput_cases(rng: random.Random):
         files = _with_dirs(files)
         inputs = sorted(k for k in files if k.startswith("in/") and not k.endswith("/"))
         inputs += [a for a in steps[0] if a.startswith("in/") and a not in inputs]
+        if kind == 9:
+            inputs.append("in")             # the model folder the message names
 
         def judge(obs, files=files, usage=usage, exact_ok=exact_ok, inputs=inputs):
             o = obs[0]
@@ -1477,11 +1486,12 @@ def model_cases(rng: random.Random):
         files = {"a.npy": _clip_npy(rng)}
         snap = files_snapshot(files)
 
-        def judge(obs, snap=snap):
+        def judge(obs, snap=snap, weights=weights):
             o = obs[0]
+            # a bad --model is said once, naming the model's file (before any input is read)
             return _held_too_much(o) + expect_refused(
                 dict(o, files={k: v for k, v in o["files"].items() if not k.startswith("m/")}),
-                snap, ["a.npy"])
+                snap, ["a.npy", "m", "m/config.json", f"m/{weights}"])
 
         yield Case("models", f"{bad} model folder, --predictor {pred}", files, [argv], judge,
                    exec_=True, setup=setup)

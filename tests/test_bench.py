@@ -109,3 +109,59 @@ def test_parse_frame_shape():
     for bad in ("8", "8x16x1", "ax2", "-1x4", ""):
         with pytest.raises(ValueError, match=f"^{bad!r} is not HxW, e.g. 8x16$"):
             parse_frame_shape(bad)
+
+
+def test_devclip_fingerprints_match_the_clip(dev_clip):
+    """nacc/devclip-frames.u64 is the dev clip's frame fingerprints (nacc.fitted), one per
+    frame and all distinct."""
+    from nacc import fitted
+
+    dev = fitted.dev_frames()
+    np.testing.assert_array_equal(dev, fitted.fingerprints(dev_clip))
+    assert len(set(dev.tolist())) == 600
+    assert fitted.FITTED["the cm prior commavq-v4 (the default)"] == (0, 450)
+
+
+def test_bench_says_when_inputs_overlap_fitted_frames(tmp_path, dev_clip):
+    """Frames 440-459 (the prior saw 440-449) and a held-out clip 460-479, as two inputs:
+    the report names the overlap (10 frames), marks it frame by frame, and the segment
+    boundary; each general codec has one bits/token per segment."""
+    np.save(tmp_path / "a.npy", dev_clip[440:460])
+    np.save(tmp_path / "b.npy", dev_clip[460:480])
+    rep = compare.run_bench([str(tmp_path / "a.npy"), str(tmp_path / "b.npy")], ["lzma"],
+                            ["uniform"])
+    assert rep.boundaries == [0, 20]
+    (what, mask), = rep.fitted
+    assert what == "the cm prior commavq-v4 (the default)"
+    assert mask == [True] * 10 + [False] * 30
+    assert ("WARNING: 10 of the 40 frames are training frames of the cm prior commavq-v4 "
+            "(the default): rates there are not held-out rates (nacc.fitted)") in rep.text()
+    lz = rep.rows[1].bits_per_frame
+    assert len(set(lz[:20])) == 1 and len(set(lz[20:])) == 1 and lz[0] != lz[20]
+    assert sum(lz) / 8 == pytest.approx(rep.rows[1].bytes)
+    assert rep.as_json()["fitted"] == [{"what": what, "frames": list(range(10))}]
+    held_out = compare.run_bench([str(tmp_path / "b.npy")], [], ["uniform"])
+    assert held_out.fitted == [] and "WARNING" not in held_out.text()
+
+
+def test_plot_tells_codecs_apart(tmp_path, dev_clip, monkeypatch):
+    """Every general codec has its own line style and label; boundaries and fitted frames
+    are drawn."""
+    pytest.importorskip("matplotlib", reason="--plot needs the 'plot' extra (matplotlib)")
+    np.save(tmp_path / "a.npy", dev_clip[440:460])
+    np.save(tmp_path / "b.npy", dev_clip[460:480])
+    rep = compare.run_bench([str(tmp_path / "a.npy"), str(tmp_path / "b.npy")],
+                            ["lzma", "bz2", "zstd"], ["uniform"])
+    plt = compare.pyplot()
+    seen = {}
+    real_close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig: seen.setdefault("fig", fig))
+    compare.plot(rep, str(tmp_path / "p.png"))
+    ax = seen["fig"].axes[0]
+    labels = [ln.get_label() for ln in ax.get_lines()]
+    general = [ln for ln in ax.get_lines() if ln.get_label().startswith(("lzma", "bz2", "zstd"))]
+    assert len(general) == 3 and len({ln.get_linestyle() for ln in general}) == 3
+    assert "segment boundary" in labels
+    assert any(p.get_label().startswith("training frames of the cm prior commavq-v4")
+               for p in ax.patches)
+    real_close(seen["fig"])

@@ -252,7 +252,8 @@ def test_missing_model_folder_hints_at_model_option(tmp_path, dev_clip):
     assert r.exit_code == 1
     assert r.output == ("nacc: a.npy.nacc: mymodel: no config.json (not a model folder) "
                         "(the archive names the model folder 'mymodel' as given when it was "
-                        "compressed; pass --model FOLDER to use it from elsewhere)\n")
+                        "compressed, and no model of the zoo has its hash; pass --model "
+                        "FOLDER)\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy.nacc"]
 
 

@@ -252,11 +252,11 @@ def test_damage_inside_a_plain_tar_member_round_trips_what_was_read(tmp_path):
 
 
 # -- the first-run compile notice ----------------------------------------------------------
-@pytest.mark.parametrize("flags,verbose,quiet", [([], False, False), (["-v"], True, False),
+@pytest.mark.parametrize("flags,verbose,quiet", [([], True, False), (["-v"], True, False),
                                                  (["-q"], False, True)])
 def test_cli_sets_the_compile_notice(tmp_path, monkeypatch, flags, verbose, quiet):
-    """Every command tells compile_notice its verbosity: -v shows the line in pipes too,
-    -q never shows it."""
+    """Every command tells compile_notice its verbosity: the line shows in pipes too (a
+    script would otherwise wait in silence), -q never shows it."""
     from nacc.kernels.cpu import compile_notice as cn
 
     calls = []

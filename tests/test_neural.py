@@ -418,7 +418,8 @@ def test_cli_train(tmp_path):
     check_table(next(pred.tables(v)), V, pred.precision)
     r = CliRunner().invoke(train_cmd, [str(tmp_path / "d.npy"), "--arch", "lstm", "--out", str(out),
                                        "--steps", "5", "--batch-size", "2", "--clip-len", "4",
-                                       "--preset", "tiny", "--vocab", str(V), "-q", "--resume"])
+                                       "--preset", "tiny", "--vocab", str(V), "-q", "--resume",
+                                       "-f"])     # -f: m exists (the finished first run)
     assert r.exit_code == 0, r.output
     # head options reach the model config
     out2 = tmp_path / "m2"

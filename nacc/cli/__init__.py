@@ -5,7 +5,11 @@
     nacc test FILE.nacc...          decode and check, write nothing
     nacc verify INPUT...            compress + decompress in memory, report rate and times
     nacc info FILE.nacc...          header, rate, bits/token
+    nacc models                     the model zoo: neural models by name, cm priors
     nacc train | bench | submission | import-gpt (their own modules; optional extras)
+
+As in zstd and xz, ``nacc -d ARGS`` is ``nacc decompress ARGS``, ``-t`` is ``test`` and
+``-l`` is ``info`` (list); ``nacc --version`` and ``python -m nacc`` work as expected.
 
 One module per command group (``coding``: compress, decompress, test, verify, info;
 ``train``; ``bench``; ``submission``); ``common`` holds what they share.  Each command is
@@ -20,6 +24,8 @@ import importlib.util
 
 import click
 
+from nacc import __version__
+
 # command name -> "module:attribute"; a command whose module (or an extra it needs) is
 # missing is not listed
 COMMANDS = {
@@ -28,6 +34,7 @@ COMMANDS = {
     "test": "nacc.cli.coding:test_cmd",
     "verify": "nacc.cli.coding:verify",
     "info": "nacc.cli.coding:info",
+    "models": "nacc.cli.zoo:models",
     "train": "nacc.cli.train:train",
     "bench": "nacc.cli.bench:bench",
     "submission": "nacc.cli.submission:submission",
@@ -42,8 +49,19 @@ def _module_exists(name: str) -> bool:
         return False
 
 
+# zstd/xz shorthands: the first argument names the command
+SHORTHANDS = {"-d": "decompress", "--decompress": "decompress", "-t": "test", "--test": "test",
+              "-l": "info", "--list": "info"}
+
+
 class _Group(click.Group):
-    """A group whose commands are imported on first use (see ``COMMANDS``)."""
+    """A group whose commands are imported on first use (see ``COMMANDS``), and which reads
+    the zstd/xz shorthands ``-d``, ``-t``, ``-l`` as their commands (``SHORTHANDS``)."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] in SHORTHANDS:
+            args = [SHORTHANDS[args[0]], *args[1:]]
+        return super().parse_args(ctx, args)
 
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(self._known()))
@@ -60,6 +78,9 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="nacc", message="nacc %(version)s")
+@click.version_option(__version__, "-V", "--version", message="nacc %(version)s")
 def main():
-    """nacc: lossless compression of VQ token videos (commaVQ and friends)."""
+    """nacc: lossless compression of VQ token videos (commaVQ and friends).
+
+    Shorthands as in zstd and xz: nacc -d FILE (decompress), -t FILE (test), -l FILE
+    (info)."""

@@ -42,6 +42,9 @@ def _write_text(path: str, text: str) -> None:
 def bench(inputs, against, predictor, model, vocab, fs, threads, device, json_out, markdown,
           plot_out, quiet):
     """Compare nacc with xz, lzma, zstd, brotli, bz2 and zpaq on the same inputs."""
+    from nacc.kernels.cpu import compile_notice
+
+    compile_notice.enable(not quiet, quiet)     # as every command: in pipes too, not with -q
     keys = [] if against.strip() == "none" else [k.strip() for k in against.split(",")
                                                   if k.strip()]
     preds = [p.strip() for p in predictor.split(",")] if predictor else [""]

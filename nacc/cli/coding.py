@@ -19,6 +19,7 @@ from nacc.cli.common import (
     Reporter,
     device_option,
     engine_options,
+    model_override,
     n_tokens,
     options,
     output_options,
@@ -74,6 +75,14 @@ def _check_archive(dest: str, segments, threads: int, override, device: str,
         n += 1
     if n != len(segments) or next(restored, None) is not None:
         raise NaccError(f"{dest} does not decode to {len(segments)} segments; inputs kept")
+
+
+def _block_progress(chunks, n_blocks: int, rep: Reporter):
+    """``chunks`` (the archive header, then one piece per block) with a progress bar that
+    counts the blocks only."""
+    it = iter(chunks)
+    yield next(it)
+    yield from progress(it, n_blocks, rep, "compress", unit="block")
 
 
 # -- compress ---------------------------------------------------------------------------
@@ -147,14 +156,19 @@ def compress(inputs, output, to_stdout, force, keep, remove, threads, predictor,
                 chunks = distributed.compress_segments(segments, opts, threads, plan, address)
             else:
                 chunks = codec.compress_segments(segments, opts, threads, plan)
-            n = write_atomic(dest, progress(chunks, len(plan) + 1, rep, "compress"), force,
-                             protect=read, written=written)
-            rep.info(f"{where}: {rate_line(n_tokens(segments), n)}, {n} bytes -> {dest}"
-                     + (f" in {time.perf_counter() - t0:.2f} s" if rep.level >= 1 else ""))
+            try:
+                n = write_atomic(dest, _block_progress(chunks, len(plan), rep), force,
+                                 protect=read, written=written)
+            except OSError:
+                where = dest        # the output could not be written (the inputs were read)
+                raise
+            rep.summary(f"{where}: {rate_line(n_tokens(segments), n)}, {n} bytes -> "
+                        f"{'(stdout)' if dest == '-' else dest}"
+                        + (f" in {time.perf_counter() - t0:.2f} s" if rep.level >= 1 else ""))
             if remove:
                 try:
-                    _check_archive(dest, segments, threads, {"model": model} if model else None,
-                                   device, written[0] if written else None)
+                    _check_archive(dest, segments, threads, model_override(model), device,
+                                   written[0] if written else None)
                 except NaccError:
                     fileio.unlink_written(dest, written[0] if written else None)
                     raise
@@ -201,7 +215,8 @@ def _archive_output(src: str, output: str | None, n_segments: int) -> tuple[str,
 @click.option("--rm", "remove", is_flag=True, help="Remove archives after success.")
 @click.option("-T", "--threads", type=click.IntRange(1, 256), default=1, show_default=True)
 @click.option("--model", type=click.Path(), default=None,
-              help="Model folder, if it moved since compression (its hash must match).")
+              help="Model folder or zoo name, for a model outside the zoo that moved since "
+                   "compression (its hash must match).")
 @engine_options
 @device_option
 @verbosity
@@ -217,8 +232,9 @@ def decompress(inputs, output, to_stdout, force, keep, remove, threads, model, d
         from nacc import distributed
 
         distributed.run_cli(click.get_current_context())
-    override = {"model": model} if model else None
+    override = model_override(model)
     for src in inputs:
+        where = src
         try:
             state = fileio.file_state(src) if src != "-" else None
             buf = read_input(src)
@@ -233,20 +249,23 @@ def decompress(inputs, output, to_stdout, force, keep, remove, threads, model, d
                     raise NaccError(f"{dest} already exists (use -f to overwrite)")
                 (name, data), = codec.decompress_blocks(header, blocks, threads, override,
                                                         device)
+                where = dest        # an OSError now is the output's (the input was read)
                 write_atomic(dest, [data], force, protect=[src])
             else:
                 names = [seg.name for seg in container.segments_of(blocks)]
                 items = progress(codec.decompress_blocks(header, blocks, threads, override,
                                                          device),
                                  header.n_segments, rep, "decompress")
+                # errors: the archive's names
                 write_folder(Path(dest), names, items, force, protect=[src])
-            rep.info(f"{src}: {header.n_segments} segment(s) -> {dest}"
-                     + (f" in {time.perf_counter() - t0:.2f} s" if rep.level >= 1 else ""),
-                     level=1)
+            where = src
+            rep.summary(f"{src}: {header.n_segments} segment(s) -> "
+                        f"{'(stdout)' if dest == '-' else dest}"
+                        + (f" in {time.perf_counter() - t0:.2f} s" if rep.level >= 1 else ""))
             if remove and src != "-":
                 fileio.remove_if_unchanged(src, state)
         except Exception as e:  # noqa: BLE001 (one error path for any damaged archive)
-            rep.failure(src, e)
+            rep.failure(where if isinstance(e, OSError) else src, e)
     rep.exit()
 
 
@@ -254,7 +273,8 @@ def decompress(inputs, output, to_stdout, force, keep, remove, threads, model, d
 @click.command("test")
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-T", "--threads", type=click.IntRange(1, 256), default=1, show_default=True)
-@click.option("--model", type=click.Path(), default=None, help="Model folder, if it moved.")
+@click.option("--model", type=click.Path(), default=None,
+              help="Model folder or zoo name, if it moved (see decompress).")
 @device_option
 @verbosity
 def test_cmd(inputs, threads, model, device, verbose, quiet):
@@ -262,12 +282,12 @@ def test_cmd(inputs, threads, model, device, verbose, quiet):
     from nacc import codec
 
     rep = Reporter(verbose, quiet)
-    override = {"model": model} if model else None
+    override = model_override(model)
     for src in inputs:
         try:
             n = sum(1 for _ in codec.decompress_archive(read_input(src), threads, override,
                                                         device))
-            rep.info(f"{src}: OK ({n} segment(s))", level=1)
+            rep.summary(f"{src}: OK ({n} segment(s))")
         except Exception as e:  # noqa: BLE001 (one error path for any damaged archive)
             rep.failure(src, e)
     rep.exit()

@@ -3,6 +3,7 @@ decorators and types, and the small input/output helpers of the coding commands.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -24,16 +25,26 @@ def printable(text: str) -> str:
 
 
 class Reporter:
-    """Messages on stderr at the chosen verbosity; counts failures for the exit code."""
+    """Messages on stderr at the chosen verbosity; counts failures for the exit code.
+
+    Levels: -1 with ``-q`` (errors only), else the count of ``-v``.  ``summary`` lines (one
+    per file: what was written, the rate) show on a terminal, or anywhere with ``-v``, as
+    zstd's and xz's do; a pipe or log sees only errors unless ``-v`` is given.  The
+    first-run compile notice shows everywhere but with ``-q``: a script otherwise waits
+    in silence while the kernels compile."""
 
     def __init__(self, verbose: int, quiet: bool):
         self.level = -1 if quiet else verbose
         self.failed = 0
-        # the one-line first-run notice: on a terminal, or with -v; never with -q
-        compile_notice.enable(self.level >= 1, quiet)
+        compile_notice.enable(not quiet, quiet)
 
     def info(self, msg: str, level: int = 0) -> None:
         if self.level >= level:
+            click.echo(msg, err=True)
+
+    def summary(self, msg: str) -> None:
+        """A file's summary line: on a terminal, or with -v; never with -q."""
+        if self.level >= 1 or (self.level == 0 and _isatty(sys.stderr)):
             click.echo(msg, err=True)
 
     def error(self, where: str, msg: str) -> None:
@@ -60,6 +71,13 @@ class Reporter:
 
     def exit(self) -> None:
         sys.exit(1 if self.failed else 0)
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):    # no stream, or a closed one
+        return False
 
 
 def verbosity(f):
@@ -132,7 +150,8 @@ def predictor_options(f):
     f = click.option("--param", "params", multiple=True, callback=_params, metavar="KEY=VALUE",
                      help="Predictor parameter, repeatable (e.g. --param prior=none for cm).")(f)
     f = click.option("--model", type=click.Path(), default=None,
-                     help="Model folder, for predictors that need one.")(f)
+                     help="Model folder, or the name of a model of the zoo (nacc models), "
+                          "for predictors that need one.")(f)
     f = click.option("--frame-shape", callback=frame_shape_callback, default=None, metavar="HxW",
                      help="Frame shape for (T, N) arrays [8x16 when N=128, else 1xN].")(f)
     f = click.option("--vocab", type=VOCAB, default=DEFAULT_VOCAB, show_default=True,
@@ -154,12 +173,45 @@ def solid_option(f):
 
 
 def options(predictor, vocab, frame_shape, model, device="cpu", params=(), solid=1):
+    """The codec options of the command line, checked once before any input is read: the
+    predictor is built on a probe, so that an unknown predictor or parameter, a missing
+    or unknown ``--model`` is a usage error (exit 2, said once, not per input), and a model
+    folder that does not load is ``nacc: FOLDER: ...``, exit 1."""
     from nacc.codec import Options
+    from nacc.errors import OptionError
+    from nacc.predictors import base
 
     params = dict(params)
     if model:
         params["model"] = model
-    return Options.of(predictor, params, vocab, frame_shape, device, solid)
+    try:
+        opts = Options.of(predictor, params, vocab, frame_shape, device, solid)
+        base.build(opts.predictor_name(), opts.vocab, (1, 1), dict(opts.params))
+    except OptionError as e:
+        raise click.BadParameter(str(e), param_hint=f"'{e.option}'" if e.option else None) \
+            from None
+    except NaccError as e:
+        if not model:           # no file involved: a parameter the predictor refuses
+            raise click.BadParameter(str(e), param_hint="'--param'") from None
+        msg, where = printable(str(e)), printable(str(Path(model)))
+        click.echo(f"nacc: {msg}" if msg.startswith(where) else f"nacc: {where}: {msg}",
+                   err=True)
+        sys.exit(1)
+    return opts
+
+
+def model_override(model: str | None) -> dict | None:
+    """The decoders' ``--model``: a folder or a zoo name (usage error if neither), as the
+    parameter override of ``nacc.codec.decompress_archive``."""
+    if not model:
+        return None
+    from nacc.errors import OptionError
+    from nacc.models import resolve
+
+    try:
+        return {"model": resolve(model)}
+    except OptionError as e:
+        raise click.BadParameter(str(e), param_hint="'--model'") from None
 
 
 def read_input(path: str) -> bytes:
@@ -178,13 +230,14 @@ def segments_of(path: str):
     return inputs.segments_of(path)
 
 
-def progress(items, total: int, rep: Reporter, what: str):
-    """tqdm over ``items`` on stderr when it is a terminal and there is more than one."""
-    if total <= 1 or rep.level < 0 or not sys.stderr.isatty():
+def progress(items, total: int, rep: Reporter, what: str, unit: str = "seg"):
+    """tqdm over ``items`` (``total`` of them, counted in ``unit``) on stderr when it is a
+    terminal and there is more than one."""
+    if total <= 1 or rep.level < 0 or not _isatty(sys.stderr):
         return items
     from tqdm import tqdm
 
-    return tqdm(items, total=total, desc=what, unit="seg", file=sys.stderr, leave=False)
+    return tqdm(items, total=total, desc=what, unit=unit, file=sys.stderr, leave=False)
 
 
 def rate_line(n_tokens: int, n_bytes: int) -> str:

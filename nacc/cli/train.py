@@ -1,14 +1,32 @@
-"""``nacc train``: train a neural predictor on a token corpus and export it to integers."""
+"""``nacc train``: train a neural predictor on a token corpus and export it to integers.
+
+As safe as ``compress``: inputs are read and framed exactly as ``compress`` reads them (the
+same readers, ``--vocab`` and ``--frame-shape``), and bad data is ``nacc: FILE: message``,
+exit 1, before any training; the model folder OUT is never replaced without ``-f`` and is
+written whole or not at all (trained into a temporary folder beside it, then renamed); it
+holds only what inference needs, while the training checkpoint is the file ``OUT.ckpt``
+beside it (``--checkpoint``).  Ctrl-C finishes the running step, saves the checkpoint and
+says how to resume (exit 130).
+"""
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 import click
 
-from nacc.cli.common import VOCAB
+from nacc.cli.common import VOCAB, frame_shape_callback, printable, segments_of
+from nacc.errors import NaccError
 from nacc.spec import DEFAULT_VOCAB
+
+# frames every training segment needs: a clip of two frames (one to predict from the other);
+# the one segment of a single-input corpus needs that many after its validation frames
+MIN_FRAMES = 2
 
 TORCH_HINT = ("pip install 'nacc[neural]'; on a machine without a GPU the CPU build is much "
               "smaller: pip install torch --index-url https://download.pytorch.org/whl/cpu")
@@ -23,6 +41,76 @@ def need_torch(where: str):
         click.echo(f"nacc: {where}: needs torch ({TORCH_HINT})", err=True)
         sys.exit(1)
     return torch
+
+
+def _fail(where: str, msg: str, code: int = 1):
+    click.echo(f"nacc: {printable(where)}: {printable(msg)}", err=True)
+    sys.exit(code)
+
+
+def read_corpus(data, vocab: int, frame_shape, skip_bad: bool) -> list:
+    """The token videos (int32 (T, H, W)) of ``data``, read and framed as ``compress`` does
+    (``nacc.inputs.segments_of``, ``nacc.codec.tokens_of``): exit 1 naming the file at the
+    first bad one, or with ``skip_bad`` a warning per skipped one."""
+    from nacc.codec import tokens_of
+
+    videos, shape, n_bad = [], None, 0
+    for path in data:
+        try:
+            segs = segments_of(path)
+        except (NaccError, OSError) as e:
+            msg = str(e) if isinstance(e, NaccError) else (e.strerror or str(e))
+            if not skip_bad:
+                _fail(path, msg)
+            click.echo(f"nacc: {printable(path)}: {printable(msg)} (skipped)", err=True)
+            n_bad += 1
+            continue
+        for name, npy in segs:
+            where = path if len(segs) == 1 else f"{path}: {name}"
+            try:
+                tokens, fs = tokens_of(npy, vocab, frame_shape)
+                if shape is not None and fs != shape:
+                    raise NaccError(f"{fs[0]}x{fs[1]} frames, the corpus has "
+                                    f"{shape[0]}x{shape[1]} (one model codes one frame shape)")
+                if len(tokens) < MIN_FRAMES:
+                    raise NaccError(f"{len(tokens)} frame(s): a training segment needs at "
+                                    f"least {MIN_FRAMES}")
+            except NaccError as e:
+                if not skip_bad:
+                    _fail(where, str(e))
+                click.echo(f"nacc: {printable(where)}: {printable(str(e))} (skipped)", err=True)
+                n_bad += 1
+                continue
+            shape = fs
+            videos.append(tokens)
+    if n_bad:
+        click.echo(f"warning: skipped {n_bad} bad input(s)", err=True)
+    return videos
+
+
+def _check_split(videos, val_frac: float) -> None:
+    """Exit 1 unless ``split_corpus`` leaves training frames (the rule of
+    ``nacc.training.train.split_corpus``: one segment loses its last ``val_frac`` frames)."""
+    if len(videos) == 1 and val_frac > 0:
+        t = len(videos[0])
+        n_val = max(1, int(round(t * val_frac)))
+        if t - n_val < MIN_FRAMES:
+            _fail("train", f"one segment of {t} frames: {n_val} go to validation "
+                           f"(--val-frac {val_frac}), fewer than {MIN_FRAMES} are left to train "
+                           "on (give more frames, more segments, or --val-frac 0)")
+
+
+def _install(tmp: Path, out: Path, force: bool) -> None:
+    """Move the trained folder ``tmp`` to ``out`` (replacing it only with ``force``)."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    if not force:
+        raise NaccError(f"{out} already exists (use -f to overwrite)")
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+    os.replace(out, old / out.name)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _config_sets(sets, config_cls) -> dict:
@@ -52,11 +140,16 @@ def _config_sets(sets, config_cls) -> dict:
 
 
 @click.command("train")
-@click.argument("data", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("data", nargs=-1, required=True)
 @click.option("--arch", type=click.Choice(["transformer", "lstm"]), default="transformer",
               show_default=True)
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
-              help="model folder to write (models/NAME)")
+              help="model folder to write (models/NAME); never replaced without -f")
+@click.option("-f", "--force", is_flag=True, help="replace an existing model folder OUT")
+@click.option("--frame-shape", callback=frame_shape_callback, default=None, metavar="HxW",
+              help="frame shape for (T, N) arrays, as in compress [8x16 when N=128, else 1xN]")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="training checkpoint file, outside the model folder [OUT.ckpt]")
 @click.option("--steps", type=int, default=None,
               help="most optimizer steps; early stopping usually ends sooner [3000]")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="clips per step")
@@ -118,13 +211,13 @@ def _config_sets(sets, config_cls) -> dict:
                    "head_hidden=64; repeatable")
 @click.option("--weight-decay", type=float, default=0.01, show_default=True,
               help="AdamW decoupled weight decay")
-@click.option("--resume", is_flag=True, help="continue from OUT/checkpoint.pt")
+@click.option("--resume", is_flag=True, help="continue from the checkpoint [OUT.ckpt]")
 @click.option("--skip-bad", is_flag=True, help="skip unreadable/invalid inputs with a warning")
 @click.option("-q", "--quiet", is_flag=True, help="no progress output")
-def train(data, arch, out, steps, batch_size, clip_len, lr, table_lr_mult, table_eps, schedule,
-          device, val_frac, seed, vocab, preset, qat_frac, dropout, subst_init, ema, eval_every,
-          patience, motion_clamp, subst, untied_subst, subst_emb, copy_bias, copy_max, mix,
-          sets, weight_decay, resume, skip_bad, quiet):
+def train(data, arch, out, force, frame_shape, checkpoint, steps, batch_size, clip_len, lr,
+          table_lr_mult, table_eps, schedule, device, val_frac, seed, vocab, preset, qat_frac,
+          dropout, subst_init, ema, eval_every, patience, motion_clamp, subst, untied_subst,
+          subst_emb, copy_bias, copy_max, mix, sets, weight_decay, resume, skip_bad, quiet):
     """Train a causal neural predictor on DATA (.npy, .npz, directories, commaVQ shards)
     and write an integer model folder, used as `--predictor ARCH --model OUT`.
 
@@ -133,10 +226,12 @@ def train(data, arch, out, steps, batch_size, clip_len, lr, table_lr_mult, table
     brackets: the default of the arch's preset (the `tiny` preset has the head options off).
     """
     torch = need_torch("train")
+    from nacc.kernels.cpu import compile_notice
+
+    compile_notice.enable(not quiet, quiet)     # as every command: in pipes too, not with -q
 
     from nacc.neural.config import ModelConfig, make_config
-    from nacc.training.datasets import Segments
-    from nacc.training.train import TrainConfig
+    from nacc.training.train import Interrupted, TrainConfig, checkpoint_path
     from nacc.training.train import train as run
 
     if device == "cuda" and not torch.cuda.is_available():
@@ -148,12 +243,21 @@ def train(data, arch, out, steps, batch_size, clip_len, lr, table_lr_mult, table
     if untied_subst is not None:
         over["subst_tied"] = not untied_subst
     over.update(_config_sets(sets, ModelConfig))
-    segs = Segments(data, vocab=vocab, skip_bad=skip_bad)
-    videos = [s.tokens for s in segs]
-    if segs.n_bad:
-        click.echo(f"warning: skipped {segs.n_bad} bad input(s)", err=True)
+    out_path = Path(out)
+    ckpt = Path(checkpoint) if checkpoint else checkpoint_path(out_path)
+    if out_path.exists() and not force:
+        _fail(out, "already exists (use -f to overwrite)")
+    if resume and not ckpt.is_file():
+        _fail(str(ckpt), "no checkpoint to resume from")
+    if ckpt.exists() and not resume and not force:
+        _fail(str(ckpt), "a checkpoint of an earlier run exists: --resume continues from it, "
+                         "-f starts over")
+    if not 0 <= val_frac < 1:
+        raise click.BadParameter(f"{val_frac} is not in [0, 1)", param_hint="'--val-frac'")
+    videos = read_corpus(data, vocab, frame_shape, skip_bad)
     if not videos:
-        raise click.UsageError("no token segments found in DATA")
+        _fail("train", "no token segments to train on")
+    _check_split(videos, val_frac)
     v = vocab
     cfg = make_config(arch, v, videos[0].shape[1:], preset, **over)
     if not (cfg.subst or cfg.mix_head) and (untied_subst or subst_emb):
@@ -171,10 +275,28 @@ def train(data, arch, out, steps, batch_size, clip_len, lr, table_lr_mult, table
     if not quiet:
         click.echo(f"{len(videos)} segment(s), {n_tok} tokens, vocab {v}, frames "
                    f"{cfg.frame_shape[0]}x{cfg.frame_shape[1]}; {arch} -> {out}", err=True)
-    _, _, stats = run(cfg, videos, tc, out=out, resume=resume, quiet=quiet,
-                      log=lambda s: click.echo(s, err=True))
+    parent = out_path.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=parent))
+    try:
+        _, _, stats = run(cfg, videos, tc, out=tmp, checkpoint=ckpt, resume=resume,
+                          quiet=quiet, log=lambda s: click.echo(s, err=True))
+        _install(tmp, out_path, force)
+    except Interrupted as e:
+        click.echo(f"nacc: train: interrupted after step {e.step}; checkpoint saved to "
+                   f"{printable(str(e.path))}: run the same command with --resume to "
+                   "continue", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("nacc: train: interrupted (no checkpoint of this run was saved)", err=True)
+        sys.exit(130)
+    except (NaccError, OSError) as e:
+        _fail(out, str(e) if isinstance(e, NaccError) else (e.strerror or str(e)))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     if not quiet:
-        click.echo(f"wrote {out} (sha256 {stats['sha256'][:16]})", err=True)
+        click.echo(f"wrote {out} (sha256 {stats['sha256'][:16]}); training checkpoint "
+                   f"{ckpt} (--resume continues from it; delete it when done)", err=True)
     return 0
 
 

@@ -35,7 +35,7 @@ from typing import ClassVar
 import numpy as np
 
 from nacc.container import MAX_VOCAB
-from nacc.errors import NaccError
+from nacc.errors import NaccError, OptionError
 from nacc.spec import CODER_PRECISION
 
 MAX_PRECISION = CODER_PRECISION     # a table of total 2**P is coded after << (24 - P)
@@ -84,7 +84,8 @@ def available() -> list[str]:
 
 
 def get(name: str) -> type[Predictor]:
-    """The predictor class registered as ``name``; NaccError if unknown."""
+    """The predictor class registered as ``name``; OptionError (``--predictor``) if
+    unknown."""
     from nacc import predictors  # noqa: F401  (as in available())
 
     if name not in _REGISTRY:
@@ -93,7 +94,8 @@ def get(name: str) -> type[Predictor]:
         return _REGISTRY[name]
     names = available()
     if name not in _REGISTRY:
-        raise NaccError(f"unknown predictor {name!r} (known: {', '.join(names)})")
+        raise OptionError(f"unknown predictor {name!r} (known: {', '.join(names)})",
+                          "--predictor")
     return _REGISTRY[name]
 
 
@@ -107,8 +109,9 @@ def required_params(cls: type[Predictor]) -> list[str]:
 
 
 def build(name: str, vocab: int, frame_shape: tuple[int, int], params: dict) -> Predictor:
-    """The predictor ``name`` built with ``params``; NaccError naming a missing or unknown
-    parameter (checked against the constructor before it runs)."""
+    """The predictor ``name`` built with ``params``; OptionError naming a missing or unknown
+    parameter (checked against the constructor before it runs: ``--model`` when the model
+    is missing, else ``--param``)."""
     import inspect
 
     cls = get(name)
@@ -117,7 +120,8 @@ def build(name: str, vocab: int, frame_shape: tuple[int, int], params: dict) -> 
     except TypeError as e:
         needs = [n for n in required_params(cls) if n not in params]
         hint = f" (needs {', '.join('--' + n for n in needs)})" if needs else ""
-        raise NaccError(f"predictor {name!r}: {e}{hint}") from None
+        raise OptionError(f"predictor {name!r}: {e}{hint}",
+                          "--model" if "model" in needs else "--param") from None
     return cls(vocab, frame_shape, **params)
 
 

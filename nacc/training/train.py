@@ -22,9 +22,11 @@ reference.  Progress is a bar on a terminal and one line per evaluation otherwis
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -325,10 +327,58 @@ class _EMA:
                 q.copy_(t)
 
 
+def checkpoint_path(out) -> Path:
+    """Where training into the model folder ``out`` keeps its checkpoint: the file
+    ``OUT.ckpt`` beside the folder, so that the folder holds only what inference needs."""
+    out = Path(out)
+    return out.with_name(out.name + ".ckpt")
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during ``train``: raised after the step that was running finished and the
+    checkpoint (``path``, None without one) was saved, so ``resume`` continues from it."""
+
+    def __init__(self, step: int, path: Path | None):
+        super().__init__(f"interrupted after step {step}")
+        self.step, self.path = step, path
+
+
+class _SigintFlag:
+    hit = False
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Within: the first Ctrl-C (SIGINT) only sets ``.hit`` (the loop saves and stops at the
+    end of its step); a second one interrupts at once.  Outside the main thread, or where
+    SIGINT is ignored, nothing changes."""
+    flag = _SigintFlag()
+    try:
+        old = signal.getsignal(signal.SIGINT)
+        if old is signal.SIG_IGN or old is None:
+            raise ValueError
+
+        def handler(signum, frame):
+            flag.hit = True
+            signal.signal(signal.SIGINT, old)
+
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:          # not the main thread
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def train(cfg: ModelConfig, videos, tc: TrainConfig, out=None, resume: bool = False,
-          quiet: bool = False, log=print, stop_at: int | None = None, stream=None):
+          quiet: bool = False, log=print, stop_at: int | None = None, stream=None,
+          checkpoint=None):
     """Train on ``videos`` (list of int arrays (T, H, W)); returns (torch model, IntModel,
-    stats dict).  Writes checkpoints and the exported model folder into ``out`` if given.
+    stats dict).  Writes the exported model folder ``out`` if given, and checkpoints to
+    ``checkpoint`` (default ``checkpoint_path(out)``); Ctrl-C (SIGINT) finishes the step,
+    saves a checkpoint and raises ``Interrupted``.
     ``stop_at``: stop after that many steps as if interrupted (for tests of ``resume``).
     ``stream``: a function ``step -> list of at least batch_size videos``, deterministic in
     ``step``; each step's clips then come from its own videos (one clip per video), and all
@@ -361,7 +411,7 @@ def train(cfg: ModelConfig, videos, tc: TrainConfig, out=None, resume: bool = Fa
     best = None
     lr_scale, since_drop = 1.0, 0  # plateau schedule: current factor, evaluations since
     out = Path(out) if out else None
-    ckpt = out / "checkpoint.pt" if out else None
+    ckpt = Path(checkpoint) if checkpoint else (checkpoint_path(out) if out else None)
     if resume and ckpt is not None and ckpt.is_file():
         st = torch.load(ckpt, map_location=tc.device, weights_only=True)
         model.load_state_dict(st["model"])
@@ -380,71 +430,77 @@ def train(cfg: ModelConfig, videos, tc: TrainConfig, out=None, resume: bool = Fa
                unit="step", initial=step0, total=tc.steps)
     t0 = time.time()
     n_tok = 0
-    for step in bar:
-        model.set_qat(step >= qat_start)
-        # observers: one step in 4 (max-abs is not free), frozen for the last 10%
-        model.set_observe(step < int(0.9 * tc.steps) and step % 4 == 0)
-        for g in opt.param_groups:
-            g["lr"] = _lr(tc, step, lr_scale) * g.get("lr_mult", 1.0)
-        rng = np.random.default_rng([tc.seed, step])
-        torch.manual_seed(int(rng.integers(2**62)))  # dropout: same masks after a resume
-        if stream is None:
-            x, m = sample_batch(rng, train_v, tc.batch_size, tc.clip_len, n_ctx)
-        else:
-            x, m = sample_batch(rng, stream(step), tc.batch_size, tc.clip_len, n_ctx, replace=False)
-        x, m = x.to(tc.device), m.to(tc.device)
-        lo = model(x)
-        per = F.cross_entropy(lo.reshape(-1, cfg.vocab), x.reshape(-1), reduction="none")
-        wm = m[:, :, None, None].expand_as(x).reshape(-1).float()
-        loss = (per * wm).sum() / wm.sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if tc.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        opt.step()
-        if ema is not None:
-            ema.update(model)
-        n_tok += int(m.sum()) * x.shape[2] * x.shape[3]
-        post = {"loss_bits": f"{loss.item() / math.log(2):.3f}"}
-        last = step + 1 == tc.steps
-        stale = False
-        if val_v and ((step + 1) % tc.eval_every == 0 or last):
+    with _sigint_deferred() as sigint:
+        for step in bar:
+            model.set_qat(step >= qat_start)
+            # observers: one step in 4 (max-abs is not free), frozen for the last 10%
+            model.set_observe(step < int(0.9 * tc.steps) and step % 4 == 0)
+            for g in opt.param_groups:
+                g["lr"] = _lr(tc, step, lr_scale) * g.get("lr_mult", 1.0)
+            rng = np.random.default_rng([tc.seed, step])
+            torch.manual_seed(int(rng.integers(2**62)))  # dropout: same masks after a resume
+            if stream is None:
+                x, m = sample_batch(rng, train_v, tc.batch_size, tc.clip_len, n_ctx)
+            else:
+                x, m = sample_batch(rng, stream(step), tc.batch_size, tc.clip_len, n_ctx,
+                                    replace=False)
+            x, m = x.to(tc.device), m.to(tc.device)
+            lo = model(x)
+            per = F.cross_entropy(lo.reshape(-1, cfg.vocab), x.reshape(-1), reduction="none")
+            wm = m[:, :, None, None].expand_as(x).reshape(-1).float()
+            loss = (per * wm).sum() / wm.sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if tc.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            opt.step()
             if ema is not None:
-                ema.swap(model)
-            vb = float_bits(model, val_v)
-            post["val_bits"] = f"{vb:.3f}"
-            # keep the best validated weights, among those trained with fake quantization
-            if step >= qat_start and (best is None or vb < best[0]):
-                best = (vb, step + 1, copy.deepcopy(model.state_dict()))
-                since_drop = 0
-            elif step >= qat_start:
-                since_drop += 1
-                if tc.schedule == "plateau" and since_drop >= tc.plateau_patience:
-                    lr_scale *= tc.plateau_factor
+                ema.update(model)
+            n_tok += int(m.sum()) * x.shape[2] * x.shape[3]
+            post = {"loss_bits": f"{loss.item() / math.log(2):.3f}"}
+            last = step + 1 == tc.steps
+            stale = False
+            if val_v and ((step + 1) % tc.eval_every == 0 or last):
+                if ema is not None:
+                    ema.swap(model)
+                vb = float_bits(model, val_v)
+                post["val_bits"] = f"{vb:.3f}"
+                # keep the best validated weights, among those trained with fake quantization
+                if step >= qat_start and (best is None or vb < best[0]):
+                    best = (vb, step + 1, copy.deepcopy(model.state_dict()))
                     since_drop = 0
-            if ema is not None:
-                ema.swap(model)
-            stale = (tc.patience > 0 and best is not None
-                     and step + 1 - best[1] >= tc.patience * tc.eval_every)
-            if not quiet and not tty:
-                log(f"step {step + 1}: loss {post['loss_bits']} val {vb:.4f} bits/token, "
-                    f"best {best[0]:.4f} at {best[1]}, lr {_lr(tc, step, lr_scale):.2e}"
-                    if best else f"step {step + 1}: val {vb:.4f} bits/token")
-        bar.set_postfix(post)
-        if ckpt is not None and ((step + 1) % tc.ckpt_every == 0 or last or stale):
-            out.mkdir(parents=True, exist_ok=True)
-            st = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1,
-                  "config": cfg.to_json(), "lr_scale": lr_scale, "since_drop": since_drop}
-            if ema is not None:
-                st["ema"] = ema.params
-            if best is not None:
-                st.update(best_val=best[0], best_step=best[1], best_model=best[2])
-            torch.save(st, ckpt)
-        if stop_at is not None and step + 1 >= stop_at:
-            return model, None, stats
-        if stale:
-            stats["stopped_at"] = step + 1
-            break
+                elif step >= qat_start:
+                    since_drop += 1
+                    if tc.schedule == "plateau" and since_drop >= tc.plateau_patience:
+                        lr_scale *= tc.plateau_factor
+                        since_drop = 0
+                if ema is not None:
+                    ema.swap(model)
+                stale = (tc.patience > 0 and best is not None
+                         and step + 1 - best[1] >= tc.patience * tc.eval_every)
+                if not quiet and not tty:
+                    log(f"step {step + 1}: loss {post['loss_bits']} val {vb:.4f} bits/token, "
+                        f"best {best[0]:.4f} at {best[1]}, lr {_lr(tc, step, lr_scale):.2e}"
+                        if best else f"step {step + 1}: val {vb:.4f} bits/token")
+            bar.set_postfix(post)
+            stop = sigint.hit       # read once: the checkpoint below is that of this step
+            if ckpt is not None and ((step + 1) % tc.ckpt_every == 0 or last or stale
+                                     or stop):
+                ckpt.parent.mkdir(parents=True, exist_ok=True)
+                st = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1,
+                      "config": cfg.to_json(), "lr_scale": lr_scale, "since_drop": since_drop}
+                if ema is not None:
+                    st["ema"] = ema.params
+                if best is not None:
+                    st.update(best_val=best[0], best_step=best[1], best_model=best[2])
+                torch.save(st, ckpt)
+            if stop:
+                raise Interrupted(step + 1, ckpt)
+            if stop_at is not None and step + 1 >= stop_at:
+                return model, None, stats
+            if stale:
+                stats["stopped_at"] = step + 1
+                break
     stats["train_seconds"] = time.time() - t0
     stats["train_tokens_seen"] = n_tok
     model.set_qat(True)

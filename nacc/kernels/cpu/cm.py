@@ -106,12 +106,6 @@ def new_state(cfg: np.ndarray, warm=None):
     return _cmstate.new_state(cfg, warm, apply_counters)
 
 
-def tree_context_hash(kind: int, value: int) -> int:
-    """The 32-bit hash of tree context ``kind`` (0..NCTX-1) for context value ``value``
-    (the quantity hashed after the kind, before the + 1), as ``_setup`` computes it."""
-    return int(_ctx_hash(np.int64(kind), np.int64(value)))
-
-
 # ---------------------------------------------------------------------------------------
 @nb.njit(cache=True, nogil=True, inline="always")
 def _squash(d, sq):
