@@ -200,6 +200,12 @@ def test_predictor_params_reach_the_archive(tmp_path, clip_file):
     r = run("compress", "-f", "--param", "prior=nope", clip_file.name, cwd=tmp_path)
     assert r.returncode == 2 and b"Invalid value for '--param': cm prior 'nope' not found" \
         in r.stderr
+    # an integer parameter is read as one (the archive records it as a JSON integer)
+    r = run("compress", "-f", "-q", "--param", "prior=none", "--param", "check=1",
+            clip_file.name, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    info = run("info", "clip.npy.nacc", cwd=tmp_path).stdout.decode()
+    assert "predictor cm {'check': 1, 'prior': 'none'}" in info
 
 
 def test_missing_model_is_a_clear_error(tmp_path, clip_file):

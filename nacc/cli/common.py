@@ -136,12 +136,15 @@ def device_option(f):
 
 
 def _params(ctx, param, values):
+    """``--param KEY=VALUE`` pairs: VALUE an integer where it is written as one (``stride=5``,
+    ``check=1``; archives record such parameters as JSON integers), else the text."""
     out = []
     for v in values:
         key, sep, val = v.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{v!r} is not KEY=VALUE")
-        out.append((key, val))
+        digits = val[1:] if val[:1] == "-" else val
+        out.append((key, int(val) if digits.isdigit() and digits.isascii() else val))
     return tuple(out)
 
 
