@@ -248,4 +248,4 @@ def test_bench_gpt(gpt):
     assert rows["nacc-gpt"]["bytes"] == size and rows["nacc-prevframe"]["bytes"] > 0
     r = CliRunner().invoke(main, ["bench", str(gpt / "segs" / NAMES[0]), "--predictor", "gpt",
                                   "--vocab", "16", "--against", "none", "-q"])
-    assert r.exit_code == 1 and "needs --model" in r.output
+    assert r.exit_code == 2 and "needs --model" in r.output      # a usage error
