@@ -30,6 +30,8 @@ Measured 2026-12-06 (single runs, 1 thread, a shared 2-core machine; ``--process
     model            test tokens  float32 ideal  integer tables  rANS payload  archive
     2 x 128, seed 0  2 x 1920     4.9184         +0.003%         +0.303%       +13.69%
     2 x 128, seed 0  1 x 25600    4.9041         +0.001%         +0.043%       +1.056%
+    2 x 128, seed 0  1 x 51200    4.9054         +0.000%         +0.017%       +0.524%
+    4 x 256, seed 0  1 x 51200    4.2365         +0.005%         +0.023%       +0.609%
     2 x 128, seed 1  2 x 1920     4.9056         -0.003%         +0.396%       +13.82%
     4 x 256, seed 0  2 x 1920     4.2820         +0.002%         +0.421%       +15.80%
 
@@ -41,7 +43,7 @@ bits/token and about 0.3% of one commaVQ segment (153,600 tokens) at 2.5.  All r
 exact.  The ``base`` process (400 steps of 2 x 128) stayed at the marginal (~5.2 bits).
 Commands: ``train --layers 2 --width 128 --heads 2 --steps 150 --seed S``, ``train --layers
 4 --width 256 --heads 4 --steps 80 --batch 4 --lr 2e-3 --seed 0``, then ``eval CKPT --heads
-H --clips 2 --frames 60`` (and ``--clips 1 --frames 800``).
+H --clips 2 --frames 60`` (and ``--clips 1 --frames 800`` or ``1600``).
 """
 from __future__ import annotations
 
