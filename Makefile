@@ -3,9 +3,10 @@
 # `make -k check` runs all three even when one fails) and `make test` (every test).
 # Measured on a 2-core machine (2026-12-06, one run each): `make check` 80 s warm; 242 s with
 # every cache cold (numba's, mypy's, and the AOT module, whose 48 s rebuild `make` otherwise
-# does at setup); `make test` 12 minutes. The test targets add everything else to the same .venv: torch (the CPU build on a
-# machine without an NVIDIA GPU, see TORCH_INDEX), triton, ray, matplotlib, brotli,
-# zstandard, constriction (the reference coder the tests compare with), pytest, ruff, mypy.
+# does at setup); `make test` 12 minutes. The test targets add everything else to the same
+# .venv: torch (the CPU build on a machine without an NVIDIA GPU, see TORCH_INDEX), triton,
+# ray, matplotlib, brotli, zstandard, constriction (the reference coder the tests compare
+# with), pytest, ruff, mypy.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
