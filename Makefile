@@ -44,7 +44,7 @@ $(STAMP_ALL): $(STAMP)
 
 demo: $(STAMP)
 	@tmp=$$(mktemp -d) && cp tests/data/commavq_dev.npy $$tmp/clip.npy && \
-	echo "== nacc compress (default predictor) on the shipped real commaVQ clip (its prior saw frames 0-449: not a held-out rate)" && \
+	echo "== nacc compress (default predictor) on the shipped real commaVQ clip (its prior commavq-v5 saw every frame: not a held-out rate)" && \
 	bin/nacc compress -v $$tmp/clip.npy && \
 	mv $$tmp/clip.npy $$tmp/original.npy && \
 	echo "== nacc decompress" && \
@@ -52,9 +52,9 @@ demo: $(STAMP)
 	cmp $$tmp/clip.npy $$tmp/original.npy && echo "== round trip byte-identical" && \
 	bin/nacc info $$tmp/clip.npy.nacc && \
 	bin/nacc verify $$tmp/original.npy && \
-	echo "== the default cm prior was fitted on frames 0-449 of this clip; the honest rate is on 450-599:" && \
+	echo "== a held-out rate: frames 450-599 with the prior commavq-v4, fitted on frames 0-449 only:" && \
 	$(PY) -c "import numpy as n; n.save('$$tmp/frames450-599.npy', n.load('tests/data/commavq_dev.npy')[450:])" && \
-	bin/nacc verify $$tmp/frames450-599.npy && rm -rf $$tmp
+	bin/nacc verify --param prior=commavq-v4 $$tmp/frames450-599.npy && rm -rf $$tmp
 
 test: $(STAMP_ALL)
 	$(PY) -m pytest -q tests

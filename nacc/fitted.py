@@ -20,7 +20,8 @@ FRAMES_FILE = Path(__file__).resolve().parent / "devclip-frames.u64"
 # what was fitted on which frames [start, stop) of the dev clip (their own records: the cm
 # priors' priors.json "fitted_on", the model folders' MODEL.md)
 FITTED = {
-    "the cm prior commavq-v4 (the default)": (0, 450),
+    "the cm prior commavq-v5 (the default)": (0, 600),
+    "the cm prior commavq-v4": (0, 450),
     "the cm priors commavq-v2 and commavq-v3": (0, 300),
     "the unlisted models commavq-dev-lstm and commavq-dev-transformer": (0, 300),
 }

@@ -119,28 +119,35 @@ def test_devclip_fingerprints_match_the_clip(dev_clip):
     dev = fitted.dev_frames()
     np.testing.assert_array_equal(dev, fitted.fingerprints(dev_clip))
     assert len(set(dev.tolist())) == 600
-    assert fitted.FITTED["the cm prior commavq-v4 (the default)"] == (0, 450)
+    assert fitted.FITTED["the cm prior commavq-v5 (the default)"] == (0, 600)
+    assert fitted.FITTED["the cm prior commavq-v4"] == (0, 450)
 
 
 def test_bench_says_when_inputs_overlap_fitted_frames(tmp_path, dev_clip):
-    """Frames 440-459 (the prior saw 440-449) and a held-out clip 460-479, as two inputs:
-    the report names the overlap (10 frames), marks it frame by frame, and the segment
-    boundary; each general codec has one bits/token per segment."""
+    """Frames 440-459 and 460-479, as two inputs: the report names the overlaps (the
+    default prior saw all 40, commavq-v4 frames 440-449), marks them frame by frame, and the
+    segment boundary; each general codec has one bits/token per segment.  Frames of no
+    shipped fit (the clip with every token changed) raise no warning."""
     np.save(tmp_path / "a.npy", dev_clip[440:460])
     np.save(tmp_path / "b.npy", dev_clip[460:480])
     rep = compare.run_bench([str(tmp_path / "a.npy"), str(tmp_path / "b.npy")], ["lzma"],
                             ["uniform"])
     assert rep.boundaries == [0, 20]
-    (what, mask), = rep.fitted
-    assert what == "the cm prior commavq-v4 (the default)"
+    (what5, mask5), (what, mask) = rep.fitted
+    assert what5 == "the cm prior commavq-v5 (the default)" and mask5 == [True] * 40
+    assert what == "the cm prior commavq-v4"
     assert mask == [True] * 10 + [False] * 30
-    assert ("WARNING: 10 of the 40 frames are training frames of the cm prior commavq-v4 "
+    assert ("WARNING: 10 of the 40 frames are training frames of the cm prior commavq-v4: "
+            "rates there are not held-out rates (nacc.fitted)") in rep.text()
+    assert ("WARNING: 40 of the 40 frames are training frames of the cm prior commavq-v5 "
             "(the default): rates there are not held-out rates (nacc.fitted)") in rep.text()
     lz = rep.rows[1].bits_per_frame
     assert len(set(lz[:20])) == 1 and len(set(lz[20:])) == 1 and lz[0] != lz[20]
     assert sum(lz) / 8 == pytest.approx(rep.rows[1].bytes)
-    assert rep.as_json()["fitted"] == [{"what": what, "frames": list(range(10))}]
-    held_out = compare.run_bench([str(tmp_path / "b.npy")], [], ["uniform"])
+    assert rep.as_json()["fitted"] == [{"what": what5, "frames": list(range(40))},
+                                       {"what": what, "frames": list(range(10))}]
+    np.save(tmp_path / "c.npy", (dev_clip[460:480].astype(np.int32) + 1) % 1024)
+    held_out = compare.run_bench([str(tmp_path / "c.npy")], [], ["uniform"])
     assert held_out.fitted == [] and "WARNING" not in held_out.text()
 
 
@@ -162,6 +169,6 @@ def test_plot_tells_codecs_apart(tmp_path, dev_clip, monkeypatch):
     general = [ln for ln in ax.get_lines() if ln.get_label().startswith(("lzma", "bz2", "zstd"))]
     assert len(general) == 3 and len({ln.get_linestyle() for ln in general}) == 3
     assert "segment boundary" in labels
-    assert any(p.get_label().startswith("training frames of the cm prior commavq-v4")
+    assert any(p.get_label().startswith("training frames of the cm prior commavq-v5")
                for p in ax.patches)
     real_close(seen["fig"])

@@ -62,7 +62,7 @@ def test_plan_blocks_groups_runs_of_one_frame_shape(monkeypatch):
 
 
 def test_solid_group_round_trips_and_codes_smaller(dev_clip):
-    # frames 450-599: never seen by the default prior (fitted on 0-449)
+    # frames 450-599 (real tokens; the default prior commavq-v5 saw them, as every dev frame)
     parts = _segs([dev_clip[450 + 30 * i:480 + 30 * i] for i in range(5)])
     alone = _archive(parts)
     solid = _archive(parts, solid=5)
