@@ -57,3 +57,47 @@ def coded_rows(w: Window, frame_size: int) -> np.ndarray:
     per = frame_size + 1
     f = np.arange(w.code - w.start, w.end - w.start)
     return (f[:, None] * per + np.arange(frame_size)[None, :]).reshape(-1)
+
+
+class LaneFeed:
+    """What one segment being decoded feeds its model, step by step, under this policy:
+    at the start of a window, the window's context frames and the next frame's BOS (the
+    model's cache restarts first); then, after each decoded token, that token (and the next
+    frame's BOS after a frame's last token).  Backends keep the cache; this keeps the
+    frames."""
+
+    def __init__(self, frame_shape: tuple[int, int], window: int, stride: int, bos: int):
+        self.frame_shape = frame_shape
+        self.window, self.stride, self.bos = window, stride, bos
+        self.frames: list[np.ndarray] = []      # the last ``window`` frames
+        self.done = 0                           # frames decoded
+        self.cur = np.zeros(frame_shape[0] * frame_shape[1], np.int32)
+        self.win: Window | None = None
+        self.i = 0                              # token in the frame
+        self.pending: list[int] = []
+
+    def next_ids(self) -> tuple[np.ndarray, bool]:
+        """``(ids, restart)``: the ids to feed (the last one's logits give the next token's
+        table); ``restart``: the cache must be emptied before them (a new window)."""
+        f = self.done
+        restart = self.win is None or (self.i == 0 and f == self.win.end)
+        if restart:
+            self.win = window_at(f, self.window, self.stride)
+            n_ctx = f - self.win.start
+            ctx = np.asarray(self.frames[len(self.frames) - n_ctx:], np.int32).reshape(
+                n_ctx, *self.frame_shape)
+            self.pending = [*window_ids(ctx, self.bos).tolist(), self.bos]
+        ids = np.asarray(self.pending, np.int64)
+        self.pending = []
+        return ids, restart
+
+    def push(self, symbol: int) -> None:
+        self.cur[self.i] = symbol
+        self.i += 1
+        self.pending = [symbol]
+        if self.i == len(self.cur):
+            self.frames.append(self.cur.reshape(self.frame_shape).copy())
+            self.frames = self.frames[-self.window:]      # older frames are never context
+            self.done += 1
+            self.i = 0
+            self.pending.append(self.bos)                 # the next frame's BOS

@@ -48,47 +48,25 @@ def _load(path: str):
 
 
 class _Lane:
-    """Decode state of one segment: its frames so far, the window being coded, its cache."""
+    """Decode state of one segment: what it feeds (``nacc.gpt.policy.LaneFeed``) and its
+    cache."""
 
     def __init__(self, pred: GPT):
         from nacc.gpt.intref import Cache
+        from nacc.gpt.policy import LaneFeed
 
-        self.p = pred
-        self.frames: list[np.ndarray] = []     # the last ``window`` frames
-        self.done = 0                           # frames decoded
-        self.cur = np.zeros(pred.frame_size, np.int32)
+        self.feed = LaneFeed(pred.frame_shape, pred.window, pred.stride, pred.cfg.vocab)
         self.cache = Cache(pred.cfg, pred.window * (pred.frame_size + 1))
-        self.win = None
-        self.i = 0                   # token in the frame
-        self.pending: list[int] = []
 
     def job(self):
         """The ``(ids, cache, head_rows)`` feed whose one logits row is the next token's."""
-        from nacc.gpt.policy import window_at, window_ids
-
-        bos = self.p.cfg.vocab
-        f = self.done
-        if self.win is None or (self.i == 0 and f == self.win.end):
-            self.win = window_at(f, self.p.window, self.p.stride)
+        ids, restart = self.feed.next_ids()
+        if restart:
             self.cache.reset()
-            n_ctx = f - self.win.start
-            ctx = np.asarray(self.frames[len(self.frames) - n_ctx:], np.int32).reshape(
-                n_ctx, *self.p.frame_shape)
-            self.pending = [*window_ids(ctx, bos).tolist(), bos]
-        ids = np.asarray(self.pending, np.int64)
-        self.pending = []
         return ids, self.cache, [len(ids) - 1]
 
     def push(self, symbol: int) -> None:
-        self.cur[self.i] = symbol
-        self.i += 1
-        self.pending = [symbol]
-        if self.i == len(self.cur):
-            self.frames.append(self.cur.reshape(self.p.frame_shape).copy())
-            self.frames = self.frames[-self.p.window:]    # older frames are never context
-            self.done += 1
-            self.i = 0
-            self.pending.append(self.p.cfg.vocab)          # the next frame's BOS
+        self.feed.push(symbol)
 
 
 class _GPTStepper(Stepper):

@@ -28,7 +28,7 @@ import numpy as np
 
 from nacc.errors import NaccError
 from nacc.gpt import intref
-from nacc.gpt.policy import Window, coded_rows, window_at, window_ids, windows
+from nacc.gpt.policy import LaneFeed, coded_rows, window_ids, windows
 
 from .base import Driver, register_driver
 from .runtime import Backend, resolve
@@ -428,45 +428,23 @@ def torch_cat_host(parts: list, empty_shape: tuple[int, int]) -> np.ndarray:
 
 
 class _Lane:
-    """Decode state of one segment in cache slot ``slot`` (the policy of ``nacc.gpt.policy``:
-    a new window resets the slot and feeds its context frames, then one id per step)."""
+    """Decode state of one segment in cache slot ``slot``: what it feeds
+    (``nacc.gpt.policy.LaneFeed``; a new window empties the slot)."""
 
     def __init__(self, pred, cache: KVCache, slot: int):
-        self.p = pred
+        self.feed = LaneFeed(pred.frame_shape, pred.window, pred.stride, pred.cfg.vocab)
         self.cache = cache
         self.slot = slot
-        self.frames: list[np.ndarray] = []
-        self.done = 0
-        self.cur = np.zeros(pred.frame_size, np.int32)
-        self.win: Window | None = None
-        self.i = 0
-        self.pending: list[int] = []
 
     def job(self) -> tuple[np.ndarray, int]:
         """The ids to feed (the last one's logits give the next token's table)."""
-        bos = self.p.cfg.vocab
-        f = self.done
-        if self.win is None or (self.i == 0 and f == self.win.end):
-            self.win = window_at(f, self.p.window, self.p.stride)
+        ids, restart = self.feed.next_ids()
+        if restart:
             self.cache.n[self.slot] = 0
-            n_ctx = f - self.win.start
-            ctx = np.asarray(self.frames[len(self.frames) - n_ctx:], np.int32).reshape(
-                n_ctx, *self.p.frame_shape)
-            self.pending = [*window_ids(ctx, bos).tolist(), bos]
-        ids = np.asarray(self.pending, np.int64)
-        self.pending = []
         return ids, self.slot
 
     def push(self, symbol: int) -> None:
-        self.cur[self.i] = symbol
-        self.i += 1
-        self.pending = [symbol]
-        if self.i == len(self.cur):
-            self.frames.append(self.cur.reshape(self.p.frame_shape).copy())
-            self.frames = self.frames[-self.p.window:]
-            self.done += 1
-            self.i = 0
-            self.pending.append(self.p.cfg.vocab)
+        self.feed.push(symbol)
 
 
 # -- the backend's driver interface (``nacc.kernels.triton.base.Driver`` on branch pack) ----
