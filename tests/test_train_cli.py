@@ -217,3 +217,31 @@ def test_sigint_saves_a_checkpoint_that_resumes_exactly(tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     _, _, b = train(cfg, vids, tc, out=tmp_path / "b", quiet=True, resume=True)
     assert b["sha256"] == a["sha256"]
+
+
+def test_checkpoint_save_is_whole_or_nothing(tmp_path, monkeypatch):
+    """A checkpoint save that fails while publishing (e.g. a full disk) leaves the previous
+    checkpoint byte-identical and no temporary file beside it; a save that succeeds replaces
+    it with exactly what torch.save wrote."""
+    import errno
+
+    torch = pytest.importorskip("torch")
+    from nacc import fileio
+    from nacc.training import train as nt
+
+    path = tmp_path / "m.ckpt"
+    nt._save_checkpoint({"step": 1}, path)
+    old = path.read_bytes()
+    assert torch.load(io.BytesIO(old))["step"] == 1
+
+    def full_disk(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(fileio, "publish", full_disk)
+        with pytest.raises(OSError):
+            nt._save_checkpoint({"step": 2, "big": torch.zeros(1000)}, path)
+    assert path.read_bytes() == old
+    assert [p.name for p in tmp_path.iterdir()] == ["m.ckpt"]
+    nt._save_checkpoint({"step": 3}, path)
+    assert torch.load(io.BytesIO(path.read_bytes()))["step"] == 3

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import io
 import math
 import signal
 import sys
@@ -36,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nacc.fileio import write_atomic
 from nacc.neural import intref
 from nacc.neural.config import ModelConfig
 from nacc.training.export import export, save_model
@@ -334,6 +336,15 @@ def checkpoint_path(out) -> Path:
     return out.with_name(out.name + ".ckpt")
 
 
+def _save_checkpoint(state: dict, path: Path) -> None:
+    """``torch.save`` of ``state`` to ``path``, whole or not at all: the bytes go to a
+    temporary file beside it that then replaces the old checkpoint (``fileio.write_atomic``),
+    so a crash or a full disk while saving leaves the previous checkpoint readable."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_atomic(str(path), [buf.getvalue()], force=True)
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during ``train``: raised after the step that was running finished and the
     checkpoint (``path``, None without one) was saved, so ``resume`` continues from it."""
@@ -493,7 +504,7 @@ def train(cfg: ModelConfig, videos, tc: TrainConfig, out=None, resume: bool = Fa
                     st["ema"] = ema.params
                 if best is not None:
                     st.update(best_val=best[0], best_step=best[1], best_model=best[2])
-                torch.save(st, ckpt)
+                _save_checkpoint(st, ckpt)
             if stop:
                 raise Interrupted(step + 1, ckpt)
             if stop_at is not None and step + 1 >= stop_at:
