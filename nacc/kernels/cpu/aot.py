@@ -255,12 +255,19 @@ def _signatures():
 
 def build(folder: str | None = None, verbose: bool = True) -> str:
     """Compile the extension into ``folder`` (default: ``build_dir()``), atomically; returns
-    the extension's path.  Imports numba."""
+    the extension's path.  Imports numba; when this process has not imported it yet, numba
+    compiles with an empty cache of its own (removed after), never from the user's."""
     import fcntl
     import shutil
     import tempfile
     import time
 
+    fresh_cache = None
+    if "numba" not in sys.modules:
+        # compile every callee from its source: numba's disk cache does not notice a change
+        # to a module whose constants a cached function froze in (e.g. cmstate's C_* slots)
+        fresh_cache = tempfile.mkdtemp(prefix="nacc-aot-numba-cache-")
+        os.environ["NUMBA_CACHE_DIR"] = fresh_cache
     import numba.pycc.compiler as pycc_compiler
     from numba.pycc import CC
 
@@ -276,41 +283,45 @@ def build(folder: str | None = None, verbose: bool = True) -> str:
 
     pycc_compiler.Flags = _NoGilFlags  # type: ignore[misc]  # pycc has no option for it
 
-    folder = folder or build_dir()
-    parent = os.path.dirname(folder)
-    os.makedirs(parent, exist_ok=True)
-    with open(folder + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if os.path.exists(_ext_path(folder)):
-            return _ext_path(folder)
-        t0 = time.perf_counter()
-        tmp = tempfile.mkdtemp(prefix=".aot-build-", dir=parent)
-        try:
-            cc = CC(MODULE)
-            cc.output_dir = tmp
-            cc.verbose = False
-            mods = {"rans": rans, "cm": cm}
-            for name, (sig, mod, fn) in _signatures().items():
-                cc.export(name, sig)(getattr(mods[mod], fn).py_func)
-            cc.compile()
-            if not os.path.exists(_ext_path(tmp)):
-                raise RuntimeError(f"pycc wrote no {os.path.basename(_ext_path(tmp))}")
-            _import(_ext_path(tmp))     # loads in this process before it goes live
+    try:
+        folder = folder or build_dir()
+        parent = os.path.dirname(folder)
+        os.makedirs(parent, exist_ok=True)
+        with open(folder + ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if os.path.exists(_ext_path(folder)):
+                return _ext_path(folder)
+            t0 = time.perf_counter()
+            tmp = tempfile.mkdtemp(prefix=".aot-build-", dir=parent)
             try:
-                os.rename(tmp, folder)
+                cc = CC(MODULE)
+                cc.output_dir = tmp
+                cc.verbose = False
+                mods = {"rans": rans, "cm": cm}
+                for name, (sig, mod, fn) in _signatures().items():
+                    cc.export(name, sig)(getattr(mods[mod], fn).py_func)
+                cc.compile()
+                if not os.path.exists(_ext_path(tmp)):
+                    raise RuntimeError(f"pycc wrote no {os.path.basename(_ext_path(tmp))}")
+                _import(_ext_path(tmp))     # loads in this process before it goes live
+                try:
+                    os.rename(tmp, folder)
+                except OSError:
+                    if not os.path.exists(_ext_path(folder)):
+                        raise
+            finally:
+                if os.path.exists(tmp):
+                    shutil.rmtree(tmp, ignore_errors=True)
+            try:
+                os.unlink(folder + ".failed")
             except OSError:
-                if not os.path.exists(_ext_path(folder)):
-                    raise
-        finally:
-            if os.path.exists(tmp):
-                shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            os.unlink(folder + ".failed")
-        except OSError:
-            pass
-        if verbose:
-            print(f"nacc: built {_ext_path(folder)} in {time.perf_counter() - t0:.1f} s",
-                  file=sys.stderr)
+                pass
+            if verbose:
+                print(f"nacc: built {_ext_path(folder)} in {time.perf_counter() - t0:.1f} s",
+                      file=sys.stderr)
+    finally:
+        if fresh_cache:
+            shutil.rmtree(fresh_cache, ignore_errors=True)
     return _ext_path(folder)
 
 
