@@ -24,9 +24,12 @@ import re
 import stat
 import sys
 from collections.abc import Iterable, Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nacc.errors import NaccError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def check_binary_stdout() -> None:
@@ -301,6 +304,7 @@ def write_atomic(dest: str, chunks: Iterable[bytes], force: bool,
     stdout, a FIFO or a device).  Never replaces a file that one of the ``protect`` paths
     names.  The temporary file is created when the first chunk is ready and removed on any
     failure, Ctrl-C, SIGTERM or SIGHUP (SIGKILL: by a later write, ``clean_stale``)."""
+    dest = os.fspath(dest)
     if dest == "-":
         check_binary_stdout()
         n = 0
@@ -314,15 +318,17 @@ def write_atomic(dest: str, chunks: Iterable[bytes], force: bool,
     if st is not None and (stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode)):
         return _write_into(dest, chunks)
     _check_replace(dest, st, force, keep)
-    target = Path(dest)
-    folder = target.parent if str(target.parent) else Path(".")
+    # the folder and name of ``dest`` as pathlib splits them (pathlib is not imported here:
+    # nacc decompress writes its output through this function)
+    folder, name = os.path.split(dest.rstrip(os.sep) or dest)
+    folder = folder or "."
     clean_stale(folder)
     with signals_raise() as caught:
         it = iter(chunks)
         first = next(it, b"")
         tmp = None
         try:
-            fd, tmp = _new_tmp(folder, target.name)
+            fd, tmp = _new_tmp(folder, name)
             n = 0
             with os.fdopen(fd, "wb") as f:
                 f.write(first)
@@ -339,7 +345,10 @@ def write_atomic(dest: str, chunks: Iterable[bytes], force: bool,
                 written.append(ident)
         finally:
             if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
     return n
 
 
@@ -526,6 +535,7 @@ def write_folder(root: Path, names: list[str], items, force: bool,
     count."""
     import shutil  # here, not at the top: the single-file path need not import them
     import tempfile
+    from pathlib import Path
 
     keep = identities(protect)
     _check_folder_target(root, names, force, keep)

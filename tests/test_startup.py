@@ -12,16 +12,18 @@ import pytest
 
 from conftest import ROOT
 
-# a process that decodes through ``nacc.cli.run`` and, at its exit, prints the modules loaded
-# from these packages
+# a process that decodes through ``nacc.cli.run`` and, at its exit, prints the modules of
+# these packages it loaded (not those the interpreter's start loaded, e.g. an editable
+# install's finder imports pathlib)
 _WATCH = ("numba", "llvmlite", "torch", "triton", "zstandard", "tqdm", "tempfile", "shutil",
-          "concurrent", "multiprocessing", "subprocess", "nacc.training", "nacc.neural",
-          "nacc.gpt")
+          "pathlib", "concurrent", "multiprocessing", "subprocess", "nacc.training",
+          "nacc.neural", "nacc.gpt")
 _CHILD = f"""
 import atexit, sys
+before = set(sys.modules)
 def report():
     watch = {_WATCH!r}
-    print("LOADED", *sorted(m for m in sys.modules
+    print("LOADED", *sorted(m for m in set(sys.modules) - before
                             if any(m == w or m.startswith(w + ".") for w in watch)))
 atexit.register(report)
 sys.argv = ["nacc", *sys.argv[1:]]
