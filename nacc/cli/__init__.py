@@ -71,9 +71,10 @@ class _Group(click.Group):
 
     def get_command(self, ctx, name):
         cmd = super().get_command(ctx, name)
-        if cmd is None and name in self._known():
+        if cmd is None and name in COMMANDS:    # (only this command's module is looked up)
             mod, attr = COMMANDS[name].split(":")
-            cmd = getattr(importlib.import_module(mod), attr)
+            if _module_exists(mod):
+                cmd = getattr(importlib.import_module(mod), attr)
         return cmd
 
 
