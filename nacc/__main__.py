@@ -1,4 +1,4 @@
 """``python -m nacc ARGS``: the ``nacc`` command."""
-from nacc.cli import main
+from nacc.cli import run
 
-main(prog_name="nacc")
+run()

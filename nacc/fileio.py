@@ -21,14 +21,15 @@ import errno
 import json
 import os
 import re
-import shutil
 import stat
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nacc.errors import NaccError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def check_binary_stdout() -> None:
@@ -170,6 +171,23 @@ def _tmp_prefix(name: str) -> str:
     return f".{name}.nacc-{os.getpid()}-"
 
 
+def _new_tmp(folder: str | Path, name: str) -> tuple[int, str]:
+    """``(fd, path)`` of a new empty file ``.NAME.nacc-PID-XXXX.tmp`` in ``folder`` (mode
+    0600, opened O_EXCL, close-on-exec), as ``tempfile.mkstemp`` makes it: here because
+    ``nacc decompress`` writes its output through this module, and tempfile imports shutil,
+    random, bz2 and lzma (~6 ms of a process's start)."""
+    flags = (os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+             | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
+    for _ in range(100):
+        path = os.path.abspath(os.path.join(folder, f"{_tmp_prefix(name)}{os.urandom(6).hex()}"
+                                                    ".tmp"))
+        try:
+            return os.open(path, flags, 0o600), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temporary file name", os.fspath(folder))
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -200,6 +218,8 @@ def clean_stale(folder: str | Path) -> int:
             if uid is not None and st.st_uid != uid:
                 continue
             if stat.S_ISDIR(st.st_mode):
+                import shutil
+
                 shutil.rmtree(e.path)
             else:
                 os.unlink(e.path)
@@ -284,6 +304,7 @@ def write_atomic(dest: str, chunks: Iterable[bytes], force: bool,
     stdout, a FIFO or a device).  Never replaces a file that one of the ``protect`` paths
     names.  The temporary file is created when the first chunk is ready and removed on any
     failure, Ctrl-C, SIGTERM or SIGHUP (SIGKILL: by a later write, ``clean_stale``)."""
+    dest = os.fspath(dest)
     if dest == "-":
         check_binary_stdout()
         n = 0
@@ -297,16 +318,17 @@ def write_atomic(dest: str, chunks: Iterable[bytes], force: bool,
     if st is not None and (stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode)):
         return _write_into(dest, chunks)
     _check_replace(dest, st, force, keep)
-    target = Path(dest)
-    folder = target.parent if str(target.parent) else Path(".")
+    # the folder and name of ``dest`` as pathlib splits them (pathlib is not imported here:
+    # nacc decompress writes its output through this function)
+    folder, name = os.path.split(dest.rstrip(os.sep) or dest)
+    folder = folder or "."
     clean_stale(folder)
     with signals_raise() as caught:
         it = iter(chunks)
         first = next(it, b"")
         tmp = None
         try:
-            fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(target.name), suffix=".tmp",
-                                       dir=folder)
+            fd, tmp = _new_tmp(folder, name)
             n = 0
             with os.fdopen(fd, "wb") as f:
                 f.write(first)
@@ -323,7 +345,10 @@ def write_atomic(dest: str, chunks: Iterable[bytes], force: bool,
                 written.append(ident)
         finally:
             if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
     return n
 
 
@@ -508,6 +533,10 @@ def write_folder(root: Path, names: list[str], items, force: bool,
     over an existing file without ``force``, never over a ``protect`` file).  On any
     failure, Ctrl-C, SIGTERM or SIGHUP, everything written is removed.  Returns the file
     count."""
+    import shutil  # here, not at the top: the single-file path need not import them
+    import tempfile
+    from pathlib import Path
+
     keep = identities(protect)
     _check_folder_target(root, names, force, keep)
     made_parents = []

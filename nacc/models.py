@@ -12,9 +12,12 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nacc.errors import OptionError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 # model folders kept in the checkout only for the golden archives and tests that name them:
 # trained on frames 0-299 of the dev clip with an older recipe, they code unseen frames well
@@ -22,28 +25,52 @@ from nacc.errors import OptionError
 UNLISTED = frozenset({"commavq-dev-lstm", "commavq-dev-transformer"})
 
 
+def _search_dirs() -> list[str]:
+    """``search_dirs()`` as strings: the decode path (the cm prior's folder) imports this
+    module, and pathlib is not imported there."""
+    candidates = [os.environ["NACC_MODELS"]] if os.environ.get("NACC_MODELS") else []
+    candidates += [_checkout_models(), os.path.join(sys.prefix, "share", "nacc", "models")]
+    out: list[str] = []
+    real: list[str] = []
+    for c in candidates:
+        if os.path.isdir(c) and os.path.realpath(c) not in real:
+            out.append(c)
+            real.append(os.path.realpath(c))
+    return out
+
+
+def _checkout_models() -> str:
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "models")
+
+
 def search_dirs() -> list[Path]:
     """The existing model folders of the search order."""
-    checkout = Path(__file__).resolve().parent.parent / "models"
-    candidates = [Path(os.environ["NACC_MODELS"])] if os.environ.get("NACC_MODELS") else []
-    candidates += [checkout, Path(sys.prefix) / "share" / "nacc" / "models"]
-    out: list[Path] = []
-    for c in candidates:
-        if c.is_dir() and all(c.resolve() != o.resolve() for o in out):
-            out.append(c)
-    return out
+    from pathlib import Path
+
+    return [Path(d) for d in _search_dirs()]
 
 
 def models_dir() -> Path:
     """The first existing models folder of the search order (the checkout's if none)."""
-    dirs = search_dirs()
-    return dirs[0] if dirs else Path(__file__).resolve().parent.parent / "models"
+    from pathlib import Path
+
+    dirs = _search_dirs()
+    return Path(dirs[0] if dirs else _checkout_models())
+
+
+def shipped_dir(name: str) -> str:
+    """``str(shipped(name))``, without importing pathlib."""
+    dirs = _search_dirs()
+    return next((os.path.join(d, name) for d in dirs if os.path.exists(os.path.join(d, name))),
+                os.path.join(dirs[0] if dirs else _checkout_models(), name))
 
 
 def shipped(name: str) -> Path:
     """Path of the model folder ``name``: in the first folder of the search order that has
     it (in models_dir() if none has; it may not exist)."""
-    return next((d / name for d in search_dirs() if (d / name).exists()), models_dir() / name)
+    from pathlib import Path
+
+    return Path(shipped_dir(name))
 
 
 def zoo(listed_only: bool = True) -> Iterator[tuple[str, Path]]:
@@ -65,7 +92,7 @@ def resolve(model: str) -> str:
     loader then says what is wrong with it), else the zoo's model of that name;
     OptionError (``--model``) when it is neither."""
     model = str(model)
-    if Path(model).is_dir() or "/" in model or os.sep in model or not model:
+    if os.path.isdir(model) or "/" in model or os.sep in model or not model:
         return model
     for name, folder in zoo(listed_only=False):
         if name == model:

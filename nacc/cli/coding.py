@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import click
 
@@ -38,6 +37,8 @@ from nacc.fileio import write_atomic, write_folder
 
 def _files_read(src: str, segments) -> list[str]:
     """The files compressing ``src`` read: the file itself, or a directory's .npy files."""
+    from pathlib import Path  # in the functions that use it: nacc decompress need not
+
     if src == "-":
         return []
     if Path(src).is_dir():
@@ -104,6 +105,8 @@ def compress(inputs, output, to_stdout, force, keep, remove, threads, predictor,
     stdin).  Each input is read and verified whole before anything is written; with --rm
     an input file is removed only after its archive was written and decoded back to it
     (directories are kept)."""
+    from pathlib import Path
+
     from nacc import codec, npyio
 
     rep = Reporter(verbose, quiet)
@@ -183,6 +186,8 @@ def compress(inputs, output, to_stdout, force, keep, remove, threads, predictor,
 def _not_restored(src: str) -> bool:
     """True for an input file whose archive does not restore it byte for byte (a shard or
     an .npz: the archive holds their token arrays only); --rm keeps those."""
+    from pathlib import Path
+
     from nacc import inputs
 
     return not Path(src).is_dir() and (inputs.is_shard(src) or src.endswith(".npz"))
@@ -245,7 +250,7 @@ def decompress(inputs, output, to_stdout, force, keep, remove, threads, model, d
             if not folder or dest == "-":
                 if header.n_segments > 1:
                     raise NaccError("a multi-segment archive cannot go to stdout")
-                if dest != "-" and Path(dest).exists() and not force:
+                if dest != "-" and os.path.exists(dest) and not force:
                     raise NaccError(f"{dest} already exists (use -f to overwrite)")
                 (name, data), = codec.decompress_blocks(header, blocks, threads, override,
                                                         device)
@@ -256,6 +261,8 @@ def decompress(inputs, output, to_stdout, force, keep, remove, threads, model, d
                 items = progress(codec.decompress_blocks(header, blocks, threads, override,
                                                          device),
                                  header.n_segments, rep, "decompress")
+                from pathlib import Path
+
                 # errors: the archive's names
                 write_folder(Path(dest), names, items, force, protect=[src])
             where = src

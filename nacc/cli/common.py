@@ -3,7 +3,6 @@ decorators and types, and the small input/output helpers of the coding commands.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
@@ -196,6 +195,8 @@ def options(predictor, vocab, frame_shape, model, device="cpu", params=(), solid
     except NaccError as e:
         if not model:           # no file involved: a parameter the predictor refuses
             raise click.BadParameter(str(e), param_hint="'--param'") from None
+        from pathlib import Path
+
         msg, where = printable(str(e)), printable(str(Path(model)))
         click.echo(f"nacc: {msg}" if msg.startswith(where) else f"nacc: {where}: {msg}",
                    err=True)

@@ -154,14 +154,14 @@ from nacc.errors import NaccError
 from nacc.fileio import MAX_MODEL_FILE_BYTES, load_json, open_input
 from nacc.kernels.cpu import aot
 from nacc.kernels.cpu import cmstate as K0
-from nacc.models import shipped
+from nacc.models import shipped_dir
 from nacc.predictors.base import Predictor, Stepper, build, register
 
 if TYPE_CHECKING:  # the neural predictors are an optional module
     from nacc.predictors.neural import _Neural
 
 PRECISION = K0.PREC
-PRIOR_DIR = str(shipped("cm-prior"))
+PRIOR_DIR = shipped_dir("cm-prior")
 
 # fixed hyper-parameters (chosen on frames 0-299 of the dev clip: code 0-299, measure 150-299)
 HASH_BITS = 24          # 2**24 counters of 4 bytes (64 MiB, mostly untouched on short clips)
