@@ -125,11 +125,12 @@ def _hmix(h, v):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _tok(hist, t, y, x, i, H, W):
-    """Token at (t, y, x) if it precedes the current index i in coding order, else -1."""
+def _tok(hist, t, y, x, i, H, W, ts, ps):
+    """Token at (t, y, x) if it precedes the current index i in coding order, else -1; its
+    index is t * ts + (y * W + x) * ps (t at most the current frame)."""
     if t < 0 or y < 0 or y >= H or x < 0 or x >= W:
         return -1
-    j = (t * H + y) * W + x
+    j = t * ts + (y * W + x) * ps
     if j >= i:
         return -1
     return np.int64(hist[j])
@@ -191,63 +192,69 @@ def _ctx_hash(kind, value):
 @nb.njit(cache=True, nogil=True, inline="always")
 def _setup(hist, i, cfg, perm, ctx):
     """Context of token i into ctx (int64[X_N], layout X_*; the spec's section "Context")."""
-    if cfg[C_ORDER]:
-        _setup_pm(hist, i, cfg, perm, ctx)
-        return
     H = cfg[C_H]
     W = cfg[C_W]
     hw = H * W
-    t = i // hw
-    r = i - t * hw
-    y = r // W
-    x = r - y * W
-    a = _tok(hist, t - 1, y, x, i, H, W)
-    a2 = _tok(hist, t - 2, y, x, i, H, W)
-    a3 = _tok(hist, t - 3, y, x, i, H, W)
-    l = _tok(hist, t, y, x - 1, i, H, W)
-    u = _tok(hist, t, y - 1, x, i, H, W)
-    ul = _tok(hist, t, y - 1, x - 1, i, H, W)
-    ur = _tok(hist, t, y - 1, x + 1, i, H, W)
-    pal = _tok(hist, t - 1, y, x - 1, i, H, W)
-    pau = _tok(hist, t - 1, y - 1, x, i, H, W)
-    pul = _tok(hist, t - 1, y - 1, x - 1, i, H, W)
-    pur = _tok(hist, t - 1, y - 1, x + 1, i, H, W)
-    # rc: copies among the RECENT tokens before i (j is a copy if hist[j] == hist[j - hw])
-    nc = 0
-    j0 = i - RECENT
-    if j0 < hw:
-        j0 = hw
-    for j in range(j0, i):
-        if hist[j] == hist[j - hw]:
-            nc += 1
-    _fill(ctx, hist, perm, t, y * W + x, y * W + x, hw, a, a2, a3, l, u, ul, ur, pal, pau, pul,
-          pur, nc)
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
-def _fill(ctx, hist, perm, t, pos, off, stride, a, a2, a3, l, u, ul, ur, pal, pau, pul, pur,
-          nc):
-    """ctx from the neighbours of token (t, pos) (spec: "Context"), nc (the recent copy
-    count) and the coding order: token (k, pos) is hist[off + k * stride]."""
+    if cfg[C_ORDER]:    # position-major: i = pos * T + t (T = cfg[C_NFR] frames)
+        ps = cfg[C_NFR]
+        ts = 1
+        pos = i // ps
+        t = i - pos * ps
+    else:               # raster-then-frame: i = t * hw + pos
+        ps = 1
+        ts = hw
+        t = i // hw
+        pos = i - t * hw
+    y = pos // W
+    x = pos - y * W
+    off = pos * ps      # token (k, y, x) is hist[off + k * ts]
+    a = _tok(hist, t - 1, y, x, i, H, W, ts, ps)
+    a2 = _tok(hist, t - 2, y, x, i, H, W, ts, ps)
+    a3 = _tok(hist, t - 3, y, x, i, H, W, ts, ps)
+    l = _tok(hist, t, y, x - 1, i, H, W, ts, ps)
+    u = _tok(hist, t, y - 1, x, i, H, W, ts, ps)
+    ul = _tok(hist, t, y - 1, x - 1, i, H, W, ts, ps)
+    ur = _tok(hist, t, y - 1, x + 1, i, H, W, ts, ps)
+    pal = _tok(hist, t - 1, y, x - 1, i, H, W, ts, ps)
+    pau = _tok(hist, t - 1, y - 1, x, i, H, W, ts, ps)
+    pul = _tok(hist, t - 1, y - 1, x - 1, i, H, W, ts, ps)
+    pur = _tok(hist, t - 1, y - 1, x + 1, i, H, W, ts, ps)
     cl = 1 if (l >= 0 and l == pal) else 0
     cu = 1 if (u >= 0 and u == pau) else 0
     cul = 1 if (ul >= 0 and ul == pul) else 0
     cur = 1 if (ur >= 0 and ur == pur) else 0
     aa = 1 if (a >= 0 and a == a2) else 0
-    # run: frames before t-1 over which the position kept the value a (at most 15)
+    # run: frames before t-1 over which position (y, x) kept the value a (at most 15)
     run = 0
     if a >= 0:
         k = t - 2
-        while k >= 0 and run < 15 and hist[off + k * stride] == a:
+        while k >= 0 and run < 15 and hist[off + k * ts] == a:
             run += 1
             k -= 1
     rq = run if run < 3 else 3
-    # b: the last value at the position before frame t-1 that differs from a (-1 if none)
+    # b: the last value at (y, x) before frame t-1 that differs from a (-1 if none)
     b = -1
     if a >= 0:
         k = t - 2 - run
         if k >= 0:
-            b = hist[off + k * stride]
+            b = hist[off + k * ts]
+    # rc: copies among the RECENT tokens before i (j is a copy if hist[j] == hist[j - hw]);
+    # position-major: among the RECENT frames before t at (y, x)
+    nc = 0
+    if cfg[C_ORDER]:
+        k0 = t - RECENT
+        if k0 < 1:
+            k0 = 1
+        for k in range(k0, t):
+            if hist[off + k] == hist[off + k - 1]:
+                nc += 1
+    else:
+        j0 = i - RECENT
+        if j0 < hw:
+            j0 = hw
+        for j in range(j0, i):
+            if hist[j] == hist[j - hw]:
+                nc += 1
     rc = 0 if nc <= 2 else (1 if nc <= 6 else (2 if nc <= 11 else 3))
     la = perm[a] if a >= 0 else -1
     # tree context hashes
@@ -273,51 +280,6 @@ def _fill(ctx, hist, perm, t, pos, off, stride, a, a2, a3, l, u, ul, ur, pal, pa
     ctx[X_COPY + 0] = _hmix((11 * H2) & M32,
                             ((((cl * 2 + cu) * 2 + cul) * 2 + cur) * 2 + aa) * 4 + rc)
     ctx[X_COPY + 1] = _hmix((12 * H2) & M32, pos + 1)
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
-def _tok_pm(hist, t, y, x, i, H, W, T):
-    """Position-major order: token at (t, y, x) if it precedes index i, else -1."""
-    if t < 0 or t >= T or y < 0 or y >= H or x < 0 or x >= W:
-        return -1
-    j = (y * W + x) * T + t
-    if j >= i:
-        return -1
-    return np.int64(hist[j])
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
-def _setup_pm(hist, i, cfg, perm, ctx):
-    """``_setup`` in position-major order (cfg[C_ORDER] != 0; T = cfg[C_NFR] frames)."""
-    H = cfg[C_H]
-    W = cfg[C_W]
-    T = cfg[C_NFR]
-    pos = i // T
-    t = i - pos * T
-    y = pos // W
-    x = pos - y * W
-    base = pos * T
-    a = _tok_pm(hist, t - 1, y, x, i, H, W, T)
-    a2 = _tok_pm(hist, t - 2, y, x, i, H, W, T)
-    a3 = _tok_pm(hist, t - 3, y, x, i, H, W, T)
-    l = _tok_pm(hist, t, y, x - 1, i, H, W, T)
-    u = _tok_pm(hist, t, y - 1, x, i, H, W, T)
-    ul = _tok_pm(hist, t, y - 1, x - 1, i, H, W, T)
-    ur = _tok_pm(hist, t, y - 1, x + 1, i, H, W, T)
-    pal = _tok_pm(hist, t - 1, y, x - 1, i, H, W, T)
-    pau = _tok_pm(hist, t - 1, y - 1, x, i, H, W, T)
-    pul = _tok_pm(hist, t - 1, y - 1, x - 1, i, H, W, T)
-    pur = _tok_pm(hist, t - 1, y - 1, x + 1, i, H, W, T)
-    # rc: copies among the RECENT frames before t at (y, x) (the tokens before i in coding
-    # order, within the position)
-    nc = 0
-    k0 = t - RECENT
-    if k0 < 1:
-        k0 = 1
-    for k in range(k0, t):
-        if hist[base + k] == hist[base + k - 1]:
-            nc += 1
-    _fill(ctx, hist, perm, t, pos, base, 1, a, a2, a3, l, u, ul, ur, pal, pau, pul, pur, nc)
 
 
 @nb.njit(cache=True, nogil=True)
