@@ -3,7 +3,7 @@
     python bench/bench_cm.py [CLIP.npy] [--runs 3] [--copies 8] [--prior NAME]
     python bench/bench_cm.py --ablation [CLIP.npy]
     python bench/bench_cm.py --headroom [CLIP.npy]
-    python bench/bench_cm.py --splits [CLIP.npy] [--check 1]
+    python bench/bench_cm.py --splits [CLIP.npy] [--check 1] [--param order=1]...
     python bench/bench_cm.py --startup [CLIP.npy] [--runs 9] [--other CHECKOUT]...
 
 Everything runs in one invocation on the same input, so compare the ratios, not the absolute
@@ -349,7 +349,8 @@ def splits(clip: np.ndarray, cfg_kw: dict | None = None) -> None:
     cfg = C.make_cfg(1024, (8, 16), **(cfg_kw or {}))
 
     def rate(x, perm, warm):
-        s, f = K.enc_pass(x.ravel(), cfg, perm, K.new_state(cfg, warm), K.TABLES)
+        flat, seg = C.coding_order(cfg, x)
+        s, f = K.enc_pass(flat, seg, perm, K.new_state(seg, warm), K.TABLES)
         return x.size * 10 / 8 / coder.encode_intervals(s, f, 24).nbytes
 
     print(f"{'fitted on':>10s} {'measured':>9s} {'cold':>7s} {'recipe':>7s} {'gain':>6s}")
@@ -437,8 +438,14 @@ def main() -> None:
         ap.add_argument("--splits", action="store_true")
         ap.add_argument("clip", nargs="?", default=DEV)
         ap.add_argument("--check", type=int, default=0, help="checked buckets (cm's check)")
+        ap.add_argument("--param", action="append", default=[], metavar="K=V",
+                        help="another make_cfg option (integer), e.g. order=1")
         a = ap.parse_args()
-        splits(np.load(a.clip), {"check": a.check})
+        kw = {"check": a.check}
+        for kv in a.param:
+            k, _, v = kv.partition("=")
+            kw[k] = int(v)
+        splits(np.load(a.clip), kw)
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--ablation":
         ablation(np.load(sys.argv[2] if len(sys.argv) > 2 else DEV))

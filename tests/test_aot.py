@@ -96,23 +96,23 @@ def test_rans_encode_random(ext):
 @needs_compiler
 def test_predictor_paths_use_aot_and_match_jit(aot_cache, clip, monkeypatch):
     """CM.intervals / CM.decode / coder.encode_intervals: same results with the build as with
-    NACC_AOT=0 (the JIT fallback)."""
+    NACC_AOT=0 (the JIT fallback), in both coding orders."""
     monkeypatch.setenv("NACC_CACHE", str(aot_cache))
     monkeypatch.delenv("NACC_AOT", raising=False)
     monkeypatch.setattr(aot, "_tried", False)
     monkeypatch.setattr(aot, "_loaded", None)
     assert aot.kernels() is not None, aot.status()
-    pred = cm_mod.CM(1024, (8, 16))
-    res = {}
-    for mode in ("1", "0"):
-        monkeypatch.setenv("NACC_AOT", mode)
-        assert (aot.kernels() is None) == (mode == "0")
-        start, freq = pred.intervals(clip)
-        words = coder.encode_intervals(start, freq, pred.precision)
-        res[mode] = (start, freq, words, pred.decode(words, len(clip)))
-    for a, b in zip(res["1"], res["0"]):
-        np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(res["1"][3], clip)
+    for pred in (cm_mod.CM(1024, (8, 16)), cm_mod.CM(1024, (8, 16), order=1)):
+        res = {}
+        for mode in ("1", "0"):
+            monkeypatch.setenv("NACC_AOT", mode)
+            assert (aot.kernels() is None) == (mode == "0")
+            start, freq = pred.intervals(clip)
+            words = coder.encode_intervals(start, freq, pred.precision)
+            res[mode] = (start, freq, words, pred.decode(words, len(clip)))
+        for a, b in zip(res["1"], res["0"]):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(res["1"][3], clip)
 
 
 _CHILD = """

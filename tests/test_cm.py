@@ -287,10 +287,12 @@ def test_golden_words(dev_clip):
     Regenerate on purpose only: NACC_REGEN_GOLDEN=1 pytest tests/test_cm.py"""
     tokens = np.ascontiguousarray(dev_clip[:20]).astype(np.int32)
     got = {}
-    for prior, check in [(p, 0) for p in PRIORS] + [("none", 1), ("commavq-v5", 1)]:
-        pred = get("cm")(1024, (8, 16), prior=prior, check=check)
+    variants = [(p, {}) for p in PRIORS] + [("none", {"check": 1}),
+                                            ("commavq-v5", {"check": 1}), ("none", {"order": 1})]
+    for prior, kw in variants:
+        pred = get("cm")(1024, (8, 16), prior=prior, **kw)
         words = coder.encode_intervals(*pred.intervals(tokens), pred.precision)
-        key = f"{prior} check=1" if check else prior
+        key = prior + "".join(f" {k}={v}" for k, v in kw.items())
         got[key] = hashlib.sha256(words.astype("<u4").tobytes()).hexdigest()
     k = cm_mod.K
     got["tables"] = hashlib.sha256(k.SQUASH.tobytes() + k.STRETCH.tobytes()
@@ -347,3 +349,82 @@ def test_count_classes_are_the_spec_tables():
     q = [K._nb_p(np.int64(n)) for n in range(1024)]
     assert a[:10] == [0, 1, 2, 3, 3, 4, 4, 4, 4, 5] and set(a[9:]) == {5}
     assert q[:17] == [0, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3] and set(q[16:]) == {3}
+
+
+# -- position-major coding order (parameter order) -------------------------------------------
+def _order1_paths(pred, tokens: np.ndarray) -> np.ndarray:
+    """order=1: the full tables of every token in coding order (the reference kernel) give
+    the intervals of the encode path, and the words decode to the tokens; returns the words."""
+    from nacc.kernels.cpu import cm as K
+
+    flat, seg = cm_mod.coding_order(pred.cfg, tokens)
+    assert seg[K.C_NFR] == len(tokens) and pred.cfg[K.C_NFR] == 0
+    np.testing.assert_array_equal(cm_mod.frame_order(seg, flat, tokens.shape), tokens)
+    ref = np.empty((flat.size, pred.vocab), np.int32)
+    K.table_pass(flat, 0, flat.size, seg, pred.perm, K.new_state(seg, pred.warm), K.TABLES,
+                 ref)
+    base.check_table(ref, pred.vocab, pred.precision)
+    start, freq = pred.intervals(tokens)
+    n = np.arange(flat.size)
+    np.testing.assert_array_equal(freq, ref[n, flat])
+    pos = flat if pred.order is None else pred.order[flat]
+    np.testing.assert_array_equal(start, _cdf(ref, pred.order)[n, pos])
+    words = coder.encode_intervals(start, freq, pred.precision)
+    np.testing.assert_array_equal(pred.decode(words, len(tokens)), tokens)
+    return words
+
+
+@pytest.mark.parametrize("prior", ["none", "commavq-v5"])
+def test_order1_tables_intervals_decode(dev_clip, prior):
+    tokens = np.ascontiguousarray(dev_clip[:5]).astype(np.int32)
+    pred = get("cm")(1024, (8, 16), prior=prior, order=1)
+    words = _order1_paths(pred, tokens)
+    plain = get("cm")(1024, (8, 16), prior=prior)
+    assert not np.array_equal(words, coder.encode_intervals(*plain.intervals(tokens), 24))
+
+
+@pytest.mark.parametrize("vocab,shape", [(37, (5, 3, 5)), (2, (6, 2, 3)), (5, (4, 1, 1)),
+                                         (300, (1, 4, 4))])
+def test_order1_other_vocabularies(vocab, shape):
+    rng = np.random.default_rng(vocab)
+    tokens = rng.integers(0, vocab, size=shape).astype(np.int32)
+    tokens[1:, 0, 0] = tokens[0, 0, 0]
+    _order1_paths(get("cm")(vocab, shape[1:], order=1), tokens)
+
+
+def test_order1_is_recorded_and_refuses_what_needs_frame_order(small_clip):
+    from nacc.errors import NaccError
+    from nacc.kernels.triton import has_kernel
+
+    tokens = small_clip.astype(np.int32)
+    pred = get("cm")(1024, (8, 16), prior="none", order=1)
+    assert pred.params() == {"prior": "none", "order": 1}
+    assert get("cm")(1024, (8, 16), prior="none", order=0).params() == {"prior": "none"}
+    again = get("cm")(1024, (8, 16), **json.loads(json.dumps(pred.params())))
+    np.testing.assert_array_equal(again.intervals(tokens)[1], pred.intervals(tokens)[1])
+    assert not has_kernel(pred) and has_kernel(get("cm")(1024, (8, 16), prior="none"))
+    with pytest.raises(NaccError, match="whole segment"):
+        pred.stepper()
+    with pytest.raises(NaccError, match="whole segment"):
+        next(pred.tables(tokens))
+    for bad in (2, -1, True, "1"):
+        with pytest.raises(NaccError, match="order"):
+            get("cm")(1024, (8, 16), order=bad)
+    with pytest.raises(NaccError, match="order=1"):
+        get("cm")(1024, (8, 16), order=1, model=str(NEURAL))
+
+
+def test_order1_cli_round_trip(tmp_path, dev_clip):
+    """``--param order=1`` through the CLI: recorded in the archive, decoded exactly."""
+    from conftest import cli_in_process
+
+    np.save(tmp_path / "c.npy", dev_clip[:12])
+    r = cli_in_process(["compress", "-q", "--param", "order=1", "c.npy", "-o", "o1.nacc"],
+                       tmp_path)
+    assert r.exit_code == 0, r.output
+    r = cli_in_process(["compress", "-q", "c.npy", "-o", "o0.nacc"], tmp_path)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "o1.nacc").read_bytes() != (tmp_path / "o0.nacc").read_bytes()
+    r = cli_in_process(["decompress", "-q", "o1.nacc", "-o", "back.npy"], tmp_path)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "back.npy").read_bytes() == (tmp_path / "c.npy").read_bytes()

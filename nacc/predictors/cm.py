@@ -121,6 +121,19 @@ Checked buckets (parameter ``check`` = 1; absent or 0: the plain buckets above)
     each context in order k = 0..6 at the first depth of each group.  A tree counter is at
     bucket + local (local 1..31 as above); a copy counter at bucket + 1.
 
+Coding order (parameter ``order`` = 1; absent or 0: the order above)
+    Order 0 codes token (t, y, x) of a segment of T frames at index i = (t*H + y)*W + x.
+    Order 1 (position-major) codes it at i = (y*W + x)*T + t: the T frames of position 0,
+    then of position 1, and so on; the kernels read T from the config (``coding_order``).
+    "Before i" and "not yet coded" refer to this order: every frame of the positions before
+    (y, x) is known, frames t' < t of (y, x), nothing after.  Every context keeps its
+    definition, except rc: nc counts the copies among the RECENT frames before t at (y, x)
+    (the tokens before i in this order, within the position):
+        nc = #{k : max(t - 16, 1) <= k < t, token (k, y, x) == token (k - 1, y, x)}.
+    Intervals and rANS words follow the coding order, and decode restores frame order at
+    the end: order 1 needs the whole segment, so it has no per-frame ``tables()``, no
+    stepper, no GPU kernel and no external input.
+
 External input (parameter ``model``: a neural predictor's folder, ``transformer``, ``lstm`` or
 ``gpt``; without it none of this runs)
     The neural predictor gives token i a table f (symbol order, total 2**P', scaled by
@@ -304,7 +317,7 @@ def _neural(vocab: int, frame_shape: tuple[int, int], model: str) -> _Neural:
 
 def make_cfg(vocab: int, frame_shape: tuple[int, int], ctx_mask: int = ALL_CTX,
              cand_mask: int = ALL_CAND, apm_weight: int = APM_WEIGHT, copy: int = 1,
-             copy_mask: int = ALL_COPY, check: int = 0) -> np.ndarray:
+             copy_mask: int = ALL_COPY, check: int = 0, order: int = 0) -> np.ndarray:
     """The int64 config array of the kernels (layout: nacc.kernels.cpu.cm.C_*)."""
     cfg = np.zeros(K0.C_NCFG, np.int64)
     cfg[K0.C_V] = vocab
@@ -322,7 +335,37 @@ def make_cfg(vocab: int, frame_shape: tuple[int, int], ctx_mask: int = ALL_CTX,
     cfg[K0.C_COPY] = copy
     cfg[K0.C_CCMASK] = copy_mask
     cfg[K0.C_CHECK] = check
+    cfg[K0.C_ORDER] = order
     return cfg
+
+
+def coding_order(cfg: np.ndarray, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens int32 flat in the coding order of ``cfg``, the config of this segment): order
+    0 is raster-then-frame; order 1 position-major (all T frames of position 0, then of
+    position 1, ...), whose config records T."""
+    tok = np.ascontiguousarray(tokens, np.int32)
+    seg = segment_cfg(cfg, len(tok))
+    if not cfg[K0.C_ORDER]:
+        return tok.ravel(), seg
+    return np.ascontiguousarray(tok.reshape(len(tok), -1).T).ravel(), seg
+
+
+def segment_cfg(cfg: np.ndarray, n_frames: int) -> np.ndarray:
+    """The config of a segment of ``n_frames`` frames: ``cfg`` itself in order 0, else a
+    copy that records T = n_frames (order 1)."""
+    if not cfg[K0.C_ORDER]:
+        return cfg
+    seg = cfg.copy()
+    seg[K0.C_NFR] = n_frames
+    return seg
+
+
+def frame_order(cfg: np.ndarray, flat: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """Tokens (T, H, W) from ``flat`` in the coding order of ``cfg`` (``coding_order``'s
+    inverse)."""
+    if not cfg[K0.C_ORDER]:
+        return flat.reshape(shape)
+    return np.ascontiguousarray(flat.reshape(shape[1] * shape[2], shape[0]).T).reshape(shape)
 
 
 class _CmNeuralStepper(Stepper):
@@ -392,21 +435,27 @@ class CM(Predictor):
     precision = PRECISION
 
     def backend_kernels(self) -> dict[str, str]:
-        """No GPU kernel with a neural input (its external tables) or checked buckets."""
-        return {} if self.nn is not None or self.check else self.kernels
+        """No GPU kernel with a neural input (its external tables), checked buckets or the
+        position-major order."""
+        return {} if self.nn is not None or self.check or self.coding else self.kernels
 
     def __init__(self, vocab: int, frame_shape: tuple[int, int], prior: str = "default",
-                 model: str | None = None, check: int = 0):
+                 model: str | None = None, check: int = 0, order: int = 0):
         super().__init__(vocab, frame_shape)
-        if check not in (0, 1) or isinstance(check, bool):
-            raise NaccError(f"cm: check must be 0 or 1, not {check!r}")
+        for name, v in (("check", check), ("order", order)):
+            if v not in (0, 1) or isinstance(v, bool):
+                raise NaccError(f"cm: {name} must be 0 or 1, not {v!r}")
         self.check = int(check)     # 1: checked buckets (see the spec); recorded when 1
+        self.coding = int(order)    # 1: position-major coding order; recorded when 1
+        if self.coding and model is not None:
+            raise NaccError("cm: order=1 does not combine with a model (the neural input "
+                            "codes frame by frame)")
         self.prior = default_prior(self.vocab) if prior == "default" else str(prior)
         self.perm, self.warm, self._hash = load_prior(self.prior, self.vocab)
         # the external input: a neural predictor's tables (see the spec); None without model
         self.nn = None if model is None else _neural(self.vocab, self.frame_shape, str(model))
         self.inv = np.argsort(self.perm).astype(np.int64)
-        self.cfg = make_cfg(self.vocab, self.frame_shape, check=self.check)
+        self.cfg = make_cfg(self.vocab, self.frame_shape, check=self.check, order=self.coding)
         # Position of each symbol in the interval layout of a table: with a tree prior the
         # intervals follow the tree's leaf order, not the symbol order (see the spec).
         self.order = None if np.array_equal(self.perm, np.arange(self.vocab)) else self.perm
@@ -417,6 +466,8 @@ class CM(Predictor):
             p["model"] = self.nn.model_path
         if self.check:
             p["check"] = self.check
+        if self.coding:
+            p["order"] = self.coding
         return p
 
     def model_hash(self) -> bytes:
@@ -435,7 +486,13 @@ class CM(Predictor):
             raise NaccError(f"cm: tokens of shape {tok.shape} do not fit frames {self.frame_shape}")
         return tok.ravel()
 
+    def _whole_segment(self, what: str) -> None:
+        if self.coding:
+            raise NaccError(f"cm: order=1 has no {what}: position-major coding needs the "
+                            "whole segment (use intervals / decode, the CLI's paths)")
+
     def tables(self, tokens: np.ndarray) -> Iterator[np.ndarray]:
+        self._whole_segment("per-frame tables")
         flat = self._flat(tokens)
         K = _jit()
         state = K.new_state(self.cfg, self.warm)
@@ -455,19 +512,21 @@ class CM(Predictor):
             yield out
 
     def stepper(self) -> Stepper:
+        self._whole_segment("stepper")
         return _CmStepper(self) if self.nn is None else _CmNeuralStepper(self)
 
     def intervals(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         flat = self._flat(tokens)
         if self.nn is not None:
             return self._intervals_neural(tokens, flat)
+        flat, cfg = coding_order(self.cfg, flat.reshape(len(tokens), *self.frame_shape))
         A = aot.kernels()
         if A is not None:
-            state = K0.new_state(self.cfg, self.warm, A.cm_apply_counters)
-            return A.cm_enc_pass(flat, self.cfg, self.perm, state, K0.TABLES)
+            state = K0.new_state(cfg, self.warm, A.cm_apply_counters)
+            return A.cm_enc_pass(flat, cfg, self.perm, state, K0.TABLES)
         K = _jit()
-        state = K.new_state(self.cfg, self.warm)
-        return K.enc_pass(flat, self.cfg, self.perm, state, K.TABLES)
+        state = K.new_state(cfg, self.warm)
+        return K.enc_pass(flat, cfg, self.perm, state, K.TABLES)
 
     def _intervals_neural(self, tokens, flat):
         K = _jit()
@@ -500,14 +559,14 @@ class CM(Predictor):
         words = np.ascontiguousarray(words, np.uint32)
         if self.nn is not None:
             return self._decode_neural(words, n_frames * h * w).reshape(n_frames, h, w)
+        cfg = segment_cfg(self.cfg, n_frames)
         A = aot.kernels()
         if A is not None:
-            state = K0.new_state(self.cfg, self.warm, A.cm_apply_counters)
-            out = A.cm_dec_pass(words, n_frames * h * w, self.cfg, self.perm, self.inv, state,
+            state = K0.new_state(cfg, self.warm, A.cm_apply_counters)
+            out = A.cm_dec_pass(words, n_frames * h * w, cfg, self.perm, self.inv, state,
                                 K0.TABLES)
         else:
             K = _jit()
-            state = K.new_state(self.cfg, self.warm)
-            out = K.dec_pass(words, n_frames * h * w, self.cfg, self.perm, self.inv, state,
-                             K.TABLES)
-        return out.reshape(n_frames, h, w)
+            state = K.new_state(cfg, self.warm)
+            out = K.dec_pass(words, n_frames * h * w, cfg, self.perm, self.inv, state, K.TABLES)
+        return frame_order(cfg, out, (n_frames, h, w))

@@ -95,12 +95,12 @@ def fit_warm(tokens: np.ndarray, perm: np.ndarray, contexts: dict = LEAF_CLUSTER
     after coding ``tokens`` cold with leaf order ``perm``; the counters' counts capped at
     ``count_cap`` when it is given."""
     from nacc.kernels.cpu import cm as K
-    from nacc.predictors.cm import make_cfg
+    from nacc.predictors.cm import coding_order, make_cfg
 
     tok = np.ascontiguousarray(tokens, np.int32)
     cfg = make_cfg(1024, tok.shape[1:], **(cfg_kw or {}))
     state = K.new_state(cfg)
-    K.enc_pass(tok.ravel(), cfg, perm, state, K.TABLES)
+    K.enc_pass(*coding_order(cfg, tok), perm, state, K.TABLES)
     ht, w, apm, mc, cw, capm = state
     kinds, vals, nodes, ctrs = [], [], [], []
     for kind, n_values in contexts.items():

@@ -44,6 +44,8 @@ from nacc.kernels.cpu.cmstate import (  # noqa: F401  (numba-free part, re-expor
     C_LR,
     C_MLIMIT,
     C_NCFG,
+    C_NFR,
+    C_ORDER,
     C_V,
     C_W,
     C_WINIT,
@@ -123,11 +125,12 @@ def _hmix(h, v):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _tok(hist, t, y, x, i, H, W):
-    """Token at (t, y, x) if it precedes the current index i in coding order, else -1."""
+def _tok(hist, t, y, x, i, H, W, ts, ps):
+    """Token at (t, y, x) if it precedes the current index i in coding order, else -1; its
+    index is t * ts + (y * W + x) * ps (t at most the current frame)."""
     if t < 0 or y < 0 or y >= H or x < 0 or x >= W:
         return -1
-    j = (t * H + y) * W + x
+    j = t * ts + (y * W + x) * ps
     if j >= i:
         return -1
     return np.int64(hist[j])
@@ -192,32 +195,40 @@ def _setup(hist, i, cfg, perm, ctx):
     H = cfg[C_H]
     W = cfg[C_W]
     hw = H * W
-    t = i // hw
-    r = i - t * hw
-    y = r // W
-    x = r - y * W
-    a = _tok(hist, t - 1, y, x, i, H, W)
-    a2 = _tok(hist, t - 2, y, x, i, H, W)
-    a3 = _tok(hist, t - 3, y, x, i, H, W)
-    l = _tok(hist, t, y, x - 1, i, H, W)
-    u = _tok(hist, t, y - 1, x, i, H, W)
-    ul = _tok(hist, t, y - 1, x - 1, i, H, W)
-    ur = _tok(hist, t, y - 1, x + 1, i, H, W)
-    pal = _tok(hist, t - 1, y, x - 1, i, H, W)
-    pau = _tok(hist, t - 1, y - 1, x, i, H, W)
-    pul = _tok(hist, t - 1, y - 1, x - 1, i, H, W)
-    pur = _tok(hist, t - 1, y - 1, x + 1, i, H, W)
+    if cfg[C_ORDER]:    # position-major: i = pos * T + t (T = cfg[C_NFR] frames)
+        ps = cfg[C_NFR]
+        ts = 1
+        pos = i // ps
+        t = i - pos * ps
+    else:               # raster-then-frame: i = t * hw + pos
+        ps = 1
+        ts = hw
+        t = i // hw
+        pos = i - t * hw
+    y = pos // W
+    x = pos - y * W
+    off = pos * ps      # token (k, y, x) is hist[off + k * ts]
+    a = _tok(hist, t - 1, y, x, i, H, W, ts, ps)
+    a2 = _tok(hist, t - 2, y, x, i, H, W, ts, ps)
+    a3 = _tok(hist, t - 3, y, x, i, H, W, ts, ps)
+    l = _tok(hist, t, y, x - 1, i, H, W, ts, ps)
+    u = _tok(hist, t, y - 1, x, i, H, W, ts, ps)
+    ul = _tok(hist, t, y - 1, x - 1, i, H, W, ts, ps)
+    ur = _tok(hist, t, y - 1, x + 1, i, H, W, ts, ps)
+    pal = _tok(hist, t - 1, y, x - 1, i, H, W, ts, ps)
+    pau = _tok(hist, t - 1, y - 1, x, i, H, W, ts, ps)
+    pul = _tok(hist, t - 1, y - 1, x - 1, i, H, W, ts, ps)
+    pur = _tok(hist, t - 1, y - 1, x + 1, i, H, W, ts, ps)
     cl = 1 if (l >= 0 and l == pal) else 0
     cu = 1 if (u >= 0 and u == pau) else 0
     cul = 1 if (ul >= 0 and ul == pul) else 0
     cur = 1 if (ur >= 0 and ur == pur) else 0
     aa = 1 if (a >= 0 and a == a2) else 0
-    pos = y * W + x
     # run: frames before t-1 over which position (y, x) kept the value a (at most 15)
     run = 0
     if a >= 0:
         k = t - 2
-        while k >= 0 and run < 15 and hist[(k * H + y) * W + x] == a:
+        while k >= 0 and run < 15 and hist[off + k * ts] == a:
             run += 1
             k -= 1
     rq = run if run < 3 else 3
@@ -226,15 +237,24 @@ def _setup(hist, i, cfg, perm, ctx):
     if a >= 0:
         k = t - 2 - run
         if k >= 0:
-            b = hist[(k * H + y) * W + x]
-    # rc: copies among the RECENT tokens before i (j is a copy if hist[j] == hist[j - hw])
+            b = hist[off + k * ts]
+    # rc: copies among the RECENT tokens before i (j is a copy if hist[j] == hist[j - hw]);
+    # position-major: among the RECENT frames before t at (y, x)
     nc = 0
-    j0 = i - RECENT
-    if j0 < hw:
-        j0 = hw
-    for j in range(j0, i):
-        if hist[j] == hist[j - hw]:
-            nc += 1
+    if cfg[C_ORDER]:
+        k0 = t - RECENT
+        if k0 < 1:
+            k0 = 1
+        for k in range(k0, t):
+            if hist[off + k] == hist[off + k - 1]:
+                nc += 1
+    else:
+        j0 = i - RECENT
+        if j0 < hw:
+            j0 = hw
+        for j in range(j0, i):
+            if hist[j] == hist[j - hw]:
+                nc += 1
     rc = 0 if nc <= 2 else (1 if nc <= 6 else (2 if nc <= 11 else 3))
     la = perm[a] if a >= 0 else -1
     # tree context hashes

@@ -30,9 +30,10 @@ H1 = 0x2545F491
 H2 = 0x5BD1E995
 H3 = 0x1B873593
 
-# cfg layout (int64 array)
+# cfg layout (int64 array); C_ORDER: coding order (0 raster-then-frame, 1 position-major),
+# C_NFR: frames of the segment (read in order 1 only)
 (C_V, C_B, C_H, C_W, C_HTB, C_LIMIT, C_LR, C_WINIT, C_APMR, C_MLIMIT, C_CTXMASK,
- C_CANDMASK, C_APMW, C_COPY, C_CCMASK, C_CHECK, C_NCFG) = range(17)
+ C_CANDMASK, C_APMW, C_COPY, C_CCMASK, C_CHECK, C_ORDER, C_NFR, C_NCFG) = range(19)
 
 # ctx layout: the context of token i (int64[X_N]; names as in the spec's "Context" section),
 # filled by the kernels' ``_setup`` and read by every node; the Triton kernel keeps the same
