@@ -3,7 +3,7 @@
     python bench/bench_cm.py [CLIP.npy] [--runs 3] [--copies 8] [--prior NAME]
     python bench/bench_cm.py --ablation [CLIP.npy]
     python bench/bench_cm.py --headroom [CLIP.npy]
-    python bench/bench_cm.py --splits [CLIP.npy] [--check 1]
+    python bench/bench_cm.py --splits [CLIP.npy] [--check 1] [--param KEY=INT]...
     python bench/bench_cm.py --startup [CLIP.npy] [--runs 9] [--other CHECKOUT]...
 
 Everything runs in one invocation on the same input, so compare the ratios, not the absolute
@@ -437,8 +437,14 @@ def main() -> None:
         ap.add_argument("--splits", action="store_true")
         ap.add_argument("clip", nargs="?", default=DEV)
         ap.add_argument("--check", type=int, default=0, help="checked buckets (cm's check)")
+        ap.add_argument("--param", action="append", default=[], metavar="KEY=INT",
+                        help="another keyword of cm's make_cfg (e.g. xctx=255, mix2=1, htb=26)")
         a = ap.parse_args()
-        splits(np.load(a.clip), {"check": a.check})
+        kw = {"check": a.check}
+        for item in a.param:
+            k, _, v = item.partition("=")
+            kw[k.strip()] = int(v)
+        splits(np.load(a.clip), kw)
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--ablation":
         ablation(np.load(sys.argv[2] if len(sys.argv) > 2 else DEV))

@@ -42,11 +42,13 @@ from nacc.kernels.cpu.cmstate import (  # noqa: F401  (numba-free part, re-expor
     C_HTB,
     C_LIMIT,
     C_LR,
+    C_MIX2,
     C_MLIMIT,
     C_NCFG,
     C_V,
     C_W,
     C_WINIT,
+    C_XCTX,
     CI_AI,
     CI_N,
     CI_PM,
@@ -59,7 +61,11 @@ from nacc.kernels.cpu.cmstate import (  # noqa: F401  (numba-free part, re-expor
     I_AI,
     I_BIT,
     I_LOCAL,
+    I_M2P,
+    I_M2ROW,
+    I_M2S,
     I_N,
+    I_NCPU,
     I_ONM,
     I_PM,
     I_SEL,
@@ -72,9 +78,11 @@ from nacc.kernels.cpu.cmstate import (  # noqa: F401  (numba-free part, re-expor
     NCSEL,
     NCTX,
     NIN,
+    NM2,
     NSEL1,
     NSEL2,
     NSMALL,
+    NX,
     ONE,
     PREC,
     RATES,
@@ -89,10 +97,15 @@ from nacc.kernels.cpu.cmstate import (  # noqa: F401  (numba-free part, re-expor
     X_COPY,
     X_CSEL,
     X_CU,
+    X_LA,
     X_N,
+    X_NCPU,
+    X_NX,
+    X_POS,
     X_RC,
     X_SCTX,
     X_TREE,
+    X_XTREE,
     apm_init,
     rate_table,
     squash_table,
@@ -260,6 +273,31 @@ def _setup(hist, i, cfg, perm, ctx):
     ctx[X_COPY + 0] = _hmix((11 * H2) & M32,
                             ((((cl * 2 + cu) * 2 + cul) * 2 + cur) * 2 + aa) * 4 + rc)
     ctx[X_COPY + 1] = _hmix((12 * H2) & M32, pos + 1)
+    ctx[X_POS] = pos
+    ctx[X_LA] = la
+    xm = cfg[C_XCTX]
+    ctx[X_NX] = 0
+    if xm:
+        par = _tok(hist, t - 1, y, x + 1, i, H, W)
+        pab = _tok(hist, t - 1, y + 1, x, i, H, W)
+        _xhash(ctx, xm, 0, a, l, -1)
+        _xhash(ctx, xm, 1, a, u, -1)
+        _xhash(ctx, xm, 2, l, u, -1)
+        _xhash(ctx, xm, 3, a, pos, -1)
+        _xhash(ctx, xm, 4, a, a2, -1)
+        _xhash(ctx, xm, 5, a, par, -1)
+        _xhash(ctx, xm, 6, a, pab, -1)
+        _xhash(ctx, xm, 7, a, l, u)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _xhash(ctx, xm, j, v1, v2, v3):
+    """Extra context j when bit j of xm is set: the hash of (v1, v2, v3) appended to the
+    enabled ones (ctx[X_XTREE + n], n = ctx[X_NX] counts them)."""
+    if (xm >> j) & 1:
+        n = ctx[X_NX]
+        ctx[X_XTREE + n] = _hmix(_hmix(_ctx_hash(NCTX + j, v1), v2 + 1), v3 + 1)
+        ctx[X_NX] = n + 1
 
 
 @nb.njit(cache=True, nogil=True)
@@ -346,6 +384,14 @@ def _tree_bucket(ht, ch, g, prefix, mask, chk, claim):
     if chk == 0:
         return _bucket(ch, g, prefix, mask)
     return _checked_slot(ht, _hmix(_hmix(ch, g + 1), prefix + 1), mask, claim)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _xbuckets(cfg, ht, ctx, bkt, g, gp, mask, claim):
+    """Buckets of the extra contexts (parameter xctx) into bkt[NCTX + j], after the 7 tree
+    contexts' (in j order, claiming like them when ``claim``)."""
+    for j in range(ctx[X_NX]):
+        bkt[NCTX + j] = _tree_bucket(ht, ctx[X_XTREE + j], g, gp, mask, cfg[C_CHECK], claim)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -467,20 +513,82 @@ def _node_p(d, prefix, cfg, S, TB, bkt, ctx, xin, info):
             else:
                 xin[NCTX + m] = -s
     xin[NCTX + NCAND] = 256
+    nk = NIN + ctx[X_NX]
+    for j in range(NIN, nk):
+        xin[j] = st[(np.int64(ht[bkt[NCTX - NIN + j] + local]) ^ SIGN) >> 20]
     sel = (((d * 8 + on) * 2 + ctx[X_CL]) * 2 + ctx[X_CU]) * 4 + ctx[X_RC]
     sel2 = B * NSEL1 + (d * 6 + _nb_a(na)) * 4 + _nb_p(npos)
     dot = np.int64(0)
     for k in range(NIN):
         dot += (np.int64(w[sel, k]) + np.int64(w[sel2, k])) * xin[k]
+    for k in range(NIN, nk):
+        dot += (np.int64(w[sel, k]) + np.int64(w[sel2, k])) * xin[k]
     pm = _squash(dot >> 16, TB[0])
+    info[I_PM] = pm
+    if cfg[C_MIX2]:
+        pm = _mix2_p(d, on, dot, cfg, w, ctx, xin, info, TB)
     pa, ai = _apm_p(apm, d * 8 + on, pm, st)
     info[I_SEL] = sel
     info[I_SEL2] = sel2
     info[I_AI] = ai
-    info[I_PM] = pm
     info[I_LOCAL] = local
     info[I_ONM] = onm
     return _final_p(pm, pa, cfg[C_APMW])
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _clamp_d(v):
+    if v > 2047:
+        return np.int64(2047)
+    if v < -2047:
+        return np.int64(-2047)
+    return np.int64(v)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _mix2_p(d, on, dot0, cfg, w, ctx, xin, info, TB):
+    """The 2-layer mixer (parameter mix2): first-layer mixer 0 is the sel + sel2 mix (its
+    dot product dot0), mixers 1 and 2 use the weight set of (d, pos) and of (d, cluster of
+    a); the final mixer of (d, on) mixes their clamped logits.  Returns p_mix (12 bits)."""
+    B = cfg[C_B]
+    r1 = B * (NSEL1 + NSEL2)
+    r2 = r1 + B * cfg[C_H] * cfg[C_W]
+    rf = r2 + B * 33
+    sh = B - 5 if B > 5 else 0
+    info[I_M2ROW + 1] = r1 + d * cfg[C_H] * cfg[C_W] + ctx[X_POS]
+    info[I_M2ROW + 2] = r2 + d * 33 + (ctx[X_LA] >> sh) + 1
+    info[I_M2ROW] = rf + d * 8 + on
+    nk = NIN + ctx[X_NX]
+    s = _clamp_d(dot0 >> 16)
+    info[I_M2S] = s
+    dotf = np.int64(w[rf + d * 8 + on, 0]) * s + np.int64(w[rf + d * 8 + on, NM2]) * 256
+    for j in range(1, NM2):
+        r = info[I_M2ROW + j]
+        dj = np.int64(0)
+        for k in range(nk):
+            dj += np.int64(w[r, k]) * xin[k]
+        s = _clamp_d(dj >> 16)
+        info[I_M2S + j] = s
+        info[I_M2P + j] = _squash(s, TB[0])
+        dotf += np.int64(w[rf + d * 8 + on, j]) * s
+    pf = _squash(dotf >> 16, TB[0])
+    info[I_M2P] = pf
+    return pf
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _mix2_update(y, cfg, w, nk, xin, info):
+    lr = cfg[C_LR]
+    for j in range(1, NM2):
+        r = info[I_M2ROW + j]
+        err = ((y << 12) - info[I_M2P + j]) * lr
+        for k in range(nk):
+            w[r, k] = _clampw(np.int64(w[r, k]) + ((xin[k] * err) >> 14))
+    rf = info[I_M2ROW]
+    err = ((y << 12) - info[I_M2P]) * lr
+    for j in range(NM2):
+        w[rf, j] = _clampw(np.int64(w[rf, j]) + ((info[I_M2S + j] * err) >> 14))
+    w[rf, NM2] = _clampw(np.int64(w[rf, NM2]) + ((256 * err) >> 14))
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -499,6 +607,10 @@ def _node_update(d, y, cfg, S, TB, bkt, ctx, xin, info):
             j = bkt[k] + local
             e = np.int64(ht[j]) ^ SIGN
             ht[j] = _ctr_update(e, y, limit, rates) ^ SIGN
+    nk = NIN + ctx[X_NX]
+    for k in range(NCTX, NCTX + ctx[X_NX]):
+        j = bkt[k] + local
+        ht[j] = _ctr_update(np.int64(ht[j]) ^ SIGN, y, limit, rates) ^ SIGN
     onm = info[I_ONM]
     sctx = ctx[X_SCTX]
     for m in range(NCAND):
@@ -515,6 +627,12 @@ def _node_update(d, y, cfg, S, TB, bkt, ctx, xin, info):
         dw = (xin[k] * err) >> 14
         w[sel, k] = _clampw(np.int64(w[sel, k]) + dw)
         w[sel2, k] = _clampw(np.int64(w[sel2, k]) + dw)
+    for k in range(NIN, nk):
+        dw = (xin[k] * err) >> 14
+        w[sel, k] = _clampw(np.int64(w[sel, k]) + dw)
+        w[sel2, k] = _clampw(np.int64(w[sel2, k]) + dw)
+    if cfg[C_MIX2]:
+        _mix2_update(y, cfg, w, nk, xin, info)
     ai = info[I_AI]
     v = np.int64(apm[ai])
     apm[ai] = v + (((y << 16) - v) >> cfg[C_APMR])
@@ -687,6 +805,8 @@ def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, WK, E):
             for k in range(NCTX):
                 bkt[k] = _tree_bucket(S[0], ctx[X_TREE + k], d // GROUP, prefix, mask, chk,
                                       False)
+            if cfg[C_XCTX]:
+                _xbuckets(cfg, S[0], ctx, bkt, d // GROUP, prefix, mask, False)
         size = np.int64(1) << (B - 1 - d)
         lo = prefix * 2 * size
         p = _node_p(d, prefix, cfg, S, TB, bkt, ctx, xs[d], infos[d])
@@ -724,6 +844,8 @@ def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, WK, E):
                 for k in range(NCTX):
                     bkt[k] = _tree_bucket(S[0], ctx[X_TREE + k], d // GROUP,
                                           prefix >> (B - d), mask, chk, True)
+                if cfg[C_XCTX]:
+                    _xbuckets(cfg, S[0], ctx, bkt, d // GROUP, prefix >> (B - d), mask, True)
             _node_update(d, infos[d, I_BIT], cfg, S, TB, bkt, ctx, xs[d], infos[d])
             if has_ext:
                 _ext_update(d, infos[d, I_BIT], cfg, E)
@@ -732,10 +854,11 @@ def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, WK, E):
 
 @nb.njit(cache=True, nogil=True)
 def _work(B):
-    """Scratch WK of a token: ctx[X_N], bkt[NCTX], xs[B, NIN], infos[B, I_N], xc[NCIN],
-    cinfo[CI_N]."""
-    return (np.zeros(X_N, np.int64), np.zeros(NCTX, np.int64), np.zeros((B, NIN), np.int64),
-            np.zeros((B, I_N), np.int64), np.zeros(NCIN, np.int64), np.zeros(CI_N, np.int64))
+    """Scratch WK of a token: ctx[X_NCPU], bkt[NCTX + NX], xs[B, NIN + NX],
+    infos[B, I_NCPU], xc[NCIN], cinfo[CI_N]."""
+    return (np.zeros(X_NCPU, np.int64), np.zeros(NCTX + NX, np.int64),
+            np.zeros((B, NIN + NX), np.int64), np.zeros((B, I_NCPU), np.int64),
+            np.zeros(NCIN, np.int64), np.zeros(CI_N, np.int64))
 
 
 @nb.njit(cache=True, nogil=True)
@@ -793,6 +916,8 @@ def _full_table(i, cfg, hist, perm, S, TB, WK, masses, out, E):
             gp = prefix >> (d - g * GROUP)
             for k in range(NCTX):
                 bkt[k] = _tree_bucket(S[0], ctx[X_TREE + k], g, gp, mask, cfg[C_CHECK], False)
+            if cfg[C_XCTX]:
+                _xbuckets(cfg, S[0], ctx, bkt, g, gp, mask, False)
             p = _node_p(d, prefix, cfg, S, TB, bkt, ctx, xs[0], infos[0])
             if has_ext:
                 pn = _ext_node_p(lo, size, ax, E[2])
