@@ -130,7 +130,7 @@ Extra contexts (parameter ``xctx``, a bit mask over j = 0..7; absent or 0: none 
     12 + n columns (columns 12.. start like the others).  Extra context m is one more tree
     context: its bucket is looked up (claimed) after those of c_0..c_6, m ascending; mixer
     input x_{12+m} = stretch(p12(its counter)); the dot products and weight updates run over
-    k = 0..11+n; its counter is updated right after the 7 tree counters (m ascending).
+    k = 0..11+n; its counter is updated after the sel / sel2 rows (m ascending).
 
 2-layer mixer (parameter ``mix2`` = 1; absent or 0: none of this)
     w gets B*H*W + B*33 + B*8 more rows after its B*152: r1 = B*152, r2 = r1 + B*H*W,

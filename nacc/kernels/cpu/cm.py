@@ -19,6 +19,10 @@ spec); the paths of the predictor share them:
 
 All of them call the same ``_setup``, ``_copy_p``, ``_node_p`` and ``_code_token``; without an
 external table (``E`` from ``_no_ext``) the final mixer is skipped.
+``X`` (the last argument of ``_code_token`` and what it calls) is 1, or None where the
+config uses neither xctx nor mix2: ``enc_pass`` / ``dec_pass`` then run a specialization that
+holds none of their code (``X is not None`` is a compile-time constant), so that the default
+loop pays nothing for them.
 """
 from __future__ import annotations
 
@@ -200,7 +204,7 @@ def _ctx_hash(kind, value):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _setup(hist, i, cfg, perm, ctx):
+def _setup(hist, i, cfg, perm, ctx, X):
     """Context of token i into ctx (int64[X_N], layout X_*; the spec's section "Context")."""
     H = cfg[C_H]
     W = cfg[C_W]
@@ -273,11 +277,20 @@ def _setup(hist, i, cfg, perm, ctx):
     ctx[X_COPY + 0] = _hmix((11 * H2) & M32,
                             ((((cl * 2 + cu) * 2 + cul) * 2 + cur) * 2 + aa) * 4 + rc)
     ctx[X_COPY + 1] = _hmix((12 * H2) & M32, pos + 1)
+    if X is not None:
+        _setup_more(hist, i, cfg, ctx, t, y, x, a, a2, l, u, pos, la)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _setup_more(hist, i, cfg, ctx, t, y, x, a, a2, l, u, pos, la):
+    """The context slots of the parameters xctx / mix2 (not in the X = None path)."""
     ctx[X_POS] = pos
     ctx[X_LA] = la
     xm = cfg[C_XCTX]
     ctx[X_NX] = 0
     if xm:
+        H = cfg[C_H]
+        W = cfg[C_W]
         par = _tok(hist, t - 1, y, x + 1, i, H, W)
         pab = _tok(hist, t - 1, y + 1, x, i, H, W)
         _xhash(ctx, xm, 0, a, l, -1)
@@ -470,7 +483,7 @@ def _nb_p(n):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _node_p(d, prefix, cfg, S, TB, bkt, ctx, xin, info):
+def _node_p(d, prefix, cfg, S, TB, bkt, ctx, xin, info, X):
     """P(bit = 1) in 12 bits at the tree node of depth d whose leaves start with the d bits
     ``prefix``.  Fills xin[NIN] and info (weight sets, APM index, p_mix, slot, on-path mask)."""
     ht = S[0]
@@ -513,20 +526,16 @@ def _node_p(d, prefix, cfg, S, TB, bkt, ctx, xin, info):
             else:
                 xin[NCTX + m] = -s
     xin[NCTX + NCAND] = 256
-    nk = NIN + ctx[X_NX]
-    for j in range(NIN, nk):
-        xin[j] = st[(np.int64(ht[bkt[NCTX - NIN + j] + local]) ^ SIGN) >> 20]
     sel = (((d * 8 + on) * 2 + ctx[X_CL]) * 2 + ctx[X_CU]) * 4 + ctx[X_RC]
     sel2 = B * NSEL1 + (d * 6 + _nb_a(na)) * 4 + _nb_p(npos)
     dot = np.int64(0)
     for k in range(NIN):
         dot += (np.int64(w[sel, k]) + np.int64(w[sel2, k])) * xin[k]
-    for k in range(NIN, nk):
-        dot += (np.int64(w[sel, k]) + np.int64(w[sel2, k])) * xin[k]
-    pm = _squash(dot >> 16, TB[0])
-    info[I_PM] = pm
-    if cfg[C_MIX2]:
-        pm = _mix2_p(d, on, dot, cfg, w, ctx, xin, info, TB)
+    if X is not None:
+        pm = _node_p_more(d, on, dot, sel, sel2, local, cfg, ht, w, TB, bkt, ctx, xin, info)
+    else:
+        pm = _squash(dot >> 16, TB[0])
+        info[I_PM] = pm
     pa, ai = _apm_p(apm, d * 8 + on, pm, st)
     info[I_SEL] = sel
     info[I_SEL2] = sel2
@@ -543,6 +552,22 @@ def _clamp_d(v):
     if v < -2047:
         return np.int64(-2047)
     return np.int64(v)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _node_p_more(d, on, dot, sel, sel2, local, cfg, ht, w, TB, bkt, ctx, xin, info):
+    """p_mix of ``_node_p`` with the extra contexts (their inputs added to the sel + sel2
+    dot product ``dot``) and the 2-layer mixer when enabled (not in the X = None path)."""
+    st = TB[1]
+    nk = NIN + ctx[X_NX]
+    for k in range(NIN, nk):
+        xin[k] = st[(np.int64(ht[bkt[NCTX - NIN + k] + local]) ^ SIGN) >> 20]
+        dot += (np.int64(w[sel, k]) + np.int64(w[sel2, k])) * xin[k]
+    pm = _squash(dot >> 16, TB[0])
+    info[I_PM] = pm
+    if cfg[C_MIX2]:
+        pm = _mix2_p(d, on, dot, cfg, w, ctx, xin, info, TB)
+    return pm
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -577,7 +602,23 @@ def _mix2_p(d, on, dot0, cfg, w, ctx, xin, info, TB):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _mix2_update(y, cfg, w, nk, xin, info):
+def _node_update_more(y, cfg, ht, w, rates, bkt, ctx, xin, info):
+    """The updates of the extra contexts (counters, weight columns) and of the 2-layer
+    mixer, after ``_node_update``'s others (not in the X = None path)."""
+    local = info[I_LOCAL]
+    for k in range(NCTX, NCTX + ctx[X_NX]):
+        j = bkt[k] + local
+        ht[j] = _ctr_update(np.int64(ht[j]) ^ SIGN, y, cfg[C_LIMIT], rates) ^ SIGN
+    sel = info[I_SEL]
+    sel2 = info[I_SEL2]
+    err = ((y << 12) - info[I_PM]) * cfg[C_LR]
+    nk = NIN + ctx[X_NX]
+    for k in range(NIN, nk):
+        dw = (xin[k] * err) >> 14
+        w[sel, k] = _clampw(np.int64(w[sel, k]) + dw)
+        w[sel2, k] = _clampw(np.int64(w[sel2, k]) + dw)
+    if not cfg[C_MIX2]:
+        return
     lr = cfg[C_LR]
     for j in range(1, NM2):
         r = info[I_M2ROW + j]
@@ -592,7 +633,7 @@ def _mix2_update(y, cfg, w, nk, xin, info):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _node_update(d, y, cfg, S, TB, bkt, ctx, xin, info):
+def _node_update(d, y, cfg, S, TB, bkt, ctx, xin, info, X):
     ht = S[0]
     w = S[1]
     apm = S[2]
@@ -607,10 +648,6 @@ def _node_update(d, y, cfg, S, TB, bkt, ctx, xin, info):
             j = bkt[k] + local
             e = np.int64(ht[j]) ^ SIGN
             ht[j] = _ctr_update(e, y, limit, rates) ^ SIGN
-    nk = NIN + ctx[X_NX]
-    for k in range(NCTX, NCTX + ctx[X_NX]):
-        j = bkt[k] + local
-        ht[j] = _ctr_update(np.int64(ht[j]) ^ SIGN, y, limit, rates) ^ SIGN
     onm = info[I_ONM]
     sctx = ctx[X_SCTX]
     for m in range(NCAND):
@@ -627,12 +664,8 @@ def _node_update(d, y, cfg, S, TB, bkt, ctx, xin, info):
         dw = (xin[k] * err) >> 14
         w[sel, k] = _clampw(np.int64(w[sel, k]) + dw)
         w[sel2, k] = _clampw(np.int64(w[sel2, k]) + dw)
-    for k in range(NIN, nk):
-        dw = (xin[k] * err) >> 14
-        w[sel, k] = _clampw(np.int64(w[sel, k]) + dw)
-        w[sel2, k] = _clampw(np.int64(w[sel2, k]) + dw)
-    if cfg[C_MIX2]:
-        _mix2_update(y, cfg, w, nk, xin, info)
+    if X is not None:
+        _node_update_more(y, cfg, ht, w, rates, bkt, ctx, xin, info)
     ai = info[I_AI]
     v = np.int64(apm[ai])
     apm[ai] = v + (((y << 16) - v) >> cfg[C_APMR])
@@ -761,7 +794,7 @@ def _ext_copy_p(ax, cum):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _token_setup(i, cfg, hist, perm, S, TB, WK, E):
+def _token_setup(i, cfg, hist, perm, S, TB, WK, E, X):
     """What every path does first for token i: its context into ``WK``, the external cum
     when ``E`` holds a table, and the copy node's prediction.  Returns ``(ax, cmass, mask)``:
     the copy leaf (-1 without a copy node), its mass (0 without) and the hash mask."""
@@ -769,7 +802,7 @@ def _token_setup(i, cfg, hist, perm, S, TB, WK, E):
     B = cfg[C_B]
     mask = (np.int64(1) << (cfg[C_HTB] - 5)) - 1
     has_ext = E[0].shape[0] > 0
-    _setup(hist, i, cfg, perm, ctx)
+    _setup(hist, i, cfg, perm, ctx, X)
     ax = ctx[X_CAND] if cfg[C_COPY] else -1
     if has_ext:
         _ext_cum(E[0], perm, B, E[2])
@@ -783,7 +816,7 @@ def _token_setup(i, cfg, hist, perm, S, TB, WK, E):
 
 
 @nb.njit(cache=True, nogil=True)
-def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, WK, E):
+def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, WK, E, X):
     """Code token i.  mode 0: its leaf is sym_leaf (encode); mode 1: found from the rANS
     quantile q (decode).  Updates the state.  Returns (leaf, start, freq).
 
@@ -796,7 +829,7 @@ def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, WK, E):
     V = cfg[C_V]
     has_ext = E[0].shape[0] > 0
     chk = cfg[C_CHECK]
-    ax, cmass, mask = _token_setup(i, cfg, hist, perm, S, TB, WK, E)
+    ax, cmass, mask = _token_setup(i, cfg, hist, perm, S, TB, WK, E, X)
     start = np.int64(0)
     M = np.int64(ONE)
     prefix = 0
@@ -805,11 +838,11 @@ def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, WK, E):
             for k in range(NCTX):
                 bkt[k] = _tree_bucket(S[0], ctx[X_TREE + k], d // GROUP, prefix, mask, chk,
                                       False)
-            if cfg[C_XCTX]:
+            if X is not None:
                 _xbuckets(cfg, S[0], ctx, bkt, d // GROUP, prefix, mask, False)
         size = np.int64(1) << (B - 1 - d)
         lo = prefix * 2 * size
-        p = _node_p(d, prefix, cfg, S, TB, bkt, ctx, xs[d], infos[d])
+        p = _node_p(d, prefix, cfg, S, TB, bkt, ctx, xs[d], infos[d], X)
         if has_ext:
             pn = _ext_node_p(lo, size, ax, E[2])
             p = _ext_mix(p, pn, d, TB, E)
@@ -844,9 +877,9 @@ def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, WK, E):
                 for k in range(NCTX):
                     bkt[k] = _tree_bucket(S[0], ctx[X_TREE + k], d // GROUP,
                                           prefix >> (B - d), mask, chk, True)
-                if cfg[C_XCTX]:
+                if X is not None:
                     _xbuckets(cfg, S[0], ctx, bkt, d // GROUP, prefix >> (B - d), mask, True)
-            _node_update(d, infos[d, I_BIT], cfg, S, TB, bkt, ctx, xs[d], infos[d])
+            _node_update(d, infos[d, I_BIT], cfg, S, TB, bkt, ctx, xs[d], infos[d], X)
             if has_ext:
                 _ext_update(d, infos[d, I_BIT], cfg, E)
     return prefix, start, M
@@ -867,38 +900,54 @@ def enc_pass(tokens, cfg, perm, S, TB):
     n = tokens.shape[0]
     start = np.empty(n, np.uint32)
     freq = np.empty(n, np.uint32)
+    if cfg[C_XCTX] or cfg[C_MIX2]:
+        _enc_loop(tokens, cfg, perm, S, TB, start, freq, 1)
+    else:       # a specialization without the code of xctx / mix2
+        _enc_loop(tokens, cfg, perm, S, TB, start, freq, None)
+    return start, freq
+
+
+@nb.njit(cache=True, nogil=True)
+def _enc_loop(tokens, cfg, perm, S, TB, start, freq, X):
     WK = _work(cfg[C_B])
     E = _no_ext(cfg[C_B])
-    for i in range(n):
-        _, s0, f0 = _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, WK, E)
+    for i in range(tokens.shape[0]):
+        _, s0, f0 = _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, WK, E, X)
         start[i] = s0
         freq[i] = f0
-    return start, freq
 
 
 @nb.njit(cache=True, nogil=True)
 def dec_pass(words, n, cfg, perm, inv, S, TB):
     """Decode n tokens from rANS words (fused predict / decode / update)."""
     out = np.zeros(n, np.int32)
-    WK = _work(cfg[C_B])
-    E = _no_ext(cfg[C_B])
-    state, pos = rans.dec_init(words)
-    for i in range(n):
-        q = rans.dec_quantile(state, PREC)
-        leaf, s0, f0 = _code_token(i, 0, q, 1, cfg, out, perm, S, TB, WK, E)
-        out[i] = inv[leaf]
-        state, pos = rans.dec_advance(state, pos, words, s0, f0, PREC)
+    if cfg[C_XCTX] or cfg[C_MIX2]:
+        _dec_loop(words, cfg, perm, inv, S, TB, out, 1)
+    else:       # a specialization without the code of xctx / mix2
+        _dec_loop(words, cfg, perm, inv, S, TB, out, None)
     return out
 
 
 @nb.njit(cache=True, nogil=True)
-def _full_table(i, cfg, hist, perm, S, TB, WK, masses, out, E):
+def _dec_loop(words, cfg, perm, inv, S, TB, out, X):
+    WK = _work(cfg[C_B])
+    E = _no_ext(cfg[C_B])
+    state, pos = rans.dec_init(words)
+    for i in range(out.shape[0]):
+        q = rans.dec_quantile(state, PREC)
+        leaf, s0, f0 = _code_token(i, 0, q, 1, cfg, out, perm, S, TB, WK, E, X)
+        out[i] = inv[leaf]
+        state, pos = rans.dec_advance(state, pos, words, s0, f0, PREC)
+
+
+@nb.njit(cache=True, nogil=True)
+def _full_table(i, cfg, hist, perm, S, TB, WK, masses, out, E, X):
     """Full table of token i (the state is not changed)."""
     ctx, bkt, xs, infos, xc, cinfo = WK
     B = cfg[C_B]
     V = cfg[C_V]
     has_ext = E[0].shape[0] > 0
-    ax, cmass, mask = _token_setup(i, cfg, hist, perm, S, TB, WK, E)
+    ax, cmass, mask = _token_setup(i, cfg, hist, perm, S, TB, WK, E, X)
     masses[1] = ONE - cmass
     for d in range(B):
         g = d // GROUP
@@ -916,9 +965,9 @@ def _full_table(i, cfg, hist, perm, S, TB, WK, masses, out, E):
             gp = prefix >> (d - g * GROUP)
             for k in range(NCTX):
                 bkt[k] = _tree_bucket(S[0], ctx[X_TREE + k], g, gp, mask, cfg[C_CHECK], False)
-            if cfg[C_XCTX]:
+            if X is not None:
                 _xbuckets(cfg, S[0], ctx, bkt, g, gp, mask, False)
-            p = _node_p(d, prefix, cfg, S, TB, bkt, ctx, xs[0], infos[0])
+            p = _node_p(d, prefix, cfg, S, TB, bkt, ctx, xs[0], infos[0], X)
             if has_ext:
                 pn = _ext_node_p(lo, size, ax, E[2])
                 p = _ext_mix(p, pn, d, TB, E)
@@ -941,8 +990,8 @@ def table_pass(tokens, i0, i1, cfg, perm, S, TB, out):
     E = _no_ext(B)
     masses = np.zeros(2 << B, np.int64)
     for i in range(i0, i1):
-        _full_table(i, cfg, tokens, perm, S, TB, WK, masses, out[i - i0], E)
-        _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, WK, E)
+        _full_table(i, cfg, tokens, perm, S, TB, WK, masses, out[i - i0], E, 1)
+        _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, WK, E, 1)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -951,14 +1000,15 @@ def step_table(hist, i, cfg, perm, S, TB, out):
     B = cfg[C_B]
     WK = _work(B)
     masses = np.zeros(2 << B, np.int64)
-    _full_table(i, cfg, hist, perm, S, TB, WK, masses, out, _no_ext(B))
+    _full_table(i, cfg, hist, perm, S, TB, WK, masses, out, _no_ext(B), 1)
 
 
 @nb.njit(cache=True, nogil=True)
 def step_push(hist, i, cfg, perm, S, TB):
     """Update the state with token i = hist[i]; returns (start, freq) of its interval."""
     B = cfg[C_B]
-    _, s0, f0 = _code_token(i, perm[hist[i]], 0, 0, cfg, hist, perm, S, TB, _work(B), _no_ext(B))
+    _, s0, f0 = _code_token(i, perm[hist[i]], 0, 0, cfg, hist, perm, S, TB, _work(B), _no_ext(B),
+                            1)
     return s0, f0
 
 
@@ -972,7 +1022,7 @@ def ext_pass(tokens, i0, i1, cfg, perm, S, TB, ext, w2, start, freq):
     cum, x2 = _ext_work(B)
     for i in range(i0, i1):
         E = (ext[i - i0], w2, cum, x2)
-        _, s0, f0 = _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, WK, E)
+        _, s0, f0 = _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, WK, E, 1)
         start[i] = s0
         freq[i] = f0
 
@@ -987,8 +1037,8 @@ def ext_tables(tokens, i0, i1, cfg, perm, S, TB, ext, w2, out):
     masses = np.zeros(2 << B, np.int64)
     for i in range(i0, i1):
         E = (ext[i - i0], w2, cum, x2)
-        _full_table(i, cfg, tokens, perm, S, TB, WK, masses, out[i - i0], E)
-        _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, WK, E)
+        _full_table(i, cfg, tokens, perm, S, TB, WK, masses, out[i - i0], E, 1)
+        _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, WK, E, 1)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -997,7 +1047,8 @@ def ext_step_table(hist, i, cfg, perm, S, TB, ext_row, w2, out):
     B = cfg[C_B]
     cum, x2 = _ext_work(B)
     masses = np.zeros(2 << B, np.int64)
-    _full_table(i, cfg, hist, perm, S, TB, _work(B), masses, out, (ext_row, w2, cum, x2))
+    _full_table(i, cfg, hist, perm, S, TB, _work(B), masses, out, (ext_row, w2, cum, x2),
+                1)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -1006,7 +1057,7 @@ def ext_push(hist, i, cfg, perm, S, TB, ext_row, w2):
     B = cfg[C_B]
     cum, x2 = _ext_work(B)
     _code_token(i, perm[hist[i]], 0, 0, cfg, hist, perm, S, TB, _work(B),
-                (ext_row, w2, cum, x2))
+                (ext_row, w2, cum, x2), 1)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -1018,7 +1069,7 @@ def ext_dec_step(words, dec, out, i, cfg, perm, inv, S, TB, ext_row, w2):
     state = dec[0]
     q = rans.dec_quantile(state, PREC)
     leaf, s0, f0 = _code_token(i, 0, q, 1, cfg, out, perm, S, TB, _work(B),
-                               (ext_row, w2, cum, x2))
+                               (ext_row, w2, cum, x2), 1)
     out[i] = inv[leaf]
     state, pos = rans.dec_advance(state, np.int64(dec[1]), words, s0, f0, PREC)
     dec[0] = state
