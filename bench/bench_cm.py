@@ -3,8 +3,9 @@
     python bench/bench_cm.py [CLIP.npy] [--runs 3] [--copies 8] [--prior NAME]
     python bench/bench_cm.py --ablation [CLIP.npy]
     python bench/bench_cm.py --headroom [CLIP.npy]
-    python bench/bench_cm.py --splits [CLIP.npy] [--check 1] [--param order=1]...
+    python bench/bench_cm.py --splits [CLIP.npy] [--check 1] [--param KEY=INT]...
     python bench/bench_cm.py --startup [CLIP.npy] [--runs 9] [--other CHECKOUT]...
+    python bench/bench_cm.py --loop [CLIP.npy] [--rounds 5] --config NAME=KEY:INT,... ...
 
 Everything runs in one invocation on the same input, so compare the ratios, not the absolute
 times.  General-purpose codecs get the position-major int16 layout (tokens.reshape(-1,128).T)
@@ -363,6 +364,45 @@ def splits(clip: np.ndarray, cfg_kw: dict | None = None) -> None:
               f"{cold:7.4f} {warm_r:7.4f} {warm_r / cold - 1:+6.1%}", flush=True)
 
 
+def loop_times(clip: np.ndarray, rounds: int, configs: list[str]) -> None:
+    """CPU time per token of the numba kernels enc_pass / dec_pass (cold, no prior) for each
+    config (NAME=KEY:INT,...: keywords of cm's make_cfg; NAME= alone is today's default), run
+    side by side in one process, rounds interleaved; medians, and ratios to the first."""
+    sys.path.insert(0, ROOT)
+    from nacc import coder
+    from nacc.kernels.cpu import cm as K
+    from nacc.predictors import cm as C
+
+    flat = np.ascontiguousarray(clip, np.int32).ravel()
+    ident = np.arange(1024)
+    cfgs = []
+    for arg in configs:
+        name, _, spec = arg.partition("=")
+        kw = {k: int(v) for k, v in (it.split(":") for it in filter(None, spec.split(",")))}
+        cfgs.append((name, C.make_cfg(1024, (8, 16), **kw)))
+    times: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n, _ in cfgs}
+    for r in range(rounds + 1):                 # round 0 compiles
+        for name, cfg in cfgs:
+            t0 = time.process_time()
+            s, f = K.enc_pass(flat, cfg, ident, K.new_state(cfg), K.TABLES)
+            t1 = time.process_time()
+            words = coder.encode_intervals(s, f, 24)
+            t2 = time.process_time()
+            out = K.dec_pass(words, flat.size, cfg, ident, ident, K.new_state(cfg), K.TABLES)
+            t3 = time.process_time()
+            if not np.array_equal(out, flat):
+                raise RuntimeError(f"{name}: round trip failed")
+            if r:
+                times[name][0].append((t1 - t0) / flat.size * 1e6)
+                times[name][1].append((t3 - t2) / flat.size * 1e6)
+    base = [statistics.median(x) for x in times[cfgs[0][0]]]
+    print(f"{'config':12s} {'enc us/tok':>10s} {'dec us/tok':>10s} {'enc ratio':>9s} "
+          f"{'dec ratio':>9s}  (CPU-time medians of {rounds})")
+    for name, _ in cfgs:
+        e, d = (statistics.median(x) for x in times[name])
+        print(f"{name:12s} {e:10.2f} {d:10.2f} {e / base[0]:9.3f} {d / base[1]:9.3f}")
+
+
 def startup(clip_path: str, runs: int, others: list[str]) -> None:
     """Whole-process decode of a clip, one thread: ``python -m nacc.cli decompress`` of this
     checkout (default predictor and prior) and of each checkout in ``others`` (each decodes
@@ -438,14 +478,25 @@ def main() -> None:
         ap.add_argument("--splits", action="store_true")
         ap.add_argument("clip", nargs="?", default=DEV)
         ap.add_argument("--check", type=int, default=0, help="checked buckets (cm's check)")
-        ap.add_argument("--param", action="append", default=[], metavar="K=V",
-                        help="another make_cfg option (integer), e.g. order=1")
+        ap.add_argument("--param", action="append", default=[], metavar="KEY=INT",
+                        help="a keyword of make_cfg, e.g. order=1, xctx=255, mix2=1, htb=26")
         a = ap.parse_args()
         kw = {"check": a.check}
-        for kv in a.param:
-            k, _, v = kv.partition("=")
-            kw[k] = int(v)
+        for item in a.param:
+            k, _, v = item.partition("=")
+            kw[k.strip()] = int(v)
         splits(np.load(a.clip), kw)
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--loop":
+        ap = argparse.ArgumentParser()
+        ap.add_argument("--loop", action="store_true")
+        ap.add_argument("clip", nargs="?", default=DEV)
+        ap.add_argument("--rounds", type=int, default=5)
+        ap.add_argument("--config", action="append", default=[], metavar="NAME=KEY:INT,...",
+                        help="a cm config to time (the first is the reference; NAME= alone: "
+                             "today's default)")
+        a = ap.parse_args()
+        loop_times(np.load(a.clip), a.rounds, a.config or ["default="])
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--ablation":
         ablation(np.load(sys.argv[2] if len(sys.argv) > 2 else DEV))

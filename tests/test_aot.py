@@ -57,8 +57,18 @@ def clip():
 @needs_compiler
 @pytest.mark.parametrize("prior", PRIORS)
 def test_aot_equals_jit(ext, clip, prior):
+    _aot_equals_jit(ext, clip, cm_mod.CM(1024, (8, 16), prior=prior))
+
+
+@needs_compiler
+def test_aot_equals_jit_with_params(ext, clip):
+    """The parameters the GPU kernel refuses (check, xctx, mix2) run on the AOT build too."""
+    _aot_equals_jit(ext, clip[:30], cm_mod.CM(1024, (8, 16), prior="commavq-tree-v1", check=1,
+                                              xctx=10, mix2=1))
+
+
+def _aot_equals_jit(ext, clip, pred):
     K = cm_mod._jit()
-    pred = cm_mod.CM(1024, (8, 16), prior=prior)
     flat = clip.ravel()
     s_aot = cmstate.new_state(pred.cfg, pred.warm, ext.cm_apply_counters)
     s_jit = K.new_state(pred.cfg, pred.warm)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import golden_bytes, golden_json
+from conftest import golden_bytes, golden_json, repeating_clips
 from nacc import coder
 from nacc.predictors import base, get
 from nacc.predictors import cm as cm_mod
@@ -273,6 +273,64 @@ def test_checked_buckets_change_the_words_and_are_recorded(small_clip):
             get("cm")(1024, (8, 16), check=bad)
 
 
+# -- extra contexts and the 2-layer mixer (parameters xctx, mix2) -----------------------------
+@pytest.mark.parametrize("prior,vocab,shape,kw", [
+    ("none", 1024, (3, 8, 16), {"xctx": 255}),
+    (TREE, 1024, (3, 8, 16), {"mix2": 1}),
+    ("none", 1024, (3, 8, 16), {"xctx": 10, "mix2": 1, "check": 1}),
+    ("none", 11, (4, 3, 5), {"xctx": 255, "mix2": 1}),
+    ("none", 1500, (3, 4, 6), {"xctx": 8, "mix2": 1, "check": 1})])
+def test_extra_contexts_and_two_layer_mixer_four_paths(dev_clip, prior, vocab, shape, kw):
+    """xctx / mix2: tables == stepper == intervals == decode (also with the tree order, with
+    checked buckets, and with trees of 4 and 11 levels)."""
+    if vocab == 1024:
+        tokens = np.ascontiguousarray(dev_clip[: shape[0]]).astype(np.int32)
+    else:
+        tokens = repeating_clips(vocab, shape[1:], vocab, [shape[0]])[0]
+    check_paths(get("cm")(vocab, shape[1:], prior=prior, **kw), tokens)
+
+
+def test_extra_contexts_and_mixer_are_recorded_and_refused_on_gpu(small_clip):
+    from nacc.errors import NaccError
+    from nacc.kernels.triton import has_kernel
+
+    tokens = small_clip.astype(np.int32)
+    plain = get("cm")(1024, (8, 16), prior="none").intervals(tokens)[1]
+    for kw in ({"xctx": 8}, {"mix2": 1}, {"xctx": 3, "mix2": 1}):
+        pred = get("cm")(1024, (8, 16), prior="none", **kw)
+        assert pred.params() == {"prior": "none", **kw}
+        again = get("cm")(1024, (8, 16), **json.loads(json.dumps(pred.params())))
+        np.testing.assert_array_equal(again.intervals(tokens)[1], pred.intervals(tokens)[1])
+        assert not np.array_equal(plain, pred.intervals(tokens)[1])
+        assert not has_kernel(pred)
+    assert get("cm")(1024, (8, 16), prior="none", xctx=0, mix2=0).params() == {"prior": "none"}
+    for name, bad in (("xctx", 256), ("xctx", -1), ("xctx", True), ("mix2", 2), ("mix2", "1")):
+        with pytest.raises(NaccError, match=name):
+            get("cm")(1024, (8, 16), prior="none", **{name: bad})
+    with pytest.raises(NaccError, match="no state for xctx / mix2"):
+        get("cm")(1024, (8, 16), prior="commavq-v5", mix2=1)
+
+
+def test_prior_recipe_fits_the_two_layer_mixer(dev_clip):
+    """A warm state fitted with xctx / mix2 has their weights (shapes of new_state) and codes
+    frames it was not fitted on exactly (encode == decode)."""
+    from nacc.training import cm_prior
+
+    K = cm_mod.K
+    kw = {"xctx": 8, "mix2": 1}
+    cfg = cm_mod.make_cfg(1024, (8, 16), **kw)
+    perm = np.arange(1024)
+    warm = cm_prior.fit_warm(dev_clip[:4], perm, cm_prior.ALL_KINDS, 10, kw)
+    fresh = K.new_state(cfg)
+    assert warm["w"].shape == fresh[1].shape == (10 * 152 + 10 * (128 + 33 + 8), 13)
+    assert not np.array_equal(warm["w"], fresh[1])
+    flat = np.ascontiguousarray(dev_clip[4:6]).astype(np.int32).ravel()
+    s, f = K.enc_pass(flat, cfg, perm, K.new_state(cfg, warm), K.TABLES)
+    words = coder.encode_intervals(s, f, 24)
+    out = K.dec_pass(words, flat.size, cfg, perm, perm, K.new_state(cfg, warm), K.TABLES)
+    np.testing.assert_array_equal(out, flat)
+
+
 def test_unknown_prior_is_an_error():
     from nacc.errors import NaccError
 
@@ -287,12 +345,12 @@ def test_golden_words(dev_clip):
     Regenerate on purpose only: NACC_REGEN_GOLDEN=1 pytest tests/test_cm.py"""
     tokens = np.ascontiguousarray(dev_clip[:20]).astype(np.int32)
     got = {}
-    variants = [(p, {}) for p in PRIORS] + [("none", {"check": 1}),
-                                            ("commavq-v5", {"check": 1}), ("none", {"order": 1})]
-    for prior, kw in variants:
+    extra = [("none", {"check": 1}), ("commavq-v5", {"check": 1}), ("none", {"order": 1}),
+             ("none", {"check": 1, "xctx": 10, "mix2": 1}), (TREE, {"xctx": 255, "mix2": 1})]
+    for prior, kw in [(p, {}) for p in PRIORS] + extra:
         pred = get("cm")(1024, (8, 16), prior=prior, **kw)
         words = coder.encode_intervals(*pred.intervals(tokens), pred.precision)
-        key = prior + "".join(f" {k}={v}" for k, v in kw.items())
+        key = " ".join([prior] + [f"{k}={v}" for k, v in kw.items()])
         got[key] = hashlib.sha256(words.astype("<u4").tobytes()).hexdigest()
     k = cm_mod.K
     got["tables"] = hashlib.sha256(k.SQUASH.tobytes() + k.STRETCH.tobytes()

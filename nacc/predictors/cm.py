@@ -134,6 +134,33 @@ Coding order (parameter ``order`` = 1; absent or 0: the order above)
     the end: order 1 needs the whole segment, so it has no per-frame ``tables()``, no
     stepper, no GPU kernel and no external input.
 
+Extra contexts (parameter ``xctx``, a bit mask over j = 0..7; absent or 0: none of this)
+    par = token (t-1, y, x+1), pab = token (t-1, y+1, x) (-1 as above).  Extra context j
+    hashes (v1, v2, v3) = (a, l, -1), (a, u, -1), (l, u, -1), (a, pos, -1), (a, a2, -1),
+    (a, par, -1), (a, pab, -1), (a, l, u) for j = 0..7:
+        e_j = hmix(hmix(ctxhash(7 + j, v1), v2 + 1), v3 + 1).
+    With n set bits, the enabled contexts in j order are extra contexts 0..n-1 and w has
+    12 + n columns (columns 12.. start like the others).  Extra context m is one more tree
+    context: its bucket is looked up (claimed) after those of c_0..c_6, m ascending; mixer
+    input x_{12+m} = stretch(p12(its counter)); the dot products and weight updates run over
+    k = 0..11+n; its counter is updated after the sel / sel2 rows (m ascending).
+
+2-layer mixer (parameter ``mix2`` = 1; absent or 0: none of this)
+    w gets B*H*W + B*33 + B*8 more rows after its B*152: r1 = B*152, r2 = r1 + B*H*W,
+    rf = r2 + B*33; rows before rf start at WINIT, rows from rf at (65536, 0, 0, 0, ...).
+    At a node (d, on as above) with inputs x_k (k < 12 + n, n = 0 without xctx):
+    s_0 = clamp(dot >> 16, -2047, 2047) of the mixer above, p_0 = its pm;
+    mixer 1 row R1 = r1 + d*H*W + pos, mixer 2 row R2 = r2 + d*33 + (la >> max(B - 5, 0)) + 1,
+        s_j = clamp((sum_k w[R_j,k] x_k) >> 16, -2047, 2047), p_j = squash(s_j) (j = 1, 2);
+    final row F = rf + d*8 + on: pm = squash((sum_j w[F,j] s_j + w[F,3] * 256) >> 16),
+        which replaces pm in the APM and in p.
+    Update: the sel / sel2 rows with err = ((y << 12) - p_0) * LR; then for j = 1, 2
+    w[R_j,k] = clampw(w[R_j,k] + ((x_k * err_j) >> 14)), err_j = ((y << 12) - p_j) * LR; then
+    w[F,j] = clampw(w[F,j] + ((s_j * err) >> 14)) (j = 0..2) and w[F,3] likewise with 256,
+    err = ((y << 12) - pm) * LR; then the APM.
+    A warm prior fitted with xctx / mix2 has their weights, not the extra contexts' counters;
+    no shipped prior is fitted with them (the predictor refuses the pair).
+
 External input (parameter ``model``: a neural predictor's folder, ``transformer``, ``lstm`` or
 ``gpt``; without it none of this runs)
     The neural predictor gives token i a table f (symbol order, total 2**P', scaled by
@@ -188,6 +215,7 @@ APM_WEIGHT = 2          # final p = (p_mix * (4 - APM_WEIGHT) + p_apm * APM_WEIG
 ALL_CTX = (1 << K0.NCTX) - 1
 ALL_CAND = (1 << K0.NCAND) - 1
 ALL_COPY = (1 << K0.NCC) - 1
+ALL_XCTX = (1 << K0.NX) - 1
 PRIORS_FILE = "priors.json"
 READ_CHUNK = 1 << 18    # prior files are hashed while read, in chunks of this many bytes
 NEURAL_ARCHS = ("transformer", "lstm")   # what a ``model`` folder may hold
@@ -317,13 +345,14 @@ def _neural(vocab: int, frame_shape: tuple[int, int], model: str) -> _Neural:
 
 def make_cfg(vocab: int, frame_shape: tuple[int, int], ctx_mask: int = ALL_CTX,
              cand_mask: int = ALL_CAND, apm_weight: int = APM_WEIGHT, copy: int = 1,
-             copy_mask: int = ALL_COPY, check: int = 0, order: int = 0) -> np.ndarray:
+             copy_mask: int = ALL_COPY, check: int = 0, order: int = 0, xctx: int = 0,
+             mix2: int = 0, htb: int = HASH_BITS) -> np.ndarray:
     """The int64 config array of the kernels (layout: nacc.kernels.cpu.cm.C_*)."""
     cfg = np.zeros(K0.C_NCFG, np.int64)
     cfg[K0.C_V] = vocab
     cfg[K0.C_B] = tree_bits(vocab)
     cfg[K0.C_H], cfg[K0.C_W] = frame_shape
-    cfg[K0.C_HTB] = HASH_BITS
+    cfg[K0.C_HTB] = htb
     cfg[K0.C_LIMIT] = COUNT_LIMIT
     cfg[K0.C_LR] = MIX_LR
     cfg[K0.C_WINIT] = MIX_WINIT
@@ -336,6 +365,8 @@ def make_cfg(vocab: int, frame_shape: tuple[int, int], ctx_mask: int = ALL_CTX,
     cfg[K0.C_CCMASK] = copy_mask
     cfg[K0.C_CHECK] = check
     cfg[K0.C_ORDER] = order
+    cfg[K0.C_XCTX] = xctx
+    cfg[K0.C_MIX2] = mix2
     return cfg
 
 
@@ -435,27 +466,37 @@ class CM(Predictor):
     precision = PRECISION
 
     def backend_kernels(self) -> dict[str, str]:
-        """No GPU kernel with a neural input (its external tables), checked buckets or the
-        position-major order."""
-        return {} if self.nn is not None or self.check or self.coding else self.kernels
+        """No GPU kernel with a neural input (its external tables), checked buckets, the
+        position-major order, extra contexts or the 2-layer mixer."""
+        if self.nn is not None or self.check or self.coding or self.xctx or self.mix2:
+            return {}
+        return self.kernels
 
     def __init__(self, vocab: int, frame_shape: tuple[int, int], prior: str = "default",
-                 model: str | None = None, check: int = 0, order: int = 0):
+                 model: str | None = None, check: int = 0, order: int = 0, xctx: int = 0,
+                 mix2: int = 0):
         super().__init__(vocab, frame_shape)
-        for name, v in (("check", check), ("order", order)):
-            if v not in (0, 1) or isinstance(v, bool):
-                raise NaccError(f"cm: {name} must be 0 or 1, not {v!r}")
+        for name, v, top in (("check", check, 1), ("order", order, 1), ("xctx", xctx, ALL_XCTX),
+                             ("mix2", mix2, 1)):
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= top:
+                raise NaccError(f"cm: {name} must be an integer in 0..{top}, not {v!r}")
         self.check = int(check)     # 1: checked buckets (see the spec); recorded when 1
         self.coding = int(order)    # 1: position-major coding order; recorded when 1
+        self.xctx = int(xctx)       # extra tree contexts (bit mask, see the spec); when not 0
+        self.mix2 = int(mix2)       # 1: the 2-layer mixer (see the spec); recorded when 1
         if self.coding and model is not None:
             raise NaccError("cm: order=1 does not combine with a model (the neural input "
                             "codes frame by frame)")
         self.prior = default_prior(self.vocab) if prior == "default" else str(prior)
         self.perm, self.warm, self._hash = load_prior(self.prior, self.vocab)
+        if self.warm is not None and (self.xctx or self.mix2):
+            raise NaccError(f"cm: prior {self.prior!r} has no state for xctx / mix2 (no shipped "
+                            "prior has; use prior='none' or a tree-only prior)")
         # the external input: a neural predictor's tables (see the spec); None without model
         self.nn = None if model is None else _neural(self.vocab, self.frame_shape, str(model))
         self.inv = np.argsort(self.perm).astype(np.int64)
-        self.cfg = make_cfg(self.vocab, self.frame_shape, check=self.check, order=self.coding)
+        self.cfg = make_cfg(self.vocab, self.frame_shape, check=self.check, order=self.coding,
+                            xctx=self.xctx, mix2=self.mix2)
         # Position of each symbol in the interval layout of a table: with a tree prior the
         # intervals follow the tree's leaf order, not the symbol order (see the spec).
         self.order = None if np.array_equal(self.perm, np.arange(self.vocab)) else self.perm
@@ -464,10 +505,10 @@ class CM(Predictor):
         p: dict = {"prior": self.prior}
         if self.nn is not None:
             p["model"] = self.nn.model_path
-        if self.check:
-            p["check"] = self.check
-        if self.coding:
-            p["order"] = self.coding
+        for name, v in (("check", self.check), ("order", self.coding), ("xctx", self.xctx),
+                        ("mix2", self.mix2)):
+            if v:
+                p[name] = v
         return p
 
     def model_hash(self) -> bytes:

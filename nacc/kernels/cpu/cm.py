@@ -19,6 +19,10 @@ spec); the paths of the predictor share them:
 
 All of them call the same ``_setup``, ``_copy_p``, ``_node_p`` and ``_code_token``; without an
 external table (``E`` from ``_no_ext``) the final mixer is skipped.
+``X`` (the last argument of ``_code_token`` and what it calls) is 1, or None where the
+config uses neither xctx nor mix2: ``enc_pass`` / ``dec_pass`` then run a specialization that
+holds none of their code (``X is not None`` is a compile-time constant), so that the default
+loop pays nothing for them.
 """
 from __future__ import annotations
 
@@ -42,6 +46,7 @@ from nacc.kernels.cpu.cmstate import (  # noqa: F401  (numba-free part, re-expor
     C_HTB,
     C_LIMIT,
     C_LR,
+    C_MIX2,
     C_MLIMIT,
     C_NCFG,
     C_NFR,
@@ -49,6 +54,7 @@ from nacc.kernels.cpu.cmstate import (  # noqa: F401  (numba-free part, re-expor
     C_V,
     C_W,
     C_WINIT,
+    C_XCTX,
     CI_AI,
     CI_N,
     CI_PM,
@@ -61,7 +67,11 @@ from nacc.kernels.cpu.cmstate import (  # noqa: F401  (numba-free part, re-expor
     I_AI,
     I_BIT,
     I_LOCAL,
+    I_M2P,
+    I_M2ROW,
+    I_M2S,
     I_N,
+    I_NCPU,
     I_ONM,
     I_PM,
     I_SEL,
@@ -74,9 +84,11 @@ from nacc.kernels.cpu.cmstate import (  # noqa: F401  (numba-free part, re-expor
     NCSEL,
     NCTX,
     NIN,
+    NM2,
     NSEL1,
     NSEL2,
     NSMALL,
+    NX,
     ONE,
     PREC,
     RATES,
@@ -91,10 +103,15 @@ from nacc.kernels.cpu.cmstate import (  # noqa: F401  (numba-free part, re-expor
     X_COPY,
     X_CSEL,
     X_CU,
+    X_LA,
     X_N,
+    X_NCPU,
+    X_NX,
+    X_POS,
     X_RC,
     X_SCTX,
     X_TREE,
+    X_XTREE,
     apm_init,
     rate_table,
     squash_table,
@@ -190,7 +207,7 @@ def _ctx_hash(kind, value):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _setup(hist, i, cfg, perm, ctx):
+def _setup(hist, i, cfg, perm, ctx, X):
     """Context of token i into ctx (int64[X_N], layout X_*; the spec's section "Context")."""
     H = cfg[C_H]
     W = cfg[C_W]
@@ -280,6 +297,42 @@ def _setup(hist, i, cfg, perm, ctx):
     ctx[X_COPY + 0] = _hmix((11 * H2) & M32,
                             ((((cl * 2 + cu) * 2 + cul) * 2 + cur) * 2 + aa) * 4 + rc)
     ctx[X_COPY + 1] = _hmix((12 * H2) & M32, pos + 1)
+    if X is not None:
+        par = -1
+        pab = -1
+        if cfg[C_XCTX]:
+            par = _tok(hist, t - 1, y, x + 1, i, H, W, ts, ps)
+            pab = _tok(hist, t - 1, y + 1, x, i, H, W, ts, ps)
+        _setup_more(cfg, ctx, a, a2, l, u, pos, la, par, pab)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _setup_more(cfg, ctx, a, a2, l, u, pos, la, par, pab):
+    """The context slots of the parameters xctx / mix2 (not in the X = None path); par, pab:
+    the previous frame's right and below neighbours (read only when xctx is set)."""
+    ctx[X_POS] = pos
+    ctx[X_LA] = la
+    xm = cfg[C_XCTX]
+    ctx[X_NX] = 0
+    if xm:
+        _xhash(ctx, xm, 0, a, l, -1)
+        _xhash(ctx, xm, 1, a, u, -1)
+        _xhash(ctx, xm, 2, l, u, -1)
+        _xhash(ctx, xm, 3, a, pos, -1)
+        _xhash(ctx, xm, 4, a, a2, -1)
+        _xhash(ctx, xm, 5, a, par, -1)
+        _xhash(ctx, xm, 6, a, pab, -1)
+        _xhash(ctx, xm, 7, a, l, u)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _xhash(ctx, xm, j, v1, v2, v3):
+    """Extra context j when bit j of xm is set: the hash of (v1, v2, v3) appended to the
+    enabled ones (ctx[X_XTREE + n], n = ctx[X_NX] counts them)."""
+    if (xm >> j) & 1:
+        n = ctx[X_NX]
+        ctx[X_XTREE + n] = _hmix(_hmix(_ctx_hash(NCTX + j, v1), v2 + 1), v3 + 1)
+        ctx[X_NX] = n + 1
 
 
 @nb.njit(cache=True, nogil=True)
@@ -369,6 +422,14 @@ def _tree_bucket(ht, ch, g, prefix, mask, chk, claim):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
+def _xbuckets(cfg, ht, ctx, bkt, g, gp, mask, claim):
+    """Buckets of the extra contexts (parameter xctx) into bkt[NCTX + j], after the 7 tree
+    contexts' (in j order, claiming like them when ``claim``)."""
+    for j in range(ctx[X_NX]):
+        bkt[NCTX + j] = _tree_bucket(ht, ctx[X_XTREE + j], g, gp, mask, cfg[C_CHECK], claim)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
 def _copy_slot(ht, c, mask, chk, claim):
     """Counter index of copy context hash c: slot 0 of its bucket (plain) or slot 1 of its
     checked bucket."""
@@ -444,7 +505,7 @@ def _nb_p(n):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _node_p(d, prefix, cfg, S, TB, bkt, ctx, xin, info):
+def _node_p(d, prefix, cfg, S, TB, bkt, ctx, xin, info, X):
     """P(bit = 1) in 12 bits at the tree node of depth d whose leaves start with the d bits
     ``prefix``.  Fills xin[NIN] and info (weight sets, APM index, p_mix, slot, on-path mask)."""
     ht = S[0]
@@ -492,19 +553,113 @@ def _node_p(d, prefix, cfg, S, TB, bkt, ctx, xin, info):
     dot = np.int64(0)
     for k in range(NIN):
         dot += (np.int64(w[sel, k]) + np.int64(w[sel2, k])) * xin[k]
-    pm = _squash(dot >> 16, TB[0])
-    pa, ai = _apm_p(apm, d * 8 + on, pm, st)
     info[I_SEL] = sel
     info[I_SEL2] = sel2
-    info[I_AI] = ai
-    info[I_PM] = pm
     info[I_LOCAL] = local
+    if X is not None:
+        pm = _node_p_more(d, on, dot, cfg, ht, w, TB, bkt, ctx, xin, info)
+    else:
+        pm = _squash(dot >> 16, TB[0])
+        info[I_PM] = pm
+    pa, ai = _apm_p(apm, d * 8 + on, pm, st)
+    info[I_AI] = ai
     info[I_ONM] = onm
     return _final_p(pm, pa, cfg[C_APMW])
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _node_update(d, y, cfg, S, TB, bkt, ctx, xin, info):
+def _clamp_d(v):
+    if v > 2047:
+        return np.int64(2047)
+    if v < -2047:
+        return np.int64(-2047)
+    return np.int64(v)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _node_p_more(d, on, dot, cfg, ht, w, TB, bkt, ctx, xin, info):
+    """p_mix of ``_node_p`` with the extra contexts (their inputs added to the sel + sel2
+    dot product ``dot``; the rows and the slot from info) and the 2-layer mixer when enabled
+    (not in the X = None path)."""
+    st = TB[1]
+    sel = info[I_SEL]
+    sel2 = info[I_SEL2]
+    local = info[I_LOCAL]
+    nk = NIN + ctx[X_NX]
+    for k in range(NIN, nk):
+        xin[k] = st[(np.int64(ht[bkt[NCTX - NIN + k] + local]) ^ SIGN) >> 20]
+        dot += (np.int64(w[sel, k]) + np.int64(w[sel2, k])) * xin[k]
+    pm = _squash(dot >> 16, TB[0])
+    info[I_PM] = pm
+    if cfg[C_MIX2]:
+        pm = _mix2_p(d, on, dot, cfg, w, ctx, xin, info, TB)
+    return pm
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _mix2_p(d, on, dot0, cfg, w, ctx, xin, info, TB):
+    """The 2-layer mixer (parameter mix2): first-layer mixer 0 is the sel + sel2 mix (its
+    dot product dot0), mixers 1 and 2 use the weight set of (d, pos) and of (d, cluster of
+    a); the final mixer of (d, on) mixes their clamped logits.  Returns p_mix (12 bits)."""
+    B = cfg[C_B]
+    r1 = B * (NSEL1 + NSEL2)
+    r2 = r1 + B * cfg[C_H] * cfg[C_W]
+    rf = r2 + B * 33
+    sh = B - 5 if B > 5 else 0
+    info[I_M2ROW + 1] = r1 + d * cfg[C_H] * cfg[C_W] + ctx[X_POS]
+    info[I_M2ROW + 2] = r2 + d * 33 + (ctx[X_LA] >> sh) + 1
+    info[I_M2ROW] = rf + d * 8 + on
+    nk = NIN + ctx[X_NX]
+    s = _clamp_d(dot0 >> 16)
+    info[I_M2S] = s
+    dotf = np.int64(w[rf + d * 8 + on, 0]) * s + np.int64(w[rf + d * 8 + on, NM2]) * 256
+    for j in range(1, NM2):
+        r = info[I_M2ROW + j]
+        dj = np.int64(0)
+        for k in range(nk):
+            dj += np.int64(w[r, k]) * xin[k]
+        s = _clamp_d(dj >> 16)
+        info[I_M2S + j] = s
+        info[I_M2P + j] = _squash(s, TB[0])
+        dotf += np.int64(w[rf + d * 8 + on, j]) * s
+    pf = _squash(dotf >> 16, TB[0])
+    info[I_M2P] = pf
+    return pf
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _node_update_more(y, cfg, ht, w, rates, bkt, ctx, xin, info):
+    """The updates of the extra contexts (counters, weight columns) and of the 2-layer
+    mixer, after ``_node_update``'s others (not in the X = None path)."""
+    local = info[I_LOCAL]
+    for k in range(NCTX, NCTX + ctx[X_NX]):
+        j = bkt[k] + local
+        ht[j] = _ctr_update(np.int64(ht[j]) ^ SIGN, y, cfg[C_LIMIT], rates) ^ SIGN
+    sel = info[I_SEL]
+    sel2 = info[I_SEL2]
+    err = ((y << 12) - info[I_PM]) * cfg[C_LR]
+    nk = NIN + ctx[X_NX]
+    for k in range(NIN, nk):
+        dw = (xin[k] * err) >> 14
+        w[sel, k] = _clampw(np.int64(w[sel, k]) + dw)
+        w[sel2, k] = _clampw(np.int64(w[sel2, k]) + dw)
+    if not cfg[C_MIX2]:
+        return
+    lr = cfg[C_LR]
+    for j in range(1, NM2):
+        r = info[I_M2ROW + j]
+        err = ((y << 12) - info[I_M2P + j]) * lr
+        for k in range(nk):
+            w[r, k] = _clampw(np.int64(w[r, k]) + ((xin[k] * err) >> 14))
+    rf = info[I_M2ROW]
+    err = ((y << 12) - info[I_M2P]) * lr
+    for j in range(NM2):
+        w[rf, j] = _clampw(np.int64(w[rf, j]) + ((info[I_M2S + j] * err) >> 14))
+    w[rf, NM2] = _clampw(np.int64(w[rf, NM2]) + ((256 * err) >> 14))
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _node_update(d, y, cfg, S, TB, bkt, ctx, xin, info, X):
     ht = S[0]
     w = S[1]
     apm = S[2]
@@ -535,6 +690,8 @@ def _node_update(d, y, cfg, S, TB, bkt, ctx, xin, info):
         dw = (xin[k] * err) >> 14
         w[sel, k] = _clampw(np.int64(w[sel, k]) + dw)
         w[sel2, k] = _clampw(np.int64(w[sel2, k]) + dw)
+    if X is not None:
+        _node_update_more(y, cfg, ht, w, rates, bkt, ctx, xin, info)
     ai = info[I_AI]
     v = np.int64(apm[ai])
     apm[ai] = v + (((y << 16) - v) >> cfg[C_APMR])
@@ -663,7 +820,7 @@ def _ext_copy_p(ax, cum):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _token_setup(i, cfg, hist, perm, S, TB, WK, E):
+def _token_setup(i, cfg, hist, perm, S, TB, WK, E, X):
     """What every path does first for token i: its context into ``WK``, the external cum
     when ``E`` holds a table, and the copy node's prediction.  Returns ``(ax, cmass, mask)``:
     the copy leaf (-1 without a copy node), its mass (0 without) and the hash mask."""
@@ -671,7 +828,7 @@ def _token_setup(i, cfg, hist, perm, S, TB, WK, E):
     B = cfg[C_B]
     mask = (np.int64(1) << (cfg[C_HTB] - 5)) - 1
     has_ext = E[0].shape[0] > 0
-    _setup(hist, i, cfg, perm, ctx)
+    _setup(hist, i, cfg, perm, ctx, X)
     ax = ctx[X_CAND] if cfg[C_COPY] else -1
     if has_ext:
         _ext_cum(E[0], perm, B, E[2])
@@ -685,7 +842,7 @@ def _token_setup(i, cfg, hist, perm, S, TB, WK, E):
 
 
 @nb.njit(cache=True, nogil=True)
-def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, WK, E):
+def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, WK, E, X):
     """Code token i.  mode 0: its leaf is sym_leaf (encode); mode 1: found from the rANS
     quantile q (decode).  Updates the state.  Returns (leaf, start, freq).
 
@@ -698,7 +855,7 @@ def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, WK, E):
     V = cfg[C_V]
     has_ext = E[0].shape[0] > 0
     chk = cfg[C_CHECK]
-    ax, cmass, mask = _token_setup(i, cfg, hist, perm, S, TB, WK, E)
+    ax, cmass, mask = _token_setup(i, cfg, hist, perm, S, TB, WK, E, X)
     start = np.int64(0)
     M = np.int64(ONE)
     prefix = 0
@@ -707,9 +864,11 @@ def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, WK, E):
             for k in range(NCTX):
                 bkt[k] = _tree_bucket(S[0], ctx[X_TREE + k], d // GROUP, prefix, mask, chk,
                                       False)
+            if X is not None:
+                _xbuckets(cfg, S[0], ctx, bkt, d // GROUP, prefix, mask, False)
         size = np.int64(1) << (B - 1 - d)
         lo = prefix * 2 * size
-        p = _node_p(d, prefix, cfg, S, TB, bkt, ctx, xs[d], infos[d])
+        p = _node_p(d, prefix, cfg, S, TB, bkt, ctx, xs[d], infos[d], X)
         if has_ext:
             pn = _ext_node_p(lo, size, ax, E[2])
             p = _ext_mix(p, pn, d, TB, E)
@@ -744,7 +903,9 @@ def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, WK, E):
                 for k in range(NCTX):
                     bkt[k] = _tree_bucket(S[0], ctx[X_TREE + k], d // GROUP,
                                           prefix >> (B - d), mask, chk, True)
-            _node_update(d, infos[d, I_BIT], cfg, S, TB, bkt, ctx, xs[d], infos[d])
+                if X is not None:
+                    _xbuckets(cfg, S[0], ctx, bkt, d // GROUP, prefix >> (B - d), mask, True)
+            _node_update(d, infos[d, I_BIT], cfg, S, TB, bkt, ctx, xs[d], infos[d], X)
             if has_ext:
                 _ext_update(d, infos[d, I_BIT], cfg, E)
     return prefix, start, M
@@ -752,10 +913,11 @@ def _code_token(i, sym_leaf, q, mode, cfg, hist, perm, S, TB, WK, E):
 
 @nb.njit(cache=True, nogil=True)
 def _work(B):
-    """Scratch WK of a token: ctx[X_N], bkt[NCTX], xs[B, NIN], infos[B, I_N], xc[NCIN],
-    cinfo[CI_N]."""
-    return (np.zeros(X_N, np.int64), np.zeros(NCTX, np.int64), np.zeros((B, NIN), np.int64),
-            np.zeros((B, I_N), np.int64), np.zeros(NCIN, np.int64), np.zeros(CI_N, np.int64))
+    """Scratch WK of a token: ctx[X_NCPU], bkt[NCTX + NX], xs[B, NIN + NX],
+    infos[B, I_NCPU], xc[NCIN], cinfo[CI_N]."""
+    return (np.zeros(X_NCPU, np.int64), np.zeros(NCTX + NX, np.int64),
+            np.zeros((B, NIN + NX), np.int64), np.zeros((B, I_NCPU), np.int64),
+            np.zeros(NCIN, np.int64), np.zeros(CI_N, np.int64))
 
 
 @nb.njit(cache=True, nogil=True)
@@ -764,38 +926,54 @@ def enc_pass(tokens, cfg, perm, S, TB):
     n = tokens.shape[0]
     start = np.empty(n, np.uint32)
     freq = np.empty(n, np.uint32)
+    if cfg[C_XCTX] or cfg[C_MIX2]:
+        _enc_loop(tokens, cfg, perm, S, TB, start, freq, 1)
+    else:       # a specialization without the code of xctx / mix2
+        _enc_loop(tokens, cfg, perm, S, TB, start, freq, None)
+    return start, freq
+
+
+@nb.njit(cache=True, nogil=True)
+def _enc_loop(tokens, cfg, perm, S, TB, start, freq, X):
     WK = _work(cfg[C_B])
     E = _no_ext(cfg[C_B])
-    for i in range(n):
-        _, s0, f0 = _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, WK, E)
+    for i in range(tokens.shape[0]):
+        _, s0, f0 = _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, WK, E, X)
         start[i] = s0
         freq[i] = f0
-    return start, freq
 
 
 @nb.njit(cache=True, nogil=True)
 def dec_pass(words, n, cfg, perm, inv, S, TB):
     """Decode n tokens from rANS words (fused predict / decode / update)."""
     out = np.zeros(n, np.int32)
-    WK = _work(cfg[C_B])
-    E = _no_ext(cfg[C_B])
-    state, pos = rans.dec_init(words)
-    for i in range(n):
-        q = rans.dec_quantile(state, PREC)
-        leaf, s0, f0 = _code_token(i, 0, q, 1, cfg, out, perm, S, TB, WK, E)
-        out[i] = inv[leaf]
-        state, pos = rans.dec_advance(state, pos, words, s0, f0, PREC)
+    if cfg[C_XCTX] or cfg[C_MIX2]:
+        _dec_loop(words, cfg, perm, inv, S, TB, out, 1)
+    else:       # a specialization without the code of xctx / mix2
+        _dec_loop(words, cfg, perm, inv, S, TB, out, None)
     return out
 
 
 @nb.njit(cache=True, nogil=True)
-def _full_table(i, cfg, hist, perm, S, TB, WK, masses, out, E):
+def _dec_loop(words, cfg, perm, inv, S, TB, out, X):
+    WK = _work(cfg[C_B])
+    E = _no_ext(cfg[C_B])
+    state, pos = rans.dec_init(words)
+    for i in range(out.shape[0]):
+        q = rans.dec_quantile(state, PREC)
+        leaf, s0, f0 = _code_token(i, 0, q, 1, cfg, out, perm, S, TB, WK, E, X)
+        out[i] = inv[leaf]
+        state, pos = rans.dec_advance(state, pos, words, s0, f0, PREC)
+
+
+@nb.njit(cache=True, nogil=True)
+def _full_table(i, cfg, hist, perm, S, TB, WK, masses, out, E, X):
     """Full table of token i (the state is not changed)."""
     ctx, bkt, xs, infos, xc, cinfo = WK
     B = cfg[C_B]
     V = cfg[C_V]
     has_ext = E[0].shape[0] > 0
-    ax, cmass, mask = _token_setup(i, cfg, hist, perm, S, TB, WK, E)
+    ax, cmass, mask = _token_setup(i, cfg, hist, perm, S, TB, WK, E, X)
     masses[1] = ONE - cmass
     for d in range(B):
         g = d // GROUP
@@ -813,7 +991,9 @@ def _full_table(i, cfg, hist, perm, S, TB, WK, masses, out, E):
             gp = prefix >> (d - g * GROUP)
             for k in range(NCTX):
                 bkt[k] = _tree_bucket(S[0], ctx[X_TREE + k], g, gp, mask, cfg[C_CHECK], False)
-            p = _node_p(d, prefix, cfg, S, TB, bkt, ctx, xs[0], infos[0])
+            if X is not None:
+                _xbuckets(cfg, S[0], ctx, bkt, g, gp, mask, False)
+            p = _node_p(d, prefix, cfg, S, TB, bkt, ctx, xs[0], infos[0], X)
             if has_ext:
                 pn = _ext_node_p(lo, size, ax, E[2])
                 p = _ext_mix(p, pn, d, TB, E)
@@ -836,8 +1016,8 @@ def table_pass(tokens, i0, i1, cfg, perm, S, TB, out):
     E = _no_ext(B)
     masses = np.zeros(2 << B, np.int64)
     for i in range(i0, i1):
-        _full_table(i, cfg, tokens, perm, S, TB, WK, masses, out[i - i0], E)
-        _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, WK, E)
+        _full_table(i, cfg, tokens, perm, S, TB, WK, masses, out[i - i0], E, 1)
+        _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, WK, E, 1)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -846,14 +1026,15 @@ def step_table(hist, i, cfg, perm, S, TB, out):
     B = cfg[C_B]
     WK = _work(B)
     masses = np.zeros(2 << B, np.int64)
-    _full_table(i, cfg, hist, perm, S, TB, WK, masses, out, _no_ext(B))
+    _full_table(i, cfg, hist, perm, S, TB, WK, masses, out, _no_ext(B), 1)
 
 
 @nb.njit(cache=True, nogil=True)
 def step_push(hist, i, cfg, perm, S, TB):
     """Update the state with token i = hist[i]; returns (start, freq) of its interval."""
     B = cfg[C_B]
-    _, s0, f0 = _code_token(i, perm[hist[i]], 0, 0, cfg, hist, perm, S, TB, _work(B), _no_ext(B))
+    _, s0, f0 = _code_token(i, perm[hist[i]], 0, 0, cfg, hist, perm, S, TB, _work(B), _no_ext(B),
+                            1)
     return s0, f0
 
 
@@ -867,7 +1048,7 @@ def ext_pass(tokens, i0, i1, cfg, perm, S, TB, ext, w2, start, freq):
     cum, x2 = _ext_work(B)
     for i in range(i0, i1):
         E = (ext[i - i0], w2, cum, x2)
-        _, s0, f0 = _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, WK, E)
+        _, s0, f0 = _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, WK, E, 1)
         start[i] = s0
         freq[i] = f0
 
@@ -882,8 +1063,8 @@ def ext_tables(tokens, i0, i1, cfg, perm, S, TB, ext, w2, out):
     masses = np.zeros(2 << B, np.int64)
     for i in range(i0, i1):
         E = (ext[i - i0], w2, cum, x2)
-        _full_table(i, cfg, tokens, perm, S, TB, WK, masses, out[i - i0], E)
-        _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, WK, E)
+        _full_table(i, cfg, tokens, perm, S, TB, WK, masses, out[i - i0], E, 1)
+        _code_token(i, perm[tokens[i]], 0, 0, cfg, tokens, perm, S, TB, WK, E, 1)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -892,7 +1073,8 @@ def ext_step_table(hist, i, cfg, perm, S, TB, ext_row, w2, out):
     B = cfg[C_B]
     cum, x2 = _ext_work(B)
     masses = np.zeros(2 << B, np.int64)
-    _full_table(i, cfg, hist, perm, S, TB, _work(B), masses, out, (ext_row, w2, cum, x2))
+    _full_table(i, cfg, hist, perm, S, TB, _work(B), masses, out, (ext_row, w2, cum, x2),
+                1)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -901,7 +1083,7 @@ def ext_push(hist, i, cfg, perm, S, TB, ext_row, w2):
     B = cfg[C_B]
     cum, x2 = _ext_work(B)
     _code_token(i, perm[hist[i]], 0, 0, cfg, hist, perm, S, TB, _work(B),
-                (ext_row, w2, cum, x2))
+                (ext_row, w2, cum, x2), 1)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -913,7 +1095,7 @@ def ext_dec_step(words, dec, out, i, cfg, perm, inv, S, TB, ext_row, w2):
     state = dec[0]
     q = rans.dec_quantile(state, PREC)
     leaf, s0, f0 = _code_token(i, 0, q, 1, cfg, out, perm, S, TB, _work(B),
-                               (ext_row, w2, cum, x2))
+                               (ext_row, w2, cum, x2), 1)
     out[i] = inv[leaf]
     state, pos = rans.dec_advance(state, np.int64(dec[1]), words, s0, f0, PREC)
     dec[0] = state

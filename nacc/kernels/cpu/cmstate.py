@@ -33,7 +33,8 @@ H3 = 0x1B873593
 # cfg layout (int64 array); C_ORDER: coding order (0 raster-then-frame, 1 position-major),
 # C_NFR: frames of the segment (read in order 1 only)
 (C_V, C_B, C_H, C_W, C_HTB, C_LIMIT, C_LR, C_WINIT, C_APMR, C_MLIMIT, C_CTXMASK,
- C_CANDMASK, C_APMW, C_COPY, C_CCMASK, C_CHECK, C_ORDER, C_NFR, C_NCFG) = range(19)
+ C_CANDMASK, C_APMW, C_COPY, C_CCMASK, C_CHECK, C_ORDER, C_NFR, C_XCTX, C_MIX2,
+ C_NCFG) = range(21)
 
 # ctx layout: the context of token i (int64[X_N]; names as in the spec's "Context" section),
 # filled by the kernels' ``_setup`` and read by every node; the Triton kernel keeps the same
@@ -48,10 +49,24 @@ X_CSEL = 16                 # csel, the copy weight set
 X_CACTX = 17                # cactx, the copy APM context
 X_COPY = 20                 # X_COPY + k: q_k, hash of copy context k (k < NCC)
 X_N = 24
+# slots of the CPU kernels only (parameters xctx / mix2; the Triton kernel refuses them)
+X_XTREE = 24                # X_XTREE + n: hash of the n-th enabled extra context
+X_POS = 32                  # pos
+X_LA = 33                   # la
+X_NX = 34                   # the number of extra contexts (set bits of xctx)
+X_NCPU = 35                 # ctx size of the CPU kernels
+NX = 8                      # extra tree contexts (parameter xctx, a bit mask)
+NM2 = 3                     # first-layer mixers of the 2-layer mixer (parameter mix2)
 # info layout: what the prediction of the node at depth d leaves for its update
 # (int64[I_N] per depth); I_BIT is the coded bit
 I_SEL, I_SEL2, I_AI, I_PM, I_LOCAL, I_ONM, I_BIT = range(7)
 I_N = 8
+# the 2-layer mixer's per-node data after the I_* slots (CPU scratch only): the row of each
+# first-layer mixer j >= 1, the final mixer's row, each first-layer output p_j and input s_j
+I_M2ROW = I_N               # I_M2ROW + j (j = 1..NM2-1), I_M2ROW = the final row
+I_M2P = I_M2ROW + NM2       # I_M2P + j: p_j
+I_M2S = I_M2P + NM2         # I_M2S + j: s_j
+I_NCPU = I_M2S + NM2
 # cinfo layout: the same for the copy node; CI_SLOT + k: counter slot of copy context k
 CI_SEL, CI_AI, CI_PM = range(3)
 CI_SLOT = 4
@@ -94,6 +109,23 @@ def apm_init(n_ctx: int) -> np.ndarray:
     return np.tile(row, n_ctx).astype(np.int32)
 
 
+def mix2_bases(cfg: np.ndarray) -> tuple[int, int, int]:
+    """First rows of the 2-layer mixer's weight sets in ``w``: mixer 1 (by depth and
+    position), mixer 2 (by depth and cluster of a), the final mixer (by depth and on)."""
+    b = int(cfg[C_B])
+    r1 = b * (NSEL1 + NSEL2)
+    r2 = r1 + b * int(cfg[C_H]) * int(cfg[C_W])
+    return r1, r2, r2 + b * 33
+
+
+def mix2_rows(cfg: np.ndarray) -> int:
+    """Rows of ``w`` that the 2-layer mixer adds (0 without it)."""
+    if not cfg[C_MIX2]:
+        return 0
+    r1, _, rf = mix2_bases(cfg)
+    return rf - r1 + int(cfg[C_B]) * 8
+
+
 def new_state(cfg: np.ndarray, warm, apply_counters):
     """Fresh model state for config ``cfg`` (see the spec for the initial values); ``warm``
     (a dict of arrays, see ``models/cm-prior``) replaces the initial values with a prior,
@@ -103,8 +135,13 @@ def new_state(cfg: np.ndarray, warm, apply_counters):
     # measured slower in CPU time here, even with a prior that touches every page
     # with checked buckets (C_CHECK) one more bucket at the end: the null bucket, always zero
     ht = np.zeros((1 << int(cfg[C_HTB])) + (BUCKET if cfg[C_CHECK] else 0), np.uint32)
-    w = np.zeros((b * (NSEL1 + NSEL2), NIN), np.int32)
+    w = np.zeros((b * (NSEL1 + NSEL2) + mix2_rows(cfg), NIN + bin(int(cfg[C_XCTX])).count("1")),
+                 np.int32)
     w[: b * NSEL1] = int(cfg[C_WINIT])
+    if cfg[C_MIX2]:
+        r1, r2, rf = mix2_bases(cfg)
+        w[r1:rf] = int(cfg[C_WINIT])
+        w[rf:, 0] = 65536       # the final mixer starts as the plain mixer alone
     apm = apm_init(b * 8)
     mc = np.zeros(NCAND * NSMALL * b, np.uint32)
     cw = np.full((NCSEL, NCIN), int(cfg[C_WINIT]), np.int32)
