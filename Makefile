@@ -56,8 +56,14 @@ demo: $(STAMP)
 	$(PY) -c "import numpy as n; n.save('$$tmp/frames450-599.npy', n.load('tests/data/commavq_dev.npy')[450:])" && \
 	bin/nacc verify --param prior=commavq-v4 $$tmp/frames450-599.npy && rm -rf $$tmp
 
+# make test and make check run the tests in TEST_JOBS processes (pytest-xdist, in the test
+# extra), each test file whole in one process (--dist loadfile: a module's fixtures are built
+# once); TEST_JOBS=auto takes one per core, TEST_JOBS=0 runs them all in make's process.
+TEST_JOBS ?= 2
+PYTEST := $(PY) -m pytest -q $(if $(filter-out 0,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadfile)
+
 test: $(STAMP_ALL)
-	$(PY) -m pytest -q tests
+	$(PYTEST) tests
 
 # the fuzz suite (tests/fuzz.py): every family for a fixed budget with a fixed seed; it fails
 # on any traceback, hang, wrong exit code, partial output or round-trip mismatch, and prints
@@ -87,7 +93,7 @@ types: $(STAMP_ALL)
 	$(VENV)/bin/mypy $(if $(PENDING),--follow-imports=silent --exclude '^($(subst $(_space),|,$(strip $(PENDING))))')
 
 test-fast: $(STAMP_ALL)
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PYTEST) -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info
