@@ -173,7 +173,7 @@ def test_triton_cm_encode_decode_equal_cpu():
     """cm on lanes of different lengths: words and decoded tokens equal the CPU's; V = 24
     (B = 5: leaves past V, a partial tree) with a shuffled leaf order, frames of two rows
     (the neighbours above and beside a token).  The wrapper is built directly: accelerate()'s
-    first-use self-check (the same kernel on a 2x8 clip, 45 s under the interpreter for cm)
+    first-use self-check (the same kernel on a 2x8 clip: about 20 s of CPU for cm here)
     is exercised on prevframe and uniform by test_triton_four_paths_equal_cpu and
     test_triton_self_check_catches_a_drifted_spec."""
     from nacc.kernels.triton.predictor import TritonPredictor
