@@ -3,9 +3,9 @@
 # `make -k check` runs all three even when one fails) and `make test` (every test).
 # Measured on a 2-core machine (2026-12-06, one run each): `make check` 80 s warm in one
 # process; 242 s with every cache cold (numba's, mypy's, and the AOT module, whose 48 s
-# rebuild `make` otherwise does at setup); `make test` 12 minutes in one process. On that
-# machine shared (load 4): the whole suite 16.5 minutes in one process (8.7 CPU minutes),
-# then, with cheaper interpreter cases, 9.8 in the two of TEST_JOBS=2 (8.4 CPU minutes).
+# rebuild `make` otherwise does at setup); `make test` 12 minutes in one process. Later, with
+# cheaper interpreter cases and the machine shared at load 2 (one run each): the whole suite
+# 7.7 minutes in one process (7.4 CPU minutes), 5.0 in the two of TEST_JOBS=2 (8.0).
 # The test targets add everything else to the same .venv: torch (the CPU build on a machine
 # without an NVIDIA GPU, see TORCH_INDEX), triton, ray, matplotlib, brotli, zstandard,
 # constriction (the reference coder the tests compare with), pytest, pytest-xdist, ruff, mypy.
