@@ -1,12 +1,14 @@
 # Entry points on a fresh machine: `make demo` (a light .venv: only what coding needs, numpy,
 # numba, click and tqdm; no torch, triton or ray), `make check` (ruff, mypy and the fast tests;
 # `make -k check` runs all three even when one fails) and `make test` (every test).
-# Measured on a 2-core machine (2026-12-06, one run each): `make check` 80 s warm; 242 s with
-# every cache cold (numba's, mypy's, and the AOT module, whose 48 s rebuild `make` otherwise
-# does at setup); `make test` 12 minutes. The test targets add everything else to the same
-# .venv: torch (the CPU build on a machine without an NVIDIA GPU, see TORCH_INDEX), triton,
-# ray, matplotlib, brotli, zstandard, constriction (the reference coder the tests compare
-# with), pytest, ruff, mypy.
+# Measured on a 2-core machine (2026-12-06, one run each): `make check` 80 s warm in one
+# process; 242 s with every cache cold (numba's, mypy's, and the AOT module, whose 48 s
+# rebuild `make` otherwise does at setup); `make test` 12 minutes in one process. Later, with
+# cheaper interpreter cases and the machine shared at load 2 (one run each): the whole suite
+# 7.7 minutes in one process (7.4 CPU minutes), 5.0 in the two of TEST_JOBS=2 (8.0).
+# The test targets add everything else to the same .venv: torch (the CPU build on a machine
+# without an NVIDIA GPU, see TORCH_INDEX), triton, ray, matplotlib, brotli, zstandard,
+# constriction (the reference coder the tests compare with), pytest, pytest-xdist, ruff, mypy.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -63,8 +65,14 @@ demo: $(STAMP)
 	$(PY) -c "import numpy as n; n.save('$$tmp/frames450-599.npy', n.load('tests/data/commavq_dev.npy')[450:])" && \
 	bin/nacc verify --param prior=commavq-v4 $$tmp/frames450-599.npy && rm -rf $$tmp
 
+# make test and make check run the tests in TEST_JOBS processes (pytest-xdist, in the test
+# extra), each test file whole in one process (--dist loadfile: a module's fixtures are built
+# once); TEST_JOBS=auto takes one per core, TEST_JOBS=0 runs them all in make's process.
+TEST_JOBS ?= 2
+PYTEST := $(PY) -m pytest -q $(if $(filter-out 0,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadfile)
+
 test: $(STAMP_ALL)
-	$(PY) -m pytest -q tests
+	$(PYTEST) tests
 
 # the fuzz suite (tests/fuzz.py): every family for a fixed budget with a fixed seed; it fails
 # on any traceback, hang, wrong exit code, partial output or round-trip mismatch, and prints
@@ -94,7 +102,7 @@ types: $(STAMP_ALL)
 	$(VENV)/bin/mypy $(if $(PENDING),--follow-imports=silent --exclude '^($(subst $(_space),|,$(strip $(PENDING))))')
 
 test-fast: $(STAMP_ALL)
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PYTEST) -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -144,9 +144,23 @@ def _listed(nodeid: str, entry: str) -> bool:
     return nodeid == entry or nodeid.startswith(entry + "[")
 
 
+# The longest files (one run of the whole suite, 2026-12-06), run first: ``make test`` hands
+# whole files to its 2 processes in collection order, and a long file started last would
+# leave one process working alone at the end.  Order inside a file is kept.
+LONG_FILES = (
+    "tests/test_submission.py", "tests/test_device_cli.py", "tests/test_triton.py",
+    "tests/test_triton_neural.py", "tests/test_triton_gpt.py", "tests/test_gpt_submission.py",
+    "tests/test_spine_cli.py", "tests/test_ray.py", "tests/test_fuzz_slice.py",
+    "tests/test_hostile_inputs.py", "tests/test_aot.py",
+)
+
+
 def pytest_collection_modifyitems(config, items):
     """Mark the SLOW_TESTS items slow; an entry that matches no test of a collected file is
-    an error (a renamed test must not move to the fast tier unnoticed)."""
+    an error (a renamed test must not move to the fast tier unnoticed).  Then the
+    LONG_FILES first, in that order (a stable sort: the rest keep theirs)."""
+    rank = {f: k for k, f in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
     files = {item.nodeid.split("::")[0] for item in items}
     used = set()
     for item in items:

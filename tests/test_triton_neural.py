@@ -86,6 +86,10 @@ def test_triton_neural_wrong_kernel_refused(model, monkeypatch):
         accelerate(cpu, "interpret")
 
 
+# the split-and-retry is the runner's and NeuralDriver._head's, the same for every variant:
+# one transformer and one lstm here; every variant's one-lane encode and decode is also
+# checked against the CPU by accelerate()'s self-check in test_triton_neural_equals_reference
+@pytest.mark.parametrize("model", ["transformer", "lstm"], indirect=True)
 def test_triton_neural_oom_mid_batch_same_bytes(model, monkeypatch):
     """An out-of-memory in the middle of a batch: the batch is split and retried (every
     result then comes from one-lane batches), same words and tokens."""
