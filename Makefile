@@ -6,6 +6,8 @@
 # rebuild `make` otherwise does at setup); `make test` 12 minutes in one process. Later, with
 # cheaper interpreter cases and the machine shared at load 2 (one run each): the whole suite
 # 7.7 minutes in one process (7.4 CPU minutes), 5.0 in the two of TEST_JOBS=2 (8.0).
+# With numba's cache cold, as in CI's fresh clone (each process compiles the kernels it
+# uses): 11.5 minutes in two processes; 13.4 with another CPU-bound job beside it.
 # The test targets add everything else to the same .venv: torch (the CPU build on a machine
 # without an NVIDIA GPU, see TORCH_INDEX), triton, ray, matplotlib, brotli, zstandard,
 # constriction (the reference coder the tests compare with), pytest, pytest-xdist, ruff, mypy.
