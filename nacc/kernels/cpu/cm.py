@@ -550,17 +550,20 @@ def _node_p(d, prefix, cfg, S, TB, bkt, ctx, xin, info, X):
     xin[NCTX + NCAND] = 256
     sel = (((d * 8 + on) * 2 + ctx[X_CL]) * 2 + ctx[X_CU]) * 4 + ctx[X_RC]
     sel2 = B * NSEL1 + (d * 6 + _nb_a(na)) * 4 + _nb_p(npos)
+    nk = NIN
+    if X is not None:
+        nk = _xin_more(ht, st, bkt, ctx, xin, local)
     dot = np.int64(0)
-    for k in range(NIN):
+    for k in range(nk):
         dot += (np.int64(w[sel, k]) + np.int64(w[sel2, k])) * xin[k]
+    pm = _squash(dot >> 16, TB[0])
+    info[I_PM] = pm
+    if X is not None:
+        if cfg[C_MIX2]:
+            pm = _mix2_p(d, on, dot, cfg, w, ctx, xin, info, TB)
     info[I_SEL] = sel
     info[I_SEL2] = sel2
     info[I_LOCAL] = local
-    if X is not None:
-        pm = _node_p_more(d, on, dot, cfg, ht, w, TB, bkt, ctx, xin, info)
-    else:
-        pm = _squash(dot >> 16, TB[0])
-        info[I_PM] = pm
     pa, ai = _apm_p(apm, d * 8 + on, pm, st)
     info[I_AI] = ai
     info[I_ONM] = onm
@@ -577,23 +580,13 @@ def _clamp_d(v):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _node_p_more(d, on, dot, cfg, ht, w, TB, bkt, ctx, xin, info):
-    """p_mix of ``_node_p`` with the extra contexts (their inputs added to the sel + sel2
-    dot product ``dot``; the rows and the slot from info) and the 2-layer mixer when enabled
-    (not in the X = None path)."""
-    st = TB[1]
-    sel = info[I_SEL]
-    sel2 = info[I_SEL2]
-    local = info[I_LOCAL]
+def _xin_more(ht, st, bkt, ctx, xin, local):
+    """The inputs of the extra contexts (parameter xctx) into xin[NIN..]; returns the number
+    of mixer inputs, NIN + their count (not in the X = None path)."""
     nk = NIN + ctx[X_NX]
     for k in range(NIN, nk):
         xin[k] = st[(np.int64(ht[bkt[NCTX - NIN + k] + local]) ^ SIGN) >> 20]
-        dot += (np.int64(w[sel, k]) + np.int64(w[sel2, k])) * xin[k]
-    pm = _squash(dot >> 16, TB[0])
-    info[I_PM] = pm
-    if cfg[C_MIX2]:
-        pm = _mix2_p(d, on, dot, cfg, w, ctx, xin, info, TB)
-    return pm
+    return nk
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -629,20 +622,14 @@ def _mix2_p(d, on, dot0, cfg, w, ctx, xin, info, TB):
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _node_update_more(y, cfg, ht, w, rates, bkt, ctx, xin, info):
-    """The updates of the extra contexts (counters, weight columns) and of the 2-layer
-    mixer, after ``_node_update``'s others (not in the X = None path)."""
+    """The updates of the extra contexts' counters and of the 2-layer mixer, after
+    ``_node_update``'s others (not in the X = None path); their weight columns in the sel /
+    sel2 rows are updated with the others."""
     local = info[I_LOCAL]
     for k in range(NCTX, NCTX + ctx[X_NX]):
         j = bkt[k] + local
         ht[j] = _ctr_update(np.int64(ht[j]) ^ SIGN, y, cfg[C_LIMIT], rates) ^ SIGN
-    sel = info[I_SEL]
-    sel2 = info[I_SEL2]
-    err = ((y << 12) - info[I_PM]) * cfg[C_LR]
     nk = NIN + ctx[X_NX]
-    for k in range(NIN, nk):
-        dw = (xin[k] * err) >> 14
-        w[sel, k] = _clampw(np.int64(w[sel, k]) + dw)
-        w[sel2, k] = _clampw(np.int64(w[sel2, k]) + dw)
     if not cfg[C_MIX2]:
         return
     lr = cfg[C_LR]
@@ -686,7 +673,10 @@ def _node_update(d, y, cfg, S, TB, bkt, ctx, xin, info, X):
     sel = info[I_SEL]
     sel2 = info[I_SEL2]
     err = ((y << 12) - info[I_PM]) * cfg[C_LR]
-    for k in range(NIN):
+    nk = NIN
+    if X is not None:
+        nk += ctx[X_NX]
+    for k in range(nk):
         dw = (xin[k] * err) >> 14
         w[sel, k] = _clampw(np.int64(w[sel, k]) + dw)
         w[sel2, k] = _clampw(np.int64(w[sel2, k]) + dw)
