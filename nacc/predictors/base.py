@@ -173,6 +173,15 @@ class Predictor(abc.ABC):
     def frame_size(self) -> int:
         return self.frame_shape[0] * self.frame_shape[1]
 
+    def video(self, tokens) -> np.ndarray:
+        """``tokens`` as a C-contiguous int32 (T, H, W) array of this predictor's frames;
+        NaccError naming both shapes when they differ."""
+        v = np.ascontiguousarray(tokens, np.int32)
+        if v.ndim != 3 or v.shape[1:] != self.frame_shape:
+            raise NaccError(f"tokens of shape {v.shape}, the predictor wants (T, "
+                            f"{self.frame_shape[0]}, {self.frame_shape[1]})")
+        return v
+
     def params(self) -> dict:
         """JSON-serialisable parameters recorded in the archive (vocab and frame shape are
         recorded separately)."""

@@ -134,18 +134,11 @@ class GPT(Predictor):
             raise NaccError(f"{self.model_path}: a window of {self.window} frames of {h}x{w} "
                             f"needs {need} positions, the model has {self.cfg.n_positions}")
 
-    def _video(self, tokens) -> np.ndarray:
-        v = np.ascontiguousarray(tokens, np.int32)
-        if v.ndim != 3 or v.shape[1:] != self.frame_shape:
-            raise NaccError(f"tokens of shape {v.shape}, want (T, {self.frame_shape[0]}, "
-                            f"{self.frame_shape[1]})")
-        return v
-
     def tables(self, tokens) -> Iterator[np.ndarray]:
         from nacc.gpt.intref import Cache
         from nacc.gpt.policy import coded_rows, window_ids, windows
 
-        video = self._video(tokens)
+        video = self.video(tokens)
         run = self.runner
         fs = self.frame_size
         for win in windows(len(video), self.window, self.stride):

@@ -127,11 +127,7 @@ class _Neural(Predictor):
 
     def _video(self, tokens):
         self._check_shape()
-        v = np.ascontiguousarray(tokens, np.int32)
-        if v.ndim != 3 or v.shape[1:] != self.frame_shape:
-            raise NaccError(f"tokens of shape {v.shape}, model wants (T, {self.frame_shape[0]}, "
-                            f"{self.frame_shape[1]})")
-        return v
+        return self.video(tokens)
 
     def tables(self, tokens) -> Iterator[np.ndarray]:
         yield from self.lanes.tables(self._video(tokens))

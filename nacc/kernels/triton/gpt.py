@@ -343,7 +343,7 @@ class GptLanes:
         bos = self.pred.cfg.vocab
         out = []
         for vi, v in enumerate(videos):
-            video = self.pred._video(v)
+            video = self.pred.video(v)
             for win in windows(len(video), self.pred.window, self.pred.stride):
                 ids = window_ids(video[win.start:win.end], bos)
                 out.append((vi, win, ids, coded_rows(win, self.fs)))
