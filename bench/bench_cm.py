@@ -462,11 +462,17 @@ def startup(clip_path: str, runs: int, others: list[str]) -> None:
         print(f"{name:48s} {w:7.3f} {c:7.3f} {rw} {rc}")
 
 
+def _mode_parser(flag: str) -> argparse.ArgumentParser:
+    """The options of the mode ``flag``: the flag itself and the clip (default: the dev clip)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument(flag, action="store_true")
+    ap.add_argument("clip", nargs="?", default=DEV)
+    return ap
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--startup":
-        ap = argparse.ArgumentParser()
-        ap.add_argument("--startup", action="store_true")
-        ap.add_argument("clip", nargs="?", default=DEV)
+        ap = _mode_parser("--startup")
         ap.add_argument("--runs", type=int, default=9)
         ap.add_argument("--other", action="append", default=[], metavar="CHECKOUT",
                         help="another nacc checkout to time alongside (e.g. the base commit)")
@@ -474,9 +480,7 @@ def main() -> None:
         startup(a.clip, a.runs, a.other)
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--splits":
-        ap = argparse.ArgumentParser()
-        ap.add_argument("--splits", action="store_true")
-        ap.add_argument("clip", nargs="?", default=DEV)
+        ap = _mode_parser("--splits")
         ap.add_argument("--check", type=int, default=0, help="checked buckets (cm's check)")
         ap.add_argument("--param", action="append", default=[], metavar="KEY=INT",
                         help="a keyword of make_cfg, e.g. order=1, xctx=255, mix2=1, htb=26")
@@ -488,9 +492,7 @@ def main() -> None:
         splits(np.load(a.clip), kw)
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--loop":
-        ap = argparse.ArgumentParser()
-        ap.add_argument("--loop", action="store_true")
-        ap.add_argument("clip", nargs="?", default=DEV)
+        ap = _mode_parser("--loop")
         ap.add_argument("--rounds", type=int, default=5)
         ap.add_argument("--config", action="append", default=[], metavar="NAME=KEY:INT,...",
                         help="a cm config to time (the first is the reference; NAME= alone: "
